@@ -1,0 +1,250 @@
+"""The allocator: which layers get a branch, and how small, to remove `amount` of the teacher.
+
+`amount` is a fraction of *all* the teacher's parameters (BatchNorm and biases included). The
+achieved fraction is at least `amount` and exceeds it by as little as the branch kind allows:
+
+- ``pointwise``: k×k convs become 1×1, largest saving first; the last one chosen is the smallest
+  that closes the gap. Only if all k×k convs cannot reach the target do linear maps (Linear and
+  1×1 convs) get low-rank pairs, sized as in ``lowrank`` to land close to it.
+- ``lowrank``: every eligible layer keeps the same fraction of its weights (ranks found by
+  bisection on that fraction), then single ranks are raised while the target still holds.
+- ``sparse``: global magnitude masks over all eligible weights, through
+  ``torch.nn.utils.prune.global_unstructured``, removing exactly the needed count.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import prune
+
+from alphaprune.branches import (
+    Layer,
+    branch_params,
+    has_spatial_kernel,
+    is_linear_map,
+    layer_params,
+    lowrank_break_even,
+)
+
+
+class BudgetError(ValueError):
+    """The target cannot be reached with the layers allowed to change."""
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    name: str
+    branch: str  # pointwise | lowrank | sparse
+    size: int | None  # rank (lowrank), weights kept (sparse), None (pointwise)
+    params_before: int
+    params_after: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    kind: str
+    amount: float
+    teacher_params: int
+    layers: tuple[LayerPlan, ...]
+    excluded: tuple[str, ...]
+    masks: dict[str, Tensor] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def student_params(self) -> int:
+        return self.teacher_params - sum(lp.params_before - lp.params_after for lp in self.layers)
+
+    @property
+    def achieved(self) -> float:
+        return 1 - self.student_params / self.teacher_params
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "amount": self.amount,
+            "teacher_params": self.teacher_params,
+            "student_params": self.student_params,
+            "achieved": self.achieved,
+            "excluded": list(self.excluded),
+            "layers": [asdict(lp) for lp in self.layers],
+        }
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ------------------------------------------------------------------------ layers considered
+def execution_order(model: nn.Module, example: Tensor) -> list[str]:
+    """Names of Conv2d/Linear layers in the order a forward pass first calls them."""
+    order: list[str] = []
+    hooks = [
+        module.register_forward_hook(lambda m, i, o, name=name: order.append(name))
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Conv2d | nn.Linear)
+    ]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return list(dict.fromkeys(order))
+
+
+def candidate_layers(
+    model: nn.Module, exclude: list[str] | None, example: Tensor
+) -> tuple[list[tuple[str, Layer]], list[str]]:
+    """Layers the allocator may change, and those it must not (in execution order).
+
+    `exclude` None keeps the first layer and the final classifier (the defaults of the method);
+    otherwise it is a list of glob patterns over module names."""
+    order = execution_order(model, example)
+    if not order:
+        raise BudgetError("the model has no Conv2d or Linear layers to prune")
+    if exclude is None:
+        excluded = list(dict.fromkeys([order[0], order[-1]]))
+    else:
+        excluded = [n for n in order if any(fnmatch.fnmatchcase(n, pat) for pat in exclude)]
+    modules = dict(model.named_modules())
+    return [(n, modules[n]) for n in order if n not in excluded], excluded
+
+
+# -------------------------------------------------------------------------------- allocate
+def allocate(
+    model: nn.Module,
+    kind: str,
+    amount: float,
+    example: Tensor,
+    exclude: list[str] | None = None,
+) -> Plan:
+    """Plan branches that remove at least `amount` of `model`'s parameters."""
+    if not 0 < amount < 1:
+        raise BudgetError(f"amount must be in (0, 1), got {amount}")
+    total = count_params(model)
+    need = math.ceil(amount * total)
+    layers, excluded = candidate_layers(model, exclude, example)
+    if kind == "pointwise":
+        chosen, masks = _pointwise(layers, need, total, amount), {}
+    elif kind == "lowrank":
+        eligible = [(n, m) for n, m in layers if _lowrank_ok(m)]
+        chosen, masks = _lowrank(eligible, need, total, amount, kind), {}
+    elif kind == "sparse":
+        chosen, masks = _sparse(layers, need, total, amount)
+    else:
+        raise BudgetError(f"unknown branch kind {kind!r}; use pointwise, lowrank or sparse")
+    return Plan(kind, amount, total, tuple(chosen), tuple(excluded), masks)
+
+
+def _unreachable(kind: str, amount: float, most: int, total: int) -> BudgetError:
+    return BudgetError(
+        f"prune.amount {amount:g} is unreachable with branch '{kind}': the layers allowed to "
+        f"change can remove at most {most / total:.4f} of the teacher's {total:,} parameters "
+        "(prune fewer, or exclude fewer layers)"
+    )
+
+
+def _plan(name: str, layer: Layer, branch: str, size: int | None) -> LayerPlan:
+    return LayerPlan(name, branch, size, layer_params(layer), branch_params(layer, branch, size))
+
+
+def _saving(lp: LayerPlan) -> int:
+    return lp.params_before - lp.params_after
+
+
+def _lowrank_ok(layer: nn.Module) -> bool:
+    ungrouped = isinstance(layer, nn.Linear) or layer.groups == 1
+    return ungrouped and lowrank_break_even(layer) >= 1
+
+
+def _pointwise(layers, need: int, total: int, amount: float) -> list[LayerPlan]:
+    spatial = [
+        _plan(n, m, "pointwise", None)
+        for n, m in layers
+        if has_spatial_kernel(m) and m.padding_mode == "zeros"
+    ]
+    spatial = [lp for lp in spatial if _saving(lp) > 0]
+    if sum(map(_saving, spatial)) >= need:
+        return _largest_first(spatial, need)
+    # Every k×k conv is not enough: the rest comes from low-rank pairs on the linear maps.
+    rest = need - sum(map(_saving, spatial))
+    linear = [(n, m) for n, m in layers if is_linear_map(m) and _lowrank_ok(m)]
+    try:
+        pairs = _lowrank(linear, rest, total, amount, "pointwise")
+    except BudgetError:
+        most = sum(map(_saving, spatial)) + sum(
+            _saving(_plan(n, m, "lowrank", 1)) for n, m in linear
+        )
+        raise _unreachable("pointwise", amount, most, total) from None
+    return spatial + pairs
+
+
+def _largest_first(options: list[LayerPlan], need: int) -> list[LayerPlan]:
+    """Largest saving first; once one layer alone closes the gap, the smallest such one."""
+    left = sorted(options, key=_saving, reverse=True)
+    chosen: list[LayerPlan] = []
+    while need > 0:
+        closing = [lp for lp in left if _saving(lp) >= need]
+        pick = min(closing, key=_saving) if closing else left[0]
+        chosen.append(pick)
+        left.remove(pick)
+        need -= _saving(pick)
+    return chosen
+
+
+def _lowrank(layers, need: int, total: int, amount: float, kind: str) -> list[LayerPlan]:
+    """Ranks keeping one common fraction f of each layer's weights, the largest f that still
+    removes `need`; then single ranks are raised (cheapest first) while `need` still holds."""
+    full = {n: lowrank_break_even(m) for n, m in layers}  # rank at which nothing is saved
+
+    def ranks(f: float) -> dict[str, int]:
+        return {n: max(1, min(full[n], math.floor(f * full[n]))) for n, _ in layers}
+
+    def saved(r: dict[str, int]) -> int:
+        return sum(_saving(_plan(n, m, "lowrank", r[n])) for n, m in layers)
+
+    if not layers or saved(ranks(0.0)) < need:
+        most = saved(ranks(0.0)) if layers else 0
+        raise _unreachable(kind, amount, most, total)
+    lo, hi = 0.0, 1.0  # saved(ranks(lo)) >= need > saved(ranks(hi)) (or hi saves nothing)
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if saved(ranks(mid)) >= need else (lo, mid)
+    r = ranks(lo)
+    by_step = sorted(layers, key=lambda nm: branch_params(nm[1], "lowrank", 1))
+    improved = True
+    while improved:  # fill the slack left by integer ranks
+        improved = False
+        for n, m in by_step:
+            if r[n] < full[n]:
+                r[n] += 1
+                if saved(r) >= need:
+                    improved = True
+                else:
+                    r[n] -= 1
+    return [_plan(n, m, "lowrank", r[n]) for n, m in layers if r[n] < full[n]]
+
+
+def _sparse(layers, need: int, total: int, amount: float):
+    """Global magnitude masks, from ``torch.nn.utils.prune``, on copies of the layers."""
+    weights = sum(m.weight.numel() for _, m in layers)
+    most = weights - len(layers)  # every layer keeps at least one weight
+    if need > most:
+        raise _unreachable("sparse", amount, most, total)
+    copies = {n: copy.deepcopy(m) for n, m in layers}
+    prune.global_unstructured(
+        [(c, "weight") for c in copies.values()],
+        pruning_method=prune.L1Unstructured,
+        amount=need,
+    )
+    masks = {n: c.weight_mask.detach().clone() for n, c in copies.items()}
+    plans = [_plan(n, m, "sparse", int(masks[n].sum())) for n, m in layers]
+    return plans, masks

@@ -1,0 +1,180 @@
+"""`alphaprune` — the command line. Thin: parse, validate, call a stage, report.
+
+Every command takes explicit input and output paths (the Snakefile and dvc.yaml pass the same
+ones), validates the params before doing anything, and ends a failure with one line naming what
+is wrong and exit status 2 (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from alphaprune import __version__, stages
+from alphaprune.budget import BudgetError, allocate
+from alphaprune.config import ConfigError, load_params
+from alphaprune.data import DataError
+from alphaprune.evaluate import evaluate
+from alphaprune.export import ModelFileError, load_model
+from alphaprune.files import write_json
+from alphaprune.models import UnknownModelError, build_model
+from alphaprune.train import DivergenceError
+
+log = logging.getLogger("alphaprune")
+USER_ERRORS = (ConfigError, DataError, ModelFileError, BudgetError, UnknownModelError,
+               DivergenceError)  # fmt: skip
+
+
+class Progress:
+    """Per-epoch progress: a bar on a terminal, plain log lines otherwise (e.g. in a log file)."""
+
+    def __init__(self, label: str, total: int):
+        self.label = label
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=label, unit="epoch", leave=False)
+
+    def __call__(self, row: dict) -> None:
+        alpha = "-" if row["alpha"] is None else f"{row['alpha']:.3f}"
+        text = (f"epoch {row['epoch']} α={alpha} train_acc={row['train_acc']:.4f} "
+                f"val_acc={row['val_acc']:.4f} loss={row['train_loss']:.4f}")  # fmt: skip
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix_str(text.split(" ", 2)[2])
+        else:
+            log.info("%s: %s", self.label, text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _params(args):
+    return load_params(args.params, args.set)
+
+
+def cmd_prepare(args) -> None:
+    card = stages.prepare(_params(args), args.out)
+    log.info("prepared %s: %d train, %d val, %d test", card["name"], card["n_train"],
+             card["n_val"], card["n_test"])  # fmt: skip
+
+
+def cmd_pretrain(args) -> None:
+    params = _params(args)
+    progress = Progress("teacher", params.teacher.epochs)
+    metrics = stages.pretrain(params, args.data, args.out, on_epoch=progress)
+    progress.close()
+    log.info("teacher: test_acc=%.4f params=%d", metrics["test_acc"], metrics["params"])
+
+
+def cmd_prune(args) -> None:
+    params = _params(args)
+    cfg = params.variant(args.variant)
+    progress = Progress(args.variant, cfg.epochs)
+    out = stages.prune(params, args.variant, args.data, args.teacher, args.out, on_epoch=progress)
+    progress.close()
+    log.info("%s: achieved=%.4f val_acc=%.4f", args.variant, out["achieved"], out["val_acc"])
+
+
+def cmd_evaluate(args) -> None:
+    params = _params(args)
+    from alphaprune import data
+
+    prepared = data.load(args.data)
+    runtime = stages.runtime_from(params.runtime)
+    teacher, _ = load_model(args.teacher, runtime.device)
+    student, _ = load_model(args.student, runtime.device)
+    (test,) = stages.splits(prepared, runtime, "test")
+    metrics = evaluate(
+        student, teacher, test,
+        teacher_metrics=json.loads(Path(args.teacher_metrics).read_text()),
+        history=pd.read_csv(args.history).to_dict("records"),
+        steps=pd.read_csv(args.steps).to_dict("records"),
+        shape=prepared.shape, cfg=params.eval, runtime=runtime, seed=params.seed,
+    )  # fmt: skip
+    write_json(args.out, metrics)
+    log.info("%s: test_acc=%.4f achieved=%.4f", args.student, metrics["test_acc"],
+             metrics["achieved"])  # fmt: skip
+
+
+def cmd_plan(args) -> None:
+    c, h, w = args.input_size
+    model = build_model(args.model, args.num_classes, in_channels=c, image_size=h).eval()
+    plan = allocate(model, args.branch, args.amount, torch.zeros(2, c, h, w), args.exclude)
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=2))
+        return
+    rows = pd.DataFrame(plan.to_dict()["layers"])
+    print(rows.to_string(index=False) if len(rows) else "(no layers)")
+    print(f"excluded: {', '.join(plan.excluded)}")
+    print(f"teacher {plan.teacher_params:,} -> student {plan.student_params:,} parameters; "
+          f"removes {plan.achieved:.4f} (target {plan.amount})")  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="alphaprune", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=__version__)
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def command(name, fn, help):
+        sp = sub.add_parser(name, help=help)
+        sp.set_defaults(fn=fn)
+        if name != "plan":
+            sp.add_argument("--params", type=Path, default=Path("params.yaml"))
+            sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                            help="override a params key, e.g. prune.amount=0.5")  # fmt: skip
+        return sp
+
+    sp = command("prepare", cmd_prepare, "decode the dataset once into a tensor file + card")
+    sp.add_argument("--out", type=Path, required=True, help="the .pt file (card: .json beside)")
+
+    sp = command("pretrain", cmd_pretrain, "train the teacher")
+    sp.add_argument("--data", type=Path, required=True)
+    sp.add_argument("--out", type=Path, required=True, help="folder for model.pt, metrics, history")
+
+    sp = command("prune", cmd_prune, "prune the teacher with one variant's recipe")
+    sp.add_argument("--variant", required=True)
+    sp.add_argument("--data", type=Path, required=True)
+    sp.add_argument("--teacher", type=Path, required=True)
+    sp.add_argument("--out", type=Path, required=True, help="folder for student.pt, histories")
+
+    sp = command("evaluate", cmd_evaluate, "measure a student against its teacher")
+    for name in ("data", "teacher", "teacher-metrics", "student", "history", "steps", "out"):
+        sp.add_argument(f"--{name}", type=Path, required=True)
+
+    sp = command("plan", cmd_plan, "show which layers a budget prunes, without training")
+    sp.add_argument("--model", required=True)
+    sp.add_argument("--branch", default="pointwise", choices=["pointwise", "lowrank", "sparse"])
+    sp.add_argument("--amount", type=float, default=0.65)
+    sp.add_argument("--num-classes", type=int, default=10)
+    sp.add_argument("--input-size", type=int, nargs=3, default=[3, 32, 32], metavar=("C", "H", "W"))
+    sp.add_argument("--exclude", nargs="*", default=None, help="glob patterns of layer names")
+    sp.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)  # fmt: skip
+    try:
+        args.fn(args)
+    except USER_ERRORS as err:
+        if args.debug:
+            raise
+        print(f"alphaprune {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,328 @@
+"""Typed, validated parameters: the schema of ``params.yaml``.
+
+Everything a run depends on lives in one YAML file; this module turns it into frozen pydantic
+objects so that library code receives a narrow, typed config (``PruneConfig``, ``DataConfig`` …)
+and never a raw dict. Unknown keys and bad values are rejected with the key's full path, e.g.
+``params.yaml: variants.exp05.schedule.rate: Input should be less than 1, got 1.5``.
+
+Variants are a name plus the ``prune`` keys they override, deep-merged over ``prune``. A mapping
+that carries a ``kind`` (schedule, loss) is *replaced* rather than merged when the override names a
+different kind, so ``schedule: {kind: linear, steps: 10}`` does not inherit the default's ``rate``.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from alphaprune import schedules
+
+VARIANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class ConfigError(ValueError):
+    """A configuration problem, already phrased as one line: ``file: key.path: what, got value``."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------- data
+class DataConfig(_Strict):
+    name: Literal["digits", "cifar10", "imagefolder"] = "digits"
+    root: str = "data/raw"  # where cifar10 / imagefolder read their raw files
+    val_fraction: Fraction = 0.1  # carved from the training split, stratified, fixed seed
+    test_fraction: Fraction = 0.2  # only for sources without their own test split (digits)
+    subset: PositiveInt | None = None  # cap on training examples (stratified), for quick runs
+
+
+class ModelConfig(_Strict):
+    name: str = "cnn"
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from alphaprune.models import available_models
+
+        if not name.startswith("tv:") and name not in available_models():
+            known = ", ".join(available_models())
+            raise ValueError(f"unknown model {name!r}; available: {known}, or tv:<torchvision name>")
+        return name
+
+
+# ------------------------------------------------------------------------------ optimisation
+class OptimizerConfig(_Strict):
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: Annotated[float, Field(gt=0, le=10)] = 0.05  # per batch of `batch_size`, not scaled
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    nesterov: bool = True
+    weight_decay: Annotated[float, Field(ge=0, lt=1)] = 5e-4
+
+
+class AugmentConfig(_Strict):
+    noise_fraction: Probability = 0.0  # share of training examples that get Gaussian noise
+    noise_std: Annotated[float, Field(ge=0)] = 0.0  # in normalised input units
+    crop_flip: bool = False
+    crop_padding: Annotated[int, Field(ge=0)] = 4
+
+    @model_validator(mode="after")
+    def _noise_consistent(self) -> AugmentConfig:
+        if self.noise_fraction > 0 and self.noise_std == 0:
+            raise ValueError("noise_fraction > 0 needs noise_std > 0")
+        return self
+
+
+class TeacherConfig(_Strict):
+    epochs: PositiveInt = 30
+    batch_size: PositiveInt = 64
+    optimizer: OptimizerConfig = OptimizerConfig()
+    augment: AugmentConfig = AugmentConfig()
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+# ------------------------------------------------------------------------------------- prune
+class ExponentialSchedule(_Strict):
+    kind: Literal["exponential"] = "exponential"
+    rate: Fraction = 0.05  # α_k = (1 - rate)^k
+    alpha_min: Fraction = 0.05  # below this the next α is 0
+
+
+class LinearSchedule(_Strict):
+    kind: Literal["linear"]
+    steps: PositiveInt = 10
+
+
+class CosineSchedule(_Strict):
+    kind: Literal["cosine"]
+    steps: PositiveInt = 10
+
+
+class StepSchedule(_Strict):
+    kind: Literal["step"]
+    values: list[float]
+
+
+class OneshotSchedule(_Strict):
+    kind: Literal["oneshot"]
+
+
+Schedule = Annotated[
+    ExponentialSchedule | LinearSchedule | CosineSchedule | StepSchedule | OneshotSchedule,
+    Field(discriminator="kind"),
+]
+
+
+class AdvanceConfig(_Strict):
+    """When α moves on: after `patience` epochs without improvement, within [min, max] epochs."""
+
+    monitor: Literal["val_acc", "val_loss"] = "val_acc"
+    patience: PositiveInt = 2
+    min_epochs: PositiveInt = 1
+    max_epochs: PositiveInt = 10
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AdvanceConfig:
+        if self.min_epochs > self.max_epochs:
+            raise ValueError(f"min_epochs ({self.min_epochs}) > max_epochs ({self.max_epochs})")
+        return self
+
+
+class CELoss(_Strict):
+    kind: Literal["ce"] = "ce"
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+class RegressionLoss(_Strict):
+    kind: Literal["regression"]
+
+
+class KDLoss(_Strict):
+    kind: Literal["kd"]
+    temperature: Annotated[float, Field(gt=0)] = 4.0
+    weight: Probability = 0.9
+
+
+Loss = Annotated[CELoss | RegressionLoss | KDLoss, Field(discriminator="kind")]
+
+
+class PruneConfig(_Strict):
+    amount: Fraction = 0.65  # fraction of the teacher's parameters the student no longer has
+    branch: Literal["pointwise", "lowrank", "sparse"] = "pointwise"
+    init: Literal["random", "pretrained", "lsq"] = "random"
+    exclude: list[str] | None = None  # glob patterns of module names; None: first conv + classifier
+    trainable: Literal["branches", "student", "all"] = "branches"
+    schedule: Schedule = ExponentialSchedule()
+    advance: AdvanceConfig = AdvanceConfig()
+    epochs: PositiveInt = 60  # hard cap on the whole prune phase
+    finetune_epochs: Annotated[int, Field(ge=0)] = 5  # the last epochs, kept for α = 0
+    loss: Loss = CELoss()
+    augment: AugmentConfig = AugmentConfig()
+    batch_size: PositiveInt = 64
+    optimizer: OptimizerConfig = OptimizerConfig(lr=0.01)
+    calibration_size: PositiveInt = 512  # training examples used by init=lsq
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PruneConfig:
+        if self.finetune_epochs >= self.epochs and self.schedule.kind != "oneshot":
+            raise ValueError(
+                f"finetune_epochs ({self.finetune_epochs}) leaves no epochs of the {self.epochs} "
+                "for α > 0; lower it or raise epochs"
+            )
+        if self.branch == "sparse" and self.init == "lsq":
+            raise ValueError("init 'lsq' is not supported for branch 'sparse'; use 'pretrained'")
+        return self
+
+    def alphas(self) -> list[float]:
+        """The α sequence this recipe trains at, ending at 0."""
+        return schedules.alpha_sequence(**self.schedule.model_dump())
+
+
+# -------------------------------------------------------------------------------- eval, run
+class EvalConfig(_Strict):
+    tolerance_pp: Annotated[float, Field(ge=0)] = 1.0  # "α held" window, percentage points
+    noise_std: Annotated[float, Field(ge=0)] = 0.5  # Gaussian noise for noisy-test accuracy
+    latency_batch: PositiveInt = 1
+    latency_repeats: PositiveInt = 50
+
+
+class RuntimeConfig(_Strict):
+    device: str = "auto"  # auto: cuda, then mps, then cpu
+    compile: bool = False  # torch.compile the training model
+    eval_batch_size: PositiveInt = 1024
+
+
+class Params(_Strict):
+    seed: Annotated[int, Field(ge=0)] = 0
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    prune: PruneConfig = PruneConfig()
+    variants: dict[str, PruneConfig] = Field(default_factory=dict)
+    eval: EvalConfig = EvalConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+
+    def variant(self, name: str) -> PruneConfig:
+        try:
+            return self.variants[name]
+        except KeyError:
+            known = ", ".join(self.variants) or "(none)"
+            raise ConfigError(f"unknown variant {name!r}; params define: {known}") from None
+
+
+# ------------------------------------------------------------------------------ merge, load
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` over `base`, recursively; a mapping whose `kind` changes is replaced whole."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        old = out.get(key)
+        if (
+            isinstance(old, dict)
+            and isinstance(value, dict)
+            and value.get("kind", old.get("kind")) == old.get("kind")
+        ):
+            out[key] = deep_merge(old, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _fmt_errors(err: ValidationError, source: str, prefix: tuple = ()) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in _user_path((*prefix, *e["loc"])))
+        msg = e["msg"].removeprefix("Value error, ")
+        got = "" if e["type"] in ("missing", "extra_forbidden") else f", got {e['input']!r}"
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{source}: {loc}: {msg}{got}")
+    return "; ".join(lines)
+
+
+_TAGGED = ("schedule", "loss")  # discriminated unions: pydantic adds the tag after these keys
+
+
+def _user_path(loc: tuple) -> list:
+    """Drop the discriminator tag pydantic inserts (`schedule.exponential.rate`): users never
+    wrote that key."""
+    def is_tag(i: int) -> bool:
+        return i > 0 and loc[i - 1] in _TAGGED and (i < 2 or loc[i - 2] != "variants")
+
+    return [p for i, p in enumerate(loc) if not is_tag(i)]
+
+
+def resolve(raw: Any, source: str = "params") -> Params:
+    """Validate a params mapping; each variant is deep-merged over `prune` then validated."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    raw = copy.deepcopy(raw)
+    variants_raw = raw.pop("variants", None) or {}
+    if not isinstance(variants_raw, dict):
+        raise ConfigError(f"{source}: variants: expected a mapping of name -> prune overrides")
+    try:
+        base = Params.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_fmt_errors(err, source)) from None
+    prune_raw = base.prune.model_dump()
+    variants: dict[str, PruneConfig] = {}
+    for name, override in variants_raw.items():
+        name = str(name)
+        if not VARIANT_NAME.match(name):
+            raise ConfigError(
+                f"{source}: variants.{name}: variant names become paths and stage names; use only "
+                "lowercase letters, digits, '_' and '-'"
+            )
+        override = override or {}
+        if not isinstance(override, dict):
+            raise ConfigError(f"{source}: variants.{name}: expected a mapping of prune overrides")
+        try:
+            variants[name] = PruneConfig.model_validate(deep_merge(prune_raw, override))
+        except ValidationError as err:
+            raise ConfigError(_fmt_errors(err, source, ("variants", name))) from None
+    return base.model_copy(update={"variants": variants})
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b.c=value` -> (['a','b','c'], value parsed as YAML)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {text!r}: expected key.path=value")
+    return key.split("."), yaml.safe_load(value)
+
+
+def set_path(raw: dict[str, Any], path: list[str], value: Any) -> None:
+    node = raw
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {'.'.join(path)}: {part} is not a mapping")
+    node[path[-1]] = value
+
+
+def load_params(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Params:
+    """Read, apply `key.path=value` overrides, and validate a params YAML file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    for text in overrides:
+        set_path(raw, *parse_override(text))
+    return resolve(raw, source=str(path))

@@ -1,0 +1,116 @@
+"""Evaluation of a student against its teacher: accuracy (clean and noisy), agreement, size,
+MACs, latency, and "α held".
+
+MACs come from ``torch.utils.flop_counter`` (FLOPs / 2); latency from ``torch.utils.benchmark``
+on the CPU, whatever device trained the model, since deployment size/latency is the point.
+A sparse student is counted by its non-zero parameters (``student_params``) and reported with
+its dense count too; its MACs are dense, since a masked layer still runs densely.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from alphaprune.branches import Branch
+from alphaprune.config import EvalConfig
+from alphaprune.train import DeviceData, Runtime, predict
+
+
+def count_params(model: nn.Module) -> tuple[int, int]:
+    """(parameters, dense parameters): the first counts only the weights a sparse branch keeps."""
+    dense = sum(p.numel() for p in model.parameters())
+    effective = dense
+    for m in model.modules():
+        if isinstance(m, Branch):
+            effective += m.num_params() - sum(p.numel() for p in m.parameters())
+    return effective, dense
+
+
+def macs(model: nn.Module, shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of one forward pass of one example."""
+    model = copy.deepcopy(model).cpu().eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, *shape))
+    return counter.get_total_flops() // 2
+
+
+def latency_ms(model: nn.Module, shape: tuple[int, ...], cfg: EvalConfig) -> float:
+    """Median CPU latency of one forward pass of a batch of `cfg.latency_batch`, in ms."""
+    from torch.utils.benchmark import Timer  # imported here: it pulls in cpp_extension, slowly
+
+    model = copy.deepcopy(model).cpu().eval()
+    x = torch.randn(cfg.latency_batch, *shape)
+    with torch.no_grad():
+        timer = Timer("model(x)", globals={"model": model, "x": x})
+        return timer.blocked_autorange(min_run_time=0.2).median * 1e3
+
+
+def alpha_held(steps: list[dict], key: str, teacher_acc: float, tolerance_pp: float) -> float:
+    """The smallest α down to which every α step's accuracy (`key`) stayed within
+    `tolerance_pp` percentage points of the teacher's; 1.0 if the first step already fell out."""
+    held = 1.0
+    for step in steps:
+        if (teacher_acc - step[key]) * 100 > tolerance_pp:
+            break
+        held = step["alpha"]
+    return held
+
+
+def noisy_accuracy(model, split: DeviceData, std: float, runtime: Runtime, seed: int) -> float:
+    gen = torch.Generator(device=runtime.device).manual_seed(seed)
+    correct = 0
+    model.eval()
+    with torch.no_grad(), runtime.autocast():
+        for x, y, _ in split.batches(runtime.eval_batch_size):
+            noise = torch.randn(x.shape, device=x.device, generator=gen)
+            correct += (model(x + std * noise).argmax(1) == y).sum().item()
+    return correct / len(split)
+
+
+def evaluate(
+    student: nn.Module,
+    teacher: nn.Module,
+    test: DeviceData,
+    teacher_metrics: dict,
+    history: list[dict],
+    steps: list[dict],
+    shape: tuple[int, int, int],
+    cfg: EvalConfig,
+    runtime: Runtime,
+    seed: int = 0,
+) -> dict:
+    """The metrics of DESIGN.md §5 for one variant."""
+    s_logits = predict(student, test, runtime)
+    t_logits = predict(teacher, test, runtime)
+    s_params, s_dense = count_params(student)
+    t_params, _ = count_params(teacher)
+    metrics = {
+        "test_acc": (s_logits.argmax(1) == test.y).float().mean().item(),
+        "noisy_test_acc": noisy_accuracy(student, test, cfg.noise_std, runtime, seed),
+        "teacher_test_acc": (t_logits.argmax(1) == test.y).float().mean().item(),
+        "agreement": (s_logits.argmax(1) == t_logits.argmax(1)).float().mean().item(),
+        "teacher_params": t_params,
+        "student_params": s_params,
+        "student_params_dense": s_dense,
+        "achieved": 1 - s_params / t_params,
+        "teacher_macs": macs(teacher, shape),
+        "student_macs": macs(student, shape),
+        "teacher_latency_ms": latency_ms(teacher, shape, cfg),
+        "student_latency_ms": latency_ms(student, shape, cfg),
+        "epochs": len(history),
+        "wall_time_s": sum(row["seconds"] for row in history),
+        "alpha_reached": min((s["alpha"] for s in steps if s["alpha"] > 0), default=0.0),
+        "alpha_hold_train": alpha_held(steps, "train_acc", teacher_metrics["train_acc"],
+                                       cfg.tolerance_pp),
+        "alpha_hold_val": alpha_held(steps, "val_acc", teacher_metrics["val_acc"],
+                                     cfg.tolerance_pp),
+    }  # fmt: skip
+    bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise ValueError(f"non-finite metrics: {', '.join(bad)}")
+    return metrics

@@ -1,0 +1,367 @@
+"""The fit loop: one loop for the teacher and for the prune phase.
+
+A run is a sequence of *steps*, one per α (the teacher has one step with no α). A step with α > 0
+trains until the monitored validation metric has not improved for `patience` epochs (at least
+`min_epochs`, at most `max_epochs`) at a constant learning rate; the last step runs every epoch
+left of the budget with the learning rate annealed to zero by a cosine. If the budget for α > 0
+runs out first, the remaining α > 0 steps are skipped: α drops to 0 there, and the step table
+shows the α that was reached. At α = 0 the blends are collapsed, so fine-tuning trains the
+student itself.
+
+GPU habits: the data lives on the device as uint8 and is normalised per batch; augmentation is
+batched tensor ops; metrics accumulate in device tensors and are read once per epoch, so there
+is no host synchronisation inside an epoch. bf16 autocast and channels_last on CUDA.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from alphaprune import blend
+from alphaprune.augment import Augment
+from alphaprune.config import AdvanceConfig, OptimizerConfig
+from alphaprune.files import torch_save
+
+log = logging.getLogger(__name__)
+CHECKPOINT_VERSION = 1
+
+
+# ------------------------------------------------------------------------------------ device
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    compile: bool = False
+    eval_batch_size: int = 1024
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def autocast(self):
+        # bf16 needs no loss scaling; on the CPU, float32 keeps the results exactly reproducible.
+        if self.cuda:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto`: CUDA, then MPS, then CPU; otherwise a torch device string such as `cuda:1`."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class DeviceData:
+    """One split resident on the device as uint8, normalised per batch."""
+
+    def __init__(self, x: Tensor, y: Tensor, mean, std, runtime: Runtime):
+        dev = runtime.device
+        self.x = x.to(dev, non_blocking=True)
+        self.y = y.to(dev, non_blocking=True)
+        self.mean = torch.tensor(mean, device=dev, dtype=torch.float32).view(1, -1, 1, 1)
+        self.inv_std = 1 / torch.tensor(std, device=dev, dtype=torch.float32).view(1, -1, 1, 1)
+        self.channels_last = runtime.cuda
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def normalise(self, x: Tensor) -> Tensor:
+        x = (x.float() - self.mean) * self.inv_std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def batches(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """(x, y, indices); shuffled, dropping the last incomplete batch, when `generator`
+        is given (training); in order and complete otherwise (evaluation)."""
+        n = len(self)
+        if generator is None:
+            order = torch.arange(n, device=self.y.device)
+            stop = n
+        else:
+            order = torch.randperm(n, device=generator.device, generator=generator)
+            order = order.to(self.y.device)
+            stop = n - n % batch_size if n >= batch_size else n
+        for start in range(0, stop, batch_size):
+            idx = order[start : start + batch_size]
+            yield self.normalise(self.x[idx]), self.y[idx], idx
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: DeviceData, runtime: Runtime) -> Tensor:
+    """Float32 logits for the whole split, in order."""
+    was = model.training
+    model.eval()
+    with runtime.autocast():
+        out = torch.cat([model(x).float() for x, _, _ in data.batches(runtime.eval_batch_size)])
+    model.train(was)
+    return out
+
+
+# ------------------------------------------------------------------------------------- spec
+LossFn = Callable[[Tensor, Tensor, Tensor | None], Tensor]
+
+
+@dataclass(frozen=True)
+class FitSpec:
+    """What a fit does; built from `TeacherConfig` or `PruneConfig` by the stage."""
+
+    alphas: list[float | None]  # [None] for the teacher
+    epochs: int  # hard cap over all steps
+    finetune_epochs: int  # the last epochs, reserved for the final step
+    advance: AdvanceConfig
+    batch_size: int
+    optimizer: OptimizerConfig
+    loss: LossFn
+    needs_teacher: bool = False
+    augment: Augment = field(default_factory=Augment)
+    trainable: str = "all"  # branches | student | all
+    fingerprint: str = ""  # identifies the configuration a checkpoint belongs to
+
+
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)  # one row per epoch
+    steps: list[dict] = field(default_factory=list)  # one row per α step
+    seconds: float = 0.0
+
+
+def make_optimizer(params: list[nn.Parameter], cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    if cfg.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+            weight_decay=cfg.weight_decay,
+        )  # fmt: skip
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+# -------------------------------------------------------------------------------------- fit
+def fit(
+    model: nn.Module,
+    train: DeviceData,
+    val: DeviceData,
+    spec: FitSpec,
+    runtime: Runtime,
+    generator: torch.Generator,
+    *,
+    teacher: nn.Module | None = None,
+    checkpoint: Path | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> FitResult:
+    """Train `model` through `spec`'s α steps; resume from `checkpoint` if it holds a
+    completed step of the same configuration, and write one there after every step."""
+    has_blends = any(True for _ in blend.blends(model))
+    params = blend.set_trainable(model, spec.trainable) if has_blends else list(model.parameters())
+    opt = make_optimizer(params, spec.optimizer)
+    result, first_step, epoch = FitResult(), 0, 0
+    if checkpoint is not None and checkpoint.exists():
+        state = _load_checkpoint(checkpoint, spec.fingerprint)
+        if state is not None:
+            first_step, epoch = _restore(state, model, opt, generator, result)
+            log.info("resumed from %s after step %d (epoch %d)", checkpoint, first_step, epoch)
+    targets = _TeacherTargets(teacher, train, val, runtime, spec) if spec.needs_teacher else None
+    val_targets = targets.val if targets else None
+    start = time.perf_counter() - result.seconds
+
+    for k, alpha in enumerate(spec.alphas):
+        if k < first_step:
+            continue
+        final = k == len(spec.alphas) - 1
+        if final:
+            n_min = n_max = spec.epochs - epoch
+        else:
+            n_max = min(spec.advance.max_epochs, spec.epochs - spec.finetune_epochs - epoch)
+            if n_max <= 0:
+                continue  # the α > 0 budget is spent: α drops to 0 at the final step
+            n_min = min(spec.advance.min_epochs, n_max)
+        if alpha is not None:
+            blend.set_alpha(model, alpha)
+            if alpha == 0:
+                blend.collapse(model)  # exact at α = 0, and the student trains faster
+        net = torch.compile(model) if runtime.compile else model
+        frozen = blend.frozen_norms(model, spec.trainable) if has_blends else []
+        monitor = _Plateau(spec.advance.monitor, spec.advance.patience)
+        first_epoch = epoch
+        for e in range(n_max):
+            t0 = time.perf_counter()
+            lr = _lr_schedule(spec.optimizer.lr, final, e, n_max)
+            tr = _train_epoch(net, frozen, train, opt, spec, generator, targets, lr, runtime)
+            va = _evaluate(model, val, spec.loss, val_targets, runtime)
+            epoch += 1
+            row = {"epoch": epoch, "step": k, "alpha": alpha, "lr": lr(0), **tr, **va,
+                   "seconds": time.perf_counter() - t0}  # fmt: skip
+            _check_finite(row)
+            result.history.append(row)
+            if on_epoch:
+                on_epoch(row)
+            stalled = monitor.update(row)
+            if not final and e + 1 >= n_min and stalled:
+                break
+        result.steps.append(_step_row(k, alpha, result.history[first_epoch:epoch], monitor))
+        result.seconds = time.perf_counter() - start
+        if checkpoint is not None and not final:
+            _save_checkpoint(checkpoint, k + 1, epoch, model, opt, generator, result, spec)
+    return result
+
+
+def _lr_schedule(base: float, final: bool, e: int, n: int) -> Callable[[float], float]:
+    """lr as a function of the fraction of this epoch done: constant while α moves, cosine to 0
+    over the final step."""
+    if not final:
+        return lambda frac: base
+    return lambda frac: base * 0.5 * (1 + math.cos(math.pi * (e + frac) / n))
+
+
+class _TeacherTargets:
+    """Teacher logits for losses that need them. Without augmentation the inputs never change,
+    so the teacher runs once per split instead of once per step."""
+
+    def __init__(self, teacher, train: DeviceData, val: DeviceData, runtime: Runtime, spec):
+        if teacher is None:
+            raise ValueError("this loss needs the teacher's logits, but no teacher was given")
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.runtime = runtime
+        self.val = predict(self.teacher, val, runtime)
+        self.train = None if spec.augment.active else predict(self.teacher, train, runtime)
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor, idx: Tensor) -> Tensor:
+        if self.train is not None:
+            return self.train[idx]
+        with self.runtime.autocast():
+            return self.teacher(x).float()
+
+
+def _train_epoch(net, frozen, data, opt, spec, generator, targets, lr, runtime) -> dict:
+    net.train()
+    for m in frozen:
+        m.eval()
+    dev = data.y.device
+    loss_sum = torch.zeros((), device=dev)
+    correct = torch.zeros((), device=dev, dtype=torch.long)
+    seen = 0
+    steps = max(1, len(data) // spec.batch_size)
+    for i, (x, y, idx) in enumerate(data.batches(spec.batch_size, generator)):
+        if spec.augment.active:
+            x = spec.augment(x, generator)
+        for group in opt.param_groups:
+            group["lr"] = lr(i / steps)
+        with runtime.autocast():
+            logits = net(x).float()
+        t = targets(x, idx) if targets is not None else None
+        loss = spec.loss(logits, y, t)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+    return {"train_loss": (loss_sum / seen).item(), "train_acc": (correct / seen).item()}
+
+
+@torch.no_grad()
+def _evaluate(model, data: DeviceData, loss_fn: LossFn, teacher_logits, runtime) -> dict:
+    logits = predict(model, data, runtime)
+    return {
+        "val_loss": loss_fn(logits, data.y, teacher_logits).item(),
+        "val_acc": (logits.argmax(1) == data.y).float().mean().item(),
+    }
+
+
+class _Plateau:
+    """Epochs since the monitored metric last improved."""
+
+    def __init__(self, monitor: str, patience: int):
+        self.key, self.patience = monitor, patience
+        self.sign = 1 if monitor.endswith("acc") else -1
+        self.best = -math.inf
+        self.since = 0
+
+    def update(self, row: dict) -> bool:
+        value = self.sign * row[self.key]
+        if value > self.best:
+            self.best, self.since = value, 0
+        else:
+            self.since += 1
+        return self.since >= self.patience
+
+    @property
+    def best_value(self) -> float:
+        return self.sign * self.best
+
+
+def _step_row(k: int, alpha, rows: list[dict], monitor: _Plateau) -> dict:
+    last = rows[-1]
+    return {
+        "step": k, "alpha": alpha, "epochs": len(rows), "first_epoch": rows[0]["epoch"],
+        "last_epoch": last["epoch"], "train_loss": last["train_loss"],
+        "train_acc": last["train_acc"], "val_loss": last["val_loss"], "val_acc": last["val_acc"],
+        f"best_{monitor.key}": monitor.best_value,
+    }  # fmt: skip
+
+
+class DivergenceError(RuntimeError):
+    """The loss or a metric became non-finite."""
+
+
+def _check_finite(row: dict) -> None:
+    bad = [k for k in ("train_loss", "val_loss") if not math.isfinite(row[k])]
+    if bad:
+        raise DivergenceError(
+            f"training diverged at α={row['alpha']}, epoch {row['epoch']}: {', '.join(bad)} "
+            "is not finite; lower the learning rate (optimizer.lr)"
+        )
+
+
+# ------------------------------------------------------------------------------ checkpoints
+def _save_checkpoint(path, next_step, epoch, model, opt, generator, result, spec) -> None:
+    torch_save(path, {
+        "format_version": CHECKPOINT_VERSION,
+        "fingerprint": spec.fingerprint,
+        "next_step": next_step,
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "result": json.dumps({"history": result.history, "steps": result.steps,
+                              "seconds": result.seconds}),
+    })  # fmt: skip
+
+
+def _load_checkpoint(path: Path, fingerprint: str) -> dict | None:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a bad checkpoint costs a restart, not the run
+        log.warning("ignoring unreadable checkpoint %s (%s); starting over", path, err)
+        return None
+    if state.get("format_version") != CHECKPOINT_VERSION or state["fingerprint"] != fingerprint:
+        log.warning("checkpoint %s belongs to another configuration; starting over", path)
+        return None
+    return state
+
+
+def _restore(state: dict, model, opt, generator, result: FitResult) -> tuple[int, int]:
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    saved = json.loads(state["result"])
+    result.history, result.steps, result.seconds = saved["history"], saved["steps"], saved[
+        "seconds"
+    ]
+    return state["next_step"], state["epoch"]

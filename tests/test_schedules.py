@@ -1,0 +1,115 @@
+"""Tests for the α schedules: shape of every schedule, exact values, and argument checks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from alphaprune import schedules
+from alphaprune.schedules import SCHEDULES, alpha_sequence
+
+# A valid example configuration for every registry entry.
+EXAMPLE_PARAMS: dict[str, dict[str, object]] = {
+    "exponential": {"rate": 0.05, "alpha_min": 0.05},
+    "linear": {"steps": 7},
+    "cosine": {"steps": 7},
+    "step": {"values": [0.9, 0.5, 0.1]},
+    "oneshot": {},
+}
+
+
+def test_every_schedule_has_an_example() -> None:
+    assert set(EXAMPLE_PARAMS) == set(SCHEDULES)
+
+
+@pytest.mark.parametrize("kind", sorted(SCHEDULES))
+def test_schedule_is_strictly_decreasing_from_below_one_to_exactly_zero(kind: str) -> None:
+    alphas = alpha_sequence(kind, **EXAMPLE_PARAMS[kind])
+    assert alphas, "a schedule has at least one stage"
+    assert all(isinstance(a, float) for a in alphas)
+    assert alphas[0] < 1.0
+    assert alphas[-1] == 0.0
+    assert all(later < earlier for earlier, later in zip(alphas[:-1], alphas[1:], strict=True))
+
+
+@pytest.mark.parametrize("kind", sorted(SCHEDULES))
+def test_alpha_sequence_calls_the_registered_function(kind: str) -> None:
+    assert alpha_sequence(kind, **EXAMPLE_PARAMS[kind]) == SCHEDULES[kind](**EXAMPLE_PARAMS[kind])
+
+
+def test_exponential_values_are_powers_of_one_minus_rate() -> None:
+    # 0.95**58 ≈ 0.0510 >= 0.05 > 0.95**59 ≈ 0.0485, so there are 58 decayed stages.
+    k_last = max(k for k in range(1, 200) if 0.95**k >= 0.05)
+    assert k_last == 58
+    expected = [0.95**k for k in range(1, k_last + 1)] + [0.0]
+    assert schedules.exponential(0.05, 0.05) == expected
+
+
+def test_exponential_with_alpha_min_above_first_value_is_oneshot() -> None:
+    assert schedules.exponential(0.5, 0.6) == [0.0]
+
+
+def test_linear_values() -> None:
+    assert schedules.linear(4) == [0.75, 0.5, 0.25, 0.0]
+    assert schedules.linear(1) == [0.0]
+
+
+def test_cosine_values() -> None:
+    # 0.5·(1 + cos(π·k/4)) for k = 1, 2, 3, then exactly 0.
+    expected = [0.5 + 0.25 * math.sqrt(2), 0.5, 0.5 - 0.25 * math.sqrt(2), 0.0]
+    assert schedules.cosine(4) == pytest.approx(expected, abs=1e-15)
+    assert schedules.cosine(4)[-1] == 0.0
+
+
+def test_step_appends_zero_only_when_missing() -> None:
+    assert schedules.step([0.5, 0.1]) == [0.5, 0.1, 0.0]
+    assert schedules.step((0.5, 0.0)) == [0.5, 0.0]
+    assert schedules.step([0.0]) == [0.0]
+
+
+def test_oneshot() -> None:
+    assert schedules.oneshot() == [0.0]
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "message"),
+    [
+        ("exponential", {"rate": 0.0, "alpha_min": 0.05}, "rate"),
+        ("exponential", {"rate": 1.0, "alpha_min": 0.05}, "rate"),
+        ("exponential", {"rate": -0.1, "alpha_min": 0.05}, "rate"),
+        ("exponential", {"rate": math.nan, "alpha_min": 0.05}, "rate"),
+        ("exponential", {"rate": 0.05, "alpha_min": 0.0}, "alpha_min"),
+        ("exponential", {"rate": 0.05, "alpha_min": 1.0}, "alpha_min"),
+        ("exponential", {"rate": 1e-12, "alpha_min": 0.05}, "stages"),
+        ("exponential", {"rate": 1e-17, "alpha_min": 0.05}, "stages"),
+        ("linear", {"steps": 0}, "steps"),
+        ("linear", {"steps": -3}, "steps"),
+        ("linear", {"steps": 2.0}, "steps"),
+        ("cosine", {"steps": 0}, "steps"),
+        ("step", {"values": []}, "values"),
+        ("step", {"values": [0.5, 0.5]}, "strictly decreasing"),
+        ("step", {"values": [0.1, 0.5]}, "strictly decreasing"),
+        ("step", {"values": [1.0, 0.5]}, r"values\[0\]"),
+        ("step", {"values": [0.5, -0.1]}, r"values\[1\]"),
+    ],
+)
+def test_bad_arguments_raise_value_error_naming_them(
+    kind: str, params: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        alpha_sequence(kind, **params)
+
+
+def test_bad_value_is_quoted_in_the_message() -> None:
+    with pytest.raises(ValueError, match=r"rate must be in \(0, 1\), got 1\.5"):
+        schedules.exponential(1.5, 0.05)
+    with pytest.raises(ValueError, match="got -3"):
+        schedules.linear(-3)
+
+
+def test_unknown_kind_names_it_and_lists_known_kinds() -> None:
+    with pytest.raises(ValueError, match="'expo'") as info:
+        alpha_sequence("expo", rate=0.05)
+    for kind in SCHEDULES:
+        assert kind in str(info.value)
