@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -104,7 +105,9 @@ class PointwiseConv(Branch):
         self.taps = tuple((k - 1) // 2 for k in like.kernel_size)
         self.left, self.right = _padding(like)
         # Offset of the row the centre tap reads for output row 0.
-        self.offset = tuple(-p + d * c for p, d, c in zip(self.left, self.dilation, self.taps))
+        self.offset = tuple(
+            -p + d * c for p, d, c in zip(self.left, self.dilation, self.taps, strict=True)
+        )
 
     def _out_size(self, n: int, dim: int) -> int:
         k, s, d = self.kernel_size[dim], self.stride[dim], self.dilation[dim]

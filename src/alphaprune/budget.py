@@ -223,7 +223,7 @@ def _lowrank(layers, need: int, total: int, amount: float, kind: str) -> list[La
     improved = True
     while improved:  # fill the slack left by integer ranks
         improved = False
-        for n, m in by_step:
+        for n, _ in by_step:
             if r[n] < full[n]:
                 r[n] += 1
                 if saved(r) >= need:

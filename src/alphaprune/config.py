@@ -56,7 +56,9 @@ class ModelConfig(_Strict):
 
         if not name.startswith("tv:") and name not in available_models():
             known = ", ".join(available_models())
-            raise ValueError(f"unknown model {name!r}; available: {known}, or tv:<torchvision name>")
+            raise ValueError(
+                f"unknown model {name!r}; available: {known}, or tv:<torchvision name>"
+            )
         return name
 
 
@@ -67,6 +69,16 @@ class OptimizerConfig(_Strict):
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     nesterov: bool = True
     weight_decay: Annotated[float, Field(ge=0, lt=1)] = 5e-4
+    # Max global gradient norm (None: no clipping). Guards the product of a low-rank pair,
+    # whose sharpness can outgrow the learning rate when BatchNorm statistics are frozen.
+    grad_clip: Annotated[float, Field(gt=0)] | None = None
+
+
+class PruneOptimizerConfig(OptimizerConfig):
+    """The prune phase's defaults: a smaller lr, and clipping on (see `grad_clip`)."""
+
+    lr: Annotated[float, Field(gt=0, le=10)] = 0.01
+    grad_clip: Annotated[float, Field(gt=0)] | None = 5.0
 
 
 class AugmentConfig(_Strict):
@@ -168,7 +180,7 @@ class PruneConfig(_Strict):
     loss: Loss = CELoss()
     augment: AugmentConfig = AugmentConfig()
     batch_size: PositiveInt = 64
-    optimizer: OptimizerConfig = OptimizerConfig(lr=0.01)
+    optimizer: PruneOptimizerConfig = PruneOptimizerConfig()
     calibration_size: PositiveInt = 512  # training examples used by init=lsq
 
     @model_validator(mode="after")
@@ -254,6 +266,7 @@ _TAGGED = ("schedule", "loss")  # discriminated unions: pydantic adds the tag af
 def _user_path(loc: tuple) -> list:
     """Drop the discriminator tag pydantic inserts (`schedule.exponential.rate`): users never
     wrote that key."""
+
     def is_tag(i: int) -> bool:
         return i > 0 and loc[i - 1] in _TAGGED and (i < 2 or loc[i - 2] != "variants")
 
@@ -263,7 +276,9 @@ def _user_path(loc: tuple) -> list:
 def resolve(raw: Any, source: str = "params") -> Params:
     """Validate a params mapping; each variant is deep-merged over `prune` then validated."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping at the top level, got {type(raw).__name__}"
+        )
     raw = copy.deepcopy(raw)
     variants_raw = raw.pop("variants", None) or {}
     if not isinstance(variants_raw, dict):

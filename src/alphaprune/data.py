@@ -162,7 +162,9 @@ def load(path: str | Path) -> Prepared:
         card = json.loads(blob.pop("card"))
         blob.pop("format_version")
     except Exception as err:  # noqa: BLE001 - any failure here means the file is unusable
-        raise DataError(f"{path}: not a readable prepared data file ({err.__class__.__name__})")
+        raise DataError(
+            f"{path}: not a readable prepared data file ({err.__class__.__name__})"
+        ) from None
     if card.get("format_version") != FORMAT_VERSION:
         raise DataError(f"{path}: format version {card.get('format_version')}, "
                         f"this alphaprune reads {FORMAT_VERSION}; re-run prepare")  # fmt: skip

@@ -42,7 +42,7 @@ class _Moments:
         if self.sx is None:
             self.sx, self.sy, self.xx, self.xy, self.yy = parts
         else:
-            for name, part in zip(("sx", "sy", "xx", "xy", "yy"), parts):
+            for name, part in zip(("sx", "sy", "xx", "xy", "yy"), parts, strict=True):
                 setattr(self, name, getattr(self, name) + part)
         self.n += x.shape[0]
 
@@ -72,10 +72,7 @@ def _design(layer: Layer, branch: Branch, x: Tensor) -> Tensor:
     if isinstance(layer, nn.Linear):
         return x.reshape(-1, 1, x.shape[-1])
     if isinstance(branch, PointwiseConv):
-        g = branch.gather(x)  # (N, C, H, W)
-        groups = layer.groups
-        n, c, h, w = g.shape
-        return g.view(n, groups, c // groups, h * w).permute(0, 3, 1, 2).reshape(-1, groups, c // groups)
+        return _grouped_rows(branch.gather(x), layer.groups)
     before, after = _padding(layer)
     x = F.pad(x, (before[1], after[1], before[0], after[0]))
     cols = F.unfold(x, layer.kernel_size, dilation=layer.dilation, stride=layer.stride)
@@ -85,8 +82,15 @@ def _design(layer: Layer, branch: Branch, x: Tensor) -> Tensor:
 def _targets(layer: Layer, y: Tensor, groups: int) -> Tensor:
     if isinstance(layer, nn.Linear):
         return y.reshape(-1, 1, y.shape[-1])
-    n, c, h, w = y.shape
-    return y.view(n, groups, c // groups, h * w).permute(0, 3, 1, 2).reshape(-1, groups, c // groups)
+    return _grouped_rows(y, groups)
+
+
+def _grouped_rows(t: Tensor, groups: int) -> Tensor:
+    """(N, C, H, W) -> (N·H·W, G, C/G): one row per position, channels split by group."""
+    n, c, h, w = t.shape
+    return (
+        t.view(n, groups, c // groups, h * w).permute(0, 3, 1, 2).reshape(-1, groups, c // groups)
+    )
 
 
 @torch.no_grad()
@@ -131,10 +135,13 @@ def _assign(branch: Branch, layer: Layer, m: _Moments) -> None:
         branch.conv.weight.copy_(weight)
     elif isinstance(branch, LowRank):
         b, c = m.solve(intercept, rank=branch.rank)  # (1, D, out)
-        u, s, vh = torch.linalg.svd(b[0], full_matrices=False)  # exact rank-r factorisation
+        # Exact rank-r factorisation, with √S on both factors: balanced factors keep the
+        # gradient of each from scaling with the other's norm (unbalanced ones diverge).
+        u, s, vh = torch.linalg.svd(b[0], full_matrices=False)
         r = branch.rank
-        branch.first.weight.copy_((u[:, :r] * s[:r]).T.reshape_as(branch.first.weight))
-        branch.second.weight.copy_(vh[:r].T.reshape_as(branch.second.weight))
+        root = s[:r].sqrt()
+        branch.first.weight.copy_((u[:, :r] * root).T.reshape_as(branch.first.weight))
+        branch.second.weight.copy_((vh[:r].T * root).reshape_as(branch.second.weight))
     else:
         raise TypeError(f"no least-squares init for {type(branch).__name__}")
     if intercept:

@@ -140,6 +140,10 @@ class FitResult:
     seconds: float = 0.0
 
 
+def params_of(opt: torch.optim.Optimizer) -> list[nn.Parameter]:
+    return [p for group in opt.param_groups for p in group["params"]]
+
+
 def make_optimizer(params: list[nn.Parameter], cfg: OptimizerConfig) -> torch.optim.Optimizer:
     if cfg.name == "sgd":
         return torch.optim.SGD(
@@ -266,6 +270,8 @@ def _train_epoch(net, frozen, data, opt, spec, generator, targets, lr, runtime) 
         loss = spec.loss(logits, y, t)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if spec.optimizer.grad_clip is not None:  # foreach kernels, no host sync
+            torch.nn.utils.clip_grad_norm_(params_of(opt), spec.optimizer.grad_clip)
         opt.step()
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
@@ -361,7 +367,9 @@ def _restore(state: dict, model, opt, generator, result: FitResult) -> tuple[int
     generator.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
     saved = json.loads(state["result"])
-    result.history, result.steps, result.seconds = saved["history"], saved["steps"], saved[
-        "seconds"
-    ]
+    result.history, result.steps, result.seconds = (
+        saved["history"],
+        saved["steps"],
+        saved["seconds"],
+    )
     return state["next_step"], state["epoch"]

@@ -1,0 +1,67 @@
+"""Shared fixtures: a tiny digits configuration, its prepared data and a trained teacher, made
+once per session in a temporary folder (never in the repository)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+from alphaprune import stages
+from alphaprune.config import Params, resolve
+
+TINY = {
+    "seed": 0,
+    "data": {"name": "digits"},
+    "model": {"name": "cnn"},
+    "teacher": {"epochs": 6, "batch_size": 64, "optimizer": {"lr": 0.05}},
+    "prune": {
+        "amount": 0.65,
+        "schedule": {"kind": "exponential", "rate": 0.3, "alpha_min": 0.1},
+        "advance": {"patience": 1, "min_epochs": 1, "max_epochs": 2},
+        "epochs": 12,
+        "finetune_epochs": 3,
+        "optimizer": {"lr": 0.02},
+    },
+    "variants": {"base": {}},
+    "runtime": {"device": "cpu"},
+}
+
+
+def tiny_params(**variants) -> Params:
+    raw = copy.deepcopy(TINY)
+    if variants:
+        raw["variants"] = variants
+    return resolve(raw, "tiny")
+
+
+@pytest.fixture(name="tiny_params")
+def _tiny_params_factory():
+    """`tiny_params(**variants)`: the tiny configuration, optionally with other variants."""
+    return tiny_params
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("alphaprune")
+
+
+@pytest.fixture(scope="session")
+def prepared_path(workdir) -> Path:
+    path = workdir / "data" / "digits.pt"
+    stages.prepare(tiny_params(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def teacher_dir(workdir, prepared_path) -> Path:
+    out = workdir / "teacher"
+    stages.pretrain(tiny_params(), prepared_path, out)
+    return out

@@ -1,0 +1,185 @@
+"""The fit loop through the prune stage on digits: improvement, α sequence, epoch budget,
+resume, divergence."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from alphaprune import blend, data, stages
+from alphaprune.export import load_model
+from alphaprune.train import DivergenceError, Runtime, predict
+
+CPU = Runtime(torch.device("cpu"))
+
+
+def _prune(params, variant, prepared_path, teacher_dir, out, **kw):
+    return stages.prune(params, variant, prepared_path, teacher_dir / "model.pt", out, **kw)
+
+
+def test_teacher_learns(teacher_dir):
+    metrics = pd.read_json(teacher_dir / "metrics.json", typ="series")
+    assert metrics["test_acc"] > 0.93
+    assert metrics["epochs"] == 6
+
+
+def test_prune_improves_over_alpha_zero_at_init(tiny_params, prepared_path, teacher_dir, tmp_path):
+    params = tiny_params(base={})
+    prepared = data.load(prepared_path)
+    teacher, _ = load_model(teacher_dir / "model.pt")
+    (val,) = stages.splits(prepared, CPU, "val")
+    torch.manual_seed(params.seed)
+    model, _ = stages.make_student(teacher, params.variant("base"), val.normalise(val.x[:2]))
+    blend.set_alpha(model, 0.0)
+    at_init = (predict(model, val, CPU).argmax(1) == val.y).float().mean().item()
+
+    _prune(params, "base", prepared_path, teacher_dir, tmp_path)
+    student, recipe = load_model(tmp_path / "student.pt")
+    after = (predict(student, val, CPU).argmax(1) == val.y).float().mean().item()
+    assert after > at_init + 0.2, (at_init, after)
+    assert after > 0.85
+    assert recipe["plan"]["achieved"] >= 0.65
+
+
+def test_history_alpha_decreases_to_zero_within_budget(
+    tiny_params, prepared_path, teacher_dir, tmp_path
+):
+    params = tiny_params(base={})
+    _prune(params, "base", prepared_path, teacher_dir, tmp_path)
+    hist = pd.read_csv(tmp_path / "history.csv")
+    steps = pd.read_csv(tmp_path / "steps.csv")
+    assert list(hist.columns[:4]) == ["epoch", "step", "alpha", "lr"]
+    for col in ("train_loss", "train_acc", "val_loss", "val_acc", "seconds"):
+        assert col in hist and hist[col].notna().all()
+    assert hist["alpha"].is_monotonic_decreasing
+    assert hist["alpha"].iloc[0] == pytest.approx(0.7)
+    assert hist["alpha"].iloc[-1] == 0.0
+    assert len(hist) == params.variant("base").epochs  # every variant uses the whole budget
+    assert (hist["alpha"] == 0).sum() >= params.variant("base").finetune_epochs
+    assert steps["epochs"].sum() == len(hist)
+    assert steps["alpha"].tolist() == sorted(set(hist["alpha"]), reverse=True)
+
+
+def test_budget_cap_drops_alpha_to_zero(tiny_params, prepared_path, teacher_dir, tmp_path):
+    # rate 0.05 needs ~45 steps; 6 epochs for α > 0 cannot finish it
+    params = tiny_params(
+        slow={"schedule": {"rate": 0.05, "alpha_min": 0.1}, "epochs": 9, "finetune_epochs": 3}
+    )
+    _prune(params, "slow", prepared_path, teacher_dir, tmp_path)
+    hist = pd.read_csv(tmp_path / "history.csv")
+    steps = pd.read_csv(tmp_path / "steps.csv")
+    assert len(hist) == 9
+    assert (hist["alpha"] > 0).sum() == 6 and (hist["alpha"] == 0).sum() == 3
+    reached = steps.loc[steps["alpha"] > 0, "alpha"].min()
+    assert 0.5 < reached < 1  # recorded: the schedule was cut short there
+
+
+def test_oneshot_uses_the_whole_budget_at_alpha_zero(
+    tiny_params, prepared_path, teacher_dir, tmp_path
+):
+    params = tiny_params(hard={"schedule": {"kind": "oneshot"}, "epochs": 5})
+    _prune(params, "hard", prepared_path, teacher_dir, tmp_path)
+    hist = pd.read_csv(tmp_path / "history.csv")
+    assert len(hist) == 5 and (hist["alpha"] == 0).all()
+    # cosine annealing over the final step: lr falls
+    assert hist["lr"].is_monotonic_decreasing
+
+
+class _Kill(Exception):
+    pass
+
+
+def _killer(at_epoch):
+    def on_epoch(row):
+        if row["epoch"] == at_epoch:
+            raise _Kill
+
+    return on_epoch
+
+
+@pytest.mark.parametrize("kill_at", [3, 8, 11])
+def test_resume_after_interruption_is_bit_exact(
+    tiny_params, prepared_path, teacher_dir, tmp_path, kill_at
+):
+    params = tiny_params(base={})
+    _prune(params, "base", prepared_path, teacher_dir, tmp_path / "whole")
+    with pytest.raises(_Kill):
+        _prune(params, "base", prepared_path, teacher_dir, tmp_path / "cut",
+               on_epoch=_killer(kill_at))  # fmt: skip
+    assert (tmp_path / "cut" / "checkpoint" / "last.pt").exists()
+    assert not (tmp_path / "cut" / "student.pt").exists()
+    _prune(params, "base", prepared_path, teacher_dir, tmp_path / "cut")
+
+    a = pd.read_csv(tmp_path / "whole" / "history.csv").drop(columns="seconds")
+    b = pd.read_csv(tmp_path / "cut" / "history.csv").drop(columns="seconds")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    sa = load_model(tmp_path / "whole" / "student.pt")[0].state_dict()
+    sb = load_model(tmp_path / "cut" / "student.pt")[0].state_dict()
+    assert sa.keys() == sb.keys()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_checkpoint_of_another_configuration_is_not_resumed(
+    tiny_params, prepared_path, teacher_dir, tmp_path, caplog
+):
+    with pytest.raises(_Kill):
+        _prune(tiny_params(base={}), "base", prepared_path, teacher_dir, tmp_path,
+               on_epoch=_killer(6))  # fmt: skip
+    other = tiny_params(base={"optimizer": {"lr": 0.03}})
+    _prune(other, "base", prepared_path, teacher_dir, tmp_path)
+    assert "another configuration" in caplog.text
+    assert pd.read_csv(tmp_path / "history.csv")["epoch"].tolist() == list(range(1, 13))
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"loss": {"kind": "regression"}},
+        {"loss": {"kind": "kd", "temperature": 2.0}},
+        {"augment": {"noise_fraction": 0.5, "noise_std": 0.3}},
+        {"loss": {"kind": "regression"}, "augment": {"noise_fraction": 0.2, "noise_std": 0.3}},
+        {"trainable": "student"},
+        {"trainable": "all"},
+        {"init": "pretrained"},
+        {"init": "lsq"},
+        {"branch": "lowrank", "init": "lsq"},
+        {"branch": "sparse", "init": "pretrained"},
+        {"schedule": {"kind": "linear", "steps": 3}},
+        {"schedule": {"kind": "cosine", "steps": 3}},
+        {"schedule": {"kind": "step", "values": [0.5, 0.2]}},
+        {"optimizer": {"name": "adamw", "lr": 0.001}},
+    ],
+    ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items())[:60],
+)
+def test_every_recipe_option_trains(tiny_params, prepared_path, teacher_dir, tmp_path, override):
+    params = tiny_params(v=override)
+    _prune(params, "v", prepared_path, teacher_dir, tmp_path)
+    hist = pd.read_csv(tmp_path / "history.csv")
+    assert hist["alpha"].iloc[-1] == 0 and len(hist) == params.variant("v").epochs
+    assert hist["val_acc"].iloc[-1] > 0.5
+
+
+def test_branches_mode_leaves_the_teacher_layers_untouched(
+    tiny_params, prepared_path, teacher_dir, tmp_path
+):
+    _prune(tiny_params(base={}), "base", prepared_path, teacher_dir, tmp_path)
+    teacher = load_model(teacher_dir / "model.pt")[0].state_dict()
+    student = load_model(tmp_path / "student.pt")[0].state_dict()
+    shared = [k for k in student if k in teacher and "num_batches_tracked" not in k]
+    assert len(shared) > 5
+    for key in shared:  # first conv, classifier, every BatchNorm weight and statistic
+        assert torch.equal(student[key], teacher[key]), key
+
+
+def test_divergence_stops_with_a_clear_message(tiny_params, prepared_path, teacher_dir, tmp_path):
+    params = tiny_params(
+        hot={
+            "optimizer": {"lr": 10.0, "grad_clip": None},
+            "loss": {"kind": "regression"},  # unbounded: too large a step overflows
+            "trainable": "all",
+        }
+    )
+    with pytest.raises(DivergenceError, match=r"α=.*epoch \d+.*optimizer.lr"):
+        _prune(params, "hot", prepared_path, teacher_dir, tmp_path)
+    assert not (tmp_path / "student.pt").exists()
