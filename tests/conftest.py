@@ -37,6 +37,12 @@ def tiny_params(**variants) -> Params:
     return resolve(raw, "tiny")
 
 
+@pytest.fixture
+def tiny_raw() -> dict:
+    """The tiny configuration as the mapping a params.yaml would hold."""
+    return copy.deepcopy(TINY)
+
+
 @pytest.fixture(name="tiny_params")
 def _tiny_params_factory():
     """`tiny_params(**variants)`: the tiny configuration, optionally with other variants."""

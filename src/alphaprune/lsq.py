@@ -88,9 +88,8 @@ def _targets(layer: Layer, y: Tensor, groups: int) -> Tensor:
 def _grouped_rows(t: Tensor, groups: int) -> Tensor:
     """(N, C, H, W) -> (N·H·W, G, C/G): one row per position, channels split by group."""
     n, c, h, w = t.shape
-    return (
-        t.view(n, groups, c // groups, h * w).permute(0, 3, 1, 2).reshape(-1, groups, c // groups)
-    )
+    per_group = c // groups
+    return t.reshape(n, groups, per_group, h * w).permute(0, 3, 1, 2).reshape(-1, groups, per_group)
 
 
 @torch.no_grad()
