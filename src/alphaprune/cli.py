@@ -22,7 +22,7 @@ from alphaprune.config import ConfigError, load_params
 from alphaprune.data import DataError
 from alphaprune.evaluate import evaluate
 from alphaprune.export import ModelFileError, load_model
-from alphaprune.files import write_json
+from alphaprune.files import atomic_path, write_json
 from alphaprune.models import UnknownModelError, build_model
 from alphaprune.train import DivergenceError
 
@@ -58,7 +58,7 @@ class Progress:
 
 
 def _params(args):
-    return load_params(args.params, args.set)
+    return load_params(args.params or [Path("params.yaml")], args.set)
 
 
 def cmd_prepare(args) -> None:
@@ -105,6 +105,41 @@ def cmd_evaluate(args) -> None:
              metrics["achieved"])  # fmt: skip
 
 
+def _runs(params, variants_dir: Path):
+    """Each variant's history, α steps and metrics, read from `variants_dir`/<variant>/."""
+    names = list(params.variants)
+    histories = {n: pd.read_csv(variants_dir / n / "history.csv") for n in names}
+    steps = {n: pd.read_csv(variants_dir / n / "steps.csv") for n in names}
+    metrics = pd.DataFrame(
+        [json.loads((variants_dir / n / "metrics.json").read_text()) for n in names], index=names
+    )
+    return histories, steps, metrics
+
+
+def cmd_plots(args) -> None:
+    from alphaprune import plots
+
+    params = _params(args)
+    histories, steps, metrics = _runs(params, args.variants)
+    teacher = json.loads((args.teacher / "metrics.json").read_text())
+    paths = plots.all_figures(histories, steps, metrics, teacher, args.out)
+    log.info("wrote %d figures to %s", len(paths), args.out)
+
+
+def cmd_report(args) -> None:
+    from alphaprune import report
+
+    params = _params(args)
+    _, _, metrics = _runs(params, args.variants)
+    teacher = json.loads((args.teacher / "metrics.json").read_text())
+    summary = sorted(p for p in args.plots.glob("*.png") if not p.name.startswith("training_"))
+    per_variant = [args.plots / f"training_{n}.png" for n in params.variants]
+    text = report.render(metrics, teacher, params, summary + per_variant, args.out.parent)
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(text)
+    log.info("wrote %s", args.out)
+
+
 def cmd_plan(args) -> None:
     c, h, w = args.input_size
     model = build_model(args.model, args.num_classes, in_channels=c, image_size=h).eval()
@@ -129,7 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help)
         sp.set_defaults(fn=fn)
         if name != "plan":
-            sp.add_argument("--params", type=Path, default=Path("params.yaml"))
+            sp.add_argument(
+                "--params", type=Path, action="append", metavar="FILE",
+                help="params file (default params.yaml); repeat to merge a preset over it",
+            )  # fmt: skip
             sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                             help="override a params key, e.g. prune.amount=0.5")  # fmt: skip
         return sp
@@ -150,6 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command("evaluate", cmd_evaluate, "measure a student against its teacher")
     for name in ("data", "teacher", "teacher-metrics", "student", "history", "steps", "out"):
         sp.add_argument(f"--{name}", type=Path, required=True)
+
+    sp = command("plots", cmd_plots, "draw the figures of every variant")
+    sp.add_argument("--teacher", type=Path, required=True, help="the teacher's results folder")
+    sp.add_argument("--variants", type=Path, required=True, help="folder of variant folders")
+    sp.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
+
+    sp = command("report", cmd_report, "write the Markdown report")
+    sp.add_argument("--teacher", type=Path, required=True, help="the teacher's results folder")
+    sp.add_argument("--variants", type=Path, required=True, help="folder of variant folders")
+    sp.add_argument("--plots", type=Path, required=True, help="folder of the figures")
+    sp.add_argument("--out", type=Path, required=True, help="the report's .md file")
 
     sp = command("plan", cmd_plan, "show which layers a budget prunes, without training")
     sp.add_argument("--model", required=True)

@@ -26,7 +26,8 @@ VARIANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 Probability = Annotated[float, Field(ge=0, le=1)]
-PositiveInt = Annotated[int, Field(ge=1)]
+PositiveInt = Annotated[int, Field(ge=1, strict=True)]
+NonNegativeInt = Annotated[int, Field(ge=0, strict=True)]
 
 
 class ConfigError(ValueError):
@@ -85,7 +86,7 @@ class AugmentConfig(_Strict):
     noise_fraction: Probability = 0.0  # share of training examples that get Gaussian noise
     noise_std: Annotated[float, Field(ge=0)] = 0.0  # in normalised input units
     crop_flip: bool = False
-    crop_padding: Annotated[int, Field(ge=0)] = 4
+    crop_padding: NonNegativeInt = 4
 
     @model_validator(mode="after")
     def _noise_consistent(self) -> AugmentConfig:
@@ -103,28 +104,36 @@ class TeacherConfig(_Strict):
 
 
 # ------------------------------------------------------------------------------------- prune
-class ExponentialSchedule(_Strict):
+class _Schedule(_Strict):
+    @model_validator(mode="after")
+    def _yields_alphas(self):
+        # A schedule that yields no valid α sequence fails at load time, not mid-run.
+        schedules.alpha_sequence(**self.model_dump())
+        return self
+
+
+class ExponentialSchedule(_Schedule):
     kind: Literal["exponential"] = "exponential"
     rate: Fraction = 0.05  # α_k = (1 - rate)^k
     alpha_min: Fraction = 0.05  # below this the next α is 0
 
 
-class LinearSchedule(_Strict):
+class LinearSchedule(_Schedule):
     kind: Literal["linear"]
     steps: PositiveInt = 10
 
 
-class CosineSchedule(_Strict):
+class CosineSchedule(_Schedule):
     kind: Literal["cosine"]
     steps: PositiveInt = 10
 
 
-class StepSchedule(_Strict):
+class StepSchedule(_Schedule):
     kind: Literal["step"]
     values: list[float]
 
 
-class OneshotSchedule(_Strict):
+class OneshotSchedule(_Schedule):
     kind: Literal["oneshot"]
 
 
@@ -176,7 +185,7 @@ class PruneConfig(_Strict):
     schedule: Schedule = ExponentialSchedule()
     advance: AdvanceConfig = AdvanceConfig()
     epochs: PositiveInt = 60  # hard cap on the whole prune phase
-    finetune_epochs: Annotated[int, Field(ge=0)] = 5  # the last epochs, kept for α = 0
+    finetune_epochs: NonNegativeInt = 5  # the last epochs, kept for α = 0
     loss: Loss = CELoss()
     augment: AugmentConfig = AugmentConfig()
     batch_size: PositiveInt = 64
@@ -214,7 +223,7 @@ class RuntimeConfig(_Strict):
 
 
 class Params(_Strict):
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: NonNegativeInt = 0
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     teacher: TeacherConfig = TeacherConfig()
@@ -253,7 +262,8 @@ def _fmt_errors(err: ValidationError, source: str, prefix: tuple = ()) -> str:
     for e in err.errors():
         loc = ".".join(str(p) for p in _user_path((*prefix, *e["loc"])))
         msg = e["msg"].removeprefix("Value error, ")
-        got = "" if e["type"] in ("missing", "extra_forbidden") else f", got {e['input']!r}"
+        quiet = e["type"] in ("missing", "extra_forbidden") or isinstance(e["input"], dict)
+        got = "" if quiet else f", got {e['input']!r}"
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         lines.append(f"{source}: {loc}: {msg}{got}")
@@ -291,10 +301,11 @@ def resolve(raw: Any, source: str = "params") -> Params:
     variants: dict[str, PruneConfig] = {}
     for name, override in variants_raw.items():
         name = str(name)
-        if not VARIANT_NAME.match(name):
+        if not VARIANT_NAME.fullmatch(name):
+            shown = name if name.isprintable() else repr(name)
             raise ConfigError(
-                f"{source}: variants.{name}: variant names become paths and stage names; use only "
-                "lowercase letters, digits, '_' and '-'"
+                f"{source}: variants.{shown}: invalid variant name: names become paths and stage "
+                "names; use only lowercase letters, digits, '_' and '-'"
             )
         override = override or {}
         if not isinstance(override, dict):
@@ -317,14 +328,16 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 def set_path(raw: dict[str, Any], path: list[str], value: Any) -> None:
     node = raw
     for part in path[:-1]:
-        node = node.setdefault(part, {})
+        if node.get(part) is None:  # absent, or written as `exp05:` (an empty variant)
+            node[part] = {}
+        node = node[part]
         if not isinstance(node, dict):
             raise ConfigError(f"--set {'.'.join(path)}: {part} is not a mapping")
     node[path[-1]] = value
 
 
-def load_params(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Params:
-    """Read, apply `key.path=value` overrides, and validate a params YAML file."""
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from `path` (an empty file is an empty mapping)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -335,9 +348,21 @@ def load_params(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
     if raw is None:
-        raw = {}
+        return {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def load_params(
+    paths: str | Path | list[str | Path], overrides: list[str] | tuple[str, ...] = ()
+) -> Params:
+    """Read params files (later ones deep-merged over earlier ones, e.g. a preset over
+    params.yaml), apply `key.path=value` overrides, and validate."""
+    paths = [paths] if isinstance(paths, str | Path) else list(paths)
+    raw: dict[str, Any] = {}
+    for path in paths:
+        raw = deep_merge(raw, read_yaml(path))
     for text in overrides:
         set_path(raw, *parse_override(text))
-    return resolve(raw, source=str(path))
+    return resolve(raw, source=" + ".join(str(p) for p in paths))

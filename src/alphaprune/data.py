@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch import Tensor
 
 from alphaprune.config import DataConfig
@@ -89,6 +88,8 @@ class Prepared:
 
 
 def _stratified_cap(x, y, n: int, seed: int):
+    from sklearn.model_selection import train_test_split
+
     if n >= len(y):
         return x, y
     x, _, y, _ = train_test_split(x, y, train_size=n, stratify=y, random_state=seed)
@@ -97,6 +98,8 @@ def _stratified_cap(x, y, n: int, seed: int):
 
 def prepare(cfg: DataConfig, seed: int) -> Prepared:
     """Load `cfg.name`, split train/val(/test), and compute the card."""
+    from sklearn.model_selection import train_test_split  # slow to import; only needed here
+
     if cfg.name not in SOURCES:
         known = ", ".join(sorted(SOURCES))
         raise DataError(f"data.name: source {cfg.name!r} is not available yet; available: {known}")
@@ -137,8 +140,9 @@ def prepare(cfg: DataConfig, seed: int) -> Prepared:
 def _digest(tensors: dict[str, Tensor]) -> str:
     h = hashlib.sha256()
     for key in sorted(tensors):
-        h.update(key.encode())
-        h.update(tensors[key].numpy().tobytes())
+        t = tensors[key]
+        h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
     return h.hexdigest()
 
 
@@ -168,6 +172,6 @@ def load(path: str | Path) -> Prepared:
     if card.get("format_version") != FORMAT_VERSION:
         raise DataError(f"{path}: format version {card.get('format_version')}, "
                         f"this alphaprune reads {FORMAT_VERSION}; re-run prepare")  # fmt: skip
-    if _digest(blob) != card["sha256"]:
+    if _digest(blob) != card.get("sha256"):
         raise DataError(f"{path}: content does not match its recorded hash; re-run prepare")
     return Prepared(blob, card)

@@ -86,13 +86,21 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu"):
             f"{path}: format version {blob.get('format_version')}, this alphaprune reads "
             f"{FORMAT_VERSION}"
         )
-    recipe = json.loads(blob["recipe"])
-    model = build_from_recipe(recipe)
-    state = blob["state_dict"]
-    for name, module in model.named_modules():
-        if isinstance(module, Sparse):
+    try:
+        recipe = json.loads(blob["recipe"])
+        model = build_from_recipe(recipe)
+        state = blob["state_dict"]
+        sparse = [(n, m) for n, m in model.named_modules() if isinstance(m, Sparse)]
+        for name, module in sparse:
             _unpack_sparse(state, f"{name}.layer.weight", module.layer.weight_mask.shape)
-    model.load_state_dict(state)
+        model.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+        raise ModelFileError(
+            f"{path}: corrupt model file ({type(err).__name__}: {first})"
+        ) from None
+    for _, module in sparse:  # the prune hook sets `.weight` only at the next forward
+        module.layer.weight = module.layer.weight_orig * module.layer.weight_mask
     return model.to(map_location).eval(), recipe
 
 

@@ -1,0 +1,16 @@
+# alphaprune: prepare -> pretrain -> prune@variant -> evaluate@variant -> plots -> report.
+# The same stages, commands and paths as dvc.yaml (a test checks this).
+configfile: "params.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/teacher.smk"
+include: "workflow/rules/variants.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        rules.report.output,
+    default_target: True

@@ -1,0 +1,81 @@
+"""The report: one Markdown table of every variant (sorted by test accuracy) and the figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from alphaprune.config import Params
+
+COLUMNS = {  # metrics.json key -> column title
+    "test_acc": "test acc",
+    "noisy_test_acc": "noisy test acc",
+    "agreement": "agreement",
+    "achieved": "removed",
+    "student_params": "params",
+    "student_params_dense": "params (dense)",
+    "student_macs": "MACs",
+    "student_latency_ms": "latency ms",
+    "alpha_reached": "α reached",
+    "alpha_hold_train": "α held (train)",
+    "alpha_hold_val": "α held (val)",
+    "epochs": "epochs",
+    "wall_time_s": "train s",
+}
+
+
+def recipe_summary(params: Params, name: str) -> str:
+    """What a variant changes relative to the `prune` defaults, as `key=value` pairs."""
+    base = _flat(params.prune.model_dump(mode="json"))
+    mine = _flat(params.variant(name).model_dump(mode="json"))
+    diff = [f"{k}={v}" for k, v in mine.items() if base.get(k) != v]
+    return ", ".join(diff) or "(defaults)"
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def variant_table(metrics: pd.DataFrame, params: Params) -> pd.DataFrame:
+    table = metrics.sort_values("test_acc", ascending=False)[list(COLUMNS)].rename(columns=COLUMNS)
+    table.insert(0, "recipe", [recipe_summary(params, n) for n in table.index])
+    return table
+
+
+def render(
+    metrics: pd.DataFrame, teacher: dict, params: Params, figures: list[Path], base: Path
+) -> str:
+    """The Markdown text; figure links are relative to `base` (the report's folder)."""
+    table = variant_table(metrics, params)
+    lines = [
+        "# alphaprune report",
+        "",
+        f"Data `{params.data.name}`, model `{params.model.name}`, target: remove "
+        f"{params.prune.amount:.0%} of the teacher's parameters.",
+        "",
+        f"**Teacher**: test accuracy {teacher['test_acc']:.4f}, {teacher['params']:,} parameters, "
+        f"{teacher['epochs']} epochs.",
+        "",
+        "## Variants (sorted by test accuracy)",
+        "",
+        "`removed`: fraction of the teacher's parameters the student no longer has. `params` "
+        "counts only the weights a sparse student keeps; `params (dense)` is its dense size. "
+        "`α reached`: the last α > 0 trained before α dropped to 0. `α held`: the smallest α down "
+        "to which every α step stayed within the tolerance of the teacher's accuracy.",
+        "",
+        table.to_markdown(floatfmt=".4g"),
+        "",
+        "## Figures",
+        "",
+    ]
+    for fig in figures:
+        rel = Path(fig).resolve().relative_to(base.resolve()) if base else fig
+        lines += [f"### {Path(fig).stem.replace('_', ' ')}", "", f"![{Path(fig).stem}]({rel})", ""]
+    return "\n".join(lines)

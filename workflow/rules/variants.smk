@@ -1,0 +1,53 @@
+wildcard_constraints:
+    variant="[a-z0-9][a-z0-9_-]*",
+
+
+rule prune:
+    input:
+        code=CODE,
+        data=rules.prepare.output.data,
+        teacher=rules.pretrain.output.model,
+    output:
+        student="results/variants/{variant}/student.pt",
+        history="results/variants/{variant}/history.csv",
+        steps="results/variants/{variant}/steps.csv",
+    params:
+        files=PARAMS_ARGS,
+        settings=variant_settings,
+        seed=PARAMS.seed,
+        out=lambda w, output: os.path.dirname(output.student),
+    threads: 1
+    resources:
+        gpu=1,
+    conda:
+        "../envs/alphaprune.yaml"
+    log:
+        "logs/prune/{variant}.log",
+    shell:
+        "alphaprune prune {params.files} --variant {wildcards.variant} --data {input.data}"
+        " --teacher {input.teacher} --out {params.out} 2> {log}"
+
+
+rule evaluate:
+    input:
+        code=CODE,
+        data=rules.prepare.output.data,
+        teacher=rules.pretrain.output.model,
+        teacher_metrics=rules.pretrain.output.metrics,
+        student=rules.prune.output.student,
+        history=rules.prune.output.history,
+        steps=rules.prune.output.steps,
+    output:
+        metrics="results/variants/{variant}/metrics.json",
+    params:
+        files=PARAMS_ARGS,
+        settings=settings("eval"),
+    threads: 1
+    conda:
+        "../envs/alphaprune.yaml"
+    log:
+        "logs/evaluate/{variant}.log",
+    shell:
+        "alphaprune evaluate {params.files} --data {input.data} --teacher {input.teacher}"
+        " --teacher-metrics {input.teacher_metrics} --student {input.student}"
+        " --history {input.history} --steps {input.steps} --out {output.metrics} 2> {log}"
