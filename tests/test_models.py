@@ -60,7 +60,7 @@ def test_every_model_builds_and_classifies(name: str) -> None:
 
 def test_cnn_is_small_and_accepts_other_inputs() -> None:
     model = build_model("cnn", num_classes=10, in_channels=1, image_size=8)
-    assert 50_000 < _n_params(model) < 150_000
+    assert 15_000 < _n_params(model) < 40_000  # small: the default grid runs in minutes
 
     rgb = build_model("cnn", num_classes=7, in_channels=3, image_size=32).eval()
     with torch.no_grad():

@@ -358,11 +358,15 @@ def load_params(
     paths: str | Path | list[str | Path], overrides: list[str] | tuple[str, ...] = ()
 ) -> Params:
     """Read params files (later ones deep-merged over earlier ones, e.g. a preset over
-    params.yaml), apply `key.path=value` overrides, and validate."""
+    params.yaml), apply `key.path=value` overrides, and validate. A later file that defines
+    `variants` replaces the grid rather than adding to it."""
     paths = [paths] if isinstance(paths, str | Path) else list(paths)
     raw: dict[str, Any] = {}
     for path in paths:
-        raw = deep_merge(raw, read_yaml(path))
+        layer = read_yaml(path)
+        if "variants" in layer:
+            raw.pop("variants", None)
+        raw = deep_merge(raw, layer)
     for text in overrides:
         set_path(raw, *parse_override(text))
     return resolve(raw, source=" + ".join(str(p) for p in paths))

@@ -43,7 +43,7 @@ def training_curves(name: str, history: pd.DataFrame, teacher: dict, out: Path) 
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].axhline(teacher["val_acc"], ls="--", color="crimson", lw=1, label="teacher (val)")
-    axes[0].legend(loc="lower left")
+    axes[0].legend(loc="best", fontsize=8)
     axes[0].set_title(f"{name}: accuracy")
     axes[1].set_title(f"{name}: loss")
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=ALPHA_CMAP), ax=axes, label="α",
@@ -54,57 +54,73 @@ def training_curves(name: str, history: pd.DataFrame, teacher: dict, out: Path) 
     return out
 
 
+def _styles(n: int):
+    """n distinguishable (colour, line style) pairs: 20 colours, then dashes."""
+    colours = plt.get_cmap("tab20").colors
+    return [(colours[i % 20], ("-", "--", ":")[i // 20 % 3]) for i in range(n)]
+
+
 def accuracy_vs_alpha(steps: dict[str, pd.DataFrame], teacher: dict, out: Path) -> Path:
-    """Validation accuracy at the end of each α step, per variant; α runs from 1 down to 0."""
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for name, df in steps.items():
-        ax.plot(df["alpha"], df["val_acc"], marker=".", label=name)
-    ax.axhline(teacher["val_acc"], ls="--", color="crimson", lw=1, label="teacher")
-    ax.set_xlim(1.02, -0.02)
-    ax.set_xlabel("α (1 = teacher, 0 = student)")
-    ax.set_ylabel("validation accuracy at the end of the α step")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+    """Validation accuracy and loss at the end of each α step; α runs from 1 down to 0.
+    Variants with a single step (one-shot) have no curve and are left out."""
+    curves = {n: df for n, df in steps.items() if len(df) > 1}
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    for (name, df), (colour, ls) in zip(curves.items(), _styles(len(curves)), strict=True):
+        style = {"ls": ls, "color": colour, "marker": ".", "ms": 4, "lw": 1.2, "label": name}
+        axes[0].plot(df["alpha"], df["val_acc"], **style)
+        # Losses differ between variants (cross-entropy, MSE on logits, KD): compare each to
+        # its own value at the first α step, which is unitless.
+        axes[1].plot(df["alpha"], df["val_loss"] / df["val_loss"].iloc[0], **style)
+    axes[0].axhline(teacher["val_acc"], ls="--", color="crimson", lw=1, label="teacher")
+    axes[1].set_yscale("log")
+    labels = ("validation accuracy", "validation loss / its value at the first α step")
+    for ax, label in zip(axes, labels, strict=True):
+        ax.set_xlim(1.02, -0.02)
+        ax.set_xlabel("α (1 = teacher, 0 = student)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_title("at the end of each α step")
+    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     return _save(fig, out)
 
 
 def final_accuracy(metrics: pd.DataFrame, teacher: dict, out: Path) -> Path:
-    """Test accuracy of every student, sorted, against the teacher's."""
+    """Test accuracy of every student (sorted) against the teacher's, clean and noisy."""
     df = metrics.sort_values("test_acc")
-    fig, ax = plt.subplots(figsize=(8, 0.4 * len(df) + 1.5))
-    ax.barh(df.index, df["test_acc"], color="steelblue", label="student")
-    ax.scatter(
-        df["noisy_test_acc"], df.index, color="orange", zorder=3, label="student, noisy test"
-    )
-    ax.axvline(teacher["test_acc"], ls="--", color="crimson", label="teacher")
-    low = min(df["test_acc"].min(), df["noisy_test_acc"].min(), teacher["test_acc"])
-    ax.set_xlim(max(0.0, low - 0.05), 1.0)
-    ax.set_xlabel("test accuracy")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(axis="x", alpha=0.3)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.32 * len(df) + 1.6), sharey=True)
+    panels = ((axes[0], "test_acc", "teacher_test_acc", "test accuracy", "steelblue"),
+              (axes[1], "noisy_test_acc", None, "noisy test accuracy", "darkorange"))  # fmt: skip
+    for ax, col, teacher_col, label, colour in panels:
+        ax.hlines(df.index, df[col].min(), df[col], color="0.85", lw=1)
+        ax.plot(df[col], df.index, "o", color=colour)
+        if teacher_col:
+            ax.axvline(teacher["test_acc"], ls="--", color="crimson", label="teacher")
+            ax.legend(loc="lower right", fontsize=8)
+        ax.set_xlabel(label)
+        ax.grid(axis="x", alpha=0.3)
     return _save(fig, out)
 
 
 def accuracy_vs_size(metrics: pd.DataFrame, teacher: dict, out: Path) -> Path:
-    """Test accuracy against parameters and against MACs; the teacher is the star."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    t_params = metrics["teacher_params"].iloc[0]
-    t_macs = metrics["teacher_macs"].iloc[0]
+    """Test accuracy against parameters and against MACs; the teacher is the star. Variants
+    at the same point share one label."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     panels = [
-        (axes[0], "student_params", t_params, "parameters"),
-        (axes[1], "student_macs", t_macs, "MACs per example"),
+        (axes[0], "student_params", "teacher_params", "parameters"),
+        (axes[1], "student_macs", "teacher_macs", "MACs per example"),
     ]
-    for ax, col, t_val, label in panels:
-        ax.scatter(metrics[col], metrics["test_acc"], color="steelblue")
-        for name, row in metrics.iterrows():
-            ax.annotate(name, (row[col], row["test_acc"]), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")  # fmt: skip
-        ax.scatter([t_val], [teacher["test_acc"]], marker="*", s=200, color="crimson",
-                   label="teacher")  # fmt: skip
-        ax.set_xscale("log")
-        ax.set_xlabel(f"{label} (log scale)")
+    for ax, col, teacher_col, label in panels:
+        ax.scatter(metrics[col], metrics["test_acc"], color="steelblue", zorder=2)
+        for (x, y), group in metrics.groupby([col, "test_acc"]):
+            ax.annotate("\n".join(group.index), (x, y), fontsize=7, xytext=(5, 0),
+                        textcoords="offset points", va="center")  # fmt: skip
+        ax.scatter([metrics[teacher_col].iloc[0]], [teacher["test_acc"]], marker="*", s=250,
+                   color="crimson", label="teacher", zorder=3)  # fmt: skip
+        ax.set_xlim(0, metrics[teacher_col].iloc[0] * 1.15)
+        ax.margins(y=0.15)
+        ax.set_xlabel(label)
         ax.set_ylabel("test accuracy")
-        ax.grid(alpha=0.3, which="both")
+        ax.grid(alpha=0.3)
         ax.legend(loc="lower right")
     return _save(fig, out)
 

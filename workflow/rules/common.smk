@@ -2,26 +2,27 @@
 import json
 from pathlib import Path
 
-from alphaprune.config import ConfigError, resolve
+from alphaprune.config import ConfigError, load_params
 
-if workflow.config_settings.overwrite_config:
+if workflow.config_settings.config:  # --config key=value (presets come as --configfile)
     raise WorkflowError(
         "alphaprune commands read params files: use --configfile configs/<preset>.yaml "
         "(or edit params.yaml) instead of --config"
     )
+# params.yaml, then any --configfile preset. They are read by alphaprune's own loader (not from
+# Snakemake's `config`), so that the rules and the CLI they call resolve exactly the same grid.
+PARAM_FILES = ["params.yaml"] + [
+    os.path.relpath(f) for f in workflow.overwrite_configfiles if os.path.relpath(f) != "params.yaml"
+]
+PARAMS_ARGS = " ".join(f"--params {f}" for f in PARAM_FILES)
 try:
-    PARAMS = resolve(config, "params.yaml")
+    PARAMS = load_params(PARAM_FILES)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
 VARIANTS = list(PARAMS.variants)
 if not VARIANTS:
-    raise WorkflowError("params.yaml: variants: define at least one variant")
-# params.yaml, then any --configfile preset, merged in this order by the CLI as by Snakemake.
-PARAM_FILES = ["params.yaml"] + [
-    os.path.relpath(f) for f in workflow.overwrite_configfiles if os.path.relpath(f) != "params.yaml"
-]
-PARAMS_ARGS = " ".join(f"--params {f}" for f in PARAM_FILES)
+    raise WorkflowError(f"{' + '.join(PARAM_FILES)}: variants: define at least one variant")
 CODE = sorted(str(p) for p in Path("src/alphaprune").glob("*.py"))
 DATA = f"data/prepared/{PARAMS.data.name}"
 

@@ -1,0 +1,251 @@
+"""The pipeline as a user runs it: Snakemake and DVC see the same stages, commands and outputs;
+a tiny configuration runs end to end in both; editing one variant (or the teacher) selects
+exactly what depends on it. Each test works in a temporary copy of the project."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+PROJECT_FILES = ["Snakefile", "dvc.yaml", ".dvcignore", "workflow", "src/alphaprune"]
+
+TINY = {
+    "seed": 0,
+    "data": {"name": "digits"},
+    "model": {"name": "cnn"},
+    "teacher": {"epochs": 3},
+    "prune": {
+        "schedule": {"kind": "exponential", "rate": 0.5, "alpha_min": 0.2},
+        "advance": {"patience": 1, "max_epochs": 1},
+        "epochs": 4,
+        "finetune_epochs": 1,
+    },
+    "variants": {"a": {}, "b-2": {"branch": "lowrank"}},
+    "eval": {"latency_repeats": 1},
+    "runtime": {"device": "cpu"},
+}
+
+pytestmark = pytest.mark.slow
+
+
+def run(args, cwd, check=True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def make_project(root: Path, params: dict) -> Path:
+    """A copy of the workflow files with `params` as params.yaml, under git and DVC."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        src, dst = REPO / name, root / name
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], root)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty",
+         "-m", "init"], root)  # fmt: skip
+    run([BIN / "dvc", "init", "-q"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "project"], root)
+    return root
+
+
+def edit_params(root: Path, change) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    change(params)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+# ------------------------------------------------------------------------------ the two views
+def _name(rule: str, outputs: set[str]) -> str:
+    """DVC's stage name for a Snakemake job: prune@<variant> from its output paths."""
+    variant = {m.group(1) for o in outputs if (m := re.match(r"results/variants/([^/]+)/", o))}
+    return f"{rule}@{variant.pop()}" if variant else rule
+
+
+def _dry_run_blocks(root: Path, *args: str) -> list[dict]:
+    """Snakemake's planned jobs: rule, wildcards, outputs and shell command of each."""
+    out = run([BIN / "snakemake", "-n", "-p", *args], root).stdout
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        m = re.match(r"(?:local)?rule (\w+):", block.strip())
+        if not m:
+            continue
+        outputs, cmd, variant = (
+            re.search(rf"^\s*{key}:\s*(.*)$", block, re.M)
+            for key in ("output", "Shell command", "wildcards")
+        )
+        jobs.append({
+            "rule": m.group(1),
+            "variant": variant.group(1).removeprefix("variant=") if variant else None,
+            "outputs": set(outputs.group(1).split(", ")) if outputs else set(),
+            "cmd": cmd.group(1) if cmd else "",
+        })  # fmt: skip
+    return jobs
+
+
+def snakemake_jobs(root: Path) -> dict[str, tuple[str, set[str]]]:
+    """job name -> (command, outputs), from a forced dry run."""
+    jobs = {}
+    for job in _dry_run_blocks(root, "--forceall"):
+        cmd = re.sub(r"\s+2>\s*\S+\s*$", "", job["cmd"])  # the log redirect is Snakemake's
+        jobs[_name(job["rule"], job["outputs"])] = (" ".join(cmd.split()), job["outputs"])
+    return jobs
+
+
+def dvc_stages(root: Path) -> dict[str, tuple[str, set[str]]]:
+    """stage name -> (command, outputs other than persisted resume state), from DVC itself."""
+    code = (
+        "import json, sys\nfrom dvc.repo import Repo\n"
+        "stages = {s.addressing: (s.cmd, sorted(str(o.def_path) for o in s.outs if not o.persist))"
+        " for s in Repo(sys.argv[1]).index.stages}\nprint(json.dumps(stages))"
+    )
+    stages = json.loads(run([sys.executable, "-c", code, str(root)], root).stdout)
+    return {n: (" ".join(cmd.split()), set(outs)) for n, (cmd, outs) in stages.items()}
+
+
+@pytest.mark.parametrize(
+    "variants",
+    [None, {"fast": {"schedule": {"kind": "oneshot"}}, "x-1": {"init": "pretrained"}}],
+    ids=["default-params", "other-variants"],
+)
+def test_snakemake_and_dvc_agree(tmp_path, variants):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    if variants is not None:
+        params["variants"] = variants
+    root = make_project(tmp_path / "p", params)
+    smk = snakemake_jobs(root)
+    dvc = dvc_stages(root)
+    smk.pop("all", None)  # Snakemake's target rule has no outputs of its own
+    assert set(smk) == set(dvc)
+    for name in dvc:
+        assert smk[name][0] == dvc[name][0], name
+        assert smk[name][1] == dvc[name][1], name
+    expected = {f"prune@{v}" for v in params["variants"]}
+    assert expected <= set(dvc)
+
+
+# --------------------------------------------------------------------------------- snakemake
+def dry_run_jobs(root: Path) -> set[str]:
+    return {
+        f"{j['rule']}@{j['variant']}" if j["variant"] else j["rule"]
+        for j in _dry_run_blocks(root)
+        if j["rule"] != "all"
+    }
+
+
+@pytest.fixture(scope="module")
+def snakemake_project(tmp_path_factory) -> Path:
+    root = make_project(tmp_path_factory.mktemp("smk"), TINY)
+    run([BIN / "snakemake", "--cores", "2"], root)
+    return root
+
+
+def test_snakemake_runs_the_whole_dag(snakemake_project):
+    root = snakemake_project
+    for v in TINY["variants"]:
+        d = root / "results" / "variants" / v
+        metrics = json.loads((d / "metrics.json").read_text())
+        assert metrics["achieved"] >= 0.65 and 0 < metrics["test_acc"] <= 1
+        assert metrics["epochs"] == TINY["prune"]["epochs"]
+        assert (d / "student.pt").stat().st_size > 0
+        assert (d / "checkpoint" / "last.pt").exists()
+        assert (root / "results" / "plots" / f"training_{v}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (root / "logs" / "prune" / f"{v}.log").exists()
+    for fig in ("accuracy_vs_alpha", "final_accuracy", "accuracy_vs_size"):
+        assert (root / "results" / "plots" / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
+    report = (root / "results" / "report.md").read_text()
+    assert "| a " in report and "| b-2 " in report and "plots/final_accuracy.png" in report
+    teacher = json.loads((root / "results" / "teacher" / "metrics.json").read_text())
+    assert teacher["epochs"] == 3
+    assert dry_run_jobs(root) == set()
+    assert "Nothing to be done" in run([BIN / "snakemake", "-n"], root).stdout
+
+
+def test_snakemake_reruns_only_the_edited_variant(snakemake_project):
+    root = snakemake_project
+    before = (root / "params.yaml").read_text()
+    try:
+        edit_params(root, lambda p: p["variants"]["b-2"].update(init="pretrained"))
+        assert dry_run_jobs(root) == {"prune@b-2", "evaluate@b-2", "plots", "report"}
+        edit_params(root, lambda p: p["teacher"].update(epochs=4))
+        assert dry_run_jobs(root) == {"pretrain", "prune@a", "prune@b-2", "evaluate@a",
+                                      "evaluate@b-2", "plots", "report"}  # fmt: skip
+    finally:
+        (root / "params.yaml").write_text(before)
+    assert dry_run_jobs(root) == set()
+
+
+def test_snakemake_preset_replaces_the_grid(snakemake_project, tmp_path):
+    preset = snakemake_project / "configs" / "one.yaml"
+    preset.parent.mkdir(exist_ok=True)
+    preset.write_text(yaml.safe_dump({"variants": {"solo": {"schedule": {"kind": "oneshot"}}}}))
+    out = run([BIN / "snakemake", "-n", "--configfile", "configs/one.yaml", "--printshellcmds"],
+              snakemake_project).stdout  # fmt: skip
+    assert "--params params.yaml --params configs/one.yaml" in out
+    assert "variant=solo" in out and "variant=a" not in out
+
+
+# --------------------------------------------------------------------------------------- dvc
+@pytest.fixture(scope="module")
+def dvc_project(tmp_path_factory) -> Path:
+    root = make_project(tmp_path_factory.mktemp("dvc"), TINY)
+    run([BIN / "dvc", "repro", "-q"], root)
+    return root
+
+
+def dvc_changed(root: Path) -> set[str]:
+    status = json.loads(run([BIN / "dvc", "status", "--json"], root).stdout)
+    return {name.split(":")[-1] for name in status}
+
+
+def dvc_would_run(root: Path) -> set[str]:
+    """Stages `dvc repro` runs: a dry run cannot know a changed stage's outputs will change, so
+    --force-downstream includes what depends on them."""
+    out = run([BIN / "dvc", "repro", "--dry", "--force-downstream"], root).stdout
+    return set(re.findall(r"Running stage '([^']+)'", out))
+
+
+def test_dvc_repro_and_exp_show(dvc_project):
+    root = dvc_project
+    assert dvc_changed(root) == set()
+    for v in TINY["variants"]:
+        assert (root / "results" / "variants" / v / "metrics.json").exists()
+    shown = json.loads(run([BIN / "dvc", "exp", "show", "--json"], root).stdout)
+    text = json.dumps(shown)
+    for v in TINY["variants"]:
+        assert f"results/variants/{v}/metrics.json" in text
+    assert "test_acc" in text and "achieved" in text
+
+
+def test_dvc_selects_only_the_edited_variant(dvc_project):
+    root = dvc_project
+    before = (root / "params.yaml").read_text()
+    try:
+        edit_params(root, lambda p: p["variants"]["b-2"].update(init="pretrained"))
+        assert dvc_changed(root) == {"prune@b-2", "evaluate@b-2", "plots", "report"}
+        assert dvc_would_run(root) == {"prune@b-2", "evaluate@b-2", "plots", "report"}
+        (root / "params.yaml").write_text(before)
+        edit_params(root, lambda p: p["teacher"].update(epochs=4))
+        assert dvc_changed(root) == {"pretrain"}  # status lists the stage whose params changed
+        assert dvc_would_run(root) == {"pretrain", "prune@a", "prune@b-2", "evaluate@a",
+                                       "evaluate@b-2", "plots", "report"}  # fmt: skip
+    finally:
+        (root / "params.yaml").write_text(before)
+    assert dvc_changed(root) == set()
