@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CORES  ?= all
 
-.PHONY: install test run lint clean
+.PHONY: install test run report lint clean
 
 install: $(STAMP)
 
@@ -17,6 +17,15 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The whole pipeline on params.yaml (digits by default): prepare, teacher, every variant,
+# plots, report. Re-running does only what changed.
+run: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" snakemake --cores $(CORES)
+
+# Snakemake's HTML report (the figures, with provenance) beside results/report.md.
+report: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" snakemake --report results/report.html
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests

@@ -61,6 +61,24 @@ def _params(args):
     return load_params(args.params or [Path("params.yaml")], args.set)
 
 
+def cmd_check(args) -> None:
+    import yaml
+
+    from alphaprune.config import merge_files
+
+    files = args.params or [Path("params.yaml")]
+    params = _params(args)  # validates: a bad file ends here with one line
+    if args.write:
+        raw = merge_files(files, args.set)
+        with atomic_path(args.write) as tmp:
+            tmp.write_text(yaml.safe_dump(raw, sort_keys=False))
+        log.info("wrote the merged params to %s", args.write)
+        return
+    grid = {name: cfg.model_dump(mode="json") for name, cfg in params.variants.items()}
+    print(yaml.safe_dump({"variants": grid}, sort_keys=False), end="")
+    log.info("%s: valid; %d variants", " + ".join(map(str, files)), len(grid))
+
+
 def cmd_prepare(args) -> None:
     card = stages.prepare(_params(args), args.out)
     log.info("prepared %s: %d train, %d val, %d test", card["name"], card["n_train"],
@@ -171,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                             help="override a params key, e.g. prune.amount=0.5")  # fmt: skip
         return sp
+
+    sp = command("check", cmd_check, "validate params and print every variant's full settings")
+    sp.add_argument(
+        "--write", type=Path, metavar="FILE",
+        help="write the merged params (e.g. a preset over params.yaml) to FILE",
+    )  # fmt: skip
 
     sp = command("prepare", cmd_prepare, "decode the dataset once into a tensor file + card")
     sp.add_argument("--out", type=Path, required=True, help="the .pt file (card: .json beside)")

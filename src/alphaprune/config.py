@@ -354,13 +354,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
-def load_params(
-    paths: str | Path | list[str | Path], overrides: list[str] | tuple[str, ...] = ()
-) -> Params:
-    """Read params files (later ones deep-merged over earlier ones, e.g. a preset over
-    params.yaml), apply `key.path=value` overrides, and validate. A later file that defines
-    `variants` replaces the grid rather than adding to it."""
-    paths = [paths] if isinstance(paths, str | Path) else list(paths)
+def merge_files(
+    paths: list[str | Path], overrides: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The raw mapping of params files, later ones deep-merged over earlier ones (e.g. a preset
+    over params.yaml), then `key.path=value` overrides. A later file that defines `variants`
+    replaces the grid rather than adding to it."""
     raw: dict[str, Any] = {}
     for path in paths:
         layer = read_yaml(path)
@@ -369,4 +368,12 @@ def load_params(
         raw = deep_merge(raw, layer)
     for text in overrides:
         set_path(raw, *parse_override(text))
-    return resolve(raw, source=" + ".join(str(p) for p in paths))
+    return raw
+
+
+def load_params(
+    paths: str | Path | list[str | Path], overrides: list[str] | tuple[str, ...] = ()
+) -> Params:
+    """Read, merge (see `merge_files`) and validate params files."""
+    paths = [paths] if isinstance(paths, str | Path) else list(paths)
+    return resolve(merge_files(paths, overrides), source=" + ".join(str(p) for p in paths))

@@ -30,7 +30,7 @@ def _save(fig, path: Path) -> Path:
 
 def training_curves(name: str, history: pd.DataFrame, teacher: dict, out: Path) -> Path:
     """Accuracy and loss against epoch; markers coloured by α (train: circles, val: crosses)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"wspace": 0.28})
     norm = Normalize(0, 1)
     alpha = history["alpha"].fillna(1.0)
     for ax, metric, label in ((axes[0], "acc", "accuracy"), (axes[1], "loss", "loss")):
