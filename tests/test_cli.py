@@ -4,6 +4,7 @@ commands wired end to end on a tiny digits configuration."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -25,7 +26,9 @@ def test_plan_json(capsys):
 def test_plan_table(capsys):
     assert main(["plan", "--model", "cnn", "--input-size", "1", "8", "8"]) == 0
     out = capsys.readouterr().out
-    assert "pointwise" in out and "removes 0.69" in out and "excluded:" in out
+    assert "pointwise" in out and "excluded:" in out
+    removed = float(re.search(r"removes (0\.\d+) \(target 0.65\)", out).group(1))
+    assert 0.65 <= removed < 0.75
 
 
 def test_unreachable_plan_is_one_line_exit_2(capsys):

@@ -31,7 +31,7 @@ TINY = {
         "epochs": 4,
         "finetune_epochs": 1,
     },
-    "variants": {"a": {}, "b-2": {"branch": "lowrank"}},
+    "variants": {"a": {"schedule": {"rate": 0.5}}, "b-2": {"branch": "lowrank"}},
     "eval": {"latency_repeats": 1},
     "runtime": {"device": "cpu"},
 }
@@ -249,3 +249,40 @@ def test_dvc_selects_only_the_edited_variant(dvc_project):
     finally:
         (root / "params.yaml").write_text(before)
     assert dvc_changed(root) == set()
+
+
+def test_dvc_plots_show_renders_the_histories(dvc_project):
+    shown = json.loads(run([BIN / "dvc", "plots", "show", "--json"], dvc_project).stdout)["data"]
+    for v in TINY["variants"]:
+        (plot,) = shown[f"results/variants/{v}/history.csv"]
+        assert plot["type"] == "vega"
+        rows = plot["content"]["data"]["values"]
+        assert [int(r["epoch"]) for r in rows] == list(range(1, TINY["prune"]["epochs"] + 1))
+        assert all("val_acc" in r and "alpha" in r for r in rows)
+        assert shown[f"results/plots/training_{v}.png"][0]["type"] == "image"
+    assert shown["results/plots/final_accuracy.png"][0]["type"] == "image"
+
+
+def test_dvc_exp_run_with_a_changed_setting(dvc_project):
+    """DESIGN 6: `dvc exp run -S variants.<v>.schedule.rate=...`, then `dvc exp show` lists the
+    experiment with its params and every variant's metrics; only variant a reruns."""
+    root = dvc_project
+    out = run([BIN / "dvc", "exp", "run", "-n", "rate03", "-S", "variants.a.schedule.rate=0.3"],
+              root).stdout  # fmt: skip
+    assert "Running stage 'prune@a'" in out and "Running stage 'prune@b-2'" not in out
+    shown = json.loads(run([BIN / "dvc", "exp", "show", "--json"], root).stdout)
+    exps = {
+        rev["name"]: rev["data"]
+        for commit in shown
+        for exp in commit.get("experiments") or []
+        for rev in exp["revs"]
+    }
+    data = exps["rate03"]
+    assert data["params"]["params.yaml"]["data"]["variants"]["a"]["schedule"]["rate"] == 0.3
+    for v in TINY["variants"]:
+        assert 0 < data["metrics"][f"results/variants/{v}/metrics.json"]["data"]["test_acc"] <= 1
+
+
+def test_snakemake_lint_is_clean():
+    out = run([BIN / "snakemake", "--lint"], REPO)
+    assert "Congratulations" in out.stdout + out.stderr

@@ -166,7 +166,8 @@ def cmd_plan(args) -> None:
         print(json.dumps(plan.to_dict(), indent=2))
         return
     rows = pd.DataFrame(plan.to_dict()["layers"])
-    print(rows.to_string(index=False) if len(rows) else "(no layers)")
+    # size: rank (lowrank) or kept weights (sparse); a pointwise 1x1 has none.
+    print(rows.fillna("-").to_string(index=False) if len(rows) else "(no layers)")
     print(f"excluded: {', '.join(plan.excluded)}")
     print(f"teacher {plan.teacher_params:,} -> student {plan.student_params:,} parameters; "
           f"removes {plan.achieved:.4f} (target {plan.amount})")  # fmt: skip
