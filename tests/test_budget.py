@@ -106,6 +106,26 @@ def test_achieved_reported_and_monotone_in_amount(kind):
     assert all(a >= t for a, t in zip(achieved, (0.3, 0.5, 0.65, 0.8), strict=True))
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", ["cnn", "resnet20", "tv:mobilenet_v2"])
+def test_small_amounts_are_still_met(name, kind):
+    """achieved >= amount at every amount, including small ones where a single layer's branch
+    could overshoot (regression: layers whose best rank saved little were dropped uncounted)."""
+    model, x = _model(name), _example(name)
+    for amount in (0.01, 0.02, 0.05, 0.1, 0.2, 0.4):
+        plan = allocate(model, kind, amount, x)
+        assert plan.teacher_params - plan.student_params >= math.ceil(amount * plan.teacher_params)
+        assert sum(lp.params_before - lp.params_after for lp in plan.layers) == (
+            plan.teacher_params - plan.student_params
+        )
+
+
+def test_exclude_pattern_matching_nothing_is_an_error():
+    with pytest.raises(BudgetError, match=r"'layer9\.\*' matches no Conv2d/Linear layer"):
+        allocate(_model("resnet20"), "lowrank", 0.3, _example("resnet20"),
+                 exclude=["conv1", "layer9.*"])  # fmt: skip
+
+
 def test_pointwise_prefers_spatial_convs_then_low_rank_linear_maps():
     vgg = allocate(_model("vgg16"), "pointwise", 0.65, _example("vgg16"))
     assert {lp.branch for lp in vgg.layers} == {"pointwise"}

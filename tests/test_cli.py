@@ -74,3 +74,25 @@ def test_stage_commands_end_to_end(tmp_path, params_file, tiny_raw):
     unknown = ["prune", *p, "--variant", "nope", "--data", str(data),
                "--teacher", str(teacher / "model.pt"), "--out", str(tmp_path / "x")]  # fmt: skip
     assert main(unknown) == 2
+
+
+def test_model_that_does_not_fit_the_data_is_one_line(tmp_path, params_file, prepared_path, capsys):
+    out = tmp_path / "teacher"
+    code = main(["pretrain", "--params", str(params_file), "--set", "model.name=vgg16",
+                 "--data", str(prepared_path), "--out", str(out)])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0
+    assert "model.name" in err and "image_size >= 32" in err and "1x8x8" in err
+    assert not out.exists()
+
+
+def test_missing_input_file_is_one_line(tmp_path, params_file, prepared_path, teacher_dir, capsys):
+    code = main(["evaluate", "--params", str(params_file), "--data", str(prepared_path),
+                 "--teacher", str(teacher_dir / "model.pt"),
+                 "--teacher-metrics", str(tmp_path / "missing.json"),
+                 "--student", str(teacher_dir / "model.pt"), "--history", str(tmp_path / "h.csv"),
+                 "--steps", str(tmp_path / "s.csv"),
+                 "--out", str(tmp_path / "m.json")])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "missing.json" in err
+    assert not (tmp_path / "m.json").exists()

@@ -187,6 +187,8 @@ BAD = [
     ("negative-epochs", _set("teacher", "epochs", -1), "teacher.epochs", "-1"),
     ("negative-prune-epochs", _set("prune", "epochs", -5), "prune.epochs", "-5"),
     ("batch-size-0", _set("prune", "batch_size", 0), "prune.batch_size", "0"),
+    # α = 0 always keeps at least one epoch (0 used to crash after the whole α > 0 phase).
+    ("finetune-0", _set("prune", "finetune_epochs", 0), "prune.finetune_epochs", "0"),
     ("unknown-branch", _set("prune", "branch", "dense"), "prune.branch", "dense"),
     ("unknown-init", _set("prune", "init", "zeros"), "prune.init", "zeros"),
     ("unknown-trainable", _set("prune", "trainable", "none"), "prune.trainable", "none"),

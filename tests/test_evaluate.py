@@ -16,18 +16,18 @@ from alphaprune.train import DeviceData, Runtime
 
 CPU = Runtime(torch.device("cpu"))
 STEPS = [
-    {"alpha": 0.9, "train_acc": 0.99, "val_acc": 0.98},
-    {"alpha": 0.5, "train_acc": 0.985, "val_acc": 0.95},
-    {"alpha": 0.1, "train_acc": 0.95, "val_acc": 0.97},
-    {"alpha": 0.0, "train_acc": 0.99, "val_acc": 0.98},
+    {"alpha": 0.9, "train_acc_clean": 0.99, "val_acc": 0.98},
+    {"alpha": 0.5, "train_acc_clean": 0.985, "val_acc": 0.95},
+    {"alpha": 0.1, "train_acc_clean": 0.95, "val_acc": 0.97},
+    {"alpha": 0.0, "train_acc_clean": 0.99, "val_acc": 0.98},
 ]
 
 
 @pytest.mark.parametrize(
     "key,teacher,tol,expected",
     [
-        ("train_acc", 0.99, 1.0, 0.5),  # 0.95 at α=0.1 is 4 pp below: held down to 0.5
-        ("train_acc", 0.99, 5.0, 0.0),  # everything within 5 pp
+        ("train_acc_clean", 0.99, 1.0, 0.5),  # 0.95 at α=0.1 is 4 pp below: held down to 0.5
+        ("train_acc_clean", 0.99, 5.0, 0.0),  # everything within 5 pp
         ("val_acc", 0.98, 1.0, 0.9),  # 0.95 at α=0.5 fell out; later recovery does not count
         ("val_acc", 0.999, 0.5, 1.0),  # the first step already fell out
     ],
@@ -76,7 +76,7 @@ def test_evaluate_record_is_complete_and_finite():
     ))  # fmt: skip
     history = [{"seconds": 0.5}, {"seconds": 0.25}]
     metrics = evaluate(student, teacher, _data(), {"train_acc": 0.99, "val_acc": 0.98}, history,
-                       STEPS, (1, 8, 8), EvalConfig(latency_repeats=1), CPU)  # fmt: skip
+                       STEPS, (1, 8, 8), EvalConfig(latency_seconds=0.02), CPU)  # fmt: skip
     for key in ("test_acc", "noisy_test_acc", "agreement", "teacher_params", "student_params",
                 "student_params_dense", "achieved", "teacher_macs", "student_macs",
                 "teacher_latency_ms", "student_latency_ms", "epochs", "wall_time_s",

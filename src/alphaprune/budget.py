@@ -114,6 +114,14 @@ def candidate_layers(
         excluded = list(dict.fromkeys([order[0], order[-1]]))
     else:
         excluded = [n for n in order if any(fnmatch.fnmatchcase(n, pat) for pat in exclude)]
+        # A typo would otherwise prune a layer the user meant to keep.
+        unmatched = [p for p in exclude if not fnmatch.filter(order, p)]
+        if unmatched:
+            shown = ", ".join(order[:6]) + (", ..." if len(order) > 6 else "")
+            raise BudgetError(
+                f"exclude: {', '.join(map(repr, unmatched))} matches no Conv2d/Linear layer "
+                f"(glob over layer names such as {shown}; `alphaprune plan` lists them)"
+            )
     modules = dict(model.named_modules())
     return [(n, modules[n]) for n in order if n not in excluded], excluded
 
@@ -203,13 +211,14 @@ def _largest_first(options: list[LayerPlan], need: int) -> list[LayerPlan]:
 def _lowrank(layers, need: int, total: int, amount: float, kind: str) -> list[LayerPlan]:
     """Ranks keeping one common fraction f of each layer's weights, the largest f that still
     removes `need`; then single ranks are raised (cheapest first) while `need` still holds."""
-    full = {n: lowrank_break_even(m) for n, m in layers}  # rank at which nothing is saved
+    # From rank full[n] on a pair saves nothing: such a layer keeps no branch at all.
+    full = {n: lowrank_break_even(m) + 1 for n, m in layers}
 
     def ranks(f: float) -> dict[str, int]:
         return {n: max(1, min(full[n], math.floor(f * full[n]))) for n, _ in layers}
 
     def saved(r: dict[str, int]) -> int:
-        return sum(_saving(_plan(n, m, "lowrank", r[n])) for n, m in layers)
+        return sum(_saving(_plan(n, m, "lowrank", r[n])) for n, m in layers if r[n] < full[n])
 
     if not layers or saved(ranks(0.0)) < need:
         most = saved(ranks(0.0)) if layers else 0

@@ -23,12 +23,13 @@ from alphaprune.data import DataError
 from alphaprune.evaluate import evaluate
 from alphaprune.export import ModelFileError, load_model
 from alphaprune.files import atomic_path, write_json
-from alphaprune.models import UnknownModelError, build_model
+from alphaprune.models import ModelError, build_model
 from alphaprune.train import DivergenceError
 
 log = logging.getLogger("alphaprune")
-USER_ERRORS = (ConfigError, DataError, ModelFileError, BudgetError, UnknownModelError,
-               DivergenceError)  # fmt: skip
+# Errors a user causes and can fix: one line and exit 2 (--debug shows the traceback).
+USER_ERRORS = (ConfigError, DataError, ModelFileError, BudgetError, ModelError, DivergenceError,
+               FileNotFoundError)  # fmt: skip
 
 
 class Progress:

@@ -185,7 +185,7 @@ class PruneConfig(_Strict):
     schedule: Schedule = ExponentialSchedule()
     advance: AdvanceConfig = AdvanceConfig()
     epochs: PositiveInt = 60  # hard cap on the whole prune phase
-    finetune_epochs: NonNegativeInt = 5  # the last epochs, kept for α = 0
+    finetune_epochs: PositiveInt = 5  # the last epochs, kept for α = 0
     loss: Loss = CELoss()
     augment: AugmentConfig = AugmentConfig()
     batch_size: PositiveInt = 64
@@ -213,7 +213,8 @@ class EvalConfig(_Strict):
     tolerance_pp: Annotated[float, Field(ge=0)] = 1.0  # "α held" window, percentage points
     noise_std: Annotated[float, Field(ge=0)] = 0.5  # Gaussian noise for noisy-test accuracy
     latency_batch: PositiveInt = 1
-    latency_repeats: PositiveInt = 50
+    # torch.utils.benchmark repeats the forward pass for at least this long (the median is kept)
+    latency_seconds: Annotated[float, Field(gt=0)] = 0.2
 
 
 class RuntimeConfig(_Strict):

@@ -47,7 +47,7 @@ def latency_ms(model: nn.Module, shape: tuple[int, ...], cfg: EvalConfig) -> flo
     x = torch.randn(cfg.latency_batch, *shape)
     with torch.no_grad():
         timer = Timer("model(x)", globals={"model": model, "x": x})
-        return timer.blocked_autorange(min_run_time=0.2).median * 1e3
+        return timer.blocked_autorange(min_run_time=cfg.latency_seconds).median * 1e3
 
 
 def alpha_held(steps: list[dict], key: str, teacher_acc: float, tolerance_pp: float) -> float:
@@ -63,13 +63,13 @@ def alpha_held(steps: list[dict], key: str, teacher_acc: float, tolerance_pp: fl
 
 def noisy_accuracy(model, split: DeviceData, std: float, runtime: Runtime, seed: int) -> float:
     gen = torch.Generator(device=runtime.device).manual_seed(seed)
-    correct = 0
+    correct = torch.zeros((), device=split.y.device, dtype=torch.long)
     model.eval()
     with torch.no_grad(), runtime.autocast():
         for x, y, _ in split.batches(runtime.eval_batch_size):
             noise = torch.randn(x.shape, device=x.device, generator=gen)
-            correct += (model(x + std * noise).argmax(1) == y).sum().item()
-    return correct / len(split)
+            correct += (model(x + std * noise).argmax(1) == y).sum()
+    return correct.item() / len(split)
 
 
 def evaluate(
@@ -105,7 +105,7 @@ def evaluate(
         "epochs": len(history),
         "wall_time_s": sum(row["seconds"] for row in history),
         "alpha_reached": min((s["alpha"] for s in steps if s["alpha"] > 0), default=0.0),
-        "alpha_hold_train": alpha_held(steps, "train_acc", teacher_metrics["train_acc"],
+        "alpha_hold_train": alpha_held(steps, "train_acc_clean", teacher_metrics["train_acc"],
                                        cfg.tolerance_pp),
         "alpha_hold_val": alpha_held(steps, "val_acc", teacher_metrics["val_acc"],
                                      cfg.tolerance_pp),

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["UnknownModelError", "available_models", "build_model", "register"]
+__all__ = ["ModelError", "UnknownModelError", "available_models", "build_model", "register"]
 
 # A builder takes (num_classes, in_channels, image_size) by keyword and returns a fresh module.
 Builder = Callable[..., nn.Module]
@@ -36,7 +36,11 @@ _TV_PREFIX = "tv:"
 _REGISTRY: dict[str, Builder] = {}
 
 
-class UnknownModelError(ValueError):
+class ModelError(ValueError):
+    """A model cannot be built as asked (its name, or the input it would be given)."""
+
+
+class UnknownModelError(ModelError):
     """Raised when a model name is neither registered nor a known ``tv:<torchvision name>``."""
 
 
@@ -112,7 +116,7 @@ def _build_torchvision(tv_name: str, num_classes: int, in_channels: int) -> nn.M
             "returned by torchvision.models.list_models(module=torchvision.models)"
         )
     if in_channels != 3:
-        raise ValueError(
+        raise ModelError(
             f"torchvision models take 3-channel input; got in_channels={in_channels} for "
             f"'tv:{tv_name}'"
         )
@@ -152,7 +156,7 @@ def cnn(num_classes: int, in_channels: int = 1, image_size: int = 8) -> nn.Modul
     """Three-conv CNN (~24k params, 0.6M MACs at 1x8x8) for the 8x8 digits; any image_size >= 2
     works. Small on purpose: the whole default grid must run in minutes on a 2-core CPU."""
     if image_size < 2:
-        raise ValueError(f"cnn needs image_size >= 2 (it max-pools once), got {image_size}")
+        raise ModelError(f"cnn needs image_size >= 2 (it max-pools once), got {image_size}")
     layers: dict[str, nn.Module] = {}
     for i, (cin, cout) in enumerate([(in_channels, 16), (16, 32), (32, 64)], start=1):
         names = (f"conv{i}", f"bn{i}", f"relu{i}")
@@ -211,7 +215,7 @@ def _make_vgg(name: str) -> None:
     def builder(num_classes: int, in_channels: int = 3, image_size: int = 32) -> nn.Module:
         # Five 2x max-pools: anything smaller than 32 would shrink to zero size mid-network.
         if image_size < 32:
-            raise ValueError(f"{name} needs image_size >= 32 (five 2x pools), got {image_size}")
+            raise ModelError(f"{name} needs image_size >= 32 (five 2x pools), got {image_size}")
         return VGG(_VGG_CONFIGS[name], num_classes, in_channels)
 
     builder.__name__ = builder.__qualname__ = name

@@ -22,8 +22,15 @@ from alphaprune.config import AdvanceConfig, Params, PruneConfig, RuntimeConfig
 from alphaprune.export import load_model, recipe_for, save_model
 from alphaprune.files import write_csv, write_json
 from alphaprune.losses import NEEDS_TEACHER, make_loss
-from alphaprune.models import build_model
-from alphaprune.train import DeviceData, FitSpec, Runtime, fit, predict, resolve_device
+from alphaprune.models import ModelError, build_model
+from alphaprune.train import (
+    DeviceData,
+    FitSpec,
+    Runtime,
+    accuracy,
+    fit,
+    resolve_device,
+)
 
 log = logging.getLogger(__name__)
 OnEpoch = Callable[[dict], None] | None
@@ -35,10 +42,6 @@ def runtime_from(cfg: RuntimeConfig) -> Runtime:
 
 def splits(prepared: data.Prepared, runtime: Runtime, *names: str) -> list[DeviceData]:
     return [DeviceData(*prepared.split(n), prepared.mean, prepared.std, runtime) for n in names]
-
-
-def accuracy(model: nn.Module, split: DeviceData, runtime: Runtime) -> float:
-    return (predict(model, split, runtime).argmax(1) == split.y).float().mean().item()
 
 
 def file_digest(path: str | Path) -> str:
@@ -64,7 +67,11 @@ def pretrain(params: Params, data_path: Path, out_dir: Path, on_epoch: OnEpoch =
     runtime = runtime_from(params.runtime)
     c, h, _ = prepared.shape
     torch.manual_seed(params.seed)
-    model = build_model(params.model.name, prepared.num_classes, in_channels=c, image_size=h)
+    try:
+        model = build_model(params.model.name, prepared.num_classes, in_channels=c, image_size=h)
+    except ModelError as err:
+        raise ModelError(f"model.name: {err} (the prepared {prepared.card['name']} images are "
+                         f"{c}x{h}x{prepared.shape[2]})") from None  # fmt: skip
     model = model.to(runtime.device)
     train, val, test = splits(prepared, runtime, "train", "val", "test")
     t = params.teacher
@@ -84,7 +91,7 @@ def pretrain(params: Params, data_path: Path, out_dir: Path, on_epoch: OnEpoch =
     metrics = {
         "test_acc": accuracy(model, test, runtime),
         "val_acc": last["val_acc"],
-        "train_acc": last["train_acc"],
+        "train_acc": result.steps[-1]["train_acc_clean"],  # un-augmented, like alpha_hold_train
         "params": sum(p.numel() for p in model.parameters()),
         "epochs": len(result.history),
         "wall_time_s": result.seconds,
@@ -125,12 +132,15 @@ def prune(
     """Prune the teacher with one variant's recipe: `out_dir`/student.pt, history.csv,
     steps.csv, and checkpoint/ for resuming a killed run."""
     cfg = params.variant(variant)
+    # Declared by dvc.yaml as an output even when the run is one step (oneshot) with nothing
+    # to resume from.
+    (out_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
     prepared = data.load(data_path)
     runtime = runtime_from(params.runtime)
     teacher, recipe = load_model(teacher_path, runtime.device)
     train, val = splits(prepared, runtime, "train", "val")
     torch.manual_seed(params.seed)
-    calib = [x for x, _, _ in train.batches(cfg.calibration_size)][:1]
+    calib = [next(train.batches(cfg.calibration_size))[0]] if cfg.init == "lsq" else None
     model, plan = make_student(teacher, cfg, train.normalise(train.x[:2]), calib)
     log.info("%s: %d layers get %s branches; removes %.4f of %d parameters", variant,
              len(plan.layers), cfg.branch, plan.achieved, plan.teacher_params)  # fmt: skip
@@ -155,6 +165,15 @@ def prune(
 
 
 def _fingerprint(cfg: PruneConfig, seed: int, teacher_path: Path, prepared) -> str:
+    """What a checkpoint must match to be resumed: recipe, seed, teacher, data and this code (a
+    code change reruns the stage, and resuming would keep the old code's α > 0 phase)."""
     blob = json.dumps([cfg.model_dump(), seed, file_digest(teacher_path),
-                       prepared.card["sha256"]], sort_keys=True)  # fmt: skip
+                       prepared.card["sha256"], _code_digest()], sort_keys=True)  # fmt: skip
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _code_digest() -> str:
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()

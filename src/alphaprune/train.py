@@ -112,6 +112,10 @@ def predict(model: nn.Module, data: DeviceData, runtime: Runtime) -> Tensor:
     return out
 
 
+def accuracy(model: nn.Module, data: DeviceData, runtime: Runtime) -> float:
+    return (predict(model, data, runtime).argmax(1) == data.y).float().mean().item()
+
+
 # ------------------------------------------------------------------------------------- spec
 LossFn = Callable[[Tensor, Tensor, Tensor | None], Tensor]
 
@@ -215,7 +219,10 @@ def fit(
             stalled = monitor.update(row)
             if not final and e + 1 >= n_min and stalled:
                 break
-        result.steps.append(_step_row(k, alpha, result.history[first_epoch:epoch], monitor))
+        # Un-augmented and in eval mode: comparable with the teacher's (for alpha_hold_train).
+        clean = accuracy(model, train, runtime)
+        rows = result.history[first_epoch:epoch]
+        result.steps.append(_step_row(k, alpha, rows, monitor, clean))
         result.seconds = time.perf_counter() - start
         if checkpoint is not None and not final:
             _save_checkpoint(checkpoint, k + 1, epoch, model, opt, generator, result, spec)
@@ -310,12 +317,13 @@ class _Plateau:
         return self.sign * self.best
 
 
-def _step_row(k: int, alpha, rows: list[dict], monitor: _Plateau) -> dict:
+def _step_row(k: int, alpha, rows: list[dict], monitor: _Plateau, clean_train_acc: float) -> dict:
     last = rows[-1]
     return {
         "step": k, "alpha": alpha, "epochs": len(rows), "first_epoch": rows[0]["epoch"],
         "last_epoch": last["epoch"], "train_loss": last["train_loss"],
-        "train_acc": last["train_acc"], "val_loss": last["val_loss"], "val_acc": last["val_acc"],
+        "train_acc": last["train_acc"], "train_acc_clean": clean_train_acc,
+        "val_loss": last["val_loss"], "val_acc": last["val_acc"],
         f"best_{monitor.key}": monitor.best_value,
     }  # fmt: skip
 
