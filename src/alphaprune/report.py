@@ -33,14 +33,9 @@ def recipe_summary(params: Params, name: str) -> str:
     return ", ".join(diff) or "(defaults)"
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+def _flat(d: dict) -> dict:
+    """{"schedule": {"rate": 0.1}} -> {"schedule.rate": 0.1}"""
+    return pd.json_normalize(d).iloc[0].to_dict()
 
 
 def variant_table(metrics: pd.DataFrame, params: Params) -> pd.DataFrame:
