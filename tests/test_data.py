@@ -5,6 +5,7 @@ truncated, altered or foreign file is refused with a DataError naming it."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -135,11 +136,17 @@ def test_subset_larger_than_the_split_changes_nothing(prepared):
     assert big.card == prepared.card
 
 
-def test_unavailable_source_names_the_available_ones():
+@pytest.mark.parametrize("name", DataConfig.model_fields["name"].annotation.__args__)
+def test_every_configurable_source_is_registered(name):
+    assert name in data.SOURCES
+
+
+def test_unregistered_source_names_the_available_ones(monkeypatch):
+    monkeypatch.delitem(data.SOURCES, "cifar10")
     with pytest.raises(DataError) as info:
         data.prepare(DataConfig(name="cifar10"), seed=0)
     msg = str(info.value)
-    assert "cifar10" in msg and "available: digits" in msg
+    assert "cifar10" in msg and "available: digits, imagefolder" in msg
     assert "\n" not in msg
 
 
@@ -254,3 +261,171 @@ def test_card_without_a_hash_is_refused(saved):
 
     _rewrite(saved, change)
     _assert_refused(saved)
+
+
+# ----------------------------------------------------------------------- image folder sources
+CLASSES = ["cat", "dog", "emu"]
+
+
+def _png(path: Path, seed: int, shape=(3, 6, 5)) -> torch.Tensor:
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(seed)
+    image = torch.randint(0, 256, shape, dtype=torch.uint8, generator=gen)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    hwc = image.permute(1, 2, 0).numpy()
+    Image.fromarray(hwc[:, :, 0] if shape[0] == 1 else hwc).save(path)
+    return image
+
+
+@pytest.fixture
+def image_tree(tmp_path) -> tuple[Path, dict]:
+    """root/images/{train,test}/<class>/<n>.png with known pixels (PNG is lossless)."""
+    root, pixels = tmp_path / "tree", {}
+    for split, n in (("train", 12), ("test", 3)):
+        for c, name in enumerate(CLASSES):
+            for i in range(n):
+                rel = f"images/{split}/{name}/{i:02d}.png"
+                pixels[rel] = (_png(root / rel, seed=hash((split, c, i)) % 2**31), c)
+    return root, pixels
+
+
+def _source(root: Path, **kw) -> data.Source:
+    return data.SOURCES["imagefolder"](DataConfig(name="imagefolder", root=str(root), **kw))
+
+
+def test_imagefolder_reads_every_image_with_its_class(image_tree):
+    root, pixels = image_tree
+    src = _source(root)
+    assert src.classes == CLASSES
+    assert src.x_train.shape == (36, 3, 6, 5) and src.x_test.shape == (9, 3, 6, 5)
+    assert src.x_train.dtype == np.uint8 and src.y_train.dtype == np.int64
+    got = Counter((x.tobytes(), int(y)) for x, y in zip(src.x_train, src.y_train, strict=True))
+    want = Counter((img.numpy().tobytes(), c) for rel, (img, c) in pixels.items()
+                   if "/train/" in rel)  # fmt: skip
+    assert got == want
+
+
+def test_imagefolder_tar_gz_equals_the_folder(image_tree, tmp_path):
+    import tarfile
+
+    root, _ = image_tree
+    archive = tmp_path / "images.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root / "images", arcname="images")
+    a, b = _source(root), _source(archive)
+    assert a.classes == b.classes
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        assert np.array_equal(getattr(a, key), getattr(b, key)), key
+
+
+def test_imagefolder_prepare_splits_and_caps(image_tree):
+    root, _ = image_tree
+    cfg = DataConfig(name="imagefolder", root=str(root), val_fraction=0.25, subset=18)
+    prep = data.prepare(cfg, seed=0)
+    assert prep.card["n_train"] == 18 and prep.card["n_val"] == 9 and prep.card["n_test"] == 9
+    assert Counter(prep.tensors["y_train"].tolist()) == {0: 6, 1: 6, 2: 6}  # stratified cap
+    assert prep.shape == (3, 6, 5) and prep.card["classes"] == CLASSES
+
+
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (lambda r: (r / "images/train/emu/00.png").write_bytes(b"\x89PNG not really"),
+         r"images/train/emu/00\.png: cannot decode this image"),
+        (lambda r: (r / "images/train/dog/03.png").write_bytes(
+            (r / "images/train/dog/03.png").read_bytes()[:40]),
+         r"images/train/dog/03\.png: cannot decode this image"),
+        (lambda r: _png(r / "images/train/emu/99.png", 1, shape=(3, 7, 5)),
+         r"images/train/emu/99\.png is 3x7x5, but the images before it are 3x6x5"),
+        (lambda r: _png(r / "images/test/emu/98.png", 1, shape=(1, 6, 5)),
+         r"images/test/emu/98\.png is 1x6x5"),
+        (lambda r: (r / "images/train/fox").mkdir(),
+         r"class folder train/fox has no images"),
+        (lambda r: [p.unlink() for p in (r / "images/test/emu").iterdir()],
+         r"class folder test/emu has no images"),
+        (lambda r: _png(r / "images/train/yak/00.png", 1),
+         r"train and test have different classes \(yak\)"),
+        (lambda r: shutil.rmtree(r / "images/test"), r"no test/<class>/<image> files found"),
+    ],
+    ids=["corrupt", "truncated", "other-size", "other-channels", "empty-class-folder",
+         "emptied-class-folder", "class-only-in-train", "no-test-split"],
+)  # fmt: skip
+def test_imagefolder_bad_data_names_the_file(image_tree, damage, message):
+    root, _ = image_tree
+    damage(root)
+    with pytest.raises(DataError, match=message) as info:
+        _source(root)
+    assert "\n" not in str(info.value)
+
+
+def test_imagefolder_missing_root_and_not_an_archive(tmp_path):
+    with pytest.raises(DataError, match=r"nowhere does not exist"):
+        _source(tmp_path / "nowhere")
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"not an archive")
+    with pytest.raises(DataError, match=r"junk\.tar\.gz: not a readable image folder"):
+        _source(junk)
+
+
+SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg.tar.gz"
+
+
+@pytest.mark.skipif(not SHARED_CIFAR.exists(), reason=f"{SHARED_CIFAR} is absent")
+def test_cifar10_jpeg_archive(tmp_path):
+    cfg = DataConfig(name="imagefolder", root=str(SHARED_CIFAR), subset=1000)
+    prep = data.prepare(cfg, seed=0)
+    assert prep.card["classes"][:3] == ["airplane", "automobile", "bird"]
+    assert prep.shape == (3, 32, 32)
+    assert (prep.card["n_train"], prep.card["n_val"], prep.card["n_test"]) == (1000, 5000, 10000)
+    assert Counter(prep.tensors["y_train"].tolist()) == {c: 100 for c in range(10)}
+    # The published CIFAR-10 channel means, within JPEG's loss and a 1000-image sample's spread.
+    assert np.allclose(prep.mean, [125.3, 123.0, 113.9], atol=4)
+    data.save(prep, tmp_path / "c.pt")
+    assert data.load(tmp_path / "c.pt").card["sha256"] == prep.card["sha256"]
+
+
+# ------------------------------------------------------------------------------ cifar10 source
+def _fake_cifar(root: Path, per_file: int = 4) -> None:
+    """The standard python-pickle layout of cifar-10-python.tar.gz, with random pixels."""
+    import pickle
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"data": rng.integers(0, 256, (per_file, 3072), dtype=np.uint8),
+                 "labels": [int(v) for v in rng.integers(0, 10, per_file)]}  # fmt: skip
+        (folder / name).write_bytes(pickle.dumps(batch))
+    names = [f"c{i}" for i in range(10)]
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}))
+
+
+def test_cifar10_reads_the_standard_files(tmp_path, monkeypatch):
+    import torchvision.datasets.cifar as tv_cifar
+
+    _fake_cifar(tmp_path)
+    # The real files' md5 sums are checked by torchvision; these fakes have others.
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)
+    monkeypatch.setattr(tv_cifar.CIFAR10, "_check_integrity", lambda self: True)
+    src = data.SOURCES["cifar10"](DataConfig(name="cifar10", root=str(tmp_path)))
+    assert src.x_train.shape == (20, 3, 32, 32) and src.x_test.shape == (4, 3, 32, 32)
+    assert src.classes == [f"c{i}" for i in range(10)]
+    raw = np.frombuffer(
+        (tmp_path / "cifar-10-batches-py" / "test_batch").read_bytes()[:0], np.uint8
+    )
+    assert raw.size == 0 and src.x_train.dtype == np.uint8
+
+
+def test_cifar10_missing_and_offline_says_where_to_put_it(tmp_path, monkeypatch):
+    import torchvision.datasets.cifar as tv_cifar
+
+    def offline(self):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(tv_cifar.CIFAR10, "download", offline)
+    with pytest.raises(DataError) as info:
+        data.SOURCES["cifar10"](DataConfig(name="cifar10", root=str(tmp_path / "raw")))
+    msg = str(info.value)
+    assert "cifar-10-batches-py" in msg and "cifar-10-python.tar.gz" in msg
+    assert "network is unreachable" in msg and "\n" not in msg

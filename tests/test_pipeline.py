@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-PROJECT_FILES = ["Snakefile", "dvc.yaml", ".dvcignore", "workflow", "src/alphaprune"]
+PROJECT_FILES = ["Snakefile", "dvc.yaml", ".dvcignore", "workflow", "src/alphaprune", "data/raw"]
 
 TINY = {
     "seed": 0,
-    "data": {"name": "digits"},
+    "data": {"name": "digits", "root": "data/raw"},
     "model": {"name": "cnn"},
     "teacher": {"epochs": 3},
     "prune": {
@@ -195,6 +196,28 @@ def test_snakemake_reruns_only_the_edited_variant(snakemake_project):
     finally:
         (root / "params.yaml").write_text(before)
     assert dry_run_jobs(root) == set()
+
+
+def test_changed_raw_data_reruns_prepare_in_both_tools(snakemake_project, dvc_project):
+    """data.root is an input of prepare. Snakemake sees a folder change by its mtime (a file
+    added or removed); DVC by content."""
+    everything = {"prepare", "pretrain", "prune@a", "prune@b-2", "evaluate@a", "evaluate@b-2",
+                  "plots", "report"}  # fmt: skip
+    for root in (snakemake_project, dvc_project):
+        raw = root / "data" / "raw"
+        times = raw.stat()
+        try:
+            (raw / "new.jpg").write_bytes(b"more data")
+            os.utime(raw, (times.st_atime, time.time() + 10))  # newer than the outputs
+            if root == snakemake_project:
+                assert dry_run_jobs(root) == everything
+            else:
+                assert dvc_changed(root) == {"prepare"}
+                assert dvc_would_run(root) == everything
+        finally:
+            (raw / "new.jpg").unlink()
+            os.utime(raw, (times.st_atime, times.st_mtime))
+    assert dry_run_jobs(snakemake_project) == set() and dvc_changed(dvc_project) == set()
 
 
 def test_snakemake_preset_replaces_the_grid(snakemake_project, tmp_path):

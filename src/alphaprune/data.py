@@ -9,10 +9,13 @@ reads only that file: nothing is decoded again, and the whole set can live on th
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-from collections.abc import Callable
+import logging
+import tarfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
@@ -22,6 +25,8 @@ from alphaprune.config import DataConfig
 from alphaprune.files import torch_save, write_json
 
 FORMAT_VERSION = 1
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -58,6 +63,123 @@ def _digits(cfg: DataConfig) -> Source:
     d = load_digits()
     x = d.images.astype(np.uint8)[:, None]  # (1797, 1, 8, 8)
     return Source(x, d.target.astype(np.int64), None, None, [str(c) for c in d.target_names])
+
+
+@register_source("cifar10")
+def _cifar10(cfg: DataConfig) -> Source:
+    """CIFAR-10 through torchvision: the standard python files under `root`, downloaded there
+    first if they are missing and the network allows."""
+    from torchvision.datasets import CIFAR10
+
+    root = Path(cfg.root)
+    try:
+        train, test = (CIFAR10(root, train=t, download=False) for t in (True, False))
+    except RuntimeError:  # torchvision: "Dataset not found or corrupted"
+        log.info("CIFAR-10 not found under %s; downloading it", root)
+        try:
+            train, test = (CIFAR10(root, train=t, download=True) for t in (True, False))
+        except Exception as err:  # noqa: BLE001 - offline, proxy, disk: all end the same way
+            raise DataError(
+                f"data.root: CIFAR-10 is not under {root / CIFAR10.base_folder} and could not "
+                f"be downloaded ({err.__class__.__name__}: {err}); put the extracted "
+                f"{CIFAR10.filename} ({CIFAR10.url}) there, or use data.name: imagefolder"
+            ) from None
+    return Source(
+        np.ascontiguousarray(train.data.transpose(0, 3, 1, 2)), np.asarray(train.targets),
+        np.ascontiguousarray(test.data.transpose(0, 3, 1, 2)), np.asarray(test.targets),
+        list(train.classes),
+    )  # fmt: skip
+
+
+@register_source("imagefolder")
+def _imagefolder(cfg: DataConfig) -> Source:
+    """`root`/train/<class>/* and `root`/test/<class>/* (any folder level above them), or a
+    .tar.gz of such a tree, read without extracting it. All images must share one size and
+    channel count: the prepared file is one (N, C, H, W) tensor."""
+    root = Path(cfg.root)
+    if not root.exists():
+        raise DataError(f"data.root: {root} does not exist (an image folder tree or a .tar.gz)")
+    files: dict[str, dict[str, list[tuple[str, bytes]]]] = {"train": {}, "test": {}}
+    for path, read in _image_files(root):  # read is None for a folder
+        parts = PurePosixPath(path).parts
+        depth = 2 if read is None else 3  # .../<split>/<class>[/<file>]
+        split = next((i for i, p in enumerate(parts) if p in files), None)
+        if split is None or len(parts) - split != depth:
+            continue
+        images = files[parts[split]].setdefault(parts[split + 1], [])
+        if read is not None:
+            images.append((path, read))
+    for split, by_class in files.items():
+        if not by_class:
+            raise DataError(f"{root}: no {split}/<class>/<image> files found")
+        empty = [name for name, images in by_class.items() if not images]
+        if empty:
+            raise DataError(f"{root}: class folder {split}/{empty[0]} has no images")
+    classes = sorted(files["train"])
+    if sorted(files["test"]) != classes:
+        extra = sorted(set(files["train"]) ^ set(files["test"]))
+        raise DataError(f"{root}: train and test have different classes ({', '.join(extra)})")
+    arrays, shape = {}, None
+    for split, by_class in files.items():
+        xs, ys = [], []
+        for label, name in enumerate(classes):
+            for path, read in sorted(by_class[name]):
+                image = _decode(path, read)
+                shape = shape or image.shape
+                if image.shape != shape:
+                    raise DataError(
+                        f"{root}: {path} is {_dims(image.shape)}, but the images before it are "
+                        f"{_dims(shape)}; convert them to one size and channel count"
+                    )
+                xs.append(image)
+                ys.append(label)
+        arrays[split] = (torch.stack(xs).numpy(), np.asarray(ys, dtype=np.int64))
+    log.info("decoded %d train and %d test images of %s from %s", len(arrays["train"][1]),
+             len(arrays["test"][1]), _dims(shape), root)  # fmt: skip
+    return Source(*arrays["train"], *arrays["test"], classes)
+
+
+def _image_files(root: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
+    """(path inside root, reader of its bytes) for every image file, and (path, None) for
+    every folder, from a folder tree or a tar archive."""
+    if root.is_dir():
+        for path in sorted(root.rglob("*")):
+            rel = path.relative_to(root).as_posix()
+            if path.is_dir():
+                yield rel, None
+            elif path.suffix.lower() in IMAGE_SUFFIXES:
+                yield rel, path.read_bytes
+        return
+    try:
+        with tarfile.open(root) as tar:
+            for member in tar:
+                if member.isdir():
+                    yield member.name.rstrip("/"), None
+                elif member.isfile() and Path(member.name).suffix.lower() in IMAGE_SUFFIXES:
+                    data = tar.extractfile(member).read()
+                    yield member.name, lambda data=data: data
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise DataError(f"{root}: not a readable image folder or .tar.gz ({err})") from None
+
+
+def _decode(path: str, read: Callable[[], bytes]) -> Tensor:
+    """(C, H, W) uint8 with the file's own channels: grey 1, RGB 3, RGBA 4 (palette -> RGB)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(read())) as image:
+            if image.mode not in ("L", "RGB", "RGBA"):
+                image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+            array = np.asarray(image)  # decodes fully: a truncated file fails here
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DataError(f"{path}: cannot decode this image ({err})") from None
+    array = array[:, :, None] if array.ndim == 2 else array
+    return torch.from_numpy(array.transpose(2, 0, 1).copy())
+
+
+def _dims(shape) -> str:
+    c, h, w = shape
+    return f"{c}x{h}x{w}"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,9 @@
 rule prepare:
     input:
         code=CODE,
+        # The raw files (a folder or archive; for digits a placeholder folder): editing them
+        # reruns prepare. dvc.yaml lists the same path.
+        raw=PARAMS.data.root,
     output:
         data=f"{DATA}.pt",
         card=f"{DATA}.json",
