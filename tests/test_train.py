@@ -183,3 +183,26 @@ def test_divergence_stops_with_a_clear_message(tiny_params, prepared_path, teach
     with pytest.raises(DivergenceError, match=r"α=.*epoch \d+.*optimizer.lr"):
         _prune(params, "hot", prepared_path, teacher_dir, tmp_path)
     assert not (tmp_path / "student.pt").exists()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_host_placement_trains_exactly_like_device_placement(
+    tiny_params, prepared_path, teacher_dir, tmp_path, workers
+):
+    """Data too big for the GPU stays in host memory behind a DataLoader: same batches, same
+    results (on the CPU, bit for bit), with or without worker processes."""
+    params = tiny_params(base={"augment": {"noise_fraction": 0.5, "noise_std": 0.3}})
+    host = params.model_copy(update={"runtime": params.runtime.model_copy(
+        update={"data_placement": "host", "workers": workers})})  # fmt: skip
+    _prune(params, "base", prepared_path, teacher_dir, tmp_path / "device")
+    _prune(host, "base", prepared_path, teacher_dir, tmp_path / "host")
+    a = pd.read_csv(tmp_path / "device" / "history.csv").drop(columns="seconds")
+    b = pd.read_csv(tmp_path / "host" / "history.csv").drop(columns="seconds")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_auto_placement_keeps_data_on_the_device_when_it_fits():
+    cpu = Runtime(torch.device("cpu"))
+    assert cpu.data_fits(10**12)  # the host is the device
+    assert not Runtime(torch.device("cpu"), data_placement="host").data_fits(1)
+    assert Runtime(torch.device("cpu"), data_placement="device").data_fits(10**12)

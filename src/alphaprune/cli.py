@@ -174,6 +174,42 @@ def cmd_plan(args) -> None:
           f"removes {plan.achieved:.4f} (target {plan.amount})")  # fmt: skip
 
 
+def cmd_bench(args) -> None:
+    from alphaprune import bench
+    from alphaprune.train import Runtime, resolve_device
+
+    setup = bench.BenchSetup(
+        model=args.model, shape=tuple(args.input_size), num_classes=args.num_classes,
+        n_train=args.n_train, batch_size=args.batch_size, epochs=args.epochs, branch=args.branch,
+        min_run_time=args.min_run_time,
+    )  # fmt: skip
+    if args.epochs < 2:
+        raise ConfigError("bench: --epochs must be at least 2 (the first is a warm-up)")
+    result = bench.run(setup, Runtime(resolve_device(args.device), compile=args.compile))
+    rows = [
+        ("device", result["device"]),
+        ("model / batch", f"{setup.model} / {setup.batch_size}, {result['n_train']} images"),
+        ("train img/s: fit | plain loop", f"{result['fit_img_s']:.0f} | "
+         f"{result['plain_img_s']:.0f}  (fit/plain {result['fit_over_plain']:.2f})"),
+        ("train step ms: original | student | blend",
+         f"{result['step_ms_original']:.2f} | {result['step_ms_student']:.2f} | "
+         f"{result['step_ms_blend']:.2f}  (blend/(original+student) "
+         f"{result['blend_over_sum']:.2f}; only branches training: "
+         f"{result['step_ms_blend_branches_only']:.2f})"),
+        ("inference ms/batch: teacher | student",
+         f"{result['teacher_infer_ms']:.2f} | {result['student_infer_ms']:.2f}  "
+         f"(student/teacher {result['student_over_teacher_latency']:.2f})"),
+        ("MACs/image: teacher | student", f"{result['teacher_macs']:,} | {result['student_macs']:,}"
+         f"  (student/teacher {result['student_over_teacher_macs']:.2f})"),
+        ("params: teacher | student", f"{result['teacher_params']:,} | "
+         f"{result['student_params']:,}"),
+    ]  # fmt: skip
+    width = max(len(k) for k, _ in rows)
+    print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+    if args.json:
+        write_json(args.json, result)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="alphaprune", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=__version__)
@@ -183,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name, fn, help):
         sp = sub.add_parser(name, help=help)
         sp.set_defaults(fn=fn)
-        if name != "plan":
+        if name not in ("plan", "bench"):
             sp.add_argument(
                 "--params", type=Path, action="append", metavar="FILE",
                 help="params file (default params.yaml); repeat to merge a preset over it",
@@ -234,6 +270,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--input-size", type=int, nargs=3, default=[3, 32, 32], metavar=("C", "H", "W"))
     sp.add_argument("--exclude", nargs="*", default=None, help="glob patterns of layer names")
     sp.add_argument("--json", action="store_true")
+
+    sp = command(
+        "bench", cmd_bench, "time fit against a plain PyTorch loop, the blend, the student"
+    )
+    sp.add_argument("--model", default="resnet20")
+    sp.add_argument("--branch", default="pointwise", choices=["pointwise", "lowrank", "sparse"])
+    sp.add_argument("--input-size", type=int, nargs=3, default=[3, 32, 32], metavar=("C", "H", "W"))
+    sp.add_argument("--num-classes", type=int, default=10)
+    sp.add_argument("--n-train", type=int, default=8192, help="synthetic training images")
+    sp.add_argument("--batch-size", type=int, default=256)
+    sp.add_argument("--epochs", type=int, default=3, help="the first is a warm-up, not counted")
+    sp.add_argument("--device", default="auto")
+    sp.add_argument("--compile", action="store_true", help="torch.compile in the project's fit")
+    sp.add_argument("--min-run-time", type=float, default=1.0, metavar="S",
+                    help="seconds each timed statement is repeated for")  # fmt: skip
+    sp.add_argument("--json", type=Path, metavar="FILE", help="also write the numbers here")
     return p
 
 
@@ -241,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr)  # fmt: skip
+    # torch.utils.benchmark's import warns that a CPU-only machine has no CUDA: not news here.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     try:
         args.fn(args)
     except USER_ERRORS as err:

@@ -221,6 +221,10 @@ class RuntimeConfig(_Strict):
     device: str = "auto"  # auto: cuda, then mps, then cpu
     compile: bool = False  # torch.compile the training model
     eval_batch_size: PositiveInt = 1024
+    # device: images live on the GPU (fastest); host: pinned host memory + DataLoader workers;
+    # auto: device when the prepared data takes at most a quarter of the free GPU memory.
+    data_placement: Literal["auto", "device", "host"] = "auto"
+    workers: NonNegativeInt = 4  # DataLoader workers for host placement
 
 
 class Params(_Strict):

@@ -37,11 +37,19 @@ OnEpoch = Callable[[dict], None] | None
 
 
 def runtime_from(cfg: RuntimeConfig) -> Runtime:
-    return Runtime(resolve_device(cfg.device), cfg.compile, cfg.eval_batch_size)
+    return Runtime(resolve_device(cfg.device), cfg.compile, cfg.eval_batch_size,
+                   cfg.data_placement, cfg.workers)  # fmt: skip
 
 
 def splits(prepared: data.Prepared, runtime: Runtime, *names: str) -> list[DeviceData]:
-    return [DeviceData(*prepared.split(n), prepared.mean, prepared.std, runtime) for n in names]
+    """The named splits, on the device if all of the prepared data fits there."""
+    nbytes = sum(t.numel() * t.element_size() for t in prepared.tensors.values())
+    resident = runtime.data_fits(nbytes)
+    if not resident:
+        log.info("data (%.1f GB) stays in host memory; batches come through a DataLoader "
+                 "with %d workers", nbytes / 1e9, runtime.workers)  # fmt: skip
+    return [DeviceData(*prepared.split(n), prepared.mean, prepared.std, runtime, resident)
+            for n in names]  # fmt: skip
 
 
 def file_digest(path: str | Path) -> str:

@@ -42,6 +42,8 @@ class Runtime:
     device: torch.device
     compile: bool = False
     eval_batch_size: int = 1024
+    data_placement: str = "auto"  # auto | device | host (see DeviceData)
+    workers: int = 4  # DataLoader workers when the data stays in host memory
 
     @property
     def cuda(self) -> bool:
@@ -52,6 +54,17 @@ class Runtime:
         if self.cuda:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return nullcontext()
+
+    def data_fits(self, nbytes: int) -> bool:
+        """Whether `nbytes` of uint8 images should live on the device: `auto` keeps them there
+        when they take at most a quarter of the free device memory (the model, activations
+        and optimizer need the rest)."""
+        if self.data_placement != "auto":
+            return self.data_placement == "device"
+        if not self.cuda:
+            return True  # CPU (the host is the device) and MPS (unified memory)
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return nbytes <= free // 4
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -66,11 +79,22 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 class DeviceData:
-    """One split resident on the device as uint8, normalised per batch."""
+    """One split as uint8 images, normalised per batch on the device.
 
-    def __init__(self, x: Tensor, y: Tensor, mean, std, runtime: Runtime):
+    Resident (the fast path, airbench-style): the images live on the device and a batch is one
+    gather. Otherwise they stay in host memory (pinned on CUDA) and a DataLoader with workers
+    gathers each batch and copies it asynchronously. Labels always live on the device, and both
+    paths draw the same shuffled order from the same generator, so they give the same batches.
+    """
+
+    def __init__(self, x: Tensor, y: Tensor, mean, std, runtime: Runtime, resident: bool = True):
         dev = runtime.device
-        self.x = x.to(dev, non_blocking=True)
+        self.resident = resident
+        self.workers = runtime.workers
+        if resident:
+            self.x = x.to(dev, non_blocking=True)
+        else:
+            self.x = x.pin_memory() if runtime.cuda else x
         self.y = y.to(dev, non_blocking=True)
         self.mean = torch.tensor(mean, device=dev, dtype=torch.float32).view(1, -1, 1, 1)
         self.inv_std = 1 / torch.tensor(std, device=dev, dtype=torch.float32).view(1, -1, 1, 1)
@@ -80,14 +104,14 @@ class DeviceData:
         return len(self.y)
 
     def normalise(self, x: Tensor) -> Tensor:
-        x = (x.float() - self.mean) * self.inv_std
+        x = (x.to(self.mean.device, non_blocking=True).float() - self.mean) * self.inv_std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def batches(
         self, batch_size: int, generator: torch.Generator | None = None
     ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        """(x, y, indices); shuffled, dropping the last incomplete batch, when `generator`
-        is given (training); in order and complete otherwise (evaluation)."""
+        """(x, y, indices) on the device; shuffled, dropping the last incomplete batch, when
+        `generator` is given (training); in order and complete otherwise (evaluation)."""
         n = len(self)
         if generator is None:
             order = torch.arange(n, device=self.y.device)
@@ -96,9 +120,38 @@ class DeviceData:
             order = torch.randperm(n, device=generator.device, generator=generator)
             order = order.to(self.y.device)
             stop = n - n % batch_size if n >= batch_size else n
-        for start in range(0, stop, batch_size):
-            idx = order[start : start + batch_size]
-            yield self.normalise(self.x[idx]), self.y[idx], idx
+        chunks = [order[start : start + batch_size] for start in range(0, stop, batch_size)]
+        if self.resident:
+            for idx in chunks:
+                yield self.normalise(self.x[idx]), self.y[idx], idx
+            return
+        for xb, idx in zip(self._host_batches(order[:stop].cpu(), batch_size), chunks, strict=True):
+            yield self.normalise(xb), self.y[idx], idx
+
+    def _host_batches(self, order: Tensor, batch_size: int) -> Iterator[Tensor]:
+        from torch.utils.data import DataLoader
+
+        loader = DataLoader(
+            _Gather(self.x),
+            sampler=order.split(batch_size),  # one whole batch of indices per fetch
+            batch_size=None,
+            num_workers=self.workers,
+            pin_memory=self.channels_last,  # i.e. on CUDA
+        )
+        yield from loader
+
+
+class _Gather(torch.utils.data.Dataset):
+    """dataset[indices] -> the images at `indices`, in one tensor gather (no per-example loop)."""
+
+    def __init__(self, x: Tensor):
+        self.x = x
+
+    def __getitem__(self, idx: Tensor) -> Tensor:
+        return self.x[idx]
+
+    def __len__(self) -> int:
+        return len(self.x)
 
 
 @torch.no_grad()
