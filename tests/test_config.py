@@ -410,3 +410,17 @@ def test_default_exponential_alphas():
     assert alphas[:2] == pytest.approx([0.95, 0.95**2])
     assert min(a for a in alphas if a > 0) >= 0.05
     assert alphas[-1] == 0.0
+
+
+PRESETS = sorted((REPO_PARAMS.parent / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
+def test_every_preset_is_valid_over_params_yaml(preset):
+    params = load_params([REPO_PARAMS, preset])
+    assert params.variants  # each preset keeps or defines a grid
+    raw = yaml.safe_load(preset.read_text())
+    if "model" in raw:
+        assert params.model.name == raw["model"]["name"]
+    if "data" in raw:
+        assert params.data.name == raw["data"]["name"]
