@@ -206,3 +206,37 @@ def test_auto_placement_keeps_data_on_the_device_when_it_fits():
     assert cpu.data_fits(10**12)  # the host is the device
     assert not Runtime(torch.device("cpu"), data_placement="host").data_fits(1)
     assert Runtime(torch.device("cpu"), data_placement="device").data_fits(10**12)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(
+    "augment", [{}, {"noise_fraction": 0.5, "noise_std": 0.3, "crop_flip": True}]
+)
+def test_a_training_epoch_never_synchronises_with_the_host(augment):
+    """CUDA's sync debug mode raises on any host synchronisation inside the epoch."""
+    from alphaprune import train as tr
+    from alphaprune.augment import Augment
+    from alphaprune.config import AdvanceConfig, PruneOptimizerConfig
+    from alphaprune.losses import make_loss
+    from alphaprune.models import build_model
+
+    runtime = Runtime(torch.device("cuda"))
+    x = torch.randint(0, 256, (512, 3, 32, 32), dtype=torch.uint8)
+    y = torch.randint(0, 10, (512,))
+    data_ = tr.DeviceData(x, y, [127.0] * 3, [64.0] * 3, runtime)
+    model = build_model("resnet20", 10).cuda().to(memory_format=torch.channels_last)
+    spec = tr.FitSpec(alphas=[None], epochs=1, finetune_epochs=0, advance=AdvanceConfig(),
+                      batch_size=128, optimizer=PruneOptimizerConfig(), loss=make_loss("ce"),
+                      augment=Augment(**augment))  # fmt: skip
+    opt = tr.make_optimizer(list(model.parameters()), spec.optimizer)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    lr = tr._lr_schedule(0.01, True, 0, 1)
+    tr._train_epoch(model, [], data_, opt, spec, gen, None, lr, runtime)  # warm-up (cuDNN)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = tr._train_epoch(model, [], data_, opt, spec, gen, None, lr, runtime)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert out["train_loss"].is_cuda and 0 <= out["train_acc"].item() <= 1

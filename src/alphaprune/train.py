@@ -261,6 +261,7 @@ def fit(
             t0 = time.perf_counter()
             lr = _lr_schedule(spec.optimizer.lr, final, e, n_max)
             tr = _train_epoch(net, frozen, train, opt, spec, generator, targets, lr, runtime)
+            tr = {k: v.item() for k, v in tr.items()}  # the epoch's one host synchronisation
             va = _evaluate(model, val, spec.loss, val_targets, runtime)
             epoch += 1
             row = {"epoch": epoch, "step": k, "alpha": alpha, "lr": lr(0), **tr, **va,
@@ -336,7 +337,7 @@ def _train_epoch(net, frozen, data, opt, spec, generator, targets, lr, runtime) 
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
-    return {"train_loss": (loss_sum / seen).item(), "train_acc": (correct / seen).item()}
+    return {"train_loss": loss_sum / seen, "train_acc": correct / seen}  # device tensors
 
 
 @torch.no_grad()
