@@ -27,3 +27,10 @@ def test_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path):
         raise RuntimeError("killed mid-write")
     assert target.read_text().strip().endswith("}") and '"v": 1' in target.read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
+
+
+def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
+    stale = tmp_path / ".m.json.abc123.tmp"  # what SIGKILL during a write leaves behind
+    stale.write_text("half")
+    write_json(tmp_path / "m.json", {"v": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]

@@ -3,6 +3,8 @@ resume, divergence."""
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 import torch
@@ -180,9 +182,50 @@ def test_divergence_stops_with_a_clear_message(tiny_params, prepared_path, teach
             "trainable": "all",
         }
     )
-    with pytest.raises(DivergenceError, match=r"α=.*epoch \d+.*optimizer.lr"):
+    with pytest.raises(DivergenceError, match=r"^variant hot: .*α=.*epoch \d+.*optimizer.lr"):
         _prune(params, "hot", prepared_path, teacher_dir, tmp_path)
     assert not (tmp_path / "student.pt").exists()
+    assert not (tmp_path / "history.csv").exists()  # no NaN results written
+
+
+def test_non_finite_weights_stop_the_run(
+    tiny_params, prepared_path, teacher_dir, tmp_path, monkeypatch
+):
+    """A weight at inf stops the run at the end of its epoch, even while the loss is finite."""
+    import alphaprune.train as tr
+
+    real = tr._train_epoch
+
+    def epoch_then_poison(net, *args):
+        out = real(net, *args)
+        with torch.no_grad():
+            next(p for p in net.parameters() if p.requires_grad).view(-1)[0] = float("inf")
+        return out
+
+    monkeypatch.setattr(tr, "_train_epoch", epoch_then_poison)
+    with pytest.raises(DivergenceError, match=r"variant base: .*epoch 1: .*weights not finite"):
+        _prune(tiny_params(base={}), "base", prepared_path, teacher_dir, tmp_path)
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_tampered_checkpoint_is_refused_without_running_it(
+    tiny_params, prepared_path, teacher_dir, tmp_path
+):
+    from alphaprune.train import CheckpointError
+
+    marker = tmp_path / "pwned"
+    (tmp_path / "checkpoint").mkdir()
+    torch.save({"format_version": 1, "x": _Evil(marker)}, tmp_path / "checkpoint" / "last.pt")
+    with pytest.raises(CheckpointError, match=r"last\.pt: not a safe, readable .* delete it"):
+        _prune(tiny_params(base={}), "base", prepared_path, teacher_dir, tmp_path)
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -24,12 +24,12 @@ from alphaprune.evaluate import evaluate
 from alphaprune.export import ModelFileError, load_model
 from alphaprune.files import atomic_path, write_json
 from alphaprune.models import ModelError, build_model
-from alphaprune.train import DivergenceError
+from alphaprune.train import CheckpointError, DivergenceError
 
 log = logging.getLogger("alphaprune")
 # Errors a user causes and can fix: one line and exit 2 (--debug shows the traceback).
 USER_ERRORS = (ConfigError, DataError, ModelFileError, BudgetError, ModelError, DivergenceError,
-               FileNotFoundError)  # fmt: skip
+               CheckpointError, FileNotFoundError)  # fmt: skip
 
 
 class Progress:

@@ -4,6 +4,7 @@ A kill at any instant leaves either the previous complete file or the new comple
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -21,6 +22,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)  # left by a writer that was killed (SIGKILL skips cleanup)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:

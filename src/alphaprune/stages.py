@@ -25,6 +25,7 @@ from alphaprune.losses import NEEDS_TEACHER, make_loss
 from alphaprune.models import ModelError, build_model
 from alphaprune.train import (
     DeviceData,
+    DivergenceError,
     FitSpec,
     Runtime,
     accuracy,
@@ -160,9 +161,12 @@ def prune(
         augment=Augment(**cfg.augment.model_dump()), trainable=cfg.trainable,
         fingerprint=_fingerprint(cfg, params.seed, teacher_path, prepared),
     )  # fmt: skip
-    result = fit(model, train, val, spec, runtime, _generator(runtime, params.seed),
-                 teacher=teacher, checkpoint=out_dir / "checkpoint" / "last.pt",
-                 on_epoch=on_epoch)  # fmt: skip
+    try:
+        result = fit(model, train, val, spec, runtime, _generator(runtime, params.seed),
+                     teacher=teacher, checkpoint=out_dir / "checkpoint" / "last.pt",
+                     on_epoch=on_epoch)  # fmt: skip
+    except DivergenceError as err:
+        raise DivergenceError(f"variant {variant}: {err} (variants.{variant}.optimizer)") from None
     recipe = {**recipe, "layers": [{"name": lp.name, "branch": lp.branch, "size": lp.size}
                                    for lp in plan.layers], "plan": plan.to_dict(),
               "variant": variant, "prune": cfg.model_dump()}  # fmt: skip

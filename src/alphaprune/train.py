@@ -266,7 +266,7 @@ def fit(
             epoch += 1
             row = {"epoch": epoch, "step": k, "alpha": alpha, "lr": lr(0), **tr, **va,
                    "seconds": time.perf_counter() - t0}  # fmt: skip
-            _check_finite(row)
+            _check_finite(row, model)
             result.history.append(row)
             if on_epoch:
                 on_epoch(row)
@@ -386,12 +386,16 @@ class DivergenceError(RuntimeError):
     """The loss or a metric became non-finite."""
 
 
-def _check_finite(row: dict) -> None:
+def _check_finite(row: dict, model: nn.Module) -> None:
+    """Stop on a non-finite loss, or weights (one device reduction, once per epoch)."""
     bad = [k for k in ("train_loss", "val_loss") if not math.isfinite(row[k])]
+    weights = [p for p in model.parameters() if p.is_floating_point()]
+    if weights and not torch.stack([p.isfinite().all() for p in weights]).all():
+        bad.append("weights")
     if bad:
         raise DivergenceError(
             f"training diverged at α={row['alpha']}, epoch {row['epoch']}: {', '.join(bad)} "
-            "is not finite; lower the learning rate (optimizer.lr)"
+            "not finite; lower the learning rate (optimizer.lr) or set optimizer.grad_clip"
         )
 
 
@@ -411,13 +415,28 @@ def _save_checkpoint(path, next_step, epoch, model, opt, generator, result, spec
     })  # fmt: skip
 
 
+class CheckpointError(ValueError):
+    """A checkpoint cannot be trusted (unreadable, or with code in it): the run stops."""
+
+
 def _load_checkpoint(path: Path, fingerprint: str) -> dict | None:
-    try:
+    """The saved state if it belongs to this configuration; None (start over) if it belongs to
+    another configuration or format version. Writes are atomic, so an unreadable checkpoint was
+    damaged or tampered with afterwards: that stops the run rather than being skipped quietly."""
+    try:  # weights_only: plain tensors and containers; a pickled object with code is refused
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - a bad checkpoint costs a restart, not the run
-        log.warning("ignoring unreadable checkpoint %s (%s); starting over", path, err)
+    except Exception as err:  # noqa: BLE001 - every failure means the file is unusable
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{path}: not a safe, readable alphaprune checkpoint ({reason[:160]}); delete it "
+            "to start this run over"
+        ) from None
+    if not isinstance(state, dict) or state.get("format_version") != CHECKPOINT_VERSION:
+        version = state.get("format_version") if isinstance(state, dict) else None
+        log.warning("checkpoint %s has format version %s, this alphaprune writes %s; starting "
+                    "over", path, version, CHECKPOINT_VERSION)  # fmt: skip
         return None
-    if state.get("format_version") != CHECKPOINT_VERSION or state["fingerprint"] != fingerprint:
+    if state.get("fingerprint") != fingerprint:
         log.warning("checkpoint %s belongs to another configuration; starting over", path)
         return None
     return state
