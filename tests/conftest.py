@@ -71,3 +71,32 @@ def teacher_dir(workdir, prepared_path) -> Path:
     out = workdir / "teacher"
     stages.pretrain(tiny_params(), prepared_path, out)
     return out
+
+
+# ------------------------------------------------------------------ image folder trees
+CLASSES = ["cat", "dog", "emu"]
+
+
+def write_png(path: Path, seed: int, shape=(3, 6, 5)) -> torch.Tensor:
+    """A random image saved as PNG (lossless): the tensor is what a decoder must return."""
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(seed)
+    image = torch.randint(0, 256, shape, dtype=torch.uint8, generator=gen)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    hwc = image.permute(1, 2, 0).numpy()
+    Image.fromarray(hwc[:, :, 0] if shape[0] == 1 else hwc).save(path)
+    return image
+
+
+@pytest.fixture
+def image_tree(tmp_path) -> tuple[Path, dict]:
+    """root/images/{train,test}/<class>/<n>.png with known pixels (PNG is lossless)."""
+    root, pixels = tmp_path / "tree", {}
+    for split, n in (("train", 12), ("test", 3)):
+        for c, name in enumerate(CLASSES):
+            for i in range(n):
+                rel = f"images/{split}/{name}/{i:02d}.png"
+                seed = 1000 * (split == "test") + 100 * c + i
+                pixels[rel] = (write_png(root / rel, seed), c)
+    return root, pixels

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import yaml
 
 from alphaprune.cli import main
+from conftest import write_png
 
 
 def test_plan_json(capsys):
@@ -96,3 +98,154 @@ def test_missing_input_file_is_one_line(tmp_path, params_file, prepared_path, te
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and "missing.json" in err
     assert not (tmp_path / "m.json").exists()
+
+
+# --------------------------------------------------------------- bad input, one line each
+def _tree_params(tmp_path, root) -> Path:
+    """A params file reading the image tree at `root`."""
+    path = tmp_path / "tree.yaml"
+    path.write_text(yaml.safe_dump({"data": {"name": "imagefolder", "root": str(root)},
+                                    "variants": {"a": {}}}))  # fmt: skip
+    return path
+
+
+def _set(*pairs):
+    return [arg for pair in pairs for arg in ("--set", pair)]
+
+
+# (id, how to break the params file, --set overrides, what the one line must contain)
+CONFIG_CASES = [
+    ("unknown-top-key", lambda p: p.update(colour="red"), [], ["colour", "unknown key"]),
+    ("unknown-nested-key", lambda p: p["prune"]["schedule"].update(bogus=1), [],
+     ["prune.schedule.bogus"]),
+    ("unknown-variant-key", lambda p: p["variants"]["base"].update(speed=2), [],
+     ["variants.base.speed"]),
+    ("wrong-type", lambda p: p["teacher"].update(epochs="ten"), [], ["teacher.epochs", "ten"]),
+    ("amount-too-big", None, ["prune.amount=1.5"], ["prune.amount", "1.5"]),
+    ("amount-zero", None, ["prune.amount=0"], ["prune.amount", "0"]),
+    ("rate-out-of-range", lambda p: p["variants"]["base"].update(schedule={"rate": 1.5}), [],
+     ["variants.base.schedule.rate", "1.5"]),
+    ("val-fraction", None, ["data.val_fraction=1.2"], ["data.val_fraction", "1.2"]),
+    ("noise-fraction", None, ["prune.augment.noise_fraction=2"], ["noise_fraction", "2"]),
+    ("negative-epochs", None, ["teacher.epochs=-1"], ["teacher.epochs", "-1"]),
+    ("batch-size-zero", None, ["prune.batch_size=0"], ["prune.batch_size", "0"]),
+    ("lr-zero", None, ["prune.optimizer.lr=0"], ["prune.optimizer.lr", "0"]),
+    ("finetune-zero", None, ["prune.finetune_epochs=0"], ["prune.finetune_epochs", "0"]),
+    ("unknown-model", None, ["model.name=resnet99"], ["model.name", "resnet99"]),
+    ("unknown-dataset", None, ["data.name=mnist"], ["data.name", "mnist"]),
+    ("unknown-branch", None, ["prune.branch=dense"], ["prune.branch", "dense"]),
+    ("unknown-init", None, ["prune.init=zeros"], ["prune.init", "zeros"]),
+    ("unknown-schedule", None, ["prune.schedule.kind=zigzag"], ["prune.schedule", "zigzag"]),
+    ("unknown-loss", None, ["prune.loss.kind=hinge"], ["prune.loss", "hinge"]),
+    ("unknown-trainable", None, ["prune.trainable=none"], ["prune.trainable", "none"]),
+    ("variant-name-space", lambda p: p["variants"].update({"Exp 05": {}}), [],
+     ["variants", "Exp 05"]),
+    ("variant-name-slash", lambda p: p["variants"].update({"a/b": {}}), [], ["variants", "a/b"]),
+    ("oneshot-with-rate", lambda p: p["variants"]["base"].update(
+        schedule={"kind": "oneshot", "rate": 0.1}), [], ["variants.base.schedule", "rate"]),
+    ("sparse-with-lsq", lambda p: p["variants"]["base"].update(branch="sparse", init="lsq"), [],
+     ["variants.base", "lsq", "sparse"]),
+    ("noise-without-std", None, ["prune.augment.noise_fraction=0.5"], ["noise_std"]),
+    ("empty-variants", lambda p: p.update(variants={}), [], ["variants"]),
+    ("bad-set-syntax", None, ["prune.amount"], ["--set", "key.path=value"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("change,overrides,expected", [c[1:] for c in CONFIG_CASES],
+                         ids=[c[0] for c in CONFIG_CASES])  # fmt: skip
+def test_bad_config_is_one_line_and_writes_nothing(
+    tmp_path, tiny_raw, capsys, change, overrides, expected
+):
+    if change is not None:
+        change(tiny_raw)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(tiny_raw))
+    out = tmp_path / "out" / "d.pt"
+    code = main(["prepare", "--params", str(params), *_set(*overrides), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.count("\n") == 0 and "Traceback" not in err, err
+    assert err.startswith("alphaprune prepare: error: ")
+    for fragment in expected:
+        assert fragment in err, (fragment, err)
+    if change is not None:
+        assert str(params) in err  # names the file
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "content,expected",
+    [("prune: [unclosed", "not valid YAML"), ("- a\n- b\n", "expected a mapping"),
+     (None, "no such file")],
+    ids=["unparsable-yaml", "list-not-mapping", "missing-file"],
+)  # fmt: skip
+def test_unreadable_params_file_is_one_line(tmp_path, capsys, content, expected):
+    params = tmp_path / "params.yaml"
+    if content is not None:
+        params.write_text(content)
+    code = main(["check", "--params", str(params)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0
+    assert str(params) in err and expected in err
+
+
+def _damage_corrupt(r):
+    (r / "images/train/emu/00.png").write_bytes(b"\x89PNG not really")
+
+
+def _damage_size(r):
+    write_png(r / "images/train/dog/99.png", 1, shape=(3, 9, 5))
+
+
+def _damage_empty_class(r):
+    (r / "images/test/fox").mkdir()
+
+
+def _damage_classes(r):
+    write_png(r / "images/train/yak/00.png", 1)
+
+
+@pytest.mark.parametrize(
+    "damage,expected",
+    [(_damage_corrupt, "images/train/emu/00.png: cannot decode"),
+     (_damage_size, "images/train/dog/99.png is 3x9x5"),
+     (_damage_empty_class, "class folder test/fox has no images"),
+     (_damage_classes, "different classes (yak)")],
+    ids=["corrupt-image", "mixed-sizes", "empty-class-folder", "class-mismatch"],
+)  # fmt: skip
+def test_bad_image_data_is_one_line_naming_the_file(tmp_path, image_tree, capsys, damage, expected):
+    root, _ = image_tree
+    damage(root)
+    out = tmp_path / "out" / "d.pt"
+    code = main(["prepare", "--params", str(_tree_params(tmp_path, root)), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and expected in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_stage_inputs_are_one_line_and_write_nothing(
+    tmp_path, params_file, prepared_path, teacher_dir, capsys
+):
+    p = ["--params", str(params_file)]
+    out = tmp_path / "out"
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(prepared_path.read_bytes()[:1000])
+    cases = [
+        (["pretrain", *p, "--data", str(tmp_path / "none.pt"), "--out", str(out)],
+         "none.pt: no such prepared data file"),
+        (["pretrain", *p, "--data", str(corrupt), "--out", str(out)],
+         "corrupt.pt: not a readable prepared data file"),
+        (["prune", *p, "--variant", "base", "--data", str(prepared_path),
+          "--teacher", str(tmp_path / "no-teacher.pt"), "--out", str(out)], "no-teacher.pt"),
+        (["prune", *p, "--set", "prune.exclude=[conv1,conv2,conv3,fc]", "--variant", "base",
+          "--data", str(prepared_path), "--teacher", str(teacher_dir / "model.pt"),
+          "--out", str(out)], "unreachable"),
+        (["prune", *p, "--variant", "nope", "--data", str(prepared_path),
+          "--teacher", str(teacher_dir / "model.pt"), "--out", str(out)],
+         "unknown variant 'nope'"),
+    ]  # fmt: skip
+    for argv, expected in cases:
+        code = main(argv)
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err.count("\n") == 0 and expected in err, (argv[0], err)
+        assert not out.exists(), argv

@@ -71,15 +71,22 @@ def test_repository_params_load_and_defaults_fill_in():
     assert params.eval.noise_std == 0.5
 
 
-def test_defaults_of_an_empty_file(tmp_path):
-    path = tmp_path / "empty.yaml"
-    path.write_text("")
+def test_defaults_of_a_file_with_only_a_variant(tmp_path):
+    path = tmp_path / "minimal.yaml"
+    path.write_text("variants: {v: {}}\n")
     params = load_params(path)
-    assert params == Params()
+    assert params.model_copy(update={"variants": {}}) == Params()
     assert params.prune.amount == 0.65
     assert params.prune.branch == "pointwise"
     assert params.prune.schedule == ExponentialSchedule(rate=0.05, alpha_min=0.05)
-    assert params.variants == {}
+    assert params.variants == {"v": params.prune}
+
+
+def test_an_empty_file_has_no_variants_to_run(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    with pytest.raises(ConfigError, match=r"empty\.yaml: variants: define at least one variant"):
+        load_params(path)
 
 
 def test_configs_are_frozen():

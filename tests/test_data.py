@@ -17,6 +17,7 @@ from sklearn.datasets import load_digits
 from alphaprune import data
 from alphaprune.config import DataConfig
 from alphaprune.data import DataError
+from conftest import CLASSES, write_png
 
 SPLITS = ("train", "val", "test")
 
@@ -264,32 +265,6 @@ def test_card_without_a_hash_is_refused(saved):
 
 
 # ----------------------------------------------------------------------- image folder sources
-CLASSES = ["cat", "dog", "emu"]
-
-
-def _png(path: Path, seed: int, shape=(3, 6, 5)) -> torch.Tensor:
-    from PIL import Image
-
-    gen = torch.Generator().manual_seed(seed)
-    image = torch.randint(0, 256, shape, dtype=torch.uint8, generator=gen)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    hwc = image.permute(1, 2, 0).numpy()
-    Image.fromarray(hwc[:, :, 0] if shape[0] == 1 else hwc).save(path)
-    return image
-
-
-@pytest.fixture
-def image_tree(tmp_path) -> tuple[Path, dict]:
-    """root/images/{train,test}/<class>/<n>.png with known pixels (PNG is lossless)."""
-    root, pixels = tmp_path / "tree", {}
-    for split, n in (("train", 12), ("test", 3)):
-        for c, name in enumerate(CLASSES):
-            for i in range(n):
-                rel = f"images/{split}/{name}/{i:02d}.png"
-                pixels[rel] = (_png(root / rel, seed=hash((split, c, i)) % 2**31), c)
-    return root, pixels
-
-
 def _source(root: Path, **kw) -> data.Source:
     return data.SOURCES["imagefolder"](DataConfig(name="imagefolder", root=str(root), **kw))
 
@@ -336,15 +311,15 @@ def test_imagefolder_prepare_splits_and_caps(image_tree):
         (lambda r: (r / "images/train/dog/03.png").write_bytes(
             (r / "images/train/dog/03.png").read_bytes()[:40]),
          r"images/train/dog/03\.png: cannot decode this image"),
-        (lambda r: _png(r / "images/train/emu/99.png", 1, shape=(3, 7, 5)),
+        (lambda r: write_png(r / "images/train/emu/99.png", 1, shape=(3, 7, 5)),
          r"images/train/emu/99\.png is 3x7x5, but the images before it are 3x6x5"),
-        (lambda r: _png(r / "images/test/emu/98.png", 1, shape=(1, 6, 5)),
+        (lambda r: write_png(r / "images/test/emu/98.png", 1, shape=(1, 6, 5)),
          r"images/test/emu/98\.png is 1x6x5"),
         (lambda r: (r / "images/train/fox").mkdir(),
          r"class folder train/fox has no images"),
         (lambda r: [p.unlink() for p in (r / "images/test/emu").iterdir()],
          r"class folder test/emu has no images"),
-        (lambda r: _png(r / "images/train/yak/00.png", 1),
+        (lambda r: write_png(r / "images/train/yak/00.png", 1),
          r"train and test have different classes \(yak\)"),
         (lambda r: shutil.rmtree(r / "images/test"), r"no test/<class>/<image> files found"),
     ],

@@ -298,6 +298,8 @@ def resolve(raw: Any, source: str = "params") -> Params:
     variants_raw = raw.pop("variants", None) or {}
     if not isinstance(variants_raw, dict):
         raise ConfigError(f"{source}: variants: expected a mapping of name -> prune overrides")
+    if not variants_raw:  # the pipeline has nothing to run, and prune no recipe to name
+        raise ConfigError(f"{source}: variants: define at least one variant, e.g. exp05: {{}}")
     try:
         base = Params.model_validate(raw)
     except ValidationError as err:

@@ -141,9 +141,6 @@ def prune(
     """Prune the teacher with one variant's recipe: `out_dir`/student.pt, history.csv,
     steps.csv, and checkpoint/ for resuming a killed run."""
     cfg = params.variant(variant)
-    # Declared by dvc.yaml as an output even when the run is one step (oneshot) with nothing
-    # to resume from.
-    (out_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
     prepared = data.load(data_path)
     runtime = runtime_from(params.runtime)
     teacher, recipe = load_model(teacher_path, runtime.device)
@@ -161,6 +158,9 @@ def prune(
         augment=Augment(**cfg.augment.model_dump()), trainable=cfg.trainable,
         fingerprint=_fingerprint(cfg, params.seed, teacher_path, prepared),
     )  # fmt: skip
+    # Declared by dvc.yaml as an output even when the run is one step (oneshot) with nothing
+    # to resume from; made only once the inputs have loaded, so a bad input leaves no output.
+    (out_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
     try:
         result = fit(model, train, val, spec, runtime, _generator(runtime, params.seed),
                      teacher=teacher, checkpoint=out_dir / "checkpoint" / "last.pt",
