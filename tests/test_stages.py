@@ -1,0 +1,151 @@
+"""The prune stage killed for real: `alphaprune prune` in a subprocess gets SIGKILL at random
+moments (and once in the middle of writing a checkpoint); every file it leaves is complete, and
+running the same command again ends with exactly the uninterrupted run's results."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from alphaprune.export import load_model
+from conftest import TINY
+
+pytestmark = pytest.mark.slow
+
+# Writes each checkpoint's first half, pauses (a slow disk), then the rest: a kill in the
+# pause is a kill in the middle of a checkpoint write.
+SLOW_CHECKPOINT_WRITES = """
+import io, sys, time, torch
+real_save = torch.save
+def slow_save(obj, path, *args, **kwargs):
+    if "checkpoint" not in str(path):
+        return real_save(obj, path, *args, **kwargs)
+    buffer = io.BytesIO()
+    real_save(obj, buffer, *args, **kwargs)
+    data = buffer.getvalue()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2]); f.flush()
+        time.sleep(1.0)
+        f.write(data[len(data) // 2 :])
+torch.save = slow_save
+from alphaprune.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+PLAIN = "import sys\nfrom alphaprune.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+
+
+@pytest.fixture(scope="module")
+def prune_cmd(tmp_path_factory, prepared_path, teacher_dir):
+    params = tmp_path_factory.mktemp("kill") / "params.yaml"
+    params.write_text(yaml.safe_dump(TINY))
+
+    def cmd(out: Path) -> list[str]:
+        return ["prune", "--params", str(params), "--variant", "base",
+                "--data", str(prepared_path), "--teacher", str(teacher_dir / "model.pt"),
+                "--out", str(out)]  # fmt: skip
+
+    return cmd
+
+
+@pytest.fixture(scope="module")
+def whole(prune_cmd, tmp_path_factory) -> tuple[Path, float]:
+    """An uninterrupted run, and its wall time."""
+    out = tmp_path_factory.mktemp("whole")
+    start = time.perf_counter()
+    _run(prune_cmd(out))
+    return out, time.perf_counter() - start
+
+
+def _start(args: list[str], slow_checkpoints: bool = False) -> subprocess.Popen:
+    code = SLOW_CHECKPOINT_WRITES if slow_checkpoints else PLAIN
+    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def _run(args: list[str]) -> None:
+    assert _start(args).wait(timeout=300) == 0
+
+
+def _assert_every_file_complete(out: Path) -> None:
+    """What a kill leaves: whole files (and perhaps a hidden temporary), never a torn one."""
+    for path in out.rglob("*"):
+        if path.is_dir() or (path.name.startswith(".") and path.name.endswith(".tmp")):
+            continue
+        if path.suffix == ".pt":
+            if path.name == "student.pt":
+                load_model(path)
+            else:
+                torch.load(path, weights_only=True)
+        elif path.suffix == ".csv":
+            assert len(pd.read_csv(path)) > 0
+
+
+def _results(out: Path):
+    history = pd.read_csv(out / "history.csv").drop(columns="seconds")
+    state = load_model(out / "student.pt")[0].state_dict()
+    return history, state
+
+
+def _assert_same_results(a: Path, b: Path) -> None:
+    (ha, sa), (hb, sb) = _results(a), _results(b)
+    pd.testing.assert_frame_equal(ha, hb, check_exact=True)
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_sigkill_at_random_moments_then_rerun_gives_the_same_results(prune_cmd, whole, tmp_path):
+    reference, wall = whole
+    rng = random.Random(0)
+    killed_mid_run = 0
+    for trial in range(4):
+        out = tmp_path / f"cut{trial}"
+        proc = _start(prune_cmd(out))
+        time.sleep(rng.uniform(0.3, 0.9) * wall)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            killed_mid_run += 1
+        _assert_every_file_complete(out)
+        _run(prune_cmd(out))
+        _assert_same_results(reference, out)
+        assert not list(out.rglob(".*.tmp"))
+    assert killed_mid_run >= 3  # the kills did land while it ran
+
+
+def test_sigkill_during_a_checkpoint_write(prune_cmd, whole, tmp_path):
+    out = tmp_path / "cut"
+    proc = _start(prune_cmd(out), slow_checkpoints=True)
+    ckpt = out / "checkpoint"
+    deadline = time.monotonic() + 120
+    # Wait for the second checkpoint write to begin: a complete first one is then in place.
+    seen = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(p.stat().st_size > 0 for p in ckpt.glob(".last.pt.*.tmp")):
+            seen += 1
+            if seen == 2:
+                break
+            while list(ckpt.glob(".last.pt.*.tmp")):
+                time.sleep(0.01)
+        time.sleep(0.01)
+    assert seen == 2 and proc.poll() is None, "never caught a checkpoint being written"
+    before = torch.load(ckpt / "last.pt", weights_only=True)["next_step"]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert list(ckpt.glob(".last.pt.*.tmp"))  # the torn write is a temporary ...
+    state = torch.load(ckpt / "last.pt", weights_only=True)  # ... and last.pt is the old one
+    assert state["next_step"] == before == 1
+    assert not (out / "student.pt").exists()
+    _run(prune_cmd(out))
+    _assert_same_results(whole[0], out)
+    assert not list(out.rglob(".*.tmp"))
