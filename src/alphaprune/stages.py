@@ -19,6 +19,7 @@ from alphaprune.augment import Augment
 from alphaprune.branches import build_branch, init_pretrained
 from alphaprune.budget import Plan, allocate
 from alphaprune.config import AdvanceConfig, Params, PruneConfig, RuntimeConfig
+from alphaprune.devices import resolve_device
 from alphaprune.export import load_model, recipe_for, save_model
 from alphaprune.files import write_csv, write_json
 from alphaprune.losses import NEEDS_TEACHER, make_loss
@@ -30,7 +31,6 @@ from alphaprune.train import (
     Runtime,
     accuracy,
     fit,
-    resolve_device,
 )
 
 log = logging.getLogger(__name__)

@@ -67,17 +67,6 @@ class Runtime:
         return nbytes <= free // 4
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """`auto`: CUDA, then MPS, then CPU; otherwise a torch device string such as `cuda:1`."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 class DeviceData:
     """One split as uint8 images, normalised per batch on the device.
 

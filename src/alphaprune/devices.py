@@ -1,0 +1,86 @@
+"""Which device a process trains on.
+
+`runtime.device` names one explicitly (`cpu`, `cuda:1`, `mps`), or is `auto`: CUDA, then MPS,
+then the CPU. With several visible GPUs, `auto` *claims* one that no other alphaprune process
+holds: an exclusive `flock` on a lock file named after the GPU's UUID, kept for the life of the
+process and released by the OS when it ends, however it ends (SIGKILL included). So
+`snakemake --cores all --resources gpu=N` runs N training jobs at once, each on its own GPU,
+instead of N jobs on GPU 0. Under SLURM each job sees only its own GPUs (CUDA_VISIBLE_DEVICES)
+and the claim is trivially its first one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+_HELD: list = []  # open lock files: closing one would release its GPU
+_AUTO: list = []  # what `auto` resolved to: one claim per process
+
+
+def lock_dir() -> Path:
+    """Where GPU claims live: $ALPHAPRUNE_GPU_LOCKS, else a per-user folder in the temp dir
+    (shared by every job on the machine, which is what makes the claims exclusive)."""
+    default = Path(tempfile.gettempdir()) / f"alphaprune-gpu-locks-{os.getuid()}"
+    return Path(os.environ.get("ALPHAPRUNE_GPU_LOCKS", default))
+
+
+def claim(ids: list[str], folder: Path | None = None) -> int:
+    """Index in `ids` of a device no other process has claimed, now held by this process.
+    If every device is claimed (more jobs than GPUs), share the first one, with a warning."""
+    folder = folder or lock_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, ident in enumerate(ids):
+        handle = open(folder / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', ident)}.lock", "a")  # noqa: SIM115
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        _HELD.append(handle)
+        return index
+    log.warning("all %d GPUs are claimed by other alphaprune jobs; sharing GPU 0 (run "
+                "snakemake with --resources gpu=<number of GPUs>)", len(ids))  # fmt: skip
+    return 0
+
+
+def _gpu_ids() -> list[str]:
+    import torch
+
+    return [str(torch.cuda.get_device_properties(i).uuid) for i in range(torch.cuda.device_count())]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto`: a free CUDA GPU (claimed, see above), then MPS, then CPU; otherwise a torch
+    device string such as `cuda:1`, used as given."""
+    import torch  # here, so that claiming a GPU (above) stays cheap to import
+
+    if name != "auto":
+        return torch.device(name)
+    if not _AUTO:
+        _AUTO.append(_auto())
+    return _AUTO[0]
+
+
+def _auto() -> torch.device:
+    import torch
+
+    if torch.cuda.is_available():
+        ids = _gpu_ids()
+        index = claim(ids) if len(ids) > 1 else 0
+        log.info("training on cuda:%d (%s)", index, torch.cuda.get_device_name(index))
+        return torch.device("cuda", index)
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")

@@ -1,0 +1,82 @@
+"""Device choice: explicit names are used as given; with several GPUs, concurrent jobs claim
+different ones (simulated here with lock files: no GPU needed), and a claim ends with its
+process, however it ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import torch
+
+from alphaprune import devices
+
+GPUS = ["GPU-aaaa", "GPU-bbbb", "GPU-cccc"]
+
+# A job: claim a GPU among GPUS, report it, and hold it until killed.
+JOB = """
+import sys, time
+from pathlib import Path
+from alphaprune import devices
+index = devices.claim({gpus!r}, Path(sys.argv[1]))
+print(index, flush=True)
+time.sleep(60)
+"""
+
+
+def _job(folder) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([sys.executable, "-c", JOB.format(gpus=GPUS), str(folder)],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    return proc, int(proc.stdout.readline())
+
+
+def _end(proc: subprocess.Popen) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_explicit_device_is_used_as_given():
+    assert devices.resolve_device("cpu") == torch.device("cpu")
+    assert devices.resolve_device("cuda:1") == torch.device("cuda", 1)
+
+
+def test_concurrent_jobs_get_different_gpus(tmp_path):
+    first, a = _job(tmp_path)
+    second, b = _job(tmp_path)
+    try:
+        assert {a, b} == {0, 1}  # two training jobs, two GPUs: neither shares GPU 0
+        third, c = _job(tmp_path)
+        assert c == 2
+        _end(third)
+    finally:
+        _end(first)
+        _end(second)
+
+
+def test_a_killed_jobs_gpu_is_free_again(tmp_path):
+    first, a = _job(tmp_path)
+    _end(first)  # SIGKILL: no cleanup code runs, the OS drops the lock
+    second, b = _job(tmp_path)
+    _end(second)
+    assert a == b == 0
+
+
+def test_more_jobs_than_gpus_share_the_first_with_a_warning(tmp_path, caplog):
+    jobs = [_job(tmp_path) for _ in GPUS]
+    try:
+        assert sorted(i for _, i in jobs) == [0, 1, 2]
+        assert devices.claim(GPUS, tmp_path) == 0
+        assert "all 3 GPUs are claimed" in caplog.text
+    finally:
+        for proc, _ in jobs:
+            _end(proc)
+
+
+def test_auto_on_this_machine_is_resolved_once(monkeypatch):
+    monkeypatch.setattr(devices, "_AUTO", [])
+    first = devices.resolve_device("auto")
+    assert devices.resolve_device("auto") == first  # one claim per process
+    if not torch.cuda.is_available():
+        assert first.type in ("cpu", "mps")
