@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CORES  ?= all
 
-.PHONY: install test run report lint clean
+.PHONY: install test test-slurm run report lint clean
 
 install: $(STAMP)
 
@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The pipeline on a one-node SLURM cluster started on this machine (root; installs slurm-wlm and
+# munge with apt-get if missing). -s shows the SLURM job ids.
+test-slurm: $(STAMP)
+	$(PY) -m pytest -m slurm -s -v tests/test_slurm.py
 
 # The whole pipeline on params.yaml (digits by default): prepare, teacher, every variant,
 # plots, report. Re-running does only what changed.
