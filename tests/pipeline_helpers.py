@@ -14,7 +14,14 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-PROJECT_FILES = ["Snakefile", "dvc.yaml", ".dvcignore", "workflow", "src/alphaprune", "data/raw"]
+PROJECT_FILES = [
+    "Snakefile",
+    "dvc.yaml",
+    ".dvcignore",
+    "workflow",
+    "src/alphaprune",
+    "data/raw/README.md",
+]  # not data/raw itself: it may hold a downloaded CIFAR-10
 
 TINY = {
     "seed": 0,

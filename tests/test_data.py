@@ -386,10 +386,12 @@ def test_cifar10_reads_the_standard_files(tmp_path, monkeypatch):
     src = data.SOURCES["cifar10"](DataConfig(name="cifar10", root=str(tmp_path)))
     assert src.x_train.shape == (20, 3, 32, 32) and src.x_test.shape == (4, 3, 32, 32)
     assert src.classes == [f"c{i}" for i in range(10)]
-    raw = np.frombuffer(
-        (tmp_path / "cifar-10-batches-py" / "test_batch").read_bytes()[:0], np.uint8
-    )
-    assert raw.size == 0 and src.x_train.dtype == np.uint8
+    import pickle
+
+    first = pickle.loads((tmp_path / "cifar-10-batches-py" / "data_batch_1").read_bytes())
+    # Row-major 3072 bytes per image: the R plane, then G, then B, each 32x32.
+    assert np.array_equal(src.x_train[0], first["data"][0].reshape(3, 32, 32))
+    assert src.y_train[:4].tolist() == first["labels"] and src.x_train.dtype == np.uint8
 
 
 def test_cifar10_missing_and_offline_says_where_to_put_it(tmp_path, monkeypatch):
@@ -404,3 +406,13 @@ def test_cifar10_missing_and_offline_says_where_to_put_it(tmp_path, monkeypatch)
     msg = str(info.value)
     assert "cifar-10-batches-py" in msg and "cifar-10-python.tar.gz" in msg
     assert "network is unreachable" in msg and "\n" not in msg
+
+
+def test_imagefolder_ignores_hidden_files_and_upper_folders_named_like_splits(image_tree, tmp_path):
+    root, _ = image_tree
+    (root / "images/train/cat/._00.png").write_bytes(b"macOS resource fork, not an image")
+    moved = tmp_path / "train" / "test" / "data"  # folders above the tree named like splits
+    moved.parent.mkdir(parents=True)
+    shutil.move(root, moved)
+    src = _source(moved)
+    assert src.x_train.shape[0] == 36 and src.x_test.shape[0] == 9 and src.classes == CLASSES

@@ -30,7 +30,9 @@ def test_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path):
 
 
 def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
-    stale = tmp_path / ".m.json.abc123.tmp"  # what SIGKILL during a write leaves behind
+    stale = tmp_path / ".m.json.abc1_3de.tmp"  # what SIGKILL during a write leaves behind
     stale.write_text("half")
+    other = tmp_path / ".m.json.bak.abcdefgh.tmp"  # a temporary of another file, m.json.bak
+    other.write_text("in progress")
     write_json(tmp_path / "m.json", {"v": 2})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "m.json"]

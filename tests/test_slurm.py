@@ -44,9 +44,13 @@ def _install() -> None:
     if shutil.which("slurmctld") and shutil.which("munged"):
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=600)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "slurm-wlm",
-                    "munge"], check=True, env=env, timeout=900)  # fmt: skip
+    for cmd in (["apt-get", "update", "-qq"],
+                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "slurm-wlm",
+                 "munge"]):  # fmt: skip
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:  # offline, or no Debian archive: not this test's failure
+            pytest.skip(f"could not install slurm-wlm and munge ({' '.join(cmd[:2])}: "
+                        f"{done.stderr.strip().splitlines()[-1:] or done.returncode})")  # fmt: skip
 
 
 def _config(state: Path) -> tuple[str, str]:

@@ -186,6 +186,9 @@ def cmd_bench(args) -> None:
     )  # fmt: skip
     if args.epochs < 2:
         raise ConfigError("bench: --epochs must be at least 2 (the first is a warm-up)")
+    if not 1 <= args.batch_size <= args.n_train:
+        raise ConfigError(f"bench: --batch-size must be in [1, --n-train={args.n_train}], "
+                          f"got {args.batch_size}")  # fmt: skip
     result = bench.run(setup, Runtime(resolve_device(args.device), compile=args.compile))
     rows = [
         ("device", result["device"]),
@@ -279,9 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--branch", default="pointwise", choices=["pointwise", "lowrank", "sparse"])
     sp.add_argument("--input-size", type=int, nargs=3, default=[3, 32, 32], metavar=("C", "H", "W"))
     sp.add_argument("--num-classes", type=int, default=10)
-    sp.add_argument("--n-train", type=int, default=8192, help="synthetic training images")
+    sp.add_argument("--n-train", type=int, default=16384, help="synthetic training images")
     sp.add_argument("--batch-size", type=int, default=256)
-    sp.add_argument("--epochs", type=int, default=3, help="the first is a warm-up, not counted")
+    sp.add_argument("--epochs", type=int, default=4, help="the first is a warm-up, not counted")
     sp.add_argument("--device", default="auto")
     sp.add_argument("--compile", action="store_true", help="torch.compile in the project's fit")
     sp.add_argument("--min-run-time", type=float, default=1.0, metavar="S",

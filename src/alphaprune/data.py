@@ -103,9 +103,9 @@ def _imagefolder(cfg: DataConfig) -> Source:
     for path, read in _image_files(root):  # read is None for a folder
         parts = PurePosixPath(path).parts
         depth = 2 if read is None else 3  # .../<split>/<class>[/<file>]
-        split = next((i for i, p in enumerate(parts) if p in files), None)
-        if split is None or len(parts) - split != depth:
-            continue
+        split = len(parts) - depth  # counted from the end: any folder above may be "train"
+        if split < 0 or parts[split] not in files or parts[-1].startswith("."):
+            continue  # not in a split folder, or hidden (e.g. macOS ._name.jpg)
         images = files[parts[split]].setdefault(parts[split + 1], [])
         if read is not None:
             images.append((path, read))
@@ -123,7 +123,7 @@ def _imagefolder(cfg: DataConfig) -> Source:
     for split, by_class in files.items():
         xs, ys = [], []
         for label, name in enumerate(classes):
-            for path, read in sorted(by_class[name]):
+            for path, read in sorted(by_class[name], key=lambda item: item[0]):
                 image = _decode(path, read)
                 shape = shape or image.shape
                 if image.shape != shape:

@@ -28,8 +28,9 @@ _AUTO: list = []  # what `auto` resolved to: one claim per process
 
 
 def lock_dir() -> Path:
-    """Where GPU claims live: $ALPHAPRUNE_GPU_LOCKS, else a per-user folder in the temp dir
-    (shared by every job on the machine, which is what makes the claims exclusive)."""
+    """Where GPU claims live: $ALPHAPRUNE_GPU_LOCKS, else a per-user folder in the temp dir,
+    shared by all of that user's jobs on the machine. Several users sharing GPUs should point
+    $ALPHAPRUNE_GPU_LOCKS at one world-writable folder."""
     default = Path(tempfile.gettempdir()) / f"alphaprune-gpu-locks-{os.getuid()}"
     return Path(os.environ.get("ALPHAPRUNE_GPU_LOCKS", default))
 
@@ -46,7 +47,8 @@ def claim(ids: list[str], folder: Path | None = None) -> int:
         except BlockingIOError:
             handle.close()
             continue
-        handle.write(f"{os.getpid()}\n")
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")  # who holds it, for a curious human
         handle.flush()
         _HELD.append(handle)
         return index
@@ -67,10 +69,16 @@ def resolve_device(name: str = "auto") -> torch.device:
     import torch  # here, so that claiming a GPU (above) stays cheap to import
 
     if name != "auto":
-        return torch.device(name)
-    if not _AUTO:
-        _AUTO.append(_auto())
-    return _AUTO[0]
+        device = torch.device(name)
+    else:
+        if not _AUTO:
+            _AUTO.append(_auto())
+        device = _AUTO[0]
+    if device.type == "cuda" and device.index is not None and torch.cuda.is_available():
+        # The current device is what un-indexed calls use (synchronize, torch.utils.benchmark):
+        # without this they would all wait on GPU 0.
+        torch.cuda.set_device(device)
+    return device
 
 
 def _auto() -> torch.device:

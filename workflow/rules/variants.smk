@@ -43,6 +43,8 @@ rule evaluate:
         files=PARAMS_ARGS,
         settings=settings("eval"),
     threads: 1
+    resources:
+        gpu=1,  # it runs the models on the GPU too, and claims one like the training jobs
     conda:
         "../envs/alphaprune.yaml"
     log:
