@@ -12,7 +12,7 @@ from alphaprune import bench
 from alphaprune.budget import allocate
 from alphaprune.cli import main
 from alphaprune.models import build_model
-from alphaprune.train import Runtime
+from alphaprune.runtime import Runtime
 
 SETUP = bench.BenchSetup(model="cnn", shape=(1, 8, 8), n_train=256, batch_size=64, epochs=2,
                          min_run_time=0.05)  # fmt: skip

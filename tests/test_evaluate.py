@@ -12,7 +12,7 @@ from alphaprune import blend
 from alphaprune.branches import Sparse
 from alphaprune.config import EvalConfig
 from alphaprune.evaluate import alpha_held, count_params, evaluate, macs, noisy_accuracy
-from alphaprune.train import DeviceData, Runtime
+from alphaprune.runtime import DeviceData, Runtime
 
 CPU = Runtime(torch.device("cpu"))
 STEPS = [

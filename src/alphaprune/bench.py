@@ -33,7 +33,8 @@ from alphaprune.config import AdvanceConfig, OptimizerConfig, PruneConfig
 from alphaprune.evaluate import count_params, macs
 from alphaprune.losses import make_loss
 from alphaprune.models import build_model
-from alphaprune.train import DeviceData, FitSpec, Runtime, fit, make_optimizer
+from alphaprune.runtime import DeviceData, Runtime
+from alphaprune.train import FitSpec, fit, make_optimizer
 
 
 @dataclass(frozen=True)

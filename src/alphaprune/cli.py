@@ -177,7 +177,7 @@ def cmd_plan(args) -> None:
 def cmd_bench(args) -> None:
     from alphaprune import bench
     from alphaprune.devices import resolve_device
-    from alphaprune.train import Runtime
+    from alphaprune.runtime import Runtime
 
     setup = bench.BenchSetup(
         model=args.model, shape=tuple(args.input_size), num_classes=args.num_classes,

@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from alphaprune.branches import Branch
 from alphaprune.config import EvalConfig
-from alphaprune.train import DeviceData, Runtime, predict
+from alphaprune.runtime import DeviceData, Runtime, predict
 
 
 def count_params(model: nn.Module) -> tuple[int, int]:

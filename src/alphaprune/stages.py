@@ -24,14 +24,8 @@ from alphaprune.export import load_model, recipe_for, save_model
 from alphaprune.files import write_csv, write_json
 from alphaprune.losses import NEEDS_TEACHER, make_loss
 from alphaprune.models import ModelError, build_model
-from alphaprune.train import (
-    DeviceData,
-    DivergenceError,
-    FitSpec,
-    Runtime,
-    accuracy,
-    fit,
-)
+from alphaprune.runtime import DeviceData, Runtime, accuracy
+from alphaprune.train import DivergenceError, FitSpec, fit
 
 log = logging.getLogger(__name__)
 OnEpoch = Callable[[dict], None] | None
