@@ -149,10 +149,13 @@ def _step_seconds(
     return Timer("step()", globals={"step": step}).blocked_autorange(min_run_time=min_run).median
 
 
-def blend_cost(setup: BenchSetup, x: Tensor, y: Tensor, runtime: Runtime) -> dict:
+def blend_cost(
+    setup: BenchSetup, x: Tensor, y: Tensor, runtime: Runtime
+) -> tuple[dict, nn.Module, nn.Module]:
     """One training step of the blended model (α = 0.5) against one step of the original plus
     one of the collapsed student, each training all its weights; and the blended step of the
-    default recipe, where only the branches train (no weight gradients for the rest)."""
+    default recipe, where only the branches train (no weight gradients for the rest).
+    Returns the timings, the teacher and the collapsed student."""
     from alphaprune.stages import make_student
 
     teacher = _model(setup, runtime)
@@ -173,15 +176,17 @@ def blend_cost(setup: BenchSetup, x: Tensor, y: Tensor, runtime: Runtime) -> dic
     t_blend = _step_seconds(blended, xb, yb, runtime, setup.min_run_time)
     blend.set_trainable(blended, "branches")
     t_branches = _step_seconds(blended, xb, yb, runtime, setup.min_run_time)
-    return {
-        "step_ms_original": 1e3 * t_orig,
-        "step_ms_student": 1e3 * t_student,
-        "step_ms_blend": 1e3 * t_blend,
-        "step_ms_blend_branches_only": 1e3 * t_branches,
-        "blend_over_sum": t_blend / (t_orig + t_student),
-        "student": student,
-        "teacher": teacher,
-    }
+    return (
+        {
+            "step_ms_original": 1e3 * t_orig,
+            "step_ms_student": 1e3 * t_student,
+            "step_ms_blend": 1e3 * t_blend,
+            "step_ms_blend_branches_only": 1e3 * t_branches,
+            "blend_over_sum": t_blend / (t_orig + t_student),
+        },
+        teacher,
+        student,
+    )
 
 
 # -------------------------------------------------------------------------------- inference
@@ -207,8 +212,7 @@ def run(setup: BenchSetup, runtime: Runtime, x: Tensor | None = None, y: Tensor 
     out["fit_img_s"] = fit_throughput(setup, x, y, runtime)
     out["plain_img_s"] = plain_throughput(setup, x, y, runtime)
     out["fit_over_plain"] = out["fit_img_s"] / out["plain_img_s"]
-    cost = blend_cost(setup, x, y, runtime)
-    teacher, student = cost.pop("teacher"), cost.pop("student")
+    cost, teacher, student = blend_cost(setup, x, y, runtime)
     out |= cost
     xb = ((x[: setup.batch_size].float() - 127.5) / 64.0).to(runtime.device)
     out["teacher_infer_ms"] = inference_ms(teacher, xb, runtime, setup.min_run_time)
