@@ -99,7 +99,7 @@ def _imagefolder(cfg: DataConfig) -> Source:
     root = Path(cfg.root)
     if not root.exists():
         raise DataError(f"data.root: {root} does not exist (an image folder tree or a .tar.gz)")
-    files: dict[str, dict[str, list[tuple[str, bytes]]]] = {"train": {}, "test": {}}
+    files: dict[str, dict[str, list[tuple[str, Callable[[], bytes]]]]] = {"train": {}, "test": {}}
     for path, read in _image_files(root):  # read is None for a folder
         parts = PurePosixPath(path).parts
         depth = 2 if read is None else 3  # .../<split>/<class>[/<file>]
@@ -124,7 +124,7 @@ def _imagefolder(cfg: DataConfig) -> Source:
         xs, ys = [], []
         for label, name in enumerate(classes):
             for path, read in sorted(by_class[name], key=lambda item: item[0]):
-                image = _decode(path, read)
+                image = _decode(f"{root}/{path}", read)  # named whole in any error
                 shape = shape or image.shape
                 if image.shape != shape:
                     raise DataError(
@@ -133,7 +133,7 @@ def _imagefolder(cfg: DataConfig) -> Source:
                     )
                 xs.append(image)
                 ys.append(label)
-        arrays[split] = (torch.stack(xs).numpy(), np.asarray(ys, dtype=np.int64))
+        arrays[split] = (np.stack(xs), np.asarray(ys, dtype=np.int64))
     log.info("decoded %d train and %d test images of %s from %s", len(arrays["train"][1]),
              len(arrays["test"][1]), _dims(shape), root)  # fmt: skip
     return Source(*arrays["train"], *arrays["test"], classes)
@@ -162,7 +162,7 @@ def _image_files(root: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
         raise DataError(f"{root}: not a readable image folder or .tar.gz ({err})") from None
 
 
-def _decode(path: str, read: Callable[[], bytes]) -> Tensor:
+def _decode(path: str, read: Callable[[], bytes]) -> np.ndarray:
     """(C, H, W) uint8 with the file's own channels: grey 1, RGB 3, RGBA 4 (palette -> RGB)."""
     from PIL import Image, UnidentifiedImageError
 
@@ -174,7 +174,7 @@ def _decode(path: str, read: Callable[[], bytes]) -> Tensor:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DataError(f"{path}: cannot decode this image ({err})") from None
     array = array[:, :, None] if array.ndim == 2 else array
-    return torch.from_numpy(array.transpose(2, 0, 1).copy())
+    return array.transpose(2, 0, 1)
 
 
 def _dims(shape) -> str:

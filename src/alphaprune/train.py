@@ -130,7 +130,7 @@ def fit(
             t0 = time.perf_counter()
             lr = _lr_schedule(spec.optimizer.lr, final, e, n_max)
             tr = _train_epoch(net, frozen, train, opt, spec, generator, targets, lr, runtime)
-            tr = {k: v.item() for k, v in tr.items()}  # the epoch's one host synchronisation
+            tr = {name: v.item() for name, v in tr.items()}  # the epoch's one host sync
             va = _evaluate(model, val, spec.loss, val_targets, runtime)
             epoch += 1
             row = {"epoch": epoch, "step": k, "alpha": alpha, "lr": lr(0), **tr, **va,
