@@ -4,15 +4,17 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CORES  ?= all
+# Version ceilings for the install (see the file); `make install CONSTRAINTS=` drops them.
+CONSTRAINTS ?= constraints.txt
 
 .PHONY: install test test-slurm run report lint clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev]' $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 	touch $@
 
 test: $(STAMP)

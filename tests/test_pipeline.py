@@ -14,14 +14,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline_helpers import BIN, REPO, TINY, edit_params, make_project, run
+from pipeline_helpers import (
+    BIN,
+    REPO,
+    TINY,
+    edit_params,
+    make_project,
+    peak_threads,
+    run,
+    timed_jobs_env,
+)
 
 pytestmark = pytest.mark.slow
 
 # What must rerun after an edit of variant b-2, of the teacher, and of the raw data.
 AFTER_B2 = {"prune@b-2", "evaluate@b-2", "plots", "report"}
-AFTER_TEACHER = {"pretrain", "prune@a", "prune@b-2", "evaluate@a", "evaluate@b-2", "plots",
-                 "report"}  # fmt: skip
+ALL_VARIANTS = {f"{stage}@{v}" for v in TINY["variants"] for stage in ("prune", "evaluate")}
+AFTER_TEACHER = {"pretrain", "plots", "report"} | ALL_VARIANTS
 AFTER_RAW_DATA = {"prepare"} | AFTER_TEACHER
 
 
@@ -105,9 +114,23 @@ def dry_run_jobs(root: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def snakemake_project(tmp_path_factory) -> Path:
+    """The tiny grid run by `snakemake --cores 2`; jobs.jsonl holds each job's times."""
     root = make_project(tmp_path_factory.mktemp("smk"), TINY)
-    run([BIN / "snakemake", "--cores", "2"], root)
+    env, _ = timed_jobs_env(root)
+    run([BIN / "snakemake", "--cores", "2"], root, env=env)
     return root
+
+
+def test_snakemake_never_runs_more_threads_than_cores(snakemake_project):
+    """snakemake/snakemake#3913 (9.10-9.16): after the 2-thread teacher ended, all four prunes
+    started at once on 2 cores."""
+    lines = (snakemake_project / "jobs.jsonl").read_text().splitlines()
+    jobs = [json.loads(line) for line in lines]
+    assert sorted(j["command"] for j in jobs) == sorted(
+        ["prepare", "pretrain", "plots", "report"] + ["prune", "evaluate"] * len(TINY["variants"])
+    )
+    assert {j["threads"] for j in jobs if j["command"] == "pretrain"} == {2}
+    assert peak_threads(jobs) == 2  # never more than --cores, and jobs did run side by side
 
 
 def test_snakemake_runs_the_whole_dag(snakemake_project):
