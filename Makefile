@@ -7,7 +7,7 @@ CORES  ?= all
 # Version ceilings for the install (see the file); `make install CONSTRAINTS=` drops them.
 CONSTRAINTS ?= constraints.txt
 
-.PHONY: install test test-slurm run report lint clean
+.PHONY: install test test-slurm run report lint dvc-code clean
 
 install: $(STAMP)
 
@@ -36,6 +36,11 @@ report: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
+
+# After changing what a stage's command imports: list each stage's source files in dvc.yaml
+# (Snakemake finds them itself at every run; tests/test_codedeps.py fails until this is run).
+dvc-code: $(STAMP)
+	$(PY) -m alphaprune.codedeps dvc.yaml
 
 clean:
 	rm -rf results data/prepared logs .snakemake

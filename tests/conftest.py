@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from alphaprune import stages
+from alphaprune import data
 from alphaprune.config import Params, resolve
+from alphaprune.stages.pretrain import pretrain
 
 TINY = {
     "seed": 0,
@@ -62,14 +63,15 @@ def workdir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def prepared_path(workdir) -> Path:
     path = workdir / "data" / "digits.pt"
-    stages.prepare(tiny_params(), path)
+    params = tiny_params()
+    data.save(data.prepare(params.data, params.seed), path)
     return path
 
 
 @pytest.fixture(scope="session")
 def teacher_dir(workdir, prepared_path) -> Path:
     out = workdir / "teacher"
-    stages.pretrain(tiny_params(), prepared_path, out)
+    pretrain(tiny_params(), prepared_path, out)
     return out
 
 

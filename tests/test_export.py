@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from alphaprune import blend, stages
+from alphaprune import blend
 from alphaprune.blend import Blend
 from alphaprune.branches import BRANCHES, Sparse
 from alphaprune.config import PruneConfig
@@ -26,6 +26,7 @@ from alphaprune.export import (
     save_model,
 )
 from alphaprune.models import build_model
+from alphaprune.stages.prune import make_student
 
 MODELS = {"cnn": (1, 8, 8), "resnet20": (3, 32, 32)}
 KINDS = ["pointwise", "lowrank", "sparse"]
@@ -48,7 +49,7 @@ def _teacher(name: str) -> tuple[nn.Module, dict]:
 def _student(name: str, kind: str, init: str = "pretrained") -> tuple[nn.Module, dict]:
     teacher, recipe = _teacher(name)
     example = torch.randn(2, *MODELS[name])
-    model, plan = stages.make_student(teacher, PruneConfig(branch=kind, init=init), example)
+    model, plan = make_student(teacher, PruneConfig(branch=kind, init=init), example)
     blend.set_alpha(model, 0.0)
     blend.collapse(model)
     model.eval()

@@ -11,7 +11,7 @@ from alphaprune import blend, lsq
 from alphaprune.branches import build_branch, init_pretrained
 from alphaprune.config import PruneConfig
 from alphaprune.models import build_model
-from alphaprune.stages import make_student
+from alphaprune.stages.prune import make_student
 
 
 def _fit(layer, kind, size, x):

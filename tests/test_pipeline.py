@@ -4,6 +4,7 @@ exactly what depends on it. Each test works in a temporary copy of the project."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -32,6 +33,12 @@ AFTER_B2 = {"prune@b-2", "evaluate@b-2", "plots", "report"}
 ALL_VARIANTS = {f"{stage}@{v}" for v in TINY["variants"] for stage in ("prune", "evaluate")}
 AFTER_TEACHER = {"pretrain", "plots", "report"} | ALL_VARIANTS
 AFTER_RAW_DATA = {"prepare"} | AFTER_TEACHER
+# An edit of a source file reruns the stages that import it, and what follows them.
+AFTER_CODE_EDIT = {
+    "src/alphaprune/plots.py": {"plots", "report"},
+    "src/alphaprune/report.py": {"report"},
+    "src/alphaprune/train.py": AFTER_TEACHER,  # the fit loop: teacher, prunes and downstream
+}
 
 
 # ------------------------------------------------------------------------------ the two views
@@ -196,6 +203,31 @@ def test_snakemake_preset_replaces_the_grid(snakemake_project, tmp_path):
               snakemake_project).stdout  # fmt: skip
     assert "--params params.yaml --params configs/one.yaml" in out
     assert "variant=solo" in out and "variant=a" not in out
+
+
+@contextlib.contextmanager
+def edited(path: Path):
+    """`path` with a comment appended, then restored: content and modification time."""
+    text, times = path.read_bytes(), path.stat()
+    try:
+        with path.open("a") as f:
+            f.write("# an edit\n")
+        os.utime(path, (times.st_atime, time.time() + 10))  # newer than every output
+        yield
+    finally:
+        path.write_bytes(text)
+        os.utime(path, (times.st_atime, times.st_mtime))
+
+
+@pytest.mark.parametrize("source", AFTER_CODE_EDIT)
+def test_a_code_edit_reruns_only_the_stages_that_run_it(snakemake_project, dvc_project, source):
+    for root in (snakemake_project, dvc_project):
+        with edited(root / source):
+            if root == snakemake_project:
+                assert dry_run_jobs(root) == AFTER_CODE_EDIT[source]
+            else:
+                assert dvc_would_run(root) == AFTER_CODE_EDIT[source]
+    assert dry_run_jobs(snakemake_project) == set() and dvc_changed(dvc_project) == set()
 
 
 # --------------------------------------------------------------------------------------- dvc

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 import torch
 import yaml
 
+import alphaprune
 from alphaprune.export import load_model
 from conftest import TINY
 
@@ -68,16 +70,16 @@ def whole(prune_cmd, tmp_path_factory) -> tuple[Path, float]:
     return out, time.perf_counter() - start
 
 
-def _start(args: list[str], slow_checkpoints: bool = False) -> subprocess.Popen:
+def _start(args: list[str], slow_checkpoints: bool = False, env=None) -> subprocess.Popen:
     code = SLOW_CHECKPOINT_WRITES if slow_checkpoints else PLAIN
     return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+                            stderr=subprocess.DEVNULL, env=env)  # fmt: skip
 
 
-def _run(args: list[str]) -> str:
+def _run(args: list[str], env=None) -> str:
     """Run to completion; its log (stderr)."""
     proc = subprocess.run([sys.executable, "-c", PLAIN, *args], capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+                          timeout=300, env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     return proc.stderr
 
@@ -166,3 +168,25 @@ def test_sigkill_during_a_checkpoint_write(prune_cmd, whole, tmp_path):
     _run(prune_cmd(out))
     _assert_same_results(whole[0], out)
     assert not list(out.rglob(".*.tmp"))
+
+
+def test_a_killed_prune_resumes_after_an_edit_of_code_it_does_not_run(prune_cmd, whole, tmp_path):
+    """The checkpoint's fingerprint covers the code the prune stage runs, not the package: after
+    an edit of the plots it resumes; after an edit of the fit loop it starts over (that edit
+    reruns the stage, and resuming would keep the old code's α > 0 phase)."""
+    src = tmp_path / "src"  # a copy of the package to edit, imported instead of the installed one
+    shutil.copytree(Path(alphaprune.__file__).parent, src / "alphaprune",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    for edited, resumes in (("plots.py", True), ("train.py", False)):
+        out = tmp_path / f"after-{edited}"
+        proc = _start(prune_cmd(out), env=env)
+        _wait_for((out / "checkpoint" / "last.pt").exists, proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        with (src / "alphaprune" / edited).open("a") as f:
+            f.write("# an edit\n")
+        log = _run(prune_cmd(out), env=env)
+        assert ("resumed from" in log) == resumes, log
+        assert ("belongs to another configuration" in log) == (not resumes), log
+        _assert_same_results(whole[0], out)  # a comment changes no result either way

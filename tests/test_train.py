@@ -9,16 +9,17 @@ import pandas as pd
 import pytest
 import torch
 
-from alphaprune import blend, data, stages
+from alphaprune import blend, data
 from alphaprune.export import load_model
-from alphaprune.runtime import Runtime, predict
+from alphaprune.runtime import Runtime, predict, splits
+from alphaprune.stages.prune import make_student, prune
 from alphaprune.train import DivergenceError
 
 CPU = Runtime(torch.device("cpu"))
 
 
 def _prune(params, variant, prepared_path, teacher_dir, out, **kw):
-    return stages.prune(params, variant, prepared_path, teacher_dir / "model.pt", out, **kw)
+    return prune(params, variant, prepared_path, teacher_dir / "model.pt", out, **kw)
 
 
 def test_teacher_learns(teacher_dir):
@@ -31,9 +32,9 @@ def test_prune_improves_over_alpha_zero_at_init(tiny_params, prepared_path, teac
     params = tiny_params(base={})
     prepared = data.load(prepared_path)
     teacher, _ = load_model(teacher_dir / "model.pt")
-    (val,) = stages.splits(prepared, CPU, "val")
+    (val,) = splits(prepared, CPU, "val")
     torch.manual_seed(params.seed)
-    model, _ = stages.make_student(teacher, params.variant("base"), val.normalise(val.x[:2]))
+    model, _ = make_student(teacher, params.variant("base"), val.normalise(val.x[:2]))
     blend.set_alpha(model, 0.0)
     at_init = (predict(model, val, CPU).argmax(1) == val.y).float().mean().item()
 

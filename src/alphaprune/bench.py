@@ -156,7 +156,7 @@ def blend_cost(
     one of the collapsed student, each training all its weights; and the blended step of the
     default recipe, where only the branches train (no weight gradients for the rest).
     Returns the timings, the teacher and the collapsed student."""
-    from alphaprune.stages import make_student
+    from alphaprune.stages.prune import make_student
 
     teacher = _model(setup, runtime)
     xb = ((x[: setup.batch_size].float() - 127.5) / 64.0).to(runtime.device)

@@ -31,9 +31,10 @@ from alphaprune.branches import (
     layer_params,
     lowrank_break_even,
 )
+from alphaprune.errors import UserError
 
 
-class BudgetError(ValueError):
+class BudgetError(UserError, ValueError):
     """The target cannot be reached with the layers allowed to change."""
 
 

@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from alphaprune import schedules
+from alphaprune.errors import UserError
 
 VARIANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -30,7 +31,7 @@ PositiveInt = Annotated[int, Field(ge=1, strict=True)]
 NonNegativeInt = Annotated[int, Field(ge=0, strict=True)]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration problem, already phrased as one line: ``file: key.path: what, got value``."""
 
 

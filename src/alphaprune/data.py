@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from alphaprune.config import DataConfig
+from alphaprune.errors import UserError
 from alphaprune.files import torch_save, write_json
 
 FORMAT_VERSION = 1
@@ -29,7 +30,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 log = logging.getLogger(__name__)
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A data file or source is missing, corrupt or inconsistent."""
 
 

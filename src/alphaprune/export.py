@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from alphaprune.branches import Sparse, build_branch
+from alphaprune.errors import UserError
 from alphaprune.files import torch_save
 from alphaprune.models import build_model
 
@@ -28,7 +29,7 @@ FORMAT = "alphaprune-model"
 FORMAT_VERSION = 1
 
 
-class ModelFileError(ValueError):
+class ModelFileError(UserError, ValueError):
     """A model file is missing, tampered with, or of another format."""
 
 

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alphaprune.errors import UserError
+
 __all__ = ["ModelError", "UnknownModelError", "available_models", "build_model", "register"]
 
 # A builder takes (num_classes, in_channels, image_size) by keyword and returns a fresh module.
@@ -36,7 +38,7 @@ _TV_PREFIX = "tv:"
 _REGISTRY: dict[str, Builder] = {}
 
 
-class ModelError(ValueError):
+class ModelError(UserError, ValueError):
     """A model cannot be built as asked (its name, or the input it would be given)."""
 
 

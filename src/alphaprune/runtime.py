@@ -4,12 +4,22 @@ fit there, from host memory through a DataLoader. Also whole-split prediction.""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
+
+from alphaprune.devices import resolve_device
+
+if TYPE_CHECKING:
+    from alphaprune.config import RuntimeConfig
+    from alphaprune.data import Prepared
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -132,3 +142,20 @@ def predict(model: nn.Module, data: DeviceData, runtime: Runtime) -> Tensor:
 
 def accuracy(model: nn.Module, data: DeviceData, runtime: Runtime) -> float:
     return (predict(model, data, runtime).argmax(1) == data.y).float().mean().item()
+
+
+def runtime_from(cfg: RuntimeConfig) -> Runtime:
+    """The `Runtime` a params file's `runtime` section asks for (claiming a GPU if `auto`)."""
+    return Runtime(resolve_device(cfg.device), cfg.compile, cfg.eval_batch_size,
+                   cfg.data_placement, cfg.workers)  # fmt: skip
+
+
+def splits(prepared: Prepared, runtime: Runtime, *names: str) -> list[DeviceData]:
+    """The named splits, on the device if all of the prepared data fits there."""
+    nbytes = sum(t.numel() * t.element_size() for t in prepared.tensors.values())
+    resident = runtime.data_fits(nbytes)
+    if not resident:
+        log.info("data (%.1f GB) stays in host memory; batches come through a DataLoader "
+                 "with %d workers", nbytes / 1e9, runtime.workers)  # fmt: skip
+    return [DeviceData(*prepared.split(n), prepared.mean, prepared.std, runtime, resident)
+            for n in names]  # fmt: skip

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from alphaprune import blend
 from alphaprune.augment import Augment
 from alphaprune.config import AdvanceConfig, OptimizerConfig
+from alphaprune.errors import UserError
 from alphaprune.files import torch_save
 from alphaprune.runtime import DeviceData, Runtime, accuracy, predict
 
@@ -258,7 +259,7 @@ def _step_row(k: int, alpha, rows: list[dict], monitor: _Plateau, clean_train_ac
     }  # fmt: skip
 
 
-class DivergenceError(RuntimeError):
+class DivergenceError(UserError, RuntimeError):
     """The loss or a metric became non-finite."""
 
 
@@ -291,7 +292,7 @@ def _save_checkpoint(path, next_step, epoch, model, opt, generator, result, spec
     })  # fmt: skip
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint cannot be trusted (unreadable, or with code in it): the run stops."""
 
 

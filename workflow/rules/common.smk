@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+from alphaprune.codedeps import stage_code
 from alphaprune.config import ConfigError, load_params
 
 if workflow.config_settings.config:  # --config key=value (presets come as --configfile)
@@ -23,7 +24,15 @@ except ConfigError as err:
 VARIANTS = list(PARAMS.variants)
 if not VARIANTS:
     raise WorkflowError(f"{' + '.join(PARAM_FILES)}: variants: define at least one variant")
-CODE = sorted(str(p) for p in Path("src/alphaprune").glob("*.py"))
+SRC = os.path.relpath(Path(workflow.basedir) / "src")
+
+
+def code(stage):
+    """The source files `alphaprune <stage>` imports: editing one reruns only the stages that
+    run it (alphaprune.codedeps; dvc.yaml lists the same files)."""
+    return [str(p) for p in stage_code(stage, SRC)]
+
+
 DATA = f"data/prepared/{PARAMS.data.name}"
 
 

@@ -1,6 +1,6 @@
 rule prepare:
     input:
-        code=CODE,
+        code=code("prepare"),
         # The raw files (a folder or archive; for digits a placeholder folder): editing them
         # reruns prepare. dvc.yaml lists the same path.
         raw=PARAMS.data.root,

@@ -1,6 +1,6 @@
 rule plots:
     input:
-        code=CODE,
+        code=code("plots"),
         teacher_metrics=rules.pretrain.output.metrics,
         teacher_history=rules.pretrain.output.history,
         metrics=expand(rules.evaluate.output.metrics, variant=VARIANTS),
@@ -27,7 +27,7 @@ rule plots:
 
 rule report:
     input:
-        code=CODE,
+        code=code("report"),
         teacher_metrics=rules.pretrain.output.metrics,
         metrics=expand(rules.evaluate.output.metrics, variant=VARIANTS),
         plots=rules.plots.output,

@@ -1,6 +1,6 @@
 rule pretrain:
     input:
-        code=CODE,
+        code=code("pretrain"),
         data=rules.prepare.output.data,
     output:
         model="results/teacher/model.pt",

@@ -4,7 +4,7 @@ wildcard_constraints:
 
 rule prune:
     input:
-        code=CODE,
+        code=code("prune"),
         data=rules.prepare.output.data,
         teacher=rules.pretrain.output.model,
     output:
@@ -30,7 +30,7 @@ rule prune:
 
 rule evaluate:
     input:
-        code=CODE,
+        code=code("evaluate"),
         data=rules.prepare.output.data,
         teacher=rules.pretrain.output.model,
         teacher_metrics=rules.pretrain.output.metrics,

@@ -1,0 +1,31 @@
+"""The `alphaprune` commands, one module each, with `add_arguments(parser)` and `run(args)`.
+
+The dispatcher (`alphaprune.cli`) imports only the module a command line names, so a pipeline
+stage runs, depends on and reruns for only the code its command imports (`alphaprune.codedeps`):
+editing the plots reruns the plots stage, not the teacher.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from alphaprune.config import Params, load_params
+
+
+def add_params_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--params", type=Path, action="append", metavar="FILE",
+        help="params file (default params.yaml); repeat to merge a preset over it",
+    )  # fmt: skip
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a params key, e.g. prune.amount=0.5")  # fmt: skip
+
+
+def params_files(args: argparse.Namespace) -> list[Path]:
+    return args.params or [Path("params.yaml")]
+
+
+def load(args: argparse.Namespace) -> Params:
+    """The validated params of `--params` files and `--set` overrides."""
+    return load_params(params_files(args), args.set)

@@ -1,0 +1,36 @@
+"""`alphaprune check`: validate params files and print every variant's full settings."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import yaml
+
+from alphaprune.commands import add_params_arguments, load, params_files
+from alphaprune.config import merge_files
+from alphaprune.files import atomic_path
+
+log = logging.getLogger("alphaprune")
+
+
+def add_arguments(p) -> None:
+    add_params_arguments(p)
+    p.add_argument(
+        "--write", type=Path, metavar="FILE",
+        help="write the merged params (e.g. a preset over params.yaml) to FILE",
+    )  # fmt: skip
+
+
+def run(args) -> None:
+    params = load(args)  # validates: a bad file ends here with one line
+    files = params_files(args)
+    if args.write:
+        raw = merge_files(files, args.set)
+        with atomic_path(args.write) as tmp:
+            tmp.write_text(yaml.safe_dump(raw, sort_keys=False))
+        log.info("wrote the merged params to %s", args.write)
+        return
+    grid = {name: cfg.model_dump(mode="json") for name, cfg in params.variants.items()}
+    print(yaml.safe_dump({"variants": grid}, sort_keys=False), end="")
+    log.info("%s: valid; %d variants", " + ".join(map(str, files)), len(grid))

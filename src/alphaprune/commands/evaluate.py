@@ -1,0 +1,43 @@
+"""`alphaprune evaluate`: measure a student against its teacher (metrics.json)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from alphaprune import data
+from alphaprune.commands import add_params_arguments, load
+from alphaprune.evaluate import evaluate
+from alphaprune.export import load_model
+from alphaprune.files import write_json
+from alphaprune.runtime import runtime_from, splits
+
+log = logging.getLogger("alphaprune")
+
+
+def add_arguments(p) -> None:
+    add_params_arguments(p)
+    for name in ("data", "teacher", "teacher-metrics", "student", "history", "steps", "out"):
+        p.add_argument(f"--{name}", type=Path, required=True)
+
+
+def run(args) -> None:
+    params = load(args)
+    prepared = data.load(args.data)
+    runtime = runtime_from(params.runtime)
+    teacher, _ = load_model(args.teacher, runtime.device)
+    student, _ = load_model(args.student, runtime.device)
+    (test,) = splits(prepared, runtime, "test")
+    metrics = evaluate(
+        student, teacher, test,
+        teacher_metrics=json.loads(Path(args.teacher_metrics).read_text()),
+        history=pd.read_csv(args.history).to_dict("records"),
+        steps=pd.read_csv(args.steps).to_dict("records"),
+        shape=prepared.shape, cfg=params.eval, runtime=runtime, seed=params.seed,
+    )  # fmt: skip
+    write_json(args.out, metrics)
+    log.info("%s: test_acc=%.4f achieved=%.4f", args.student, metrics["test_acc"],
+             metrics["achieved"])  # fmt: skip

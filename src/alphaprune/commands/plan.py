@@ -1,0 +1,37 @@
+"""`alphaprune plan`: which layers a budget prunes, and how, without training."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import torch
+
+from alphaprune.branches import BRANCHES
+from alphaprune.budget import allocate
+from alphaprune.models import build_model
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", required=True)
+    p.add_argument("--branch", default="pointwise", choices=list(BRANCHES))
+    p.add_argument("--amount", type=float, default=0.65)
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--input-size", type=int, nargs=3, default=[3, 32, 32], metavar=("C", "H", "W"))
+    p.add_argument("--exclude", nargs="*", default=None, help="glob patterns of layer names")
+    p.add_argument("--json", action="store_true")
+
+
+def run(args) -> None:
+    c, h, w = args.input_size
+    model = build_model(args.model, args.num_classes, in_channels=c, image_size=h).eval()
+    plan = allocate(model, args.branch, args.amount, torch.zeros(2, c, h, w), args.exclude)
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=2))
+        return
+    rows = pd.DataFrame(plan.to_dict()["layers"])
+    # size: rank (lowrank) or kept weights (sparse); a pointwise 1x1 has none.
+    print(rows.fillna("-").to_string(index=False) if len(rows) else "(no layers)")
+    print(f"excluded: {', '.join(plan.excluded)}")
+    print(f"teacher {plan.teacher_params:,} -> student {plan.student_params:,} parameters; "
+          f"removes {plan.achieved:.4f} (target {plan.amount})")  # fmt: skip

@@ -1,0 +1,26 @@
+"""`alphaprune pretrain`: train the teacher."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from alphaprune.commands import add_params_arguments, load
+from alphaprune.progress import Progress
+from alphaprune.stages.pretrain import pretrain
+
+log = logging.getLogger("alphaprune")
+
+
+def add_arguments(p) -> None:
+    add_params_arguments(p)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="folder for model.pt, metrics, history")
+
+
+def run(args) -> None:
+    params = load(args)
+    progress = Progress("teacher", params.teacher.epochs)
+    metrics = pretrain(params, args.data, args.out, on_epoch=progress)
+    progress.close()
+    log.info("teacher: test_acc=%.4f params=%d", metrics["test_acc"], metrics["params"])

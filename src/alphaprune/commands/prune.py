@@ -1,0 +1,29 @@
+"""`alphaprune prune`: prune the teacher with one variant's recipe."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from alphaprune.commands import add_params_arguments, load
+from alphaprune.progress import Progress
+from alphaprune.stages.prune import prune
+
+log = logging.getLogger("alphaprune")
+
+
+def add_arguments(p) -> None:
+    add_params_arguments(p)
+    p.add_argument("--variant", required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--teacher", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="folder for student.pt, histories")
+
+
+def run(args) -> None:
+    params = load(args)
+    cfg = params.variant(args.variant)
+    progress = Progress(args.variant, cfg.epochs)
+    out = prune(params, args.variant, args.data, args.teacher, args.out, on_epoch=progress)
+    progress.close()
+    log.info("%s: achieved=%.4f val_acc=%.4f", args.variant, out["achieved"], out["val_acc"])

@@ -1,0 +1,34 @@
+"""`alphaprune report`: write the Markdown report."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from alphaprune import report
+from alphaprune.commands import add_params_arguments, load
+from alphaprune.files import atomic_path
+from alphaprune.results import read_metrics
+
+log = logging.getLogger("alphaprune")
+
+
+def add_arguments(p) -> None:
+    add_params_arguments(p)
+    p.add_argument("--teacher", type=Path, required=True, help="the teacher's results folder")
+    p.add_argument("--variants", type=Path, required=True, help="folder of variant folders")
+    p.add_argument("--plots", type=Path, required=True, help="folder of the figures")
+    p.add_argument("--out", type=Path, required=True, help="the report's .md file")
+
+
+def run(args) -> None:
+    params = load(args)
+    metrics = read_metrics(list(params.variants), args.variants)
+    teacher = json.loads((args.teacher / "metrics.json").read_text())
+    summary = sorted(p for p in args.plots.glob("*.png") if not p.name.startswith("training_"))
+    per_variant = [args.plots / f"training_{n}.png" for n in params.variants]
+    text = report.render(metrics, teacher, params, summary + per_variant, args.out.parent)
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(text)
+    log.info("wrote %s", args.out)

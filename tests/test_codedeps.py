@@ -1,0 +1,95 @@
+"""Each stage depends on exactly the code its command imports: the closures have the shape the
+pipeline relies on, dvc.yaml lists them, and the digest a prune checkpoint carries changes only
+with that stage's code."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from alphaprune.codedeps import (
+    STAGES,
+    code_digest,
+    expected_code_deps,
+    listed_code_deps,
+    main,
+    stage_code,
+    sync_dvc_yaml,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src"
+
+
+def modules(stage: str) -> set[str]:
+    """alphaprune.x.y names of the stage's code."""
+    return {".".join(p.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
+            for p in stage_code(stage, SRC)}  # fmt: skip
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_runs_the_dispatcher_and_its_own_command(stage):
+    names = modules(stage)
+    assert {"alphaprune", "alphaprune.cli", "alphaprune.commands",
+            f"alphaprune.commands.{stage}"} <= names  # fmt: skip
+    others = {f"alphaprune.commands.{s}" for s in STAGES if s != stage}
+    assert not names & others
+    assert all(p.is_file() and p.suffix == ".py" for p in stage_code(stage, SRC))
+
+
+def test_closures_keep_edits_local():
+    """The rerun rules of the pipeline issue: plot code reruns plots (and the report after it),
+    report code only the report, the fit loop the teacher and the prunes, never prepare."""
+    fit_loop, plots, report = "alphaprune.train", "alphaprune.plots", "alphaprune.report"
+    assert plots in modules("plots") and report in modules("report")
+    for stage in STAGES:
+        assert (plots in modules(stage)) == (stage == "plots"), stage
+        assert (report in modules(stage)) == (stage == "report"), stage
+        assert (fit_loop in modules(stage)) == (stage in ("pretrain", "prune")), stage
+    # The teacher does not run the pruning machinery, so editing it keeps a long teacher.
+    assert not {"alphaprune.budget", "alphaprune.lsq", "alphaprune.stages.prune"} & modules(
+        "pretrain"
+    )
+
+
+def test_dvc_yaml_lists_each_stages_code(monkeypatch):
+    monkeypatch.chdir(REPO)
+    assert listed_code_deps(REPO / "dvc.yaml") == expected_code_deps(), (
+        "dvc.yaml is out of date: run `make dvc-code`"
+    )
+    assert main(["--check", "dvc.yaml"]) == 0
+
+
+def test_sync_rewrites_only_the_code_deps(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)  # the code is found under ./src
+    stale = tmp_path / "dvc.yaml"
+    text = (REPO / "dvc.yaml").read_text()
+    text = text.replace("      - src/alphaprune/data.py\n", "", 1)  # prepare lost a file
+    text = text.replace(
+        "      - src/alphaprune/augment.py\n",
+        "      - src/alphaprune/augment.py\n      - src/alphaprune/old.py\n",
+        1,
+    )
+    stale.write_text(text)  # fmt: skip
+    assert main(["--check", str(stale)]) == 1
+    err = capsys.readouterr().err
+    assert "prepare, pretrain" in err and "python -m alphaprune.codedeps" in err  # and the fix
+    assert sync_dvc_yaml(stale) is True
+    assert stale.read_text() == (REPO / "dvc.yaml").read_text()  # comments and all
+    assert sync_dvc_yaml(stale) is False
+
+
+def test_code_digest_follows_only_the_stages_code(tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(SRC / "alphaprune", src / "alphaprune",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    before = code_digest("prune", src)
+    assert before == code_digest("prune", SRC)  # names and contents, not where the copy lies
+    with (src / "alphaprune" / "plots.py").open("a") as f:
+        f.write("# an edit the prune stage does not run\n")
+    assert code_digest("prune", src) == before
+    with (src / "alphaprune" / "train.py").open("a") as f:
+        f.write("# an edit of the fit loop\n")
+    assert code_digest("prune", src) != before
