@@ -60,19 +60,30 @@ def test_bad_config_is_one_line_naming_the_key(tmp_path, params_file, capsys):
 def test_stage_commands_end_to_end(tmp_path, params_file, tiny_raw):
     p = ["--params", str(params_file)]
     data, teacher, variant = tmp_path / "d.pt", tmp_path / "teacher", tmp_path / "v" / "base"
-    assert main(["prepare", *p, "--out", str(data)]) == 0
+    rec = tmp_path / "records"
+    assert main(["prepare", *p, "--out", str(data), "--record", str(rec / "prepare.json")]) == 0
     assert main(["pretrain", *p, "--data", str(data), "--out", str(teacher)]) == 0
     assert main(["prune", *p, "--variant", "base", "--data", str(data),
-                 "--teacher", str(teacher / "model.pt"), "--out", str(variant)]) == 0  # fmt: skip
+                 "--teacher", str(teacher / "model.pt"), "--out", str(variant),
+                 "--record", str(rec / "prune.json")]) == 0  # fmt: skip
     metrics = variant / "metrics.json"
-    assert main(["evaluate", *p, "--data", str(data), "--teacher", str(teacher / "model.pt"),
+    assert main(["evaluate", *p, "--variant", "base", "--data", str(data),
+                 "--teacher", str(teacher / "model.pt"),
                  "--teacher-metrics", str(teacher / "metrics.json"),
                  "--student", str(variant / "student.pt"), "--history",
                  str(variant / "history.csv"), "--steps", str(variant / "steps.csv"),
-                 "--out", str(metrics)]) == 0  # fmt: skip
+                 "--out", str(metrics), "--record", str(rec / "evaluate.json")]) == 0  # fmt: skip
     m = json.loads(metrics.read_text())
     assert m["achieved"] >= 0.65 and m["test_acc"] > 0.8
     assert m["epochs"] == tiny_raw["prune"]["epochs"]
+    # Each stage recorded the params values it read (the pipeline compares them to rerun).
+    assert json.loads((rec / "prepare.json").read_text()) == {
+        "seed": tiny_raw["seed"], "data": tiny_raw["data"]}  # fmt: skip
+    assert json.loads((rec / "prune.json").read_text()) == {
+        "seed": tiny_raw["seed"], "prune": tiny_raw["prune"], "variants.base": {}}  # fmt: skip
+    assert set(json.loads((rec / "evaluate.json").read_text())) == {
+        "eval", "prune", "variants.base"}  # fmt: skip
+    assert sorted(p.name for p in rec.iterdir()) == ["evaluate.json", "prepare.json", "prune.json"]
     unknown = ["prune", *p, "--variant", "nope", "--data", str(data),
                "--teacher", str(teacher / "model.pt"), "--out", str(tmp_path / "x")]  # fmt: skip
     assert main(unknown) == 2
@@ -89,7 +100,8 @@ def test_model_that_does_not_fit_the_data_is_one_line(tmp_path, params_file, pre
 
 
 def test_missing_input_file_is_one_line(tmp_path, params_file, prepared_path, teacher_dir, capsys):
-    code = main(["evaluate", "--params", str(params_file), "--data", str(prepared_path),
+    code = main(["evaluate", "--params", str(params_file), "--variant", "base",
+                 "--data", str(prepared_path),
                  "--teacher", str(teacher_dir / "model.pt"),
                  "--teacher-metrics", str(tmp_path / "missing.json"),
                  "--student", str(teacher_dir / "model.pt"), "--history", str(tmp_path / "h.csv"),

@@ -230,6 +230,35 @@ def test_a_code_edit_reruns_only_the_stages_that_run_it(snakemake_project, dvc_p
     assert dry_run_jobs(snakemake_project) == set() and dvc_changed(dvc_project) == set()
 
 
+# ------------------------------------------------------------------------ the tools in step
+def dvc_ran(out: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", out))
+
+
+def test_a_snakemake_run_leaves_dvc_up_to_date(snakemake_project, dvc_project):
+    """Snakemake's onsuccess records its run in DVC's lock; the stage commands record the params
+    they ran with, which is what the Snakefile compares, so after `dvc repro` Snakemake has
+    nothing to do either."""
+    assert dvc_changed(snakemake_project) == set()
+    assert dry_run_jobs(dvc_project) == set()
+
+
+def test_edit_a_variant_then_dvc_repro_after_a_snakemake_run(snakemake_project):
+    """The flow the product is built for: `snakemake` for a run, then a param change and
+    `dvc repro`, which reruns that variant only; then both tools are up to date."""
+    root = snakemake_project
+    before = (root / "params.yaml").read_text()
+    try:
+        edit_params(root, lambda p: p["variants"]["b-2"].update(init="pretrained"))
+        assert dry_run_jobs(root) == AFTER_B2  # Snakemake sees the edit (a dry run changes nothing)
+        assert dvc_ran(run([BIN / "dvc", "repro"], root).stdout) == AFTER_B2
+        assert dry_run_jobs(root) == set() and dvc_changed(root) == set()
+    finally:
+        (root / "params.yaml").write_text(before)
+    assert dvc_ran(run([BIN / "dvc", "repro"], root).stdout) == AFTER_B2  # back as it was
+    assert dry_run_jobs(root) == set() and dvc_changed(root) == set()
+
+
 # --------------------------------------------------------------------------------------- dvc
 @pytest.fixture(scope="module")
 def dvc_project(tmp_path_factory) -> Path:
@@ -246,8 +275,7 @@ def dvc_changed(root: Path) -> set[str]:
 def dvc_would_run(root: Path) -> set[str]:
     """Stages `dvc repro` runs: a dry run cannot know a changed stage's outputs will change, so
     --force-downstream includes what depends on them."""
-    out = run([BIN / "dvc", "repro", "--dry", "--force-downstream"], root).stdout
-    return set(re.findall(r"Running stage '([^']+)'", out))
+    return dvc_ran(run([BIN / "dvc", "repro", "--dry", "--force-downstream"], root).stdout)
 
 
 def test_dvc_repro_and_exp_show(dvc_project):

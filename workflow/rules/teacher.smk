@@ -1,14 +1,15 @@
 rule pretrain:
     input:
         code=code("pretrain"),
+        params=params_changed("pretrain"),
         data=rules.prepare.output.data,
     output:
         model="results/teacher/model.pt",
         history="results/teacher/history.csv",
         metrics="results/teacher/metrics.json",
+        record=record("pretrain"),
     params:
         files=PARAMS_ARGS,
-        settings=settings("seed", "model", "teacher", "runtime"),
         out=lambda w, output: os.path.dirname(output.model),
     threads: 2
     resources:
@@ -18,4 +19,5 @@ rule pretrain:
     log:
         "logs/pretrain.log",
     shell:
-        "alphaprune pretrain {params.files} --data {input.data} --out {params.out} 2> {log}"
+        "alphaprune pretrain {params.files} --data {input.data} --out {params.out}"
+        " --record {output.record} 2> {log}"

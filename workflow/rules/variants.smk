@@ -5,16 +5,16 @@ wildcard_constraints:
 rule prune:
     input:
         code=code("prune"),
+        params=params_changed("prune"),
         data=rules.prepare.output.data,
         teacher=rules.pretrain.output.model,
     output:
         student="results/variants/{variant}/student.pt",
         history="results/variants/{variant}/history.csv",
         steps="results/variants/{variant}/steps.csv",
+        record=record("prune", "{variant}"),
     params:
         files=PARAMS_ARGS,
-        settings=variant_settings,
-        seed=PARAMS.seed,
         out=lambda w, output: os.path.dirname(output.student),
     threads: 1
     resources:
@@ -25,12 +25,13 @@ rule prune:
         "logs/prune/{variant}.log",
     shell:
         "alphaprune prune {params.files} --variant {wildcards.variant} --data {input.data}"
-        " --teacher {input.teacher} --out {params.out} 2> {log}"
+        " --teacher {input.teacher} --out {params.out} --record {output.record} 2> {log}"
 
 
 rule evaluate:
     input:
         code=code("evaluate"),
+        params=params_changed("evaluate"),
         data=rules.prepare.output.data,
         teacher=rules.pretrain.output.model,
         teacher_metrics=rules.pretrain.output.metrics,
@@ -39,17 +40,18 @@ rule evaluate:
         steps=rules.prune.output.steps,
     output:
         metrics="results/variants/{variant}/metrics.json",
-    params:
-        files=PARAMS_ARGS,
-        settings=settings("eval"),
+        record=record("evaluate", "{variant}"),
     threads: 1
     resources:
         gpu=1,  # it runs the models on the GPU too, and claims one like the training jobs
+    params:
+        files=PARAMS_ARGS,
     conda:
         "../envs/alphaprune.yaml"
     log:
         "logs/evaluate/{variant}.log",
     shell:
-        "alphaprune evaluate {params.files} --data {input.data} --teacher {input.teacher}"
-        " --teacher-metrics {input.teacher_metrics} --student {input.student}"
-        " --history {input.history} --steps {input.steps} --out {output.metrics} 2> {log}"
+        "alphaprune evaluate {params.files} --variant {wildcards.variant} --data {input.data}"
+        " --teacher {input.teacher} --teacher-metrics {input.teacher_metrics}"
+        " --student {input.student} --history {input.history} --steps {input.steps}"
+        " --out {output.metrics} --record {output.record} 2> {log}"

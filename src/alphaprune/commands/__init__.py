@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from alphaprune.config import Params, load_params
+from alphaprune.config import Params, load_params, merge_files
+from alphaprune.files import write_json
+from alphaprune.provenance import stage_values
 
 
 def add_params_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,3 +31,18 @@ def params_files(args: argparse.Namespace) -> list[Path]:
 def load(args: argparse.Namespace) -> Params:
     """The validated params of `--params` files and `--set` overrides."""
     return load_params(params_files(args), args.set)
+
+
+def add_record_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--record", type=Path, metavar="FILE",
+        help="on success, write the params values this stage read to FILE (the pipeline "
+        "compares them with the params files to tell what to rerun)",
+    )  # fmt: skip
+
+
+def write_record(args: argparse.Namespace, stage: str, variant: str | None = None) -> None:
+    """The record of `--record`, written last: it exists only beside complete outputs."""
+    if args.record:
+        raw = merge_files(params_files(args), args.set)
+        write_json(args.record, stage_values(raw, stage, variant))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from alphaprune import data
-from alphaprune.commands import add_params_arguments, load
+from alphaprune.commands import add_params_arguments, add_record_argument, load, write_record
 from alphaprune.evaluate import evaluate
 from alphaprune.export import load_model
 from alphaprune.files import write_json
@@ -20,12 +20,15 @@ log = logging.getLogger("alphaprune")
 
 def add_arguments(p) -> None:
     add_params_arguments(p)
+    add_record_argument(p)
+    p.add_argument("--variant", required=True, help="the variant the student belongs to")
     for name in ("data", "teacher", "teacher-metrics", "student", "history", "steps", "out"):
         p.add_argument(f"--{name}", type=Path, required=True)
 
 
 def run(args) -> None:
     params = load(args)
+    params.variant(args.variant)  # an unknown name ends here, with one line
     prepared = data.load(args.data)
     runtime = runtime_from(params.runtime)
     teacher, _ = load_model(args.teacher, runtime.device)
@@ -39,5 +42,6 @@ def run(args) -> None:
         shape=prepared.shape, cfg=params.eval, runtime=runtime, seed=params.seed,
     )  # fmt: skip
     write_json(args.out, metrics)
-    log.info("%s: test_acc=%.4f achieved=%.4f", args.student, metrics["test_acc"],
+    log.info("%s: test_acc=%.4f achieved=%.4f", args.variant, metrics["test_acc"],
              metrics["achieved"])  # fmt: skip
+    write_record(args, "evaluate", args.variant)

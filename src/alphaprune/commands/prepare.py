@@ -6,13 +6,14 @@ import logging
 from pathlib import Path
 
 from alphaprune import data
-from alphaprune.commands import add_params_arguments, load
+from alphaprune.commands import add_params_arguments, add_record_argument, load, write_record
 
 log = logging.getLogger("alphaprune")
 
 
 def add_arguments(p) -> None:
     add_params_arguments(p)
+    add_record_argument(p)
     p.add_argument("--out", type=Path, required=True, help="the .pt file (card: .json beside)")
 
 
@@ -23,3 +24,4 @@ def run(args) -> None:
     card = prepared.card
     log.info("prepared %s: %d train, %d val, %d test", card["name"], card["n_train"],
              card["n_val"], card["n_test"])  # fmt: skip
+    write_record(args, "prepare")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from alphaprune.commands import add_params_arguments, load
+from alphaprune.commands import add_params_arguments, add_record_argument, load, write_record
 from alphaprune.progress import Progress
 from alphaprune.stages.pretrain import pretrain
 
@@ -14,6 +14,7 @@ log = logging.getLogger("alphaprune")
 
 def add_arguments(p) -> None:
     add_params_arguments(p)
+    add_record_argument(p)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="folder for model.pt, metrics, history")
 
@@ -24,3 +25,4 @@ def run(args) -> None:
     metrics = pretrain(params, args.data, args.out, on_epoch=progress)
     progress.close()
     log.info("teacher: test_acc=%.4f params=%d", metrics["test_acc"], metrics["params"])
+    write_record(args, "pretrain")

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from alphaprune import report
-from alphaprune.commands import add_params_arguments, load
+from alphaprune.commands import add_params_arguments, add_record_argument, load, write_record
 from alphaprune.files import atomic_path
 from alphaprune.results import read_metrics
 
@@ -16,6 +16,7 @@ log = logging.getLogger("alphaprune")
 
 def add_arguments(p) -> None:
     add_params_arguments(p)
+    add_record_argument(p)
     p.add_argument("--teacher", type=Path, required=True, help="the teacher's results folder")
     p.add_argument("--variants", type=Path, required=True, help="folder of variant folders")
     p.add_argument("--plots", type=Path, required=True, help="folder of the figures")
@@ -32,3 +33,4 @@ def run(args) -> None:
     with atomic_path(args.out) as tmp:
         tmp.write_text(text)
     log.info("wrote %s", args.out)
+    write_record(args, "report")
