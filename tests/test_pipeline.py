@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ import yaml
 
 from pipeline_helpers import (
     BIN,
+    ENV,
     REPO,
     TINY,
     edit_params,
@@ -316,6 +318,24 @@ def test_dvc_plots_show_renders_the_histories(dvc_project):
         assert all("val_acc" in r and "alpha" in r for r in rows)
         assert shown[f"results/plots/training_{v}.png"][0]["type"] == "image"
     assert shown["results/plots/final_accuracy.png"][0]["type"] == "image"
+
+
+def test_dvc_plots_show_follows_a_run_in_progress(tmp_path):
+    """history.csv grows during a prune, and DVC's repo lock does not stop `dvc plots show`."""
+    params = {**TINY, "variants": {"a": TINY["variants"]["a"]},
+              "prune": {**TINY["prune"], "epochs": 60, "finetune_epochs": 10}}  # fmt: skip
+    root = make_project(tmp_path / "p", params)
+    repro = subprocess.Popen([BIN / "dvc", "repro", "-q"], cwd=root, env=ENV)
+    history, seen = "results/variants/a/history.csv", set()
+    try:
+        while repro.poll() is None:
+            shown = run([BIN / "dvc", "plots", "show", "--json", history], root).stdout
+            for plot in json.loads(shown)["data"].get(history, []):
+                seen.add(len(plot["content"]["data"]["values"]))
+    finally:
+        repro.wait(timeout=600)
+    assert repro.returncode == 0
+    assert any(0 < n < 60 for n in seen), seen  # rows of a run that had not finished
 
 
 def test_dvc_exp_run_with_a_changed_setting(dvc_project):

@@ -190,3 +190,22 @@ def test_a_killed_prune_resumes_after_an_edit_of_code_it_does_not_run(prune_cmd,
         assert ("resumed from" in log) == resumes, log
         assert ("belongs to another configuration" in log) == (not resumes), log
         _assert_same_results(whole[0], out)  # a comment changes no result either way
+
+
+def test_the_history_grows_while_a_prune_runs(prune_cmd, tmp_path):
+    """What a notebook, `tail -f` or `dvc plots show` sees during a run: history.csv with a row
+    per finished epoch (rewritten at most once a second), growing, and always whole."""
+    out, epochs = tmp_path / "live", 60
+    longer = ["--set", f"prune.epochs={epochs}", "--set", "prune.finetune_epochs=10"]
+    proc = _start(prune_cmd(out) + longer)
+    lengths = set()
+    while proc.poll() is None:
+        if (out / "history.csv").exists():
+            seen = pd.read_csv(out / "history.csv")["epoch"].tolist()
+            assert seen == list(range(1, len(seen) + 1))
+            lengths.add(len(seen))
+        time.sleep(0.01)
+    assert proc.returncode == 0
+    assert len({n for n in lengths if n < epochs}) >= 2, lengths  # seen growing mid-run
+    assert len(pd.read_csv(out / "history.csv")) == epochs
+    assert len(pd.read_csv(out / "steps.csv")) > 1

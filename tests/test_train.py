@@ -111,9 +111,18 @@ def test_resume_after_interruption_is_bit_exact(
     with pytest.raises(_Kill):
         _prune(params, "base", prepared_path, teacher_dir, tmp_path / "cut",
                on_epoch=_killer(kill_at))  # fmt: skip
-    assert (tmp_path / "cut" / "checkpoint" / "last.pt").exists()
-    assert not (tmp_path / "cut" / "student.pt").exists()
-    _prune(params, "base", prepared_path, teacher_dir, tmp_path / "cut")
+    cut = tmp_path / "cut"
+    assert (cut / "checkpoint" / "last.pt").exists()
+    assert not (cut / "student.pt").exists()
+    # The histories grew while it ran (rewritten at most once a second, so up to a second old).
+    epochs = pd.read_csv(cut / "history.csv")["epoch"].tolist()
+    assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) < kill_at
+    # Resuming rewinds them to the checkpoint before the first new epoch is written.
+    resumed_at = torch.load(cut / "checkpoint" / "last.pt", weights_only=True)["epoch"]
+    seen = []
+    _prune(params, "base", prepared_path, teacher_dir, cut,
+           on_epoch=lambda row: seen.append(len(pd.read_csv(cut / "history.csv"))))  # fmt: skip
+    assert seen[0] == resumed_at < kill_at and seen == sorted(seen)
 
     a = pd.read_csv(tmp_path / "whole" / "history.csv").drop(columns="seconds")
     b = pd.read_csv(tmp_path / "cut" / "history.csv").drop(columns="seconds")

@@ -90,9 +90,12 @@ def fit(
     teacher: nn.Module | None = None,
     checkpoint: Path | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    on_update: Callable[[FitResult], None] | None = None,
 ) -> FitResult:
     """Train `model` through `spec`'s α steps; resume from `checkpoint` if it holds a
-    completed step of the same configuration, and write one there after every step."""
+    completed step of the same configuration, and write one there after every step.
+    `on_epoch` gets each epoch's history row; `on_update` the whole result so far, after every
+    epoch and α step and on resuming (e.g. to rewrite the history files as they grow)."""
     has_blends = any(True for _ in blend.blends(model))
     _device_layout(model, runtime)
     params = blend.set_trainable(model, spec.trainable) if has_blends else list(model.parameters())
@@ -103,6 +106,8 @@ def fit(
         if state is not None:
             first_step, epoch = _restore(state, model, opt, generator, result)
             log.info("resumed from %s after step %d (epoch %d)", checkpoint, first_step, epoch)
+            if on_update:  # drops the rows of the step the killed run did not finish
+                on_update(result)
     targets = _TeacherTargets(teacher, train, val, runtime, spec) if spec.needs_teacher else None
     val_targets = targets.val if targets else None
     start = time.perf_counter() - result.seconds
@@ -140,6 +145,8 @@ def fit(
             result.history.append(row)
             if on_epoch:
                 on_epoch(row)
+            if on_update:
+                on_update(result)
             stalled = monitor.update(row)
             if not final and e + 1 >= n_min and stalled:
                 break
@@ -148,6 +155,8 @@ def fit(
         rows = result.history[first_epoch:epoch]
         result.steps.append(_step_row(k, alpha, rows, monitor, clean))
         result.seconds = time.perf_counter() - start
+        if on_update:
+            on_update(result)
         if checkpoint is not None and not final:
             _save_checkpoint(checkpoint, k + 1, epoch, model, opt, generator, result, spec)
     return result

@@ -10,11 +10,11 @@ from alphaprune import data
 from alphaprune.augment import Augment
 from alphaprune.config import AdvanceConfig, Params
 from alphaprune.export import recipe_for, save_model
-from alphaprune.files import write_csv, write_json
+from alphaprune.files import write_json
 from alphaprune.losses import make_loss
 from alphaprune.models import ModelError, build_model
 from alphaprune.runtime import accuracy, runtime_from, splits
-from alphaprune.stages import OnEpoch, generator
+from alphaprune.stages import Curves, OnEpoch, generator
 from alphaprune.train import FitSpec, fit
 
 
@@ -38,12 +38,13 @@ def pretrain(params: Params, data_path: Path, out_dir: Path, on_epoch: OnEpoch =
         loss=make_loss("ce", label_smoothing=t.label_smoothing),
         augment=Augment(**t.augment.model_dump()),
     )  # fmt: skip
+    curves = Curves(out_dir, steps=False)
     result = fit(model, train, val, spec, runtime, generator(runtime, params.seed),
-                 on_epoch=on_epoch)  # fmt: skip
+                 on_epoch=on_epoch, on_update=curves.update)  # fmt: skip
     recipe = recipe_for(params.model.name, prepared.num_classes, prepared.shape, prepared.mean,
                         prepared.std, prepared.card["classes"])  # fmt: skip
     save_model(out_dir / "model.pt", model, recipe)
-    write_csv(out_dir / "history.csv", result.history)
+    curves.write(result)
     last = result.history[-1]
     metrics = {
         "test_acc": accuracy(model, test, runtime),

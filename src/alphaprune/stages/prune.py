@@ -19,10 +19,9 @@ from alphaprune.budget import Plan, allocate
 from alphaprune.codedeps import code_digest
 from alphaprune.config import Params, PruneConfig
 from alphaprune.export import load_model, save_model
-from alphaprune.files import write_csv
 from alphaprune.losses import NEEDS_TEACHER, make_loss
 from alphaprune.runtime import runtime_from, splits
-from alphaprune.stages import OnEpoch, generator
+from alphaprune.stages import Curves, OnEpoch, generator
 from alphaprune.train import DivergenceError, FitSpec, fit
 
 log = logging.getLogger(__name__)
@@ -83,18 +82,18 @@ def prune(
     # Declared by dvc.yaml as an output even when the run is one step (oneshot) with nothing
     # to resume from; made only once the inputs have loaded, so a bad input leaves no output.
     (out_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
+    curves = Curves(out_dir)
     try:
         result = fit(model, train, val, spec, runtime, generator(runtime, params.seed),
                      teacher=teacher, checkpoint=out_dir / "checkpoint" / "last.pt",
-                     on_epoch=on_epoch)  # fmt: skip
+                     on_epoch=on_epoch, on_update=curves.update)  # fmt: skip
     except DivergenceError as err:
         raise DivergenceError(f"variant {variant}: {err} (variants.{variant}.optimizer)") from None
     recipe = {**recipe, "layers": [{"name": lp.name, "branch": lp.branch, "size": lp.size}
                                    for lp in plan.layers], "plan": plan.to_dict(),
               "variant": variant, "prune": cfg.model_dump()}  # fmt: skip
     save_model(out_dir / "student.pt", model, recipe)
-    write_csv(out_dir / "history.csv", result.history)
-    write_csv(out_dir / "steps.csv", result.steps)
+    curves.write(result)
     return {"achieved": plan.achieved, "val_acc": result.history[-1]["val_acc"]}
 
 
