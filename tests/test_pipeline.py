@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -197,6 +198,18 @@ def test_changed_raw_data_reruns_prepare_in_both_tools(snakemake_project, dvc_pr
     assert dry_run_jobs(snakemake_project) == set() and dvc_changed(dvc_project) == set()
 
 
+def test_compare_prints_one_row_per_variant_in_120_columns(snakemake_project):
+    out = run([BIN / "alphaprune", "compare"], snakemake_project).stdout
+    header, titles, *rows = out.splitlines()
+    assert header.startswith("teacher: test acc 0.")
+    assert sorted(r.split()[0] for r in rows) == sorted(TINY["variants"])
+    for title in ("test acc", "Δ pp", "noisy acc", "removed", "MACs", "α reached", "α held tr",
+                  "α held val", "train s"):  # fmt: skip
+        assert title in titles
+    assert all(len(row.split()) == 10 for row in rows)  # every figure present, no blanks
+    assert max(map(len, out.splitlines())) <= 120
+
+
 def test_snakemake_preset_replaces_the_grid(snakemake_project, tmp_path):
     preset = snakemake_project / "configs" / "one.yaml"
     preset.parent.mkdir(exist_ok=True)
@@ -338,10 +351,20 @@ def test_dvc_plots_show_follows_a_run_in_progress(tmp_path):
     assert any(0 < n < 60 for n in seen), seen  # rows of a run that had not finished
 
 
+def readme_exp_show() -> list[str]:
+    """The README's `dvc exp show` line for the per-variant summary, as a user would type it."""
+    text = (REPO / "README.md").read_text()
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("dvc exp show --drop")]
+    return shlex.split(line.split("  #")[0])
+
+
 def test_dvc_exp_run_with_a_changed_setting(dvc_project):
     """DESIGN 6: `dvc exp run -S variants.<v>.schedule.rate=...`, then `dvc exp show` lists the
-    experiment with its params and every variant's metrics; only variant a reruns."""
+    experiment with its params and every variant's metrics; only variant a reruns. The README's
+    summary view shows each experiment's accuracy per variant in one readable row, and
+    `alphaprune compare` the two experiments variant by variant."""
     root = dvc_project
+    run([BIN / "dvc", "exp", "run", "-n", "base"], root)  # nothing to run: the baseline as is
     out = run([BIN / "dvc", "exp", "run", "-n", "rate03", "-S", "variants.a.schedule.rate=0.3"],
               root).stdout  # fmt: skip
     assert "Running stage 'prune@a'" in out and "Running stage 'prune@b-2'" not in out
@@ -356,6 +379,22 @@ def test_dvc_exp_run_with_a_changed_setting(dvc_project):
     assert data["params"]["params.yaml"]["data"]["variants"]["a"]["schedule"]["rate"] == 0.3
     for v in TINY["variants"]:
         assert 0 < data["metrics"][f"results/variants/{v}/metrics.json"]["data"]["test_acc"] <= 1
+
+    command = readme_exp_show()
+    shown = run([BIN / command[0], *command[1:]], root, env={**ENV, "COLUMNS": "120"}).stdout
+    assert "…" not in shown and max(map(len, shown.splitlines())) <= 120
+    titles = next(line for line in shown.splitlines() if "Experiment" in line).split()
+    assert titles == ["Experiment", "acc.teacher", *(f"acc.{v}" for v in TINY["variants"])]
+    for name in ("[base]", "[rate03]"):
+        (row,) = [line for line in shown.splitlines() if name in line]
+        assert all(re.fullmatch(r"0\.\d+|1\.0", cell) for cell in row.split()[-len(titles) + 1 :])
+
+    versus = run([BIN / "alphaprune", "compare", "--exp", "base", "--exp", "rate03"], root)
+    header, titles, *rows = versus.stdout.splitlines()
+    assert header.startswith("A = base (teacher 0.") and "B = rate03" in header
+    deltas = {r.split()[0]: float(r.split()[3]) for r in rows}  # Δ test, in points
+    assert set(deltas) == set(TINY["variants"])
+    assert all(deltas[v] == 0 for v in deltas if v != "a")  # only a was retrained
 
 
 def test_snakemake_lint_is_clean():

@@ -6,12 +6,13 @@ from __future__ import annotations
 import pandas as pd
 
 from alphaprune import report
+from alphaprune.results import TITLES
 
 TEACHER = {"test_acc": 0.99, "params": 24_058, "epochs": 20}
 
 
 def _metrics(accs: dict[str, float]) -> pd.DataFrame:
-    rows = [{key: 0.5 for key in report.COLUMNS} | {"test_acc": a} for a in accs.values()]
+    rows = [{key: 0.5 for key in TITLES} | {"test_acc": a} for a in accs.values()]
     return pd.DataFrame(rows, index=list(accs))
 
 
@@ -31,6 +32,6 @@ def test_render_sorts_by_test_accuracy_and_links_figures(tiny_params, tmp_path):
     rows = [line for line in text.splitlines() if line.startswith("| ")]
     assert rows[0].split("|")[2].strip() == "recipe"  # header: name, recipe, then the metrics
     assert [r.split("|")[1].strip() for r in rows[1:]] == ["high", "low"]
-    assert all(title in rows[0] for title in report.COLUMNS.values())
+    assert all(title in rows[0] for title in TITLES.values())
     assert "![final_accuracy](plots/final_accuracy.png)" in text
     assert "24,058 parameters" in text and "remove 65%" in text

@@ -28,6 +28,7 @@ COMMANDS = {  # name -> one line of help; the module is alphaprune.commands.<nam
     "evaluate": "measure a student against its teacher",
     "plots": "draw the figures of every variant",
     "report": "write the Markdown report",
+    "compare": "the variants side by side: workspace, a DVC experiment, or two",
     "plan": "show which layers a budget prunes, without training",
     "bench": "time fit against a plain PyTorch loop, the blend, the student",
 }

@@ -7,22 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from alphaprune.config import Params
-
-COLUMNS = {  # metrics.json key -> column title
-    "test_acc": "test acc",
-    "noisy_test_acc": "noisy test acc",
-    "agreement": "agreement",
-    "achieved": "removed",
-    "student_params": "params",
-    "student_params_dense": "params (dense)",
-    "student_macs": "MACs",
-    "student_latency_ms": "latency ms",
-    "alpha_reached": "α reached",
-    "alpha_hold_train": "α held (train)",
-    "alpha_hold_val": "α held (val)",
-    "epochs": "epochs",
-    "wall_time_s": "train s",
-}
+from alphaprune.results import TITLES
 
 
 def recipe_summary(params: Params, name: str) -> str:
@@ -39,7 +24,7 @@ def _flat(d: dict) -> dict:
 
 
 def variant_table(metrics: pd.DataFrame, params: Params) -> pd.DataFrame:
-    table = metrics.sort_values("test_acc", ascending=False)[list(COLUMNS)].rename(columns=COLUMNS)
+    table = metrics.sort_values("test_acc", ascending=False)[list(TITLES)].rename(columns=TITLES)
     table.insert(0, "recipe", [recipe_summary(params, n) for n in table.index])
     return table
 
@@ -74,3 +59,11 @@ def render(
         rel = Path(fig).resolve().relative_to(base.resolve()) if base else fig
         lines += [f"### {Path(fig).stem.replace('_', ' ')}", "", f"![{Path(fig).stem}]({rel})", ""]
     return "\n".join(lines)
+
+
+def summary(metrics: pd.DataFrame, teacher: dict) -> dict[str, dict[str, float]]:
+    """The headline figure, test accuracy to 4 places (one CIFAR-10 test image), of the teacher
+    and of each variant: one key per variant under `acc`, so that `dvc exp show --drop '.*'
+    --keep '^Experiment$|^acc\\.'` gives every experiment one row of them, for any grid."""
+    accs = {"teacher": teacher["test_acc"], **metrics["test_acc"].to_dict()}
+    return {"acc": {name: round(float(v), 4) for name, v in accs.items()}}

@@ -35,6 +35,7 @@ rule report:
         plots=rules.plots.output.plots,
     output:
         report="results/report.md",
+        summary="results/summary.json",
         record=record("report"),
     params:
         files=PARAMS_ARGS,
@@ -44,4 +45,5 @@ rule report:
         "logs/report.log",
     shell:
         "alphaprune report {params.files} --teacher results/teacher --variants results/variants"
-        " --plots {input.plots} --out {output.report} --record {output.record} 2> {log}"
+        " --plots {input.plots} --out {output.report} --summary {output.summary}"
+        " --record {output.record} 2> {log}"

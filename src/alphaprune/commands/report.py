@@ -8,7 +8,7 @@ from pathlib import Path
 
 from alphaprune import report
 from alphaprune.commands import add_params_arguments, add_record_argument, load, write_record
-from alphaprune.files import atomic_path
+from alphaprune.files import atomic_path, write_json
 from alphaprune.results import read_metrics
 
 log = logging.getLogger("alphaprune")
@@ -21,6 +21,11 @@ def add_arguments(p) -> None:
     p.add_argument("--variants", type=Path, required=True, help="folder of variant folders")
     p.add_argument("--plots", type=Path, required=True, help="folder of the figures")
     p.add_argument("--out", type=Path, required=True, help="the report's .md file")
+    p.add_argument(
+        "--summary", type=Path, metavar="FILE",
+        help="also write each variant's test accuracy (and the teacher's) to this JSON file, one "
+        "key each: a metrics file `dvc exp show` can show in a terminal's width",
+    )  # fmt: skip
 
 
 def run(args) -> None:
@@ -32,5 +37,7 @@ def run(args) -> None:
     text = report.render(metrics, teacher, params, summary + per_variant, args.out.parent)
     with atomic_path(args.out) as tmp:
         tmp.write_text(text)
+    if args.summary:
+        write_json(args.summary, report.summary(metrics, teacher))
     log.info("wrote %s", args.out)
     write_record(args, "report")

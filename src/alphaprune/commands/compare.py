@@ -1,0 +1,80 @@
+"""`alphaprune compare`: the variants side by side, one row each, in 120 columns: the
+workspace's results, one DVC experiment's, or one experiment against another."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from alphaprune import compare
+from alphaprune.commands import add_params_arguments, load
+from alphaprune.errors import UserError
+from alphaprune.results import read_metrics
+
+Reader = Callable[[Path], str]
+
+
+def add_arguments(p) -> None:
+    add_params_arguments(p)
+    p.add_argument("--variants", type=Path, default=Path("results/variants"),
+                   help="folder of variant folders (default: %(default)s)")  # fmt: skip
+    p.add_argument("--teacher", type=Path, default=Path("results/teacher"),
+                   help="the teacher's results folder (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--exp", action="append", metavar="NAME", default=[],
+        help="read a DVC experiment (its name, or any git revision) instead of the workspace; "
+        "give two to compare the second with the first",
+    )  # fmt: skip
+
+
+def run(args) -> None:
+    if len(args.exp) > 2:
+        raise UserError(
+            "--exp: give at most two experiments (the second is compared with the first)"
+        )
+    if not args.exp:
+        metrics, teacher = _results(args, list(load(args).variants), Path.read_text)
+        print(f"teacher: test acc {_acc(teacher)}; {DELTA_NOTE}")
+        print(compare.render(compare.table(metrics, teacher)))
+        return
+    runs = [(rev, *_results(args, *_at(rev))) for rev in args.exp]
+    if len(runs) == 1:
+        ((rev, metrics, teacher),) = runs
+        print(f"{rev}: teacher test acc {_acc(teacher)}; {DELTA_NOTE}")
+        print(compare.render(compare.table(metrics, teacher)))
+        return
+    (a, metrics_a, teacher_a), (b, metrics_b, teacher_b) = runs
+    print(f"A = {a} (teacher {_acc(teacher_a)}), B = {b} (teacher {_acc(teacher_b)}); "
+          "Δ: B − A in percentage points; the other figures are B's")  # fmt: skip
+    print(compare.render(compare.versus(metrics_a, metrics_b)))
+
+
+DELTA_NOTE = f"{compare.DELTA}: test acc − teacher's, in percentage points"
+
+
+def _results(args, names: list[str], read_text: Reader):
+    metrics = read_metrics(names, args.variants, read_text, missing_ok=True)
+    try:
+        teacher = json.loads(read_text(args.teacher / "metrics.json"))["test_acc"]
+    except FileNotFoundError:
+        teacher = None
+    return metrics, teacher
+
+
+def _at(rev: str) -> tuple[list[str], Reader]:
+    """The variant names and a file reader of DVC experiment (or git revision) `rev`."""
+    from dvc.api import DVCFileSystem
+
+    try:
+        fs = DVCFileSystem(".", rev=rev)
+        params = yaml.safe_load(fs.read_text("params.yaml"))
+    except Exception as err:  # noqa: BLE001 - DVC's errors for a bad name vary by version
+        raise UserError(f"--exp {rev}: cannot read that experiment or revision ({err})") from None
+    return list(params.get("variants") or {}), lambda path: fs.read_text(Path(path).as_posix())
+
+
+def _acc(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
