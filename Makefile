@@ -26,13 +26,16 @@ test-slurm: $(STAMP)
 	$(PY) -m pytest -m slurm -s -v tests/test_slurm.py
 
 # The whole pipeline on params.yaml (digits by default): prepare, teacher, every variant,
-# plots, report. Re-running does only what changed.
+# plots, report. Re-running does only what changed. After a run that was killed outright, it
+# removes the lock that run left (if no Snakemake is running here), redoes the jobs it cut
+# short, and killed prunes resume from their last finished alpha step.
 run: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" snakemake --cores $(CORES)
+	PATH="$(abspath $(VENV))/bin:$$PATH" alphaprune unlock && \
+	PATH="$(abspath $(VENV))/bin:$$PATH" snakemake --cores $(CORES) --rerun-incomplete
 
 # Snakemake's HTML report (the figures, with provenance) beside results/report.md.
 report: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" snakemake --report results/report.html
+	PATH="$(abspath $(VENV))/bin:$$PATH" snakemake --report results/report.html
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from alphaprune.cli import main
+from alphaprune.commands.unlock import live_runs
 from conftest import write_png
 
 
@@ -261,3 +265,41 @@ def test_bad_stage_inputs_are_one_line_and_write_nothing(
         err = capsys.readouterr().err.strip()
         assert code == 2 and err.count("\n") == 0 and expected in err, (argv[0], err)
         assert not out.exists(), argv
+
+
+# ------------------------------------------------------------------------------------- unlock
+def _snakemake_lookalike(folder: Path) -> subprocess.Popen:
+    """A process that looks like `python .../snakemake ...` working in `folder`."""
+    script = folder / "bin" / "snakemake"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text("import time\ntime.sleep(60)\n")
+    return subprocess.Popen([sys.executable, str(script), "--cores", "1"], cwd=folder)
+
+
+def test_unlock_refuses_while_snakemake_runs_in_the_folder(tmp_path, capsys):
+    locks = tmp_path / ".snakemake" / "locks"
+    locks.mkdir(parents=True)
+    (locks / "0.input.lock").write_text("x")
+    elsewhere = tmp_path / "other"
+    elsewhere.mkdir()
+    assert live_runs(tmp_path) == []
+    proc = _snakemake_lookalike(tmp_path)
+    other = _snakemake_lookalike(elsewhere)  # a run in another folder is none of our business
+    try:
+        deadline = time.monotonic() + 10
+        while not live_runs(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert live_runs(tmp_path) == [proc.pid]
+        assert main(["unlock", "--dir", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert f"Snakemake is running in {tmp_path}" in err and str(proc.pid) in err
+        assert (locks / "0.input.lock").exists()
+    finally:
+        for p in (proc, other):
+            p.kill()
+            p.wait()
+
+
+def test_unlock_without_a_lock_does_nothing(tmp_path):
+    assert main(["unlock", "--dir", str(tmp_path)]) == 0
+    assert not (tmp_path / ".snakemake").exists()

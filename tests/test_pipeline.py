@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -271,6 +272,37 @@ def test_edit_a_variant_then_dvc_repro_after_a_snakemake_run(snakemake_project):
     finally:
         (root / "params.yaml").write_text(before)
     assert dvc_ran(run([BIN / "dvc", "repro"], root).stdout) == AFTER_B2  # back as it was
+    assert dry_run_jobs(root) == set() and dvc_changed(root) == set()
+
+
+def test_make_run_recovers_from_a_killed_run(tmp_path):
+    """kill -9 of a whole Snakemake run mid-prune leaves a lock and incomplete outputs: the next
+    plain `snakemake` refuses, `alphaprune unlock` refuses while a run is alive, and `make run`
+    unlocks, redoes what was cut short, and the killed prune resumes from its checkpoint."""
+    params = {**TINY, "variants": {v: TINY["variants"][v] for v in ("a", "c")},
+              "prune": {**TINY["prune"], "epochs": 60, "finetune_epochs": 10}}  # fmt: skip
+    root = make_project(tmp_path / "p", params)
+    first = subprocess.Popen([BIN / "snakemake", "--cores", "2"], cwd=root, env=ENV,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)  # fmt: skip
+    try:
+        checkpoint = root / "results" / "variants" / "a" / "checkpoint" / "last.pt"
+        while not checkpoint.exists():
+            assert first.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.05)
+        busy = run([BIN / "alphaprune", "unlock"], root, check=False)
+        assert busy.returncode == 2 and f"Snakemake is running in {root}" in busy.stderr
+        assert str(first.pid) in busy.stderr
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the run and every job it started
+        first.wait()
+    refused = run([BIN / "snakemake", "--cores", "2"], root, check=False)
+    assert refused.returncode != 0
+    assert re.search(r"IncompleteFilesException|LockException", refused.stdout + refused.stderr)
+    venv = BIN.parent  # the Makefile's own venv, taken as installed
+    run(["make", "-f", REPO / "Makefile", "run", f"VENV={venv}", "CORES=2",
+         "-o", venv / ".installed"], root)  # fmt: skip
+    assert "resumed from" in (root / "logs" / "prune" / "a.log").read_text()
     assert dry_run_jobs(root) == set() and dvc_changed(root) == set()
 
 

@@ -29,6 +29,7 @@ COMMANDS = {  # name -> one line of help; the module is alphaprune.commands.<nam
     "plots": "draw the figures of every variant",
     "report": "write the Markdown report",
     "compare": "the variants side by side: workspace, a DVC experiment, or two",
+    "unlock": "remove the lock a killed Snakemake run left (if no run is alive here)",
     "plan": "show which layers a budget prunes, without training",
     "bench": "time fit against a plain PyTorch loop, the blend, the student",
 }
