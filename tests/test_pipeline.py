@@ -375,7 +375,7 @@ def test_dvc_plots_show_follows_a_run_in_progress(tmp_path):
     try:
         while repro.poll() is None:
             shown = run([BIN / "dvc", "plots", "show", "--json", history], root).stdout
-            for plot in json.loads(shown)["data"].get(history, []):
+            for plot in json.loads(shown).get("data", {}).get(history, []):  # none before it exists
                 seen.add(len(plot["content"]["data"]["values"]))
     finally:
         repro.wait(timeout=600)
@@ -432,3 +432,24 @@ def test_dvc_exp_run_with_a_changed_setting(dvc_project):
 def test_snakemake_lint_is_clean():
     out = run([BIN / "snakemake", "--lint"], REPO)
     assert "Congratulations" in out.stdout + out.stderr
+
+
+def test_cached_dvc_outputs_are_git_ignored_and_small_results_are_not():
+    """DVC refuses to cache a file git tracks, so a cached output left committable breaks the
+    stage for whoever commits it; the small text results (metrics, histories, records, report)
+    are uncached and not ignored, so a researcher can commit them for `dvc metrics diff`."""
+    code = (
+        "import json, sys\nfrom dvc.repo import Repo\n"
+        "print(json.dumps([(str(o.def_path), o.use_cache) for s in Repo(sys.argv[1]).index.stages"
+        " for o in s.outs if not o.persist]))"  # persist: resume state, never committed
+    )
+    outs = json.loads(run([sys.executable, "-c", code, str(REPO)], REPO).stdout)
+
+    def ignored(path: str) -> bool:
+        return (
+            run(["git", "check-ignore", "-q", "--no-index", path], REPO, check=False).returncode
+            == 0
+        )
+
+    assert {c for _, c in outs} == {True, False}
+    assert [p for p, cached in outs if cached != ignored(p)] == []

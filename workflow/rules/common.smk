@@ -80,10 +80,11 @@ def record_in_dvc():
     if why:
         logger.info(f"Not recorded in DVC's lock ({why}); `dvc status` may list stages.")
         return
-    done = subprocess.run([sys.executable, "-m", "dvc", "commit", "--force", "--quiet"],
+    done = subprocess.run([sys.executable, "-m", "dvc", "commit", "--force"],
                           capture_output=True, text=True)  # fmt: skip
     if done.returncode:
-        logger.warning(f"dvc commit failed, so `dvc status` may list stages: {done.stderr.strip()}")
+        error = [ln for ln in (done.stdout + done.stderr).splitlines() if ln.strip()]
+        logger.warning(f"dvc commit failed, so `dvc status` may list stages: {error[:2]}")
     else:
         logger.info("Recorded in DVC's lock (dvc commit): `dvc status` is up to date.")
 
