@@ -41,9 +41,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
 
 # After changing what a stage's command imports: list each stage's source files in dvc.yaml
-# (Snakemake finds them itself at every run; tests/test_codedeps.py fails until this is run).
+# (Snakemake finds them itself at every run; tests/test_dvcyaml.py fails until this is run).
 dvc-code: $(STAMP)
-	$(PY) -m alphaprune.codedeps dvc.yaml
+	$(PY) -m alphaprune.dvcyaml dvc.yaml
 
 clean:
 	rm -rf results data/prepared logs .snakemake

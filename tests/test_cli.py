@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alphaprune.cli import main
+from alphaprune.cli import commands, main
 from alphaprune.commands.unlock import live_runs
 from conftest import write_png
 
@@ -268,34 +268,43 @@ def test_bad_stage_inputs_are_one_line_and_write_nothing(
 
 
 # ------------------------------------------------------------------------------------- unlock
-def _snakemake_lookalike(folder: Path) -> subprocess.Popen:
-    """A process that looks like `python .../snakemake ...` working in `folder`."""
-    script = folder / "bin" / "snakemake"
+def _lookalike(folder: Path, program: str, *args: str) -> subprocess.Popen:
+    """A process that looks like `python .../<program> <args>` working in `folder`."""
+    script = folder / "bin" / program
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text("import time\ntime.sleep(60)\n")
-    return subprocess.Popen([sys.executable, str(script), "--cores", "1"], cwd=folder)
+    return subprocess.Popen([sys.executable, str(script), *args], cwd=folder)
 
 
-def test_unlock_refuses_while_snakemake_runs_in_the_folder(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "program, args",
+    [("snakemake", ["--cores", "1"]), ("alphaprune", ["prune", "--variant", "a"])],
+    ids=["snakemake", "a-job-whose-snakemake-was-killed"],
+)
+def test_unlock_refuses_while_a_run_works_in_the_folder(tmp_path, capsys, program, args):
     locks = tmp_path / ".snakemake" / "locks"
     locks.mkdir(parents=True)
     (locks / "0.input.lock").write_text("x")
     elsewhere = tmp_path / "other"
     elsewhere.mkdir()
-    assert live_runs(tmp_path) == []
-    proc = _snakemake_lookalike(tmp_path)
-    other = _snakemake_lookalike(elsewhere)  # a run in another folder is none of our business
+    assert live_runs(tmp_path) == {}
+    procs = [
+        _lookalike(tmp_path, program, *args),
+        _lookalike(elsewhere, program, *args),  # a run in another folder is not ours
+        _lookalike(tmp_path, "alphaprune", "compare"),
+    ]  # nor a command outside the DAG
     try:
         deadline = time.monotonic() + 10
         while not live_runs(tmp_path) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert live_runs(tmp_path) == [proc.pid]
+        assert list(live_runs(tmp_path)) == [procs[0].pid]
         assert main(["unlock", "--dir", str(tmp_path)]) == 2
         err = capsys.readouterr().err
-        assert f"Snakemake is running in {tmp_path}" in err and str(proc.pid) in err
+        assert f"a run is still working in {tmp_path}" in err
+        assert f"pid {procs[0].pid}: {program} {' '.join(args[:2])}" in err
         assert (locks / "0.input.lock").exists()
     finally:
-        for p in (proc, other):
+        for p in procs:
             p.kill()
             p.wait()
 
@@ -303,3 +312,18 @@ def test_unlock_refuses_while_snakemake_runs_in_the_folder(tmp_path, capsys):
 def test_unlock_without_a_lock_does_nothing(tmp_path):
     assert main(["unlock", "--dir", str(tmp_path)]) == 0
     assert not (tmp_path / ".snakemake").exists()
+
+
+# ----------------------------------------------------------------------------- the dispatcher
+def test_every_command_module_is_a_command_with_a_help_line():
+    """Commands are found, not listed: every module of alphaprune.commands opens with
+    "`alphaprune <name>`: <help>", which --help shows, and defines add_arguments and run."""
+    import importlib
+
+    found = commands()
+    assert {"prepare", "pretrain", "prune", "evaluate", "plots", "report", "compare"} <= set(found)
+    for name, help in found.items():
+        module = importlib.import_module(f"alphaprune.commands.{name}")
+        assert module.__doc__.startswith(f"`alphaprune {name}`: ")
+        assert 10 < len(help) <= 80 and "\n" not in help
+        assert callable(module.add_arguments) and callable(module.run)

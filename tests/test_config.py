@@ -286,6 +286,11 @@ def test_variant_name_with_a_newline_is_rejected_on_one_line(name):
     assert str(info.value).startswith("p.yaml: variants.")
 
 
+def test_the_teachers_name_is_not_a_variant_name():
+    with pytest.raises(ConfigError, match="variants.teacher: the name is reserved"):
+        resolve(_raw(teacher={}), "p.yaml")
+
+
 @pytest.mark.parametrize(
     ("schedule", "fragment"),
     [

@@ -4,35 +4,37 @@ Every command takes explicit input and output paths (the Snakefile and dvc.yaml 
 ones), validates the params before doing anything, and ends a failure with one line naming what
 is wrong and exit status 2 (``--debug`` shows the traceback).
 
-Each command lives in `alphaprune.commands.<name>` and only the one named on the command line is
-imported: a stage's code is what its command imports, no more (see `alphaprune.codedeps`).
+Each command is a module of `alphaprune.commands`, found there (its help is the first line of its
+docstring, read without importing it), and only the one named on the command line is imported:
+a stage's code is what its command imports, no more (see `alphaprune.codedeps`), and adding a
+command changes no stage's code.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import logging
+import pkgutil
 import sys
+from pathlib import Path
 
 from alphaprune import __version__
 from alphaprune.errors import UserError
 
 log = logging.getLogger("alphaprune")
+COMMANDS = Path(__file__).parent / "commands"
 
-COMMANDS = {  # name -> one line of help; the module is alphaprune.commands.<name>
-    "check": "validate params and print every variant's full settings",
-    "prepare": "decode the dataset once into a tensor file + card",
-    "pretrain": "train the teacher",
-    "prune": "prune the teacher with one variant's recipe",
-    "evaluate": "measure a student against its teacher",
-    "plots": "draw the figures of every variant",
-    "report": "write the Markdown report",
-    "compare": "the variants side by side: workspace, a DVC experiment, or two",
-    "unlock": "remove the lock a killed Snakemake run left (if no run is alive here)",
-    "plan": "show which layers a budget prunes, without training",
-    "bench": "time fit against a plain PyTorch loop, the blend, the student",
-}
+
+def commands() -> dict[str, str]:
+    """Command name -> one line of help: the first docstring line of each command module,
+    "`alphaprune <name>`: <help>"."""
+    found = {}
+    for module in pkgutil.iter_modules([str(COMMANDS)]):
+        doc = ast.get_docstring(ast.parse((COMMANDS / f"{module.name}.py").read_text())) or ""
+        found[module.name] = doc.split("\n", 1)[0].split(": ", 1)[-1].rstrip(".")
+    return found
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -41,7 +43,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=__version__)
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, help in COMMANDS.items():
+    for name, help in commands().items():
         sp = sub.add_parser(name, help=help, description=help)
         if name == command:
             module = importlib.import_module(f"alphaprune.commands.{name}")

@@ -315,6 +315,11 @@ def resolve(raw: Any, source: str = "params") -> Params:
                 f"{source}: variants.{shown}: invalid variant name: names become paths and stage "
                 "names; use only lowercase letters, digits, '_' and '-'"
             )
+        if name == "teacher":
+            raise ConfigError(
+                f"{source}: variants.teacher: the name is reserved for the teacher, whom the "
+                "summary and comparisons list beside the variants"
+            )
         override = override or {}
         if not isinstance(override, dict):
             raise ConfigError(f"{source}: variants.{name}: expected a mapping of prune overrides")

@@ -1,5 +1,7 @@
-"""`alphaprune compare`: the variants side by side, one row each, in 120 columns: the
-workspace's results, one DVC experiment's, or one experiment against another."""
+"""`alphaprune compare`: the variants side by side, one row each, in 120 columns.
+
+From the workspace's results, one DVC experiment's, or one experiment against another. The width
+holds for variant names of up to 20 characters."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from alphaprune.codedeps import STAGES
 from alphaprune.errors import UserError
 
 log = logging.getLogger("alphaprune")
@@ -31,9 +32,10 @@ def run(args) -> None:
         return
     alive = live_runs(folder)
     if alive:
+        shown = "; ".join(f"pid {pid}: {cmd}" for pid, cmd in alive.items())
         raise UserError(
-            f"Snakemake is running in {folder} (pid {', '.join(map(str, alive))}): wait for it "
-            "to finish, or stop it, before starting another run"
+            f"a run is still working in {folder} ({shown}): wait for it to finish, or stop it, "
+            "before starting another"
         )
     done = subprocess.run([sys.executable, "-m", "snakemake", "--unlock"], cwd=folder,
                           capture_output=True, text=True)  # fmt: skip
@@ -43,24 +45,32 @@ def run(args) -> None:
     log.info("removed the lock a killed Snakemake run left in %s (none is running there)", folder)
 
 
-def live_runs(folder: Path) -> list[int]:
-    """The pids of Snakemake processes working in `folder` (of this user, where others'
-    working folders cannot be read)."""
+def live_runs(folder: Path) -> dict[int, str]:
+    """pid -> command of the processes working in `folder` that belong to a run: Snakemake
+    itself, and pipeline jobs (`alphaprune <stage>`), which outlive a Snakemake killed alone.
+    Only this user's processes can be seen; on a cluster, jobs on other nodes cannot."""
     import psutil  # Snakemake's own dependency
 
-    pids = []
+    alive = {}
     for proc in psutil.process_iter(["pid", "cmdline", "cwd"]):
         info = proc.info
-        if info["pid"] == os.getpid() or not _is_snakemake(info["cmdline"] or []):
-            continue
-        if info["cwd"] and Path(info["cwd"]).resolve() == folder:
-            pids.append(info["pid"])
-    return pids
+        program, args = _program(info["cmdline"] or [])
+        in_run = program == "snakemake" or (program == "alphaprune" and set(args) & set(STAGES))
+        if (
+            in_run
+            and info["pid"] != os.getpid()
+            and info["cwd"]
+            and Path(info["cwd"]).resolve() == folder
+        ):
+            alive[info["pid"]] = " ".join([program, *args[:2]])
+    return alive
 
 
-def _is_snakemake(cmdline: list[str]) -> bool:
-    """`snakemake ...`, `python .../bin/snakemake ...` or `python -m snakemake ...`."""
-    return any(Path(a).name == "snakemake" for a in cmdline[:2]) or cmdline[1:3] == [
-        "-m",
-        "snakemake",
-    ]
+def _program(cmdline: list[str]) -> tuple[str, list[str]]:
+    """The program a command line runs, and its arguments: `x ...`, `python .../x ...` or
+    `python -m x ...`."""
+    if len(cmdline) > 2 and cmdline[1] == "-m":
+        return cmdline[2], cmdline[3:]
+    if len(cmdline) > 1 and Path(cmdline[0]).name.startswith("python"):
+        return Path(cmdline[1]).name, cmdline[2:]
+    return (Path(cmdline[0]).name, cmdline[1:]) if cmdline else ("", [])
