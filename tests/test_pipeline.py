@@ -280,7 +280,7 @@ def test_make_run_recovers_from_a_killed_run(tmp_path):
     plain `snakemake` refuses, `alphaprune unlock` refuses while a run is alive, and `make run`
     unlocks, redoes what was cut short, and the killed prune resumes from its checkpoint."""
     params = {**TINY, "variants": {v: TINY["variants"][v] for v in ("a", "c")},
-              "prune": {**TINY["prune"], "epochs": 60, "finetune_epochs": 10}}  # fmt: skip
+              "prune": {**TINY["prune"], "epochs": 100, "finetune_epochs": 10}}  # fmt: skip
     root = make_project(tmp_path / "p", params)
     first = subprocess.Popen([BIN / "snakemake", "--cores", "2"], cwd=root, env=ENV,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -291,7 +291,8 @@ def test_make_run_recovers_from_a_killed_run(tmp_path):
             assert first.poll() is None, "the run ended before it could be killed"
             time.sleep(0.05)
         busy = run([BIN / "alphaprune", "unlock"], root, check=False)
-        assert busy.returncode == 2 and f"Snakemake is running in {root}" in busy.stderr
+        assert first.poll() is None, "the run ended before it could be killed"
+        assert busy.returncode == 2 and f"a run is still working in {root}" in busy.stderr
         assert str(first.pid) in busy.stderr
     finally:
         os.killpg(first.pid, signal.SIGKILL)  # the run and every job it started
@@ -303,6 +304,32 @@ def test_make_run_recovers_from_a_killed_run(tmp_path):
     run(["make", "-f", REPO / "Makefile", "run", f"VENV={venv}", "CORES=2",
          "-o", venv / ".installed"], root)  # fmt: skip
     assert "resumed from" in (root / "logs" / "prune" / "a.log").read_text()
+    assert dry_run_jobs(root) == set() and dvc_changed(root) == set()
+
+
+def test_presets_and_partial_runs_keep_the_tools_honest(snakemake_project):
+    """A run with a preset makes outputs params.yaml does not describe: DVC's lock is left as it
+    was, and a later plain run sees those jobs as stale through their records. A run of one
+    target records only the stages of its own DAG."""
+    root = snakemake_project
+    evaluates = {f"evaluate@{v}" for v in TINY["variants"]}
+    preset = root / "configs" / "noise.yaml"
+    preset.parent.mkdir(exist_ok=True)
+    preset.write_text(yaml.safe_dump({"eval": {"noise_std": 0.3}}))  # changes noisy_test_acc
+    try:
+        out = run([BIN / "snakemake", "--cores", "2", "--configfile", "configs/noise.yaml"], root)
+        assert "Not recorded in DVC's lock: this run read presets" in out.stdout + out.stderr
+        assert dry_run_jobs(root) == evaluates | {"plots", "report"}
+        assert evaluates <= dvc_changed(root)
+        one = run([BIN / "snakemake", "--cores", "2", "results/variants/a/metrics.json"], root)
+        # its DAG: prepare, pretrain, prune@a (up to date) and evaluate@a (made)
+        assert "the 4 stages of this run" in one.stdout + one.stderr
+        assert evaluates - {"evaluate@a"} <= dvc_changed(
+            root
+        )  # not recorded for what it did not make
+    finally:
+        preset.unlink()
+    run([BIN / "snakemake", "--cores", "2"], root)
     assert dry_run_jobs(root) == set() and dvc_changed(root) == set()
 
 

@@ -79,3 +79,14 @@ def test_the_trigger_is_new_when_stale_and_old_when_not(tmp_path):
     assert path.read_text() != first
     set_trigger(path, stale=False)
     assert path.stat().st_mtime == LONG_AGO
+
+
+def test_a_stale_trigger_is_newer_than_the_record_whatever_the_clock(tmp_path):
+    """On a cluster the file server's clock may run ahead: the trigger must still be newer
+    than the record (the newest output of the job)."""
+    ahead = time.time() + 3600
+    path = tmp_path / "t"
+    set_trigger(path, stale=True, newer_than=ahead)
+    assert path.stat().st_mtime >= ahead + 1
+    set_trigger(path, stale=False, newer_than=ahead)
+    assert path.stat().st_mtime == LONG_AGO

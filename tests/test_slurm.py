@@ -10,6 +10,7 @@ scheduled as they would be on a GPU node; the jobs themselves train on the CPU."
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -184,3 +185,6 @@ def test_the_pipeline_runs_on_slurm(cluster, tmp_path):
     assert (root / "results" / "report.md").exists()
     again = run([BIN / "snakemake", "-n", "--profile", "workflow/profiles/slurm", *PLUGIN], root)
     assert "Nothing to be done" in again.stdout + again.stderr
+    # Jobs ran (and re-read the Snakefile) on the node; the submit host recorded them in DVC.
+    assert "Recorded in DVC's lock" in log
+    assert json.loads(run([BIN / "dvc", "status", "--json"], root).stdout) == {}

@@ -4,6 +4,7 @@ running the same command again ends with exactly the uninterrupted run's results
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -209,3 +210,19 @@ def test_the_history_grows_while_a_prune_runs(prune_cmd, tmp_path):
     assert len({n for n in lengths if n < epochs}) >= 2, lengths  # seen growing mid-run
     assert len(pd.read_csv(out / "history.csv")) == epochs
     assert len(pd.read_csv(out / "steps.csv")) > 1
+
+
+def test_the_record_holds_the_params_the_run_started_with(prune_cmd, tmp_path):
+    """params.yaml edited while a prune runs: the student was trained on the old recipe, and
+    its record must say so (both tools then see the edit as a change to rerun)."""
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(TINY))
+    cmd = prune_cmd(tmp_path / "out")
+    cmd[cmd.index("--params") + 1] = str(params)
+    record = tmp_path / "record.json"
+    proc = _start([*cmd, "--record", str(record)])
+    _wait_for((tmp_path / "out" / "checkpoint" / "last.pt").exists, proc)
+    edited = {**TINY, "prune": {**TINY["prune"], "optimizer": {"lr": 0.5}}}
+    params.write_text(yaml.safe_dump(edited))
+    assert proc.wait(timeout=300) == 0
+    assert json.loads(record.read_text())["prune"] == TINY["prune"]

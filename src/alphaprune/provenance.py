@@ -1,10 +1,10 @@
-"""Which params each pipeline stage reads, and the record of the values it last ran with.
+"""Which params each pipeline stage depends on, and the record of the values it last ran with.
 
-Every stage command writes such a record (`results/params/...json`) when it succeeds, whichever
+The keys are those dvc.yaml declares per stage (a test keeps the two the same). Every stage
+command writes their values to a record (`results/params/...json`) when it succeeds, whichever
 tool ran it. That is what keeps Snakemake and DVC in step: DVC compares params.yaml with its own
 lock file, and the Snakefile compares it with these records (Snakemake's own params trigger reads
-metadata that only Snakemake writes, so after `dvc repro` it would redo DVC's work). The keys are
-the ones dvc.yaml declares per stage; a test keeps the two the same.
+metadata that only Snakemake writes, so after `dvc repro` it would redo DVC's work).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-# stage -> the params keys it reads ({variant}: the variant's name), as dvc.yaml's `params:`.
+# stage -> the params keys it depends on ({variant}: the variant's name): dvc.yaml's `params:`.
 STAGE_PARAMS = {
     "prepare": ("seed", "data"),
     "pretrain": ("seed", "model", "teacher", "runtime"),
@@ -29,7 +29,7 @@ LONG_AGO = 946_684_800.0  # 2000-01-01: older than any output
 
 
 def stage_values(raw: dict[str, Any], stage: str, variant: str | None = None) -> dict[str, Any]:
-    """The values of the params keys `stage` reads, from the merged raw params mapping (the
+    """The values of the params keys `stage` depends on, from the merged raw params mapping (the
     same values DVC hashes: an absent key is None)."""
     values = {}
     for key in STAGE_PARAMS[stage]:
@@ -49,18 +49,20 @@ def record_matches(path: str | Path, values: dict[str, Any]) -> bool:
         return False  # no record (or a damaged one): the outputs' params are unknown
 
 
-def set_trigger(path: str | Path, stale: bool) -> None:
+def set_trigger(path: str | Path, stale: bool, newer_than: float | None = None) -> None:
     """Make the file at `path` tell Snakemake, as an input, whether the job taking it is stale.
 
-    Stale: content never seen before, and modified now. (Snakemake ignores an input newer than
-    the outputs if its checksum equals the one recorded when the job last ran, so a new time
-    alone is not enough.) Up to date: modified long ago, older than any output."""
+    Stale: content never seen before, and modified now, or a second after `newer_than` (the
+    record's time) if that is later: a cluster's file server may keep another clock. (Snakemake
+    ignores an input newer than the outputs if its checksum equals the one recorded when the
+    job last ran, so a new time alone is not enough.) Up to date: modified long ago."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if stale:
         now = time.time()
         path.write_text(f"params changed; noticed at {now!r}\n")
-        os.utime(path, (now, now))
+        mtime = max(now, (newer_than or 0) + 1)
     else:
         path.touch()
-        os.utime(path, (LONG_AGO, LONG_AGO))
+        mtime = LONG_AGO
+    os.utime(path, (mtime, mtime))

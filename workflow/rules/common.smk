@@ -6,7 +6,7 @@ from pathlib import Path
 
 from snakemake.logging import logger
 
-from alphaprune.codedeps import stage_code
+from alphaprune.codedeps import STAGES, stage_code
 from alphaprune.config import ConfigError, load_params, merge_files
 from alphaprune.provenance import record_matches, set_trigger, stage_values
 
@@ -44,6 +44,14 @@ DATA = f"data/prepared/{PARAMS.data.name}"
 RAW = merge_files(PARAM_FILES)  # the values each stage reads, as DVC hashes them
 
 
+def params_files(wildcards, output):
+    """The --params arguments of every command. Taking `output` makes Snakemake count it as
+    derived, which its own params trigger leaves out: what the files hold is compared through
+    the records instead (params_changed), so a run with a preset then `dvc repro` does not make
+    Snakemake redo what DVC just made."""
+    return PARAMS_ARGS
+
+
 def record(stage, variant=None):
     """Where a stage's job records the params values it ran with (alphaprune --record)."""
     return f"results/params/{stage}.json" if variant is None else f"results/params/{stage}/{variant}.json"
@@ -57,36 +65,41 @@ def params_changed(stage):
 
     def trigger(wildcards):
         variant = wildcards.get("variant")
-        stale = not record_matches(record(stage, variant), stage_values(RAW, stage, variant))
+        made_with = record(stage, variant)
+        stale = not record_matches(made_with, stage_values(RAW, stage, variant))
         job = [stage, variant] if variant else [stage]
         path = os.path.join(".snakemake", "alphaprune", "params-changed", *job)
-        set_trigger(path, stale)
+        newer_than = os.path.getmtime(made_with) if os.path.exists(made_with) else None
+        set_trigger(path, stale, newer_than)
         return path
 
     return trigger
 
 
 def record_in_dvc():
-    """After Snakemake has brought the whole default pipeline up to date, record it in DVC's
-    lock (`dvc commit`), so that `dvc status` agrees and `dvc repro` does not redo the work.
-    Skipped where DVC's view would differ from this run's: a preset (DVC reads params.yaml
-    only) or part of the pipeline (a target, --until, --omit-from)."""
+    """Record in DVC's lock (`dvc commit`) every stage of this run's DAG: after a successful
+    run Snakemake holds each of them current (made now, or found up to date by its triggers:
+    code, input times, the params records), so `dvc status` agrees and `dvc repro` does not
+    redo them. Stages outside the DAG (a run of one target, --until) stay as DVC has them.
+    Not after a run with a preset, whose params DVC does not read."""
     if not Path(".dvc").is_dir():
         return  # not a DVC project
-    dag = workflow.dag_settings
-    partial = set(dag.targets) - {"all"} or dag.until or dag.omit_from
-    why = ("this run read presets, and DVC reads params.yaml alone" if PARAM_FILES != ["params.yaml"]
-           else "this run made only part of the pipeline" if partial else None)  # fmt: skip
-    if why:
-        logger.info(f"Not recorded in DVC's lock ({why}); `dvc status` may list stages.")
+    if PARAM_FILES != ["params.yaml"]:
+        logger.info("Not recorded in DVC's lock: this run read presets, and DVC reads "
+                    "params.yaml alone; `dvc status` lists the stages it made.")  # fmt: skip
         return
-    done = subprocess.run([sys.executable, "-m", "dvc", "commit", "--force"],
+    # In pipeline order: committing a stage writes .gitignore files into the folders that the
+    # stages after it depend on (results/variants), which must be hashed after that.
+    jobs = sorted((STAGES.index(job.rule.name), job.wildcards.get("variant") or "")
+                  for job in workflow.dag.jobs if job.rule.name in STAGES)  # fmt: skip
+    stages = [STAGES[i] + (f"@{variant}" if variant else "") for i, variant in jobs]
+    done = subprocess.run([sys.executable, "-m", "dvc", "commit", "--force", *stages],
                           capture_output=True, text=True)  # fmt: skip
     if done.returncode:
         error = [ln for ln in (done.stdout + done.stderr).splitlines() if ln.strip()]
         logger.warning(f"dvc commit failed, so `dvc status` may list stages: {error[:2]}")
     else:
-        logger.info("Recorded in DVC's lock (dvc commit): `dvc status` is up to date.")
+        logger.info(f"Recorded in DVC's lock (dvc commit): the {len(stages)} stages of this run.")
 
 
 onsuccess:

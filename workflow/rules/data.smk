@@ -10,7 +10,7 @@ rule prepare:
         card=f"{DATA}.json",
         record=record("prepare"),
     params:
-        files=PARAMS_ARGS,
+        files=params_files,
     conda:
         "../envs/alphaprune.yaml"
     log:

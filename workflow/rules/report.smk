@@ -16,7 +16,7 @@ rule plots:
         ),
         record=record("plots"),
     params:
-        files=PARAMS_ARGS,
+        files=params_files,
     conda:
         "../envs/alphaprune.yaml"
     log:
@@ -38,7 +38,7 @@ rule report:
         summary="results/summary.json",
         record=record("report"),
     params:
-        files=PARAMS_ARGS,
+        files=params_files,
     conda:
         "../envs/alphaprune.yaml"
     log:

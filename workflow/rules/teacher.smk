@@ -9,7 +9,7 @@ rule pretrain:
         metrics="results/teacher/metrics.json",
         record=record("pretrain"),
     params:
-        files=PARAMS_ARGS,
+        files=params_files,
         out=lambda w, output: os.path.dirname(output.model),
     threads: 2
     resources:

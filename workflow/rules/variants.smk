@@ -14,7 +14,7 @@ rule prune:
         steps="results/variants/{variant}/steps.csv",
         record=record("prune", "{variant}"),
     params:
-        files=PARAMS_ARGS,
+        files=params_files,
         out=lambda w, output: os.path.dirname(output.student),
     threads: 1
     resources:
@@ -45,7 +45,7 @@ rule evaluate:
     resources:
         gpu=1,  # it runs the models on the GPU too, and claims one like the training jobs
     params:
-        files=PARAMS_ARGS,
+        files=params_files,
     conda:
         "../envs/alphaprune.yaml"
     log:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from alphaprune.config import Params, load_params, merge_files
+from alphaprune.config import Params, merge_files, resolve
 from alphaprune.files import write_json
 from alphaprune.provenance import stage_values
 
@@ -29,20 +29,25 @@ def params_files(args: argparse.Namespace) -> list[Path]:
 
 
 def load(args: argparse.Namespace) -> Params:
-    """The validated params of `--params` files and `--set` overrides."""
-    return load_params(params_files(args), args.set)
+    """The validated params of `--params` files and `--set` overrides. The files are read once:
+    the record a stage writes when it ends holds these values, even if a file is edited while
+    the stage runs."""
+    files = params_files(args)
+    args.raw_params = merge_files(files, args.set)
+    return resolve(args.raw_params, source=" + ".join(map(str, files)))
 
 
 def add_record_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--record", type=Path, metavar="FILE",
-        help="on success, write the params values this stage read to FILE (the pipeline "
-        "compares them with the params files to tell what to rerun)",
+        help="on success, write to FILE the values of the params keys this stage depends on "
+        "(those dvc.yaml declares for it): the pipeline compares them with the params files to "
+        "tell what to rerun",
     )  # fmt: skip
 
 
 def write_record(args: argparse.Namespace, stage: str, variant: str | None = None) -> None:
-    """The record of `--record`, written last: it exists only beside complete outputs."""
+    """The record of `--record`, written last: it exists only beside complete outputs. It holds
+    the values of the params keys dvc.yaml declares for the stage, as `load` read them."""
     if args.record:
-        raw = merge_files(params_files(args), args.set)
-        write_json(args.record, stage_values(raw, stage, variant))
+        write_json(args.record, stage_values(args.raw_params, stage, variant))
