@@ -7,7 +7,7 @@ from pathlib import Path
 from snakemake.logging import logger
 
 from alphaprune.codedeps import STAGES, stage_code
-from alphaprune.config import ConfigError, load_params, merge_files
+from alphaprune.config import ConfigError, merge_files, resolve
 from alphaprune.provenance import record_matches, set_trigger, stage_values
 
 if workflow.config_settings.config:  # --config key=value (presets come as --configfile)
@@ -22,7 +22,8 @@ PARAM_FILES = ["params.yaml"] + [
 ]
 PARAMS_ARGS = " ".join(f"--params {f}" for f in PARAM_FILES)
 try:
-    PARAMS = load_params(PARAM_FILES)
+    RAW = merge_files(PARAM_FILES)  # as DVC hashes them: the values the params records compare
+    PARAMS = resolve(RAW, source=" + ".join(PARAM_FILES))
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
@@ -40,8 +41,6 @@ def code(stage):
 
 DATA = f"data/prepared/{PARAMS.data.name}"
 
-
-RAW = merge_files(PARAM_FILES)  # the values each stage reads, as DVC hashes them
 
 
 def params_files(wildcards, output):
