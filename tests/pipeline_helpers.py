@@ -25,6 +25,8 @@ PROJECT_FILES = [
 
 TINY = {
     "seed": 0,
+    # dvc.yaml expands the replicates from params.yaml itself: the key must be written out.
+    "replicates": {"seeds": [0], "teachers": [0]},
     "data": {"name": "digits", "root": "data/raw"},
     "model": {"name": "cnn"},
     "teacher": {"epochs": 3},

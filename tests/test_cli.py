@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -67,7 +68,7 @@ def test_stage_commands_end_to_end(tmp_path, params_file, tiny_raw):
     rec = tmp_path / "records"
     assert main(["prepare", *p, "--out", str(data), "--record", str(rec / "prepare.json")]) == 0
     assert main(["pretrain", *p, "--data", str(data), "--out", str(teacher)]) == 0
-    assert main(["prune", *p, "--variant", "base", "--data", str(data),
+    assert main(["prune", *p, "--variant", "base", "--seed", "1", "--data", str(data),
                  "--teacher", str(teacher / "model.pt"), "--out", str(variant),
                  "--record", str(rec / "prune.json")]) == 0  # fmt: skip
     metrics = variant / "metrics.json"
@@ -76,15 +77,20 @@ def test_stage_commands_end_to_end(tmp_path, params_file, tiny_raw):
                  "--teacher-metrics", str(teacher / "metrics.json"),
                  "--student", str(variant / "student.pt"), "--history",
                  str(variant / "history.csv"), "--steps", str(variant / "steps.csv"),
-                 "--out", str(metrics), "--record", str(rec / "evaluate.json")]) == 0  # fmt: skip
+                 "--out", str(metrics), "--predictions", str(variant / "predictions.csv"),
+                 "--record", str(rec / "evaluate.json")]) == 0  # fmt: skip
     m = json.loads(metrics.read_text())
     assert m["achieved"] >= 0.65 and m["test_acc"] > 0.8
+    # One prediction per test image, scoring the accuracy metrics.json reports.
+    predictions = pd.read_csv(variant / "predictions.csv")
+    assert len(predictions) == m["test_size"]
+    assert (predictions["label"] == predictions["pred"]).mean() == pytest.approx(m["test_acc"])
     assert m["epochs"] == tiny_raw["prune"]["epochs"]
     # Each stage recorded the params values it read (the pipeline compares them to rerun).
     assert json.loads((rec / "prepare.json").read_text()) == {
         "seed": tiny_raw["seed"], "data": tiny_raw["data"]}  # fmt: skip
     assert json.loads((rec / "prune.json").read_text()) == {
-        "seed": tiny_raw["seed"], "prune": tiny_raw["prune"], "variants.base": {}}  # fmt: skip
+        "prune": tiny_raw["prune"], "variants.base": {}}  # fmt: skip
     assert set(json.loads((rec / "evaluate.json").read_text())) == {
         "eval", "prune", "variants.base"}  # fmt: skip
     assert sorted(p.name for p in rec.iterdir()) == ["evaluate.json", "prepare.json", "prune.json"]

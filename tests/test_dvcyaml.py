@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from alphaprune.dvcyaml import expected_code_deps, listed_code_deps, main, sync_dvc_yaml
@@ -22,11 +23,9 @@ def test_sync_rewrites_only_the_code_deps(tmp_path, monkeypatch, capsys):
     stale = tmp_path / "dvc.yaml"
     text = (REPO / "dvc.yaml").read_text()
     text = text.replace("      - src/alphaprune/data.py\n", "", 1)  # prepare lost a file
-    text = text.replace(
-        "      - src/alphaprune/augment.py\n",
-        "      - src/alphaprune/augment.py\n      - src/alphaprune/old.py\n",
-        1,
-    )
+    # pretrain gained a file, at its own indentation (a foreach stage nests under do:)
+    text = re.sub(r"^( +)- src/alphaprune/augment.py\n", r"\g<0>\1- src/alphaprune/old.py\n",
+                  text, count=1, flags=re.M)  # fmt: skip
     stale.write_text(text)  # fmt: skip
     assert main(["--check", str(stale)]) == 1
     err = capsys.readouterr().err

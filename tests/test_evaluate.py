@@ -75,7 +75,7 @@ def test_evaluate_record_is_complete_and_finite():
         {"3": Sparse(teacher[3], (torch.rand(3, 512) > 0.8).float())},
     ))  # fmt: skip
     history = [{"seconds": 0.5}, {"seconds": 0.25}]
-    metrics = evaluate(student, teacher, _data(), {"train_acc": 0.99, "val_acc": 0.98}, history,
+    metrics, _ = evaluate(student, teacher, _data(), {"train_acc": 0.99, "val_acc": 0.98}, history,
                        STEPS, (1, 8, 8), EvalConfig(latency_seconds=0.02), CPU)  # fmt: skip
     for key in ("test_acc", "noisy_test_acc", "agreement", "teacher_params", "student_params",
                 "student_params_dense", "achieved", "teacher_macs", "student_macs",

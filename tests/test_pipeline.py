@@ -32,10 +32,13 @@ from pipeline_helpers import (
 
 pytestmark = pytest.mark.slow
 
+# TINY has one replicate, teacher 0 and seed 0: its folder under each variant's, and the end
+# of each prune and evaluate job's name (DVC's matrix names them <variant>-<teacher>-<seed>).
+RUN, JOB = "t0-s0", "0-0"
 # What must rerun after an edit of variant b-2, of the teacher, and of the raw data.
-AFTER_B2 = {"prune@b-2", "evaluate@b-2", "plots", "report"}
-ALL_VARIANTS = {f"{stage}@{v}" for v in TINY["variants"] for stage in ("prune", "evaluate")}
-AFTER_TEACHER = {"pretrain", "plots", "report"} | ALL_VARIANTS
+AFTER_B2 = {f"prune@b-2-{JOB}", f"evaluate@b-2-{JOB}", "plots", "report"}
+ALL_VARIANTS = {f"{stage}@{v}-{JOB}" for v in TINY["variants"] for stage in ("prune", "evaluate")}
+AFTER_TEACHER = {"pretrain@0", "plots", "report"} | ALL_VARIANTS
 AFTER_RAW_DATA = {"prepare"} | AFTER_TEACHER
 # An edit of a source file reruns the stages that import it, and what follows them.
 AFTER_CODE_EDIT = {
@@ -47,9 +50,14 @@ AFTER_CODE_EDIT = {
 
 # ------------------------------------------------------------------------------ the two views
 def _name(rule: str, outputs: set[str]) -> str:
-    """DVC's stage name for a Snakemake job: prune@<variant> from its output paths."""
-    variant = {m.group(1) for o in outputs if (m := re.match(r"results/variants/([^/]+)/", o))}
-    return f"{rule}@{variant.pop()}" if variant else rule
+    """DVC's stage name for a Snakemake job, from its output paths: pretrain@<teacher> (foreach)
+    and prune@<variant>-<teacher>-<seed> (matrix)."""
+    patterns = (r"results/variants/([^/]+)/t(\d+)-s(\d+)/", r"results/teacher/t(\d+)/")
+    for pattern in patterns:
+        found = {m.groups() for o in outputs if (m := re.match(pattern, o))}
+        if found:
+            return f"{rule}@{'-'.join(found.pop())}"
+    return rule
 
 
 def _dry_run_blocks(root: Path, *args: str) -> list[dict]:
@@ -60,13 +68,16 @@ def _dry_run_blocks(root: Path, *args: str) -> list[dict]:
         m = re.match(r"(?:local)?rule (\w+):", block.strip())
         if not m:
             continue
-        outputs, cmd, variant = (
+        outputs, cmd, wildcards = (
             re.search(rf"^\s*{key}:\s*(.*)$", block, re.M)
             for key in ("output", "Shell command", "wildcards")
         )
+        values = dict(w.split("=", 1) for w in wildcards.group(1).split(", ")) if wildcards else {}
         jobs.append({
             "rule": m.group(1),
-            "variant": variant.group(1).removeprefix("variant=") if variant else None,
+            # DVC's name for the job after the @: <teacher>, or <variant>-<teacher>-<seed>
+            "variant": "-".join(values[k] for k in ("variant", "teacher", "seed") if k in values)
+            or None,
             "outputs": set(outputs.group(1).split(", ")) if outputs else set(),
             "cmd": cmd.group(1) if cmd else "",
         })  # fmt: skip
@@ -94,14 +105,20 @@ def dvc_stages(root: Path) -> dict[str, tuple[str, set[str]]]:
 
 
 @pytest.mark.parametrize(
-    "variants",
-    [None, {"fast": {"schedule": {"kind": "oneshot"}}, "x-1": {"init": "pretrained"}}],
-    ids=["default-params", "other-variants"],
+    ("variants", "replicates"),
+    [
+        (None, None),
+        ({"fast": {"schedule": {"kind": "oneshot"}}, "x-1": {"init": "pretrained"}}, None),
+        ({"fast": {"schedule": {"kind": "oneshot"}}}, {"teachers": [0, 3], "seeds": [0, 1, 2]}),
+    ],
+    ids=["default-params", "other-variants", "replicates"],
 )
-def test_snakemake_and_dvc_agree(tmp_path, variants):
+def test_snakemake_and_dvc_agree(tmp_path, variants, replicates):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     if variants is not None:
         params["variants"] = variants
+    if replicates is not None:
+        params["replicates"] = replicates
     root = make_project(tmp_path / "p", params)
     smk = snakemake_jobs(root)
     dvc = dvc_stages(root)
@@ -110,8 +127,17 @@ def test_snakemake_and_dvc_agree(tmp_path, variants):
     for name in dvc:
         assert smk[name][0] == dvc[name][0], name
         assert smk[name][1] == dvc[name][1], name
-    expected = {f"prune@{v}" for v in params["variants"]}
+    reps = params["replicates"]
+    expected = {f"prune@{v}-{t}-{s}" for v in params["variants"] for t in reps["teachers"]
+                for s in reps["seeds"]} | {f"pretrain@{t}" for t in reps["teachers"]}  # fmt: skip
     assert expected <= set(dvc)
+    # each replicate in its own folder, on its own teacher
+    for t in reps["teachers"]:
+        for s in reps["seeds"]:
+            cmd = dvc[f"prune@fast-{t}-{s}"][0] if "fast" in params["variants"] else ""
+            if cmd:
+                assert f"--seed {s}" in cmd and f"results/teacher/t{t}/model.pt" in cmd
+                assert f"--out results/variants/fast/t{t}-s{s}" in cmd
 
 
 # --------------------------------------------------------------------------------- snakemake
@@ -147,20 +173,22 @@ def test_snakemake_never_runs_more_threads_than_cores(snakemake_project):
 def test_snakemake_runs_the_whole_dag(snakemake_project):
     root = snakemake_project
     for v in TINY["variants"]:
-        d = root / "results" / "variants" / v
+        d = root / "results" / "variants" / v / RUN
         metrics = json.loads((d / "metrics.json").read_text())
         assert metrics["achieved"] >= 0.65 and 0 < metrics["test_acc"] <= 1
         assert metrics["epochs"] == TINY["prune"]["epochs"]
         assert (d / "student.pt").stat().st_size > 0
         assert (d / "checkpoint").is_dir()
         assert (root / "results" / "plots" / f"training_{v}.png").read_bytes()[:4] == b"\x89PNG"
-        assert (root / "logs" / "prune" / f"{v}.log").exists()
-    assert (root / "results" / "variants" / "a" / "checkpoint" / "last.pt").exists()
+        assert (root / "logs" / "prune" / v / f"{RUN}.log").exists()
+        predictions = (d / "predictions.csv").read_text().splitlines()
+        assert predictions[0] == "label,pred" and len(predictions) == metrics["test_size"] + 1
+    assert (root / "results" / "variants" / "a" / RUN / "checkpoint" / "last.pt").exists()
     for fig in ("accuracy_vs_alpha", "final_accuracy", "accuracy_vs_size"):
         assert (root / "results" / "plots" / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
     report = (root / "results" / "report.md").read_text()
     assert "| a " in report and "| b-2 " in report and "plots/final_accuracy.png" in report
-    teacher = json.loads((root / "results" / "teacher" / "metrics.json").read_text())
+    teacher = json.loads((root / "results" / "teacher" / "t0" / "metrics.json").read_text())
     assert teacher["epochs"] == 3
     assert dry_run_jobs(root) == set()
     assert "Nothing to be done" in run([BIN / "snakemake", "-n"], root).stdout
@@ -286,7 +314,7 @@ def test_make_run_recovers_from_a_killed_run(tmp_path):
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)  # fmt: skip
     try:
-        checkpoint = root / "results" / "variants" / "a" / "checkpoint" / "last.pt"
+        checkpoint = root / "results" / "variants" / "a" / RUN / "checkpoint" / "last.pt"
         while not checkpoint.exists():
             assert first.poll() is None, "the run ended before it could be killed"
             time.sleep(0.05)
@@ -303,7 +331,7 @@ def test_make_run_recovers_from_a_killed_run(tmp_path):
     venv = BIN.parent  # the Makefile's own venv, taken as installed
     run(["make", "-f", REPO / "Makefile", "run", f"VENV={venv}", "CORES=2",
          "-o", venv / ".installed"], root)  # fmt: skip
-    assert "resumed from" in (root / "logs" / "prune" / "a.log").read_text()
+    assert "resumed from" in (root / "logs" / "prune" / "a" / f"{RUN}.log").read_text()
     assert dry_run_jobs(root) == set() and dvc_changed(root) == set()
 
 
@@ -312,7 +340,7 @@ def test_presets_and_partial_runs_keep_the_tools_honest(snakemake_project):
     was, and a later plain run sees those jobs as stale through their records. A run of one
     target records only the stages of its own DAG."""
     root = snakemake_project
-    evaluates = {f"evaluate@{v}" for v in TINY["variants"]}
+    evaluates = {f"evaluate@{v}-{JOB}" for v in TINY["variants"]}
     preset = root / "configs" / "noise.yaml"
     preset.parent.mkdir(exist_ok=True)
     preset.write_text(yaml.safe_dump({"eval": {"noise_std": 0.3}}))  # changes noisy_test_acc
@@ -321,10 +349,11 @@ def test_presets_and_partial_runs_keep_the_tools_honest(snakemake_project):
         assert "Not recorded in DVC's lock: this run read presets" in out.stdout + out.stderr
         assert dry_run_jobs(root) == evaluates | {"plots", "report"}
         assert evaluates <= dvc_changed(root)
-        one = run([BIN / "snakemake", "--cores", "2", "results/variants/a/metrics.json"], root)
+        one = run([BIN / "snakemake", "--cores", "2", f"results/variants/a/{RUN}/metrics.json"],
+                  root)  # fmt: skip
         # its DAG: prepare, pretrain, prune@a (up to date) and evaluate@a (made)
         assert "the 4 stages of this run" in one.stdout + one.stderr
-        assert evaluates - {"evaluate@a"} <= dvc_changed(
+        assert evaluates - {f"evaluate@a-{JOB}"} <= dvc_changed(
             root
         )  # not recorded for what it did not make
     finally:
@@ -356,11 +385,11 @@ def test_dvc_repro_and_exp_show(dvc_project):
     root = dvc_project
     assert dvc_changed(root) == set()
     for v in TINY["variants"]:
-        assert (root / "results" / "variants" / v / "metrics.json").exists()
+        assert (root / "results" / "variants" / v / RUN / "metrics.json").exists()
     shown = json.loads(run([BIN / "dvc", "exp", "show", "--json"], root).stdout)
     text = json.dumps(shown)
     for v in TINY["variants"]:
-        assert f"results/variants/{v}/metrics.json" in text
+        assert f"results/variants/{v}/{RUN}/metrics.json" in text
     assert "test_acc" in text and "achieved" in text
 
 
@@ -373,7 +402,7 @@ def test_dvc_selects_only_the_edited_variant(dvc_project):
         assert dvc_would_run(root) == AFTER_B2
         (root / "params.yaml").write_text(before)
         edit_params(root, lambda p: p["teacher"].update(epochs=4))
-        assert dvc_changed(root) == {"pretrain"}  # status lists the stage whose params changed
+        assert dvc_changed(root) == {"pretrain@0"}  # status lists the stage whose params changed
         assert dvc_would_run(root) == AFTER_TEACHER
     finally:
         (root / "params.yaml").write_text(before)
@@ -383,7 +412,7 @@ def test_dvc_selects_only_the_edited_variant(dvc_project):
 def test_dvc_plots_show_renders_the_histories(dvc_project):
     shown = json.loads(run([BIN / "dvc", "plots", "show", "--json"], dvc_project).stdout)["data"]
     for v in TINY["variants"]:
-        (plot,) = shown[f"results/variants/{v}/history.csv"]
+        (plot,) = shown[f"results/variants/{v}/{RUN}/history.csv"]
         assert plot["type"] == "vega"
         rows = plot["content"]["data"]["values"]
         assert [int(r["epoch"]) for r in rows] == list(range(1, TINY["prune"]["epochs"] + 1))
@@ -398,7 +427,7 @@ def test_dvc_plots_show_follows_a_run_in_progress(tmp_path):
               "prune": {**TINY["prune"], "epochs": 60, "finetune_epochs": 10}}  # fmt: skip
     root = make_project(tmp_path / "p", params)
     repro = subprocess.Popen([BIN / "dvc", "repro", "-q"], cwd=root, env=ENV)
-    history, seen = "results/variants/a/history.csv", set()
+    history, seen = f"results/variants/a/{RUN}/history.csv", set()
     try:
         while repro.poll() is None:
             shown = run([BIN / "dvc", "plots", "show", "--json", history], root).stdout
@@ -426,7 +455,7 @@ def test_dvc_exp_run_with_a_changed_setting(dvc_project):
     run([BIN / "dvc", "exp", "run", "-n", "base"], root)  # nothing to run: the baseline as is
     out = run([BIN / "dvc", "exp", "run", "-n", "rate03", "-S", "variants.a.schedule.rate=0.3"],
               root).stdout  # fmt: skip
-    assert "Running stage 'prune@a'" in out and "Running stage 'prune@b-2'" not in out
+    assert f"Running stage 'prune@a-{JOB}'" in out and "Running stage 'prune@b-2" not in out
     shown = json.loads(run([BIN / "dvc", "exp", "show", "--json"], root).stdout)
     exps = {
         rev["name"]: rev["data"]
@@ -437,7 +466,8 @@ def test_dvc_exp_run_with_a_changed_setting(dvc_project):
     data = exps["rate03"]
     assert data["params"]["params.yaml"]["data"]["variants"]["a"]["schedule"]["rate"] == 0.3
     for v in TINY["variants"]:
-        assert 0 < data["metrics"][f"results/variants/{v}/metrics.json"]["data"]["test_acc"] <= 1
+        metrics = data["metrics"][f"results/variants/{v}/{RUN}/metrics.json"]["data"]
+        assert 0 < metrics["test_acc"] <= 1
 
     command = readme_exp_show()
     shown = run([BIN / command[0], *command[1:]], root, env={**ENV, "COLUMNS": "120"}).stdout

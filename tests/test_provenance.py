@@ -30,7 +30,9 @@ RAW = {
 def test_stage_params_are_the_ones_dvc_yaml_declares():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     declared = {
-        name: tuple(p.replace("${key}", "{variant}") for p in body.get("do", body)["params"])
+        name: tuple(
+            p.replace("${item.variant}", "{variant}") for p in body.get("do", body)["params"]
+        )
         for name, body in stages.items()
     }
     assert declared == STAGE_PARAMS
@@ -39,11 +41,17 @@ def test_stage_params_are_the_ones_dvc_yaml_declares():
 def test_stage_values_read_the_merged_params():
     assert stage_values(RAW, "prepare") == {"seed": 3, "data": {"name": "digits"}}
     assert stage_values(RAW, "prune", "a") == {
-        "seed": 3, "prune": {"amount": 0.5}, "variants.a": {"init": "lsq"}}  # fmt: skip
+        "prune": {"amount": 0.5},
+        "variants.a": {"init": "lsq"},
+    }
     # absent keys and empty variants are None, as DVC sees them
     assert stage_values(RAW, "pretrain")["model"] is None
     assert stage_values(RAW, "evaluate", "b")["variants.b"] is None
-    assert stage_values(RAW, "report") == {"variants": RAW["variants"]}
+    assert stage_values(RAW, "report") == {
+        "variants": RAW["variants"],
+        "replicates": None,
+        "eval": RAW["eval"],
+    }
 
 
 @pytest.mark.parametrize("stage", STAGE_PARAMS)

@@ -7,7 +7,17 @@ import math
 import pytest
 
 from alphaprune import schedules
-from alphaprune.schedules import SCHEDULES, alpha_sequence
+from alphaprune.schedules import (
+    SCHEDULES,
+    alpha_sequence,
+    budget_fit,
+    cosine,
+    even_steps,
+    exponential,
+    linear,
+    oneshot,
+    step,
+)
 
 # A valid example configuration for every registry entry.
 EXAMPLE_PARAMS: dict[str, dict[str, object]] = {
@@ -113,3 +123,45 @@ def test_unknown_kind_names_it_and_lists_known_kinds() -> None:
         alpha_sequence("expo", rate=0.05)
     for kind in SCHEDULES:
         assert kind in str(info.value)
+
+
+# ------------------------------------------------------------------------ fitting the budget
+BUILT_IN = [
+    exponential(0.05, 0.05),  # 58 steps
+    exponential(0.1, 0.05),  # 28 steps
+    linear(20),
+    cosine(7),
+    step([0.9, 0.5, 0.1]),
+    linear(2),
+]
+
+
+@pytest.mark.parametrize("alphas", BUILT_IN, ids=lambda a: f"{len(a) - 1}-steps")
+@pytest.mark.parametrize("budget", [1, 3, 10, 135])
+def test_even_steps_reach_the_last_alpha_within_the_budget(alphas, budget):
+    values, epochs = even_steps(alphas, budget)
+    anneal = [a for a in alphas if a > 0]
+    assert values[-1] == anneal[-1]  # the schedule's last α > 0 is trained
+    assert sum(epochs) == budget  # the whole α > 0 budget, no more
+    assert all(e >= 1 for e in epochs) and max(epochs) - min(epochs) <= 1  # evenly
+    assert values == sorted(values, reverse=True) and set(values) <= set(anneal)
+    if len(anneal) <= budget:
+        assert values == anneal  # every step trained
+
+
+def test_even_steps_of_oneshot_is_empty():
+    assert even_steps(oneshot(), 10) == ([], [])
+
+
+def test_budget_fit_in_plateau_mode():
+    alphas = exponential(0.1, 0.05)  # 28 α > 0 steps
+    cut = budget_fit(alphas, 10, "plateau", min_epochs=1, max_epochs=1)
+    assert cut.certain and cut.steps == 28 and cut.fewest_epochs == 28
+    assert cut.drop_from == pytest.approx(0.9**10)  # ten one-epoch steps, then 0
+    assert "does not fit" in cut.message("v") and "0.349" in cut.message("v")
+    maybe = budget_fit(alphas, 40, "plateau", min_epochs=1, max_epochs=3)
+    assert not maybe.certain and maybe.drop_from == pytest.approx(0.9**13)
+    assert budget_fit(alphas, 84, "plateau", 1, 3).drop_from is None
+    assert "fits" in budget_fit(alphas, 84, "plateau", 1, 3).message("v")
+    even = budget_fit(alphas, 10, "even")
+    assert even.drop_from is None and not even.certain and "even" in even.message("v")

@@ -180,7 +180,7 @@ def test_the_pipeline_runs_on_slurm(cluster, tmp_path):
         if rule in ("pretrain", "prune"):
             assert "gres:gpu:1" in shown.stdout  # each training job asked for one GPU
     for v in GRID["variants"]:
-        assert (root / "results" / "variants" / v / "metrics.json").exists()
+        assert (root / "results" / "variants" / v / "t0-s0" / "metrics.json").exists()
         assert (root / "results" / "plots" / f"training_{v}.png").exists()
     assert (root / "results" / "report.md").exists()
     again = run([BIN / "snakemake", "-n", "--profile", "workflow/profiles/slurm", *PLUGIN], root)

@@ -79,6 +79,22 @@ def test_budget_cap_drops_alpha_to_zero(tiny_params, prepared_path, teacher_dir,
     assert 0.5 < reached < 1  # recorded: the schedule was cut short there
 
 
+def test_even_mode_reaches_the_last_alpha_before_the_finetune_epochs(
+    tiny_params, prepared_path, teacher_dir, tmp_path
+):
+    # The same schedule as above, which plateau mode cuts short at α > 0.5: even mode spreads
+    # its ~22 steps over the 6 α > 0 epochs and reaches its last α before fine-tuning.
+    slow = {"schedule": {"rate": 0.1, "alpha_min": 0.1}, "epochs": 9, "finetune_epochs": 3,
+            "advance": {"mode": "even"}}  # fmt: skip
+    params = tiny_params(slow=slow)
+    _prune(params, "slow", prepared_path, teacher_dir, tmp_path)
+    hist = pd.read_csv(tmp_path / "history.csv")
+    last = [a for a in params.variant("slow").alphas() if a > 0][-1]
+    assert len(hist) == 9 and (hist["alpha"] == 0).sum() == 3
+    assert hist.loc[hist["alpha"] > 0, "alpha"].iloc[-1] == pytest.approx(last)
+    assert hist.loc[hist["alpha"] > 0, "alpha"].is_monotonic_decreasing
+
+
 def test_oneshot_uses_the_whole_budget_at_alpha_zero(
     tiny_params, prepared_path, teacher_dir, tmp_path
 ):

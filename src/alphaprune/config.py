@@ -145,8 +145,12 @@ Schedule = Annotated[
 
 
 class AdvanceConfig(_Strict):
-    """When α moves on: after `patience` epochs without improvement, within [min, max] epochs."""
+    """When α moves on. plateau (the seed's): after `patience` epochs without improvement,
+    within [min, max] epochs; α drops to 0 wherever it is when the α > 0 budget runs out.
+    even: the schedule's steps share the α > 0 budget equally (no plateau wait), so that every
+    schedule reaches its last α before the fine-tune epochs (the plateau keys are unused)."""
 
+    mode: Literal["plateau", "even"] = "plateau"
     monitor: Literal["val_acc", "val_loss"] = "val_acc"
     patience: PositiveInt = 2
     min_epochs: PositiveInt = 1
@@ -208,9 +212,19 @@ class PruneConfig(_Strict):
         """The α sequence this recipe trains at, ending at 0."""
         return schedules.alpha_sequence(**self.schedule.model_dump())
 
+    def budget_fit(self) -> schedules.BudgetFit:
+        """Whether this recipe's α steps fit its α > 0 epoch budget (see schedules.budget_fit)."""
+        a = self.advance
+        budget = self.epochs - self.finetune_epochs
+        return schedules.budget_fit(self.alphas(), budget, a.mode, a.min_epochs, a.max_epochs)
+
 
 # -------------------------------------------------------------------------------- eval, run
 class EvalConfig(_Strict):
+    # The variant every other is compared with (None: the first variant), and the confidence
+    # of every interval; the verdicts hold all comparisons together to 1 - confidence (Holm).
+    reference: str | None = None
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
     tolerance_pp: Annotated[float, Field(ge=0)] = 1.0  # "α held" window, percentage points
     noise_std: Annotated[float, Field(ge=0)] = 0.5  # Gaussian noise for noisy-test accuracy
     latency_batch: PositiveInt = 1
@@ -228,8 +242,47 @@ class RuntimeConfig(_Strict):
     workers: NonNegativeInt = 4  # DataLoader workers for host placement
 
 
+def _distinct_seeds(seeds: list[int]) -> list[int]:
+    if len(set(seeds)) != len(seeds):
+        raise ValueError("seeds must be distinct")
+    return seeds
+
+
+Seeds = Annotated[list[NonNegativeInt], Field(min_length=1)]
+
+
+class ReplicatesConfig(_Strict):
+    """Independent repetitions of every variant. Each (teacher, seed) pair is one replicate:
+    `teachers` are the seeds of the teachers trained (one each), `seeds` those of the prune runs
+    of every variant on every teacher. [0] and [0, 1, 2]: three prunes of one teacher;
+    [0, 1, 2] and [0]: three teachers, each pruned once."""
+
+    seeds: Seeds = [0]
+    teachers: Seeds = [0]
+
+    _distinct = field_validator("seeds", "teachers")(_distinct_seeds)
+
+    def runs(self) -> list[tuple[int, int]]:
+        """(teacher, seed) of every replicate, teacher-major."""
+        return [(t, s) for t in self.teachers for s in self.seeds]
+
+    def names(self) -> list[str]:
+        """Every replicate's name (its folder under a variant's): t0-s0, t0-s1, …"""
+        return [run_name(t, s) for t, s in self.runs()]
+
+    def teacher_names(self) -> list[str]:
+        """Every teacher's folder name: t0, t1, …"""
+        return [f"t{t}" for t in self.teachers]
+
+
+def run_name(teacher: int, seed: int) -> str:
+    """A replicate's name, its folder under the variant's: t0-s1."""
+    return f"t{teacher}-s{seed}"
+
+
 class Params(_Strict):
-    seed: NonNegativeInt = 0
+    seed: NonNegativeInt = 0  # the data split (prepare); runs take theirs from `replicates`
+    replicates: ReplicatesConfig = ReplicatesConfig()
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     teacher: TeacherConfig = TeacherConfig()
@@ -237,6 +290,11 @@ class Params(_Strict):
     variants: dict[str, PruneConfig] = Field(default_factory=dict)
     eval: EvalConfig = EvalConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+
+    @property
+    def reference(self) -> str:
+        """The variant the others are compared with."""
+        return self.eval.reference or next(iter(self.variants))
 
     def variant(self, name: str) -> PruneConfig:
         try:
@@ -327,6 +385,12 @@ def resolve(raw: Any, source: str = "params") -> Params:
             variants[name] = PruneConfig.model_validate(deep_merge(prune_raw, override))
         except ValidationError as err:
             raise ConfigError(_fmt_errors(err, source, ("variants", name))) from None
+    reference = base.eval.reference
+    if reference is not None and reference not in variants:
+        known = ", ".join(variants)
+        raise ConfigError(
+            f"{source}: eval.reference: not a variant, got {reference!r}; params define: {known}"
+        )
     return base.model_copy(update={"variants": variants})
 
 

@@ -83,14 +83,15 @@ def evaluate(
     cfg: EvalConfig,
     runtime: Runtime,
     seed: int = 0,
-) -> dict:
-    """The metrics of DESIGN.md §5 for one variant."""
+) -> tuple[dict, torch.Tensor]:
+    """The metrics of DESIGN.md §5 for one student, and its predicted class per test image."""
     s_logits = predict(student, test, runtime)
     t_logits = predict(teacher, test, runtime)
     s_params, s_dense = count_params(student)
     t_params, _ = count_params(teacher)
     metrics = {
         "test_acc": (s_logits.argmax(1) == test.y).float().mean().item(),
+        "test_size": len(test),
         "noisy_test_acc": noisy_accuracy(student, test, cfg.noise_std, runtime, seed),
         "teacher_test_acc": (t_logits.argmax(1) == test.y).float().mean().item(),
         "agreement": (s_logits.argmax(1) == t_logits.argmax(1)).float().mean().item(),
@@ -113,4 +114,4 @@ def evaluate(
     bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:
         raise ValueError(f"non-finite metrics: {', '.join(bad)}")
-    return metrics
+    return metrics, s_logits.argmax(1)

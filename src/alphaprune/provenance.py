@@ -18,12 +18,13 @@ from typing import Any
 # stage -> the params keys it depends on ({variant}: the variant's name): dvc.yaml's `params:`.
 STAGE_PARAMS = {
     "prepare": ("seed", "data"),
-    "pretrain": ("seed", "model", "teacher", "runtime"),
-    "prune": ("seed", "prune", "variants.{variant}"),
+    # The replicates' seeds are not params of a job: they are in its command line and paths.
+    "pretrain": ("model", "teacher", "runtime"),
+    "prune": ("prune", "variants.{variant}"),
     # prune and the variant too: an edited variant lists evaluate@v beside prune@v in both tools
     "evaluate": ("eval", "prune", "variants.{variant}"),
-    "plots": ("variants",),
-    "report": ("variants",),
+    "plots": ("variants", "replicates", "eval"),
+    "report": ("variants", "replicates", "eval"),
 }
 LONG_AGO = 946_684_800.0  # 2000-01-01: older than any output
 

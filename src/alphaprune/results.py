@@ -1,13 +1,17 @@
-"""Reading a pipeline's results back: per variant, `results/variants/<v>/` holds metrics.json,
-history.csv (one row per epoch) and steps.csv (one row per α step); and the titles of the
-metrics' columns, shared by the report and `alphaprune compare`."""
+"""Reading a pipeline's results back. Per variant and replicate,
+`<variants>/<variant>/<replicate>/` holds metrics.json, predictions.csv (one row per test image),
+history.csv (one row per epoch) and steps.csv (one row per α step); per teacher,
+`<teachers>/<teacher>/` holds metrics.json and history.csv. Also the titles of the metrics'
+columns, shared by the report and `alphaprune compare`."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 TITLES = {  # metrics.json key -> column title
@@ -25,32 +29,61 @@ TITLES = {  # metrics.json key -> column title
     "epochs": "epochs",
     "wall_time_s": "train s",
 }
+Reader = Callable[[Path], str]
+Run = tuple[str, str]  # (variant, replicate)
 
 
 def read_metrics(
     names: list[str],
+    runs: list[str],
     variants_dir: Path,
-    read_text: Callable[[Path], str] = Path.read_text,
+    read_text: Reader = Path.read_text,
     missing_ok: bool = False,
 ) -> pd.DataFrame:
-    """One row of metrics.json per variant, indexed by name, in the order given. `read_text`
-    reads a file (e.g. as a DVC experiment has it); with `missing_ok`, a variant without
-    metrics (not run yet) is a row of NaN."""
+    """metrics.json of every variant and replicate: one row each, indexed by (variant,
+    replicate) in the order given. `read_text` reads a file (e.g. as a DVC experiment has it);
+    with `missing_ok`, a run without metrics (not run yet) is a row of NaN."""
     rows = []
     for name in names:
-        try:
-            rows.append(json.loads(read_text(variants_dir / name / "metrics.json")))
-        except FileNotFoundError:
-            if not missing_ok:
-                raise
-            rows.append({})
-    return pd.DataFrame(rows, index=names)
+        for run in runs:
+            try:
+                rows.append(json.loads(read_text(variants_dir / name / run / "metrics.json")))
+            except FileNotFoundError:
+                if not missing_ok:
+                    raise
+                rows.append({})
+    index = pd.MultiIndex.from_product([names, runs], names=["variant", "replicate"])
+    return pd.DataFrame(rows, index=index)
+
+
+def variant_means(per_run: pd.DataFrame) -> pd.DataFrame:
+    """The mean of every numeric figure over each variant's replicates, in the given order."""
+    numeric = per_run.select_dtypes("number")
+    return numeric.groupby(level="variant", sort=False).mean()
+
+
+def read_teachers(teachers: list[str], teacher_dir: Path, read_text: Reader = Path.read_text):
+    """metrics.json of every teacher, one row each, indexed by its folder name."""
+    rows = [json.loads(read_text(teacher_dir / t / "metrics.json")) for t in teachers]
+    return pd.DataFrame(rows, index=pd.Index(teachers, name="teacher"))
+
+
+def read_correct(names: list[str], runs: list[str], variants_dir: Path) -> dict[Run, np.ndarray]:
+    """For every variant and replicate, whether its student got each test image right."""
+    out = {}
+    for name in names:
+        for run in runs:
+            text = (variants_dir / name / run / "predictions.csv").read_text()
+            table = pd.read_csv(io.StringIO(text))
+            out[name, run] = (table["label"] == table["pred"]).to_numpy()
+    return out
 
 
 def read_curves(
-    names: list[str], variants_dir: Path
-) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
-    """Each variant's history (per epoch) and α steps."""
-    histories = {n: pd.read_csv(variants_dir / n / "history.csv") for n in names}
-    steps = {n: pd.read_csv(variants_dir / n / "steps.csv") for n in names}
+    names: list[str], runs: list[str], variants_dir: Path
+) -> tuple[dict[Run, pd.DataFrame], dict[Run, pd.DataFrame]]:
+    """Every variant's and replicate's history (per epoch) and α steps."""
+    keys = [(n, r) for n in names for r in runs]
+    histories = {k: pd.read_csv(variants_dir / k[0] / k[1] / "history.csv") for k in keys}
+    steps = {k: pd.read_csv(variants_dir / k[0] / k[1] / "steps.csv") for k in keys}
     return histories, steps

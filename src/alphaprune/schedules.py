@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 __all__ = [
     "SCHEDULES",
+    "BudgetFit",
     "alpha_sequence",
+    "budget_fit",
+    "even_steps",
     "cosine",
     "exponential",
     "linear",
@@ -118,3 +122,72 @@ def alpha_sequence(kind: str, **params: object) -> list[float]:
         known = ", ".join(sorted(SCHEDULES))
         raise ValueError(f"unknown schedule {kind!r}; known schedules: {known}") from None
     return schedule(**params)
+
+
+# ------------------------------------------------------------------------ fitting the budget
+def even_steps(alphas: Sequence[float], budget: int) -> tuple[list[float], list[int]]:
+    """The α > 0 steps of `alphas` spread evenly over `budget` epochs: (α values, epochs of
+    each), the last α > 0 of the schedule always included. With fewer steps than epochs each
+    step gets ⌊budget/steps⌋ or one more; with more steps than epochs, consecutive steps share
+    an epoch and α moves to the last of them (the α curve keeps its shape over the budget)."""
+    anneal = [a for a in alphas if a > 0]
+    if not anneal or budget <= 0:
+        return [], []
+    n = len(anneal)
+    if n <= budget:
+        return anneal, [(k + 1) * budget // n - k * budget // n for k in range(n)]
+    return [anneal[math.ceil((j + 1) * n / budget) - 1] for j in range(budget)], [1] * budget
+
+
+@dataclass(frozen=True)
+class BudgetFit:
+    """How a schedule's α > 0 steps meet the α > 0 epoch budget."""
+
+    steps: int  # α > 0 steps of the schedule
+    fewest_epochs: int  # the fewest epochs they take (plateau: min_epochs each; even: budget)
+    budget: int  # epochs before the fine-tune epochs
+    mode: str
+    drop_from: float | None  # plateau: the last α trained before α drops to 0, if it drops
+    certain: bool  # plateau: it drops even if every step stops at min_epochs
+
+    def message(self, name: str) -> str:
+        head = f"{name}: {self.steps} α steps, α > 0 budget {self.budget} epochs"
+        if self.steps == 0:
+            return f"{name}: no α > 0 step (one-shot): every epoch trains the student"
+        if self.mode == "even":
+            if self.steps > self.budget:
+                return (
+                    f"{head}: even mode, one α per epoch, moving ~{self.steps / self.budget:.2g} "
+                    "steps at a time"
+                )
+            return f"{head}: even mode, {self.budget / max(self.steps, 1):.2g} epochs per step"
+        head += f", plateau mode needs at least {self.fewest_epochs}"
+        if self.drop_from is None:
+            return f"{head}: fits"
+        if self.certain:
+            return (
+                f"{head}: does not fit; α will drop to 0 from {self.drop_from:.3g} at best "
+                "(use advance.mode: even, fewer steps or more epochs)"
+            )
+        return (
+            f"{head}: fits only if steps stop before max_epochs; at max_epochs α drops from "
+            f"{self.drop_from:.3g} to 0"
+        )
+
+
+def budget_fit(
+    alphas: Sequence[float], budget: int, mode: str, min_epochs: int = 1, max_epochs: int = 1
+) -> BudgetFit:
+    """Does the schedule reach its last α > 0 before the fine-tune epochs? In plateau mode a
+    step takes between `min_epochs` and `max_epochs`: if even the minimum overruns the budget,
+    α certainly drops to 0 early (from `drop_from`); if only the maximum does, it may."""
+    anneal = [a for a in alphas if a > 0]
+    n = len(anneal)
+    if mode == "even":
+        return BudgetFit(n, min(n, budget), budget, mode, None, False)
+    fewest = n * min_epochs
+    if fewest > budget:
+        return BudgetFit(n, fewest, budget, mode, anneal[max(budget // min_epochs, 1) - 1], True)
+    if n * max_epochs > budget:
+        return BudgetFit(n, fewest, budget, mode, anneal[max(budget // max_epochs, 1) - 1], False)
+    return BudgetFit(n, fewest, budget, mode, None, False)

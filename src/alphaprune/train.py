@@ -2,7 +2,8 @@
 
 A run is a sequence of *steps*, one per α (the teacher has one step with no α). A step with α > 0
 trains until the monitored validation metric has not improved for `patience` epochs (at least
-`min_epochs`, at most `max_epochs`) at a constant learning rate; the last step runs every epoch
+`min_epochs`, at most `max_epochs`), or for the fixed number of epochs of `step_epochs`, at a
+constant learning rate; the last step runs every epoch
 left of the budget with the learning rate annealed to zero by a cosine. If the budget for α > 0
 runs out first, the remaining α > 0 steps are skipped: α drops to 0 there, and the step table
 shows the α that was reached. At α = 0 the blends are collapsed, so fine-tuning trains the
@@ -55,6 +56,8 @@ class FitSpec:
     needs_teacher: bool = False
     augment: Augment = field(default_factory=Augment)
     trainable: str = "all"  # branches | student | all
+    # Epochs of each α > 0 step, fixed (advance mode even); None: each step runs to a plateau.
+    step_epochs: list[int] | None = None
     fingerprint: str = ""  # identifies the configuration a checkpoint belongs to
 
 
@@ -119,10 +122,11 @@ def fit(
         if final:
             n_min = n_max = spec.epochs - epoch
         else:
-            n_max = min(spec.advance.max_epochs, spec.epochs - spec.finetune_epochs - epoch)
+            wanted = spec.advance.max_epochs if spec.step_epochs is None else spec.step_epochs[k]
+            n_max = min(wanted, spec.epochs - spec.finetune_epochs - epoch)
             if n_max <= 0:
                 continue  # the α > 0 budget is spent: α drops to 0 at the final step
-            n_min = min(spec.advance.min_epochs, n_max)
+            n_min = n_max if spec.step_epochs is not None else min(spec.advance.min_epochs, n_max)
         if alpha is not None:
             blend.set_alpha(model, alpha)
             if alpha == 0:

@@ -30,6 +30,15 @@ except ConfigError as err:
 VARIANTS = list(PARAMS.variants)
 if not VARIANTS:
     raise WorkflowError(f"{' + '.join(PARAM_FILES)}: variants: define at least one variant")
+# Replicates: a teacher per replicates.teachers seed, and every variant pruned on each teacher
+# once per replicates.seeds seed, in results/variants/<variant>/t<teacher>-s<seed>/.
+TEACHERS = PARAMS.replicates.teachers
+RUNS = PARAMS.replicates.runs()
+
+
+def every_run(pattern):
+    """`pattern` ({variant}, {teacher}, {seed}) for every variant and replicate."""
+    return [pattern.format(variant=v, teacher=t, seed=s) for v in VARIANTS for t, s in RUNS]
 SRC = os.path.relpath(Path(workflow.basedir) / "src")
 
 
@@ -51,9 +60,10 @@ def params_files(wildcards, output):
     return PARAMS_ARGS
 
 
-def record(stage, variant=None):
-    """Where a stage's job records the params values it ran with (alphaprune --record)."""
-    return f"results/params/{stage}.json" if variant is None else f"results/params/{stage}/{variant}.json"
+def record(stage, job=None):
+    """Where a stage's job records the params values it ran with (alphaprune --record); `job`
+    names one of a stage's jobs: t{teacher}, or {variant}/t{teacher}-s{seed}."""
+    return f"results/params/{stage}.json" if job is None else f"results/params/{stage}/{job}.json"
 
 
 def params_changed(stage):
@@ -63,11 +73,13 @@ def params_changed(stage):
     writes: after `dvc repro` it would redo what DVC did.)"""
 
     def trigger(wildcards):
-        variant = wildcards.get("variant")
-        made_with = record(stage, variant)
+        variant, teacher = wildcards.get("variant"), wildcards.get("teacher")
+        job = None
+        if teacher is not None:
+            job = f"t{teacher}" if variant is None else f"{variant}/t{teacher}-s{wildcards.seed}"
+        made_with = record(stage, job)
         stale = not record_matches(made_with, stage_values(RAW, stage, variant))
-        job = [stage, variant] if variant else [stage]
-        path = os.path.join(".snakemake", "alphaprune", "params-changed", *job)
+        path = os.path.join(".snakemake", "alphaprune", "params-changed", stage, *([job] if job else []))
         newer_than = os.path.getmtime(made_with) if os.path.exists(made_with) else None
         set_trigger(path, stale, newer_than)
         return path
@@ -89,16 +101,29 @@ def record_in_dvc():
         return
     # In pipeline order: committing a stage writes .gitignore files into the folders that the
     # stages after it depend on (results/variants), which must be hashed after that.
-    jobs = sorted((STAGES.index(job.rule.name), job.wildcards.get("variant") or "")
+    jobs = sorted((STAGES.index(job.rule.name), dvc_name(job.wildcards))
                   for job in workflow.dag.jobs if job.rule.name in STAGES)  # fmt: skip
-    stages = [STAGES[i] + (f"@{variant}" if variant else "") for i, variant in jobs]
-    done = subprocess.run([sys.executable, "-m", "dvc", "commit", "--force", *stages],
+    stages = [STAGES[i] + (f"@{name}" if name else "") for i, name in jobs]
+    # Naming stages costs DVC a search of the whole pipeline each (minutes for a grid of
+    # replicates); when the run's DAG is the whole pipeline, commit everything in one pass.
+    whole = {"prepare", "plots", "report", *(f"pretrain@{t}" for t in TEACHERS),
+             *(f"{s}@{v}-{t}-{seed}" for s in ("prune", "evaluate") for v in VARIANTS
+               for t, seed in RUNS)}  # fmt: skip
+    targets = [] if set(stages) == whole else stages
+    done = subprocess.run([sys.executable, "-m", "dvc", "commit", "--force", *targets],
                           capture_output=True, text=True)  # fmt: skip
     if done.returncode:
         error = [ln for ln in (done.stdout + done.stderr).splitlines() if ln.strip()]
         logger.warning(f"dvc commit failed, so `dvc status` may list stages: {error[:2]}")
     else:
         logger.info(f"Recorded in DVC's lock (dvc commit): the {len(stages)} stages of this run.")
+
+
+def dvc_name(wildcards):
+    """The part after @ of DVC's name for a job: <teacher> (foreach), <variant>-<teacher>-<seed>
+    (matrix); "" for stages that run once."""
+    keys = [k for k in ("variant", "teacher", "seed") if wildcards.get(k) is not None]
+    return "-".join(str(wildcards.get(k)) for k in keys)
 
 
 onsuccess:

@@ -2,11 +2,12 @@ rule plots:
     input:
         code=code("plots"),
         params=params_changed("plots"),
-        teacher_metrics=rules.pretrain.output.metrics,
-        teacher_history=rules.pretrain.output.history,
-        metrics=expand(rules.evaluate.output.metrics, variant=VARIANTS),
-        histories=expand(rules.prune.output.history, variant=VARIANTS),
-        steps=expand(rules.prune.output.steps, variant=VARIANTS),
+        teacher_metrics=expand(rules.pretrain.output.metrics, teacher=TEACHERS),
+        teacher_history=expand(rules.pretrain.output.history, teacher=TEACHERS),
+        metrics=every_run(rules.evaluate.output.metrics),
+        predictions=every_run(rules.evaluate.output.predictions),
+        histories=every_run(rules.prune.output.history),
+        steps=every_run(rules.prune.output.steps),
     output:
         plots=report(
             directory("results/plots"),
@@ -30,8 +31,9 @@ rule report:
     input:
         code=code("report"),
         params=params_changed("report"),
-        teacher_metrics=rules.pretrain.output.metrics,
-        metrics=expand(rules.evaluate.output.metrics, variant=VARIANTS),
+        teacher_metrics=expand(rules.pretrain.output.metrics, teacher=TEACHERS),
+        metrics=every_run(rules.evaluate.output.metrics),
+        predictions=every_run(rules.evaluate.output.predictions),
         plots=rules.plots.output.plots,
     output:
         report="results/report.md",

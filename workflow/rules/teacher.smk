@@ -1,13 +1,18 @@
+wildcard_constraints:
+    teacher=r"\d+",
+    seed=r"\d+",
+
+
 rule pretrain:
     input:
         code=code("pretrain"),
         params=params_changed("pretrain"),
         data=rules.prepare.output.data,
     output:
-        model="results/teacher/model.pt",
-        history="results/teacher/history.csv",
-        metrics="results/teacher/metrics.json",
-        record=record("pretrain"),
+        model="results/teacher/t{teacher}/model.pt",
+        history="results/teacher/t{teacher}/history.csv",
+        metrics="results/teacher/t{teacher}/metrics.json",
+        record=record("pretrain", "t{teacher}"),
     params:
         files=params_files,
         out=lambda w, output: os.path.dirname(output.model),
@@ -17,7 +22,8 @@ rule pretrain:
     conda:
         "../envs/alphaprune.yaml"
     log:
-        "logs/pretrain.log",
+        "logs/pretrain/t{teacher}.log",
     shell:
-        "alphaprune pretrain {params.files} --data {input.data} --out {params.out}"
+        "alphaprune pretrain {params.files} --seed {wildcards.teacher} --data {input.data}"
+        " --out {params.out}"
         " --record {output.record} 2> {log}"

@@ -9,10 +9,10 @@ rule prune:
         data=rules.prepare.output.data,
         teacher=rules.pretrain.output.model,
     output:
-        student="results/variants/{variant}/student.pt",
-        history="results/variants/{variant}/history.csv",
-        steps="results/variants/{variant}/steps.csv",
-        record=record("prune", "{variant}"),
+        student="results/variants/{variant}/t{teacher}-s{seed}/student.pt",
+        history="results/variants/{variant}/t{teacher}-s{seed}/history.csv",
+        steps="results/variants/{variant}/t{teacher}-s{seed}/steps.csv",
+        record=record("prune", "{variant}/t{teacher}-s{seed}"),
     params:
         files=params_files,
         out=lambda w, output: os.path.dirname(output.student),
@@ -22,9 +22,10 @@ rule prune:
     conda:
         "../envs/alphaprune.yaml"
     log:
-        "logs/prune/{variant}.log",
+        "logs/prune/{variant}/t{teacher}-s{seed}.log",
     shell:
-        "alphaprune prune {params.files} --variant {wildcards.variant} --data {input.data}"
+        "alphaprune prune {params.files} --variant {wildcards.variant} --seed {wildcards.seed}"
+        " --data {input.data}"
         " --teacher {input.teacher} --out {params.out} --record {output.record} 2> {log}"
 
 
@@ -39,8 +40,9 @@ rule evaluate:
         history=rules.prune.output.history,
         steps=rules.prune.output.steps,
     output:
-        metrics="results/variants/{variant}/metrics.json",
-        record=record("evaluate", "{variant}"),
+        metrics="results/variants/{variant}/t{teacher}-s{seed}/metrics.json",
+        predictions="results/variants/{variant}/t{teacher}-s{seed}/predictions.csv",
+        record=record("evaluate", "{variant}/t{teacher}-s{seed}"),
     threads: 1
     resources:
         gpu=1,  # it runs the models on the GPU too, and claims one like the training jobs
@@ -49,9 +51,11 @@ rule evaluate:
     conda:
         "../envs/alphaprune.yaml"
     log:
-        "logs/evaluate/{variant}.log",
+        "logs/evaluate/{variant}/t{teacher}-s{seed}.log",
     shell:
-        "alphaprune evaluate {params.files} --variant {wildcards.variant} --data {input.data}"
+        "alphaprune evaluate {params.files} --variant {wildcards.variant} --seed {wildcards.seed}"
+        " --data {input.data}"
         " --teacher {input.teacher} --teacher-metrics {input.teacher_metrics}"
         " --student {input.student} --history {input.history} --steps {input.steps}"
-        " --out {output.metrics} --record {output.record} 2> {log}"
+        " --out {output.metrics} --predictions {output.predictions} --record {output.record}"
+        " 2> {log}"

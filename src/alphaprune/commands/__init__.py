@@ -37,6 +37,15 @@ def load(args: argparse.Namespace) -> Params:
     return resolve(args.raw_params, source=" + ".join(map(str, files)))
 
 
+def add_seed_argument(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help=f"the seed of {what} (the pipeline passes each of replicates' seeds in turn)",
+    )
+
+
 def add_record_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--record", type=Path, metavar="FILE",

@@ -1,4 +1,5 @@
-"""`alphaprune check`: validate params files and print every variant's full settings."""
+"""`alphaprune check`: validate params files, print every variant's full settings and say
+whether each α schedule fits its epoch budget."""
 
 from __future__ import annotations
 
@@ -33,4 +34,14 @@ def run(args) -> None:
         return
     grid = {name: cfg.model_dump(mode="json") for name, cfg in params.variants.items()}
     print(yaml.safe_dump({"variants": grid}, sort_keys=False), end="")
-    log.info("%s: valid; %d variants", " + ".join(map(str, files)), len(grid))
+    # Whether each schedule reaches its last α before the fine-tune epochs (else α drops to 0
+    # from wherever it is: the abrupt replacement the method exists to avoid).
+    for name, cfg in params.variants.items():
+        fit = cfg.budget_fit()
+        if fit.certain:
+            log.warning("warning: %s", fit.message(name))
+        else:
+            log.info("%s", fit.message(name))
+    runs = len(params.replicates.runs())
+    log.info("%s: valid; %d variants x %d replicates", " + ".join(map(str, files)), len(grid),
+             runs)  # fmt: skip

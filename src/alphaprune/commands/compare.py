@@ -13,8 +13,9 @@ import yaml
 
 from alphaprune import compare
 from alphaprune.commands import add_params_arguments, load
+from alphaprune.config import ReplicatesConfig
 from alphaprune.errors import UserError
-from alphaprune.results import read_metrics
+from alphaprune.results import read_metrics, variant_means
 
 Reader = Callable[[Path], str]
 
@@ -24,7 +25,7 @@ def add_arguments(p) -> None:
     p.add_argument("--variants", type=Path, default=Path("results/variants"),
                    help="folder of variant folders (default: %(default)s)")  # fmt: skip
     p.add_argument("--teacher", type=Path, default=Path("results/teacher"),
-                   help="the teacher's results folder (default: %(default)s)")  # fmt: skip
+                   help="folder of the teachers' folders (default: %(default)s)")  # fmt: skip
     p.add_argument(
         "--exp", action="append", metavar="NAME", default=[],
         help="read a DVC experiment (its name, or any git revision) instead of the workspace; "
@@ -38,7 +39,8 @@ def run(args) -> None:
             "--exp: give at most two experiments (the second is compared with the first)"
         )
     if not args.exp:
-        metrics, teacher = _results(args, list(load(args).variants), Path.read_text)
+        params = load(args)
+        metrics, teacher = _results(args, list(params.variants), params.replicates, Path.read_text)
         print(f"teacher: test acc {_acc(teacher)}; {DELTA_NOTE}")
         print(compare.render(compare.table(metrics, teacher)))
         return
@@ -57,17 +59,21 @@ def run(args) -> None:
 DELTA_NOTE = f"{compare.DELTA}: test acc − teacher's, in percentage points"
 
 
-def _results(args, names: list[str], read_text: Reader):
-    metrics = read_metrics(names, args.variants, read_text, missing_ok=True)
-    try:
-        teacher = json.loads(read_text(args.teacher / "metrics.json"))["test_acc"]
-    except FileNotFoundError:
-        teacher = None
-    return metrics, teacher
+def _results(args, names: list[str], replicates: ReplicatesConfig, read_text: Reader):
+    """Each variant's figures and the teachers' test accuracy, means over the replicates."""
+    per_run = read_metrics(names, replicates.names(), args.variants, read_text, missing_ok=True)
+    accs = []
+    for name in replicates.teacher_names():
+        try:
+            accs.append(json.loads(read_text(args.teacher / name / "metrics.json"))["test_acc"])
+        except FileNotFoundError:
+            pass
+    return variant_means(per_run), (sum(accs) / len(accs) if accs else None)
 
 
-def _at(rev: str) -> tuple[list[str], Reader]:
-    """The variant names and a file reader of DVC experiment (or git revision) `rev`."""
+def _at(rev: str) -> tuple[list[str], ReplicatesConfig, Reader]:
+    """The variant names, replicates and a file reader of DVC experiment (or git revision)
+    `rev`."""
     from dvc.api import DVCFileSystem
 
     try:
@@ -75,7 +81,9 @@ def _at(rev: str) -> tuple[list[str], Reader]:
         params = yaml.safe_load(fs.read_text("params.yaml"))
     except Exception as err:  # noqa: BLE001 - DVC's errors for a bad name vary by version
         raise UserError(f"--exp {rev}: cannot read that experiment or revision ({err})") from None
-    return list(params.get("variants") or {}), lambda path: fs.read_text(Path(path).as_posix())
+    replicates = ReplicatesConfig.model_validate(params.get("replicates") or {})
+    reader = lambda path: fs.read_text(Path(path).as_posix())  # noqa: E731
+    return list(params.get("variants") or {}), replicates, reader
 
 
 def _acc(value: float | None) -> str:

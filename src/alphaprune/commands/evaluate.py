@@ -9,10 +9,16 @@ from pathlib import Path
 import pandas as pd
 
 from alphaprune import data
-from alphaprune.commands import add_params_arguments, add_record_argument, load, write_record
+from alphaprune.commands import (
+    add_params_arguments,
+    add_record_argument,
+    add_seed_argument,
+    load,
+    write_record,
+)
 from alphaprune.evaluate import evaluate
 from alphaprune.export import load_model
-from alphaprune.files import write_json
+from alphaprune.files import atomic_path, write_json
 from alphaprune.runtime import runtime_from, splits
 
 log = logging.getLogger("alphaprune")
@@ -21,9 +27,17 @@ log = logging.getLogger("alphaprune")
 def add_arguments(p) -> None:
     add_params_arguments(p)
     add_record_argument(p)
+    add_seed_argument(p, "the noise of the noisy-test accuracy")
     p.add_argument("--variant", required=True, help="the variant the student belongs to")
     for name in ("data", "teacher", "teacher-metrics", "student", "history", "steps", "out"):
         p.add_argument(f"--{name}", type=Path, required=True)
+    p.add_argument(
+        "--predictions",
+        type=Path,
+        metavar="FILE",
+        help="also write the student's prediction for every test image (CSV: label, pred), "
+        "which the report's paired tests between variants read",
+    )
 
 
 def run(args) -> None:
@@ -34,14 +48,18 @@ def run(args) -> None:
     teacher, _ = load_model(args.teacher, runtime.device)
     student, _ = load_model(args.student, runtime.device)
     (test,) = splits(prepared, runtime, "test")
-    metrics = evaluate(
+    metrics, predicted = evaluate(
         student, teacher, test,
         teacher_metrics=json.loads(Path(args.teacher_metrics).read_text()),
         history=pd.read_csv(args.history).to_dict("records"),
         steps=pd.read_csv(args.steps).to_dict("records"),
-        shape=prepared.shape, cfg=params.eval, runtime=runtime, seed=params.seed,
+        shape=prepared.shape, cfg=params.eval, runtime=runtime, seed=args.seed,
     )  # fmt: skip
     write_json(args.out, metrics)
+    if args.predictions:
+        table = pd.DataFrame({"label": test.y.cpu().numpy(), "pred": predicted.cpu().numpy()})
+        with atomic_path(args.predictions) as tmp:
+            table.to_csv(tmp, index=False)
     log.info("%s: test_acc=%.4f achieved=%.4f", args.variant, metrics["test_acc"],
              metrics["achieved"])  # fmt: skip
     write_record(args, "evaluate", args.variant)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from alphaprune.commands import add_params_arguments, add_record_argument, load, write_record
+from alphaprune.commands import (
+    add_params_arguments,
+    add_record_argument,
+    add_seed_argument,
+    load,
+    write_record,
+)
 from alphaprune.progress import Progress
 from alphaprune.stages.pretrain import pretrain
 
@@ -15,6 +21,7 @@ log = logging.getLogger("alphaprune")
 def add_arguments(p) -> None:
     add_params_arguments(p)
     add_record_argument(p)
+    add_seed_argument(p, "this teacher (initialisation, batch order, augmentation)")
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="folder for model.pt, metrics, history")
 
@@ -22,7 +29,7 @@ def add_arguments(p) -> None:
 def run(args) -> None:
     params = load(args)
     progress = Progress("teacher", params.teacher.epochs)
-    metrics = pretrain(params, args.data, args.out, on_epoch=progress)
+    metrics = pretrain(params, args.data, args.out, seed=args.seed, on_epoch=progress)
     progress.close()
     log.info("teacher: test_acc=%.4f params=%d", metrics["test_acc"], metrics["params"])
     write_record(args, "pretrain")

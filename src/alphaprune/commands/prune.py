@@ -5,7 +5,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from alphaprune.commands import add_params_arguments, add_record_argument, load, write_record
+from alphaprune.commands import (
+    add_params_arguments,
+    add_record_argument,
+    add_seed_argument,
+    load,
+    write_record,
+)
 from alphaprune.progress import Progress
 from alphaprune.stages.prune import prune
 
@@ -15,6 +21,7 @@ log = logging.getLogger("alphaprune")
 def add_arguments(p) -> None:
     add_params_arguments(p)
     add_record_argument(p)
+    add_seed_argument(p, "this prune run (branch initialisation, batch order, augmentation)")
     p.add_argument("--variant", required=True)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--teacher", type=Path, required=True)
@@ -25,7 +32,8 @@ def run(args) -> None:
     params = load(args)
     cfg = params.variant(args.variant)
     progress = Progress(args.variant, cfg.epochs)
-    out = prune(params, args.variant, args.data, args.teacher, args.out, on_epoch=progress)
+    out = prune(params, args.variant, args.data, args.teacher, args.out, seed=args.seed,
+                on_epoch=progress)
     progress.close()
     log.info("%s: achieved=%.4f val_acc=%.4f", args.variant, out["achieved"], out["val_acc"])
     write_record(args, "prune", args.variant)

@@ -18,12 +18,14 @@ from alphaprune.stages import Curves, OnEpoch, generator
 from alphaprune.train import FitSpec, fit
 
 
-def pretrain(params: Params, data_path: Path, out_dir: Path, on_epoch: OnEpoch = None) -> dict:
-    """Train the teacher: `out_dir`/model.pt, metrics.json, history.csv."""
+def pretrain(
+    params: Params, data_path: Path, out_dir: Path, seed: int = 0, on_epoch: OnEpoch = None
+) -> dict:
+    """Train a teacher from `seed`: `out_dir`/model.pt, metrics.json, history.csv."""
     prepared = data.load(data_path)
     runtime = runtime_from(params.runtime)
     c, h, _ = prepared.shape
-    torch.manual_seed(params.seed)
+    torch.manual_seed(seed)
     try:
         model = build_model(params.model.name, prepared.num_classes, in_channels=c, image_size=h)
     except ModelError as err:
@@ -39,7 +41,7 @@ def pretrain(params: Params, data_path: Path, out_dir: Path, on_epoch: OnEpoch =
         augment=Augment(**t.augment.model_dump()),
     )  # fmt: skip
     curves = Curves(out_dir, steps=False)
-    result = fit(model, train, val, spec, runtime, generator(runtime, params.seed),
+    result = fit(model, train, val, spec, runtime, generator(runtime, seed),
                  on_epoch=on_epoch, on_update=curves.update)  # fmt: skip
     recipe = recipe_for(params.model.name, prepared.num_classes, prepared.shape, prepared.mean,
                         prepared.std, prepared.card["classes"])  # fmt: skip
@@ -52,6 +54,7 @@ def pretrain(params: Params, data_path: Path, out_dir: Path, on_epoch: OnEpoch =
         "train_acc": result.steps[-1]["train_acc_clean"],  # un-augmented, like alpha_hold_train
         "params": sum(p.numel() for p in model.parameters()),
         "epochs": len(result.history),
+        "seed": seed,
         "wall_time_s": result.seconds,
     }
     write_json(out_dir / "metrics.json", metrics)

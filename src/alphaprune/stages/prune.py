@@ -21,6 +21,7 @@ from alphaprune.config import Params, PruneConfig
 from alphaprune.export import load_model, save_model
 from alphaprune.losses import NEEDS_TEACHER, make_loss
 from alphaprune.runtime import runtime_from, splits
+from alphaprune.schedules import even_steps
 from alphaprune.stages import Curves, OnEpoch, generator
 from alphaprune.train import DivergenceError, FitSpec, fit
 
@@ -57,34 +58,42 @@ def prune(
     data_path: Path,
     teacher_path: Path,
     out_dir: Path,
+    seed: int = 0,
     on_epoch: OnEpoch = None,
 ) -> dict:
-    """Prune the teacher with one variant's recipe: `out_dir`/student.pt, history.csv,
+    """Prune the teacher with one variant's recipe from `seed`: `out_dir`/student.pt, history.csv,
     steps.csv, and checkpoint/ for resuming a killed run."""
     cfg = params.variant(variant)
     prepared = data.load(data_path)
     runtime = runtime_from(params.runtime)
     teacher, recipe = load_model(teacher_path, runtime.device)
     train, val = splits(prepared, runtime, "train", "val")
-    torch.manual_seed(params.seed)
+    torch.manual_seed(seed)
     calib = [next(train.batches(cfg.calibration_size))[0]] if cfg.init == "lsq" else None
     model, plan = make_student(teacher, cfg, train.normalise(train.x[:2]), calib)
     log.info("%s: %d layers get %s branches; removes %.4f of %d parameters", variant,
              len(plan.layers), cfg.branch, plan.achieved, plan.teacher_params)  # fmt: skip
     loss = cfg.loss.model_dump()
+    alphas, step_epochs = cfg.alphas(), None
+    if cfg.advance.mode == "even":
+        anneal, step_epochs = even_steps(alphas, cfg.epochs - cfg.finetune_epochs)
+        alphas = [*anneal, 0.0]
+    fits = cfg.budget_fit()
+    (log.warning if fits.certain else log.info)("%s", fits.message(variant))
     spec = FitSpec(
-        alphas=cfg.alphas(), epochs=cfg.epochs, finetune_epochs=cfg.finetune_epochs,
+        alphas=alphas, step_epochs=step_epochs, epochs=cfg.epochs,
+        finetune_epochs=cfg.finetune_epochs,
         advance=cfg.advance, batch_size=cfg.batch_size, optimizer=cfg.optimizer,
         loss=make_loss(**loss), needs_teacher=loss["kind"] in NEEDS_TEACHER,
         augment=Augment(**cfg.augment.model_dump()), trainable=cfg.trainable,
-        fingerprint=_fingerprint(cfg, params.seed, teacher_path, prepared),
+        fingerprint=_fingerprint(cfg, seed, teacher_path, prepared),
     )  # fmt: skip
     # Declared by dvc.yaml as an output even when the run is one step (oneshot) with nothing
     # to resume from; made only once the inputs have loaded, so a bad input leaves no output.
     (out_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
     curves = Curves(out_dir)
     try:
-        result = fit(model, train, val, spec, runtime, generator(runtime, params.seed),
+        result = fit(model, train, val, spec, runtime, generator(runtime, seed),
                      teacher=teacher, checkpoint=out_dir / "checkpoint" / "last.pt",
                      on_epoch=on_epoch, on_update=curves.update)  # fmt: skip
     except DivergenceError as err:
