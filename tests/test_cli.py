@@ -211,6 +211,23 @@ def test_unreadable_params_file_is_one_line(tmp_path, capsys, content, expected)
     assert str(params) in err and expected in err
 
 
+def test_check_warns_of_a_schedule_that_cannot_fit_its_budget(params_file, caplog):
+    # 28 α steps of at least one epoch each, and 10 epochs before the fine-tune epochs
+    fits = ["--set", "variants.fits.schedule={kind: linear, steps: 5}"]
+    cut = ["--set", "variants.cut.schedule={kind: exponential, rate: 0.1, alpha_min: 0.05}",
+           "--set", "variants.cut.epochs=12", "--set", "variants.cut.finetune_epochs=2"]
+    even = ["--set", "variants.even.schedule={kind: exponential, rate: 0.1, alpha_min: 0.05}",
+            "--set", "variants.even.epochs=12", "--set", "variants.even.finetune_epochs=2",
+            "--set", "variants.even.advance.mode=even"]  # fmt: skip
+    with caplog.at_level("INFO", logger="alphaprune"):
+        assert main(["check", "--params", str(params_file), *fits, *cut, *even]) == 0
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    err = caplog.text
+    assert "cut: 28 α steps" in warning and "budget 10 epochs" in warning
+    assert "does not fit" in warning and "drop to 0 from 0.349" in warning
+    assert "even: 28 α steps" in err and "even mode" in err
+
+
 def _damage_corrupt(r):
     (r / "images/train/emu/00.png").write_bytes(b"\x89PNG not really")
 

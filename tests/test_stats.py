@@ -104,6 +104,16 @@ def test_paired_comparison_uses_a_paired_t_test_over_replicates():
     assert c.diff.mean == pytest.approx(np.mean(np.subtract(var, ref)))
 
 
+def test_identical_differences_fall_back_to_the_largest_mcnemar_p():
+    # every replicate one image better: no variance for a t-test, and one image is no evidence
+    ref = np.array([True] * 90 + [False] * 10)
+    var = ref.copy()
+    var[95] = True
+    c = compare([0.91] * 3, [0.90] * 3, [var] * 3, [ref] * 3)
+    assert c.test == "McNemar, largest" and c.p == pytest.approx(1.0)
+    assert c.diff.mean == pytest.approx(0.01)
+
+
 # ------------------------------------------------------------------- verdicts on known cases
 RNG = np.random.default_rng(0)
 N_IMAGES = 2000

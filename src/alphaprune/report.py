@@ -114,10 +114,12 @@ def render(
     if n_runs > 1:
         how = (
             f"Each variant ran {n_runs} times (replicates: teacher × seed). Intervals are "
-            f"{level} Student-t intervals over the replicates; `Δ test pp` is the paired "
-            "difference from the reference, replicate by replicate, and its p-value a paired "
-            "t-test over them. The exact McNemar test of each replicate (same test images) is "
-            "in the last table."
+            f"{level} Student-t intervals over the replicates, widened where needed to the "
+            "test set's Wilson interval; `Δ test pp` is the paired difference from the "
+            "reference, replicate by replicate, and its p-value a paired t-test over them (where "
+            "the differences do not vary at all, the largest of the replicates' McNemar "
+            "p-values). The exact McNemar test of each replicate (same test images) is in the "
+            "last table."
         )
     else:
         how = (
