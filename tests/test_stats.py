@@ -19,6 +19,7 @@ from alphaprune.stats import (
     compare,
     interval,
     mcnemar_exact,
+    paired_test_variance,
     summarise,
     t_interval,
     verdicts,
@@ -67,13 +68,23 @@ def test_interval_of_replicates_stays_within_0_and_1():
     assert 0 <= iv.low <= iv.mean <= iv.high <= 1
 
 
-def test_interval_of_replicates_is_never_narrower_than_the_test_set_resolves():
-    same = interval([0.9, 0.9, 0.9], test_size=360)  # sd 0: the t interval has no width
-    assert (same.low, same.high) == pytest.approx(_wilson_by_hand(324, 360, 0.95))
-    wide = interval([0.80, 0.90, 0.85], test_size=10_000)  # seeds vary far more than images
-    assert (wide.low, wide.high) == pytest.approx(
-        (t_interval([0.80, 0.90, 0.85]).low, t_interval([0.80, 0.90, 0.85]).high)
-    )
+def test_interval_of_replicates_adds_the_test_sets_variance():
+    # sd over seeds 0: what remains is the test set's binomial variance, p(1-p)/N
+    same = interval([0.9, 0.9, 0.9], test_size=360)
+    half = 4.302652729911275 * math.sqrt(0.9 * 0.1 / 360)
+    assert (same.low, same.high) == pytest.approx((0.9 - half, 0.9 + half))
+    x = [0.80, 0.90, 0.85]
+    se = math.sqrt(np.var(x, ddof=1) / 3 + 0.85 * 0.15 / 10_000)
+    wide = interval(x, test_size=10_000)
+    assert (wide.low, wide.high) == pytest.approx((0.85 - 4.302652729911275 * se,
+                                                   0.85 + 4.302652729911275 * se))  # fmt: skip
+
+
+def test_several_teachers_make_the_teacher_the_unit_of_replication():
+    # two teachers x two seeds: the seeds of a teacher are averaged first (n = 2, not 4)
+    iv = interval([0.80, 0.82, 0.90, 0.92], 10_000, clusters=["t0", "t0", "t1", "t1"])
+    assert iv.n == 2 and iv.mean == pytest.approx(0.86)
+    assert iv.sd == pytest.approx(np.std([0.81, 0.91], ddof=1))
 
 
 def test_exact_mcnemar_is_the_binomial_tail():
@@ -82,6 +93,13 @@ def test_exact_mcnemar_is_the_binomial_tail():
     b = np.array([True] * 50 + [False] * 1 + [True] * 9 + [False] * 40)
     assert mcnemar_exact(a, b) == pytest.approx(22 / 1024)
     assert mcnemar_exact(a, a) == pytest.approx(1.0)
+
+
+def test_paired_test_variance_by_hand():
+    a = np.array([True] * 50 + [True] * 1 + [False] * 9 + [False] * 40)
+    b = np.array([True] * 50 + [False] * 1 + [True] * 9 + [False] * 40)
+    d = (1 - 9) / 100
+    assert paired_test_variance(a, b) == pytest.approx(((1 + 9) / 100 - d * d) / 100)
 
 
 def test_holm_by_hand():
@@ -96,22 +114,39 @@ def test_holm_by_hand():
     assert out["y"] == (SAME, pytest.approx(0.06))
 
 
-def test_paired_comparison_uses_a_paired_t_test_over_replicates():
-    ref, var = [0.80, 0.82, 0.79], [0.85, 0.88, 0.83]
-    correct = [np.ones(10, bool)] * 3
-    c = compare(var, ref, correct, correct)
-    assert c.test == "paired t" and c.p == pytest.approx(sps.ttest_rel(var, ref).pvalue)
-    assert c.diff.mean == pytest.approx(np.mean(np.subtract(var, ref)))
+def _correct(n_right: int, n: int = 400, shift: int = 0) -> np.ndarray:
+    """n images, the `n_right` starting at `shift` right."""
+    return (np.arange(n) - shift) % n < n_right
 
 
-def test_identical_differences_fall_back_to_the_largest_mcnemar_p():
-    # every replicate one image better: no variance for a t-test, and one image is no evidence
-    ref = np.array([True] * 90 + [False] * 10)
-    var = ref.copy()
-    var[95] = True
-    c = compare([0.91] * 3, [0.90] * 3, [var] * 3, [ref] * 3)
-    assert c.test == "McNemar, largest" and c.p == pytest.approx(1.0)
-    assert c.diff.mean == pytest.approx(0.01)
+def test_paired_comparison_by_hand():
+    # three replicates, the variant 20, 30, 16 images better than the reference out of 400
+    ref = [_correct(320), _correct(330), _correct(324)]
+    var = [_correct(340), _correct(360), _correct(340)]
+    c = compare(var, ref, runs=("t0-s0", "t0-s1", "t0-s2"))
+    d = np.array([20, 30, 16]) / 400
+    test_var = np.mean([((b + 0) / 400 - (b / 400) ** 2) / 400 for b in (20, 30, 16)])
+    se = math.sqrt(np.var(d, ddof=1) / 3 + test_var)
+    assert c.test == "paired t" and c.diff.mean == pytest.approx(d.mean())
+    assert c.p == pytest.approx(2 * sps.t.sf(d.mean() / se, 2))
+    assert c.diff.high - c.diff.mean == pytest.approx(4.302652729911275 * se)
+    assert c.mcnemar == pytest.approx(tuple(2 * sps.binom.cdf(0, b, 0.5) for b in (20, 30, 16)))
+
+
+def test_equal_differences_are_weighed_against_the_test_set():
+    # every replicate exactly one image better: no seed variance, and one image is no evidence
+    ref = [_correct(360, shift=s) for s in range(3)]
+    var = [_correct(361, shift=s) for s in range(3)]
+    c = compare(var, ref)
+    assert c.diff.sd == 0 and c.diff.mean == pytest.approx(1 / 400)
+    assert c.p > 0.2 and c.diff.low < 0 < c.diff.high
+
+
+def test_one_replicate_uses_mcnemar_with_a_wald_interval():
+    c = compare([_correct(340)], [_correct(320)])
+    assert c.test == "McNemar" and c.p == pytest.approx(2 * 0.5**20)
+    half = 1.959963984540054 * math.sqrt((20 / 400 - (20 / 400) ** 2) / 400)
+    assert (c.diff.low, c.diff.high) == pytest.approx((0.05 - half, 0.05 + half))
 
 
 # ------------------------------------------------------------------- verdicts on known cases

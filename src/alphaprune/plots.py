@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 
 from alphaprune.files import atomic_path  # noqa: E402
-from alphaprune.stats import interval  # noqa: E402
+from alphaprune.stats import interval, teacher_clusters  # noqa: E402
 
 ALPHA_CMAP = "viridis"
 DPI = 120
@@ -115,12 +115,20 @@ def _intervals(per_run: pd.DataFrame, key: str, confidence: float) -> pd.DataFra
     """Per variant: mean, low, high of `key` (stats.interval: over replicates, or Wilson)."""
     size = int(per_run["test_size"].iloc[0])
     rows = {
-        n: interval(g[key].to_list(), size, confidence)
+        n: interval(
+            g[key].to_list(), size, confidence, teacher_clusters(g.index.get_level_values(1))
+        )
         for n, g in per_run.groupby(level="variant", sort=False)
     }
     return pd.DataFrame(
         {n: (i.mean, i.low, i.high) for n, i in rows.items()}, index=["mean", "low", "high"]
     ).T
+
+
+def _interval_label(per_run: pd.DataFrame, confidence: float) -> str:
+    if per_run.index.get_level_values("replicate").nunique() > 1:
+        return f"mean, {confidence:.0%} interval"
+    return f"one run, {confidence:.0%} Wilson interval"
 
 
 def final_accuracy(per_run: pd.DataFrame, teacher: dict, out: Path, confidence=0.95) -> Path:
@@ -144,7 +152,7 @@ def final_accuracy(per_run: pd.DataFrame, teacher: dict, out: Path, confidence=0
             color=colour,
             ms=5,
             capsize=3,
-            label=f"mean, {confidence:.0%} interval",
+            label=_interval_label(per_run, confidence),
             zorder=3,
         )
         runs = per_run[col].reset_index()
@@ -179,7 +187,7 @@ def accuracy_vs_size(per_run: pd.DataFrame, teacher: dict, out: Path, confidence
             color="steelblue",
             capsize=3,
             zorder=2,
-            label=f"mean, {confidence:.0%} interval",
+            label=_interval_label(per_run, confidence),
         )
         # Points within 3% of the axis width at the same accuracy share one label (written to
         # the right of the rightmost), so close names do not print over each other.

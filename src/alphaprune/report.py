@@ -113,21 +113,23 @@ def render(
         )
     if n_runs > 1:
         how = (
-            f"Each variant ran {n_runs} times (replicates: teacher × seed). Intervals are "
-            f"{level} Student-t intervals over the replicates, widened where needed to the "
-            "test set's Wilson interval; `Δ test pp` is the paired difference from the "
-            "reference, replicate by replicate, and its p-value a paired t-test over them (where "
-            "the differences do not vary at all, the largest of the replicates' McNemar "
-            "p-values). The exact McNemar test of each replicate (same test images) is in the "
-            "last table."
+            f"Each variant ran {n_runs} times (replicates: teacher × seed; with several "
+            "teachers, a teacher's seeds are averaged and the teachers are the replicates). "
+            f"Intervals are {level} Student-t intervals that count both sources of error: "
+            "the spread over replicates and the finite test set, which every replicate shares. "
+            "`Δ test pp` is the paired difference from the reference, replicate by replicate and "
+            "in whole images, with such an interval, and its p-value the matching t-test; the "
+            "Δ intervals are not adjusted for the number of comparisons, the verdicts are. The "
+            "exact McNemar test of each replicate (same test images) is in the last table."
         )
     else:
         how = (
             f"One run per variant (set `replicates` to run more). Intervals are {level} "
             "Wilson intervals over the test images: they hold for this run, not for the "
             "recipe (another seed moves a student more than that). `Δ test pp` is the "
-            "difference from the reference and its p-value the exact McNemar test on the two "
-            "students' predictions for the same images."
+            "difference from the reference (Wald interval for matched pairs) and its p-value "
+            "the exact McNemar test on the two students' predictions for the same images: it "
+            "compares these two students, not the recipes."
         )
     lines = [
         "# alphaprune report",

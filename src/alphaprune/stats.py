@@ -1,22 +1,28 @@
 """Statistics for telling variants apart: intervals, paired comparisons and a verdict.
 
-- A figure measured on several replicates (seeds) gets its mean, standard deviation and a
-  Student-t interval over the replicates; a figure of one run, which is a proportion of the test
-  images, gets a Wilson interval from the test-set size instead.
+Two sources of error make a student's test accuracy uncertain: training (another seed trains
+another student) and the finite test set (other images would score it differently). Every
+replicate is scored on the same test images, so averaging replicates shrinks the first and not
+the second. Hence:
+
+- An accuracy (a proportion of the test images) of several replicates gets its mean, standard
+  deviation and a Student-t interval whose variance is s²/n over the replicates plus p(1−p)/N
+  for the N test images; an accuracy of one run gets the Wilson interval over the images.
 - A variant is compared with a reference variant replicate by replicate (same teacher, same
-  seed, same test images): the paired difference of test accuracy with its t interval, and per
-  replicate an exact McNemar test on the two students' predictions for the same images.
-- The verdict per variant (better, worse, no detectable difference) tests the paired
-  difference over replicates (paired t-test) when there are at least two, else the exact
-  McNemar test of the single replicate, and holds the family of comparisons to the stated
-  level with Holm's step-down correction.
+  seed, same images). The paired difference of test accuracy, counted in whole images, gets a
+  t interval of variance s_d²/n plus the matched-pairs (McNemar) variance of the difference on
+  the test set; with one replicate, the exact McNemar test on the two students' predictions.
+  The exact McNemar p-value of each replicate is reported too.
+- With several teachers, the unit of replication is the teacher: its seeds are averaged first
+  (seeds pruned from one teacher share it and are not independent).
+- The verdict per variant (better, worse, no detectable difference) holds the family of
+  comparisons with the reference to the stated level with Holm's step-down correction.
 
 scipy and statsmodels do the distributions; this module only chooses and combines them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,14 +39,14 @@ BETTER, WORSE, SAME = "better", "worse", "no detectable difference"
 
 @dataclass(frozen=True)
 class Interval:
-    """A figure with its interval: `mean` over `n` replicates (or the single run's value)."""
+    """A figure with its interval: `mean` over `n` units of replication (or one run's value)."""
 
     mean: float
     low: float
     high: float
     n: int
-    sd: float = math.nan  # over replicates; NaN for a single run
-    method: str = "t"  # t (over replicates) | wilson (one run, over test images)
+    sd: float = math.nan  # over the units; NaN for a single run
+    method: str = "t"  # t (over replicates and test images) | wilson | wald (one run)
 
     def __str__(self) -> str:
         return f"{self.mean:.4f} [{self.low:.4f}, {self.high:.4f}]"
@@ -52,82 +58,117 @@ def wilson(successes: int, trials: int, confidence: float = 0.95) -> tuple[float
     return float(low), float(high)
 
 
-def t_interval(values: Sequence[float], confidence: float = 0.95) -> Interval:
-    """Mean, standard deviation and Student-t interval of replicate values (n >= 2)."""
+def t_interval(
+    values: Sequence[float], confidence: float = 0.95, extra_var: float = 0.0
+) -> Interval:
+    """Mean, standard deviation and Student-t interval (n − 1 degrees of freedom) of n >= 2
+    values, with `extra_var` added to the variance of the mean (an error they all share)."""
     x = np.asarray(values, dtype=float)
     if len(x) < 2:
         raise ValueError(f"a t interval needs at least 2 values, got {len(x)}")
     mean, sd = float(x.mean()), float(x.std(ddof=1))
-    if sd == 0:
-        return Interval(mean, mean, mean, len(x), 0.0)
-    low, high = stats.t.interval(confidence, len(x) - 1, loc=mean, scale=sd / math.sqrt(len(x)))
+    se = math.sqrt(sd * sd / len(x) + extra_var)
+    if se == 0:
+        return Interval(mean, mean, mean, len(x), sd)
+    low, high = stats.t.interval(confidence, len(x) - 1, loc=mean, scale=se)
     return Interval(mean, float(low), float(high), len(x), sd)
 
 
-def interval(values: Sequence[float], test_size: int, confidence: float = 0.95) -> Interval:
-    """An interval of a proportion of the `test_size` test images (an accuracy): over replicates
-    (Student t, at least as wide as the test set's Wilson interval, within [0, 1]) when there
-    are several; for one run, Wilson over the images."""
-    if len(values) < 2:
-        (value,) = values
+def cluster_means(values: Sequence[float], clusters: Sequence[str] | None) -> np.ndarray:
+    """`values` averaged within each cluster (e.g. the seeds of one teacher), in first-seen
+    order; unchanged without clusters."""
+    x = np.asarray(values, dtype=float)
+    if clusters is None:
+        return x
+    return pd.Series(x).groupby(list(clusters), sort=False).mean().to_numpy()
+
+
+def interval(
+    values: Sequence[float],
+    test_size: int,
+    confidence: float = 0.95,
+    clusters: Sequence[str] | None = None,
+) -> Interval:
+    """An interval of an accuracy (a proportion of the `test_size` test images): over the
+    replicates (or the `clusters` they fall in) and the test images, within [0, 1]; for one,
+    the Wilson interval over the images."""
+    units = cluster_means(values, clusters)
+    if len(units) < 2:
+        value = float(np.mean(values))
         low, high = wilson(round(value * test_size), test_size, confidence)
-        return Interval(float(value), low, high, 1, method="wilson")
-    t = t_interval(values, confidence)
-    # Replicates that agree closely (on a few hundred images, often exactly) give a t interval
-    # narrower than the test set can resolve: it is widened to the Wilson interval of the mean.
-    low, high = wilson(round(t.mean * test_size), test_size, confidence)
-    return Interval(t.mean, max(min(t.low, low), 0.0), min(max(t.high, high), 1.0), t.n, t.sd)
+        return Interval(value, low, high, 1, method="wilson")
+    mean = float(units.mean())
+    t = t_interval(units, confidence, extra_var=mean * (1 - mean) / test_size)
+    return Interval(t.mean, max(t.low, 0.0), min(t.high, 1.0), t.n, t.sd)
+
+
+def _table(a: np.ndarray, b: np.ndarray) -> list[list[int]]:
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    if a.shape != b.shape:
+        raise ValueError(f"predictions of different test sets: {a.shape} vs {b.shape}")
+    return [[int(np.sum(a & b)), int(np.sum(a & ~b))], [int(np.sum(~a & b)), int(np.sum(~a & ~b))]]
 
 
 def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
     """p-value of the exact McNemar test that two classifiers, scored on the same images, have
     the same accuracy (only the images exactly one of them gets right count)."""
-    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
-    if a.shape != b.shape:
-        raise ValueError(f"predictions of different test sets: {a.shape} vs {b.shape}")
-    table = [[int(np.sum(a & b)), int(np.sum(a & ~b))], [int(np.sum(~a & b)), int(np.sum(~a & ~b))]]
-    return float(mcnemar(table, exact=True).pvalue)
+    return float(mcnemar(_table(correct_a, correct_b), exact=True).pvalue)
+
+
+def paired_test_variance(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
+    """Variance, from the finite test set, of the difference of two accuracies measured on the
+    same N images: ((b + c)/N − d²)/N, b and c the images only one of them gets right and d the
+    difference (the matched-pairs variance behind McNemar's test)."""
+    (_, b), (c, _) = _table(correct_a, correct_b)
+    n = len(correct_a)
+    d = (b - c) / n
+    return ((b + c) / n - d * d) / n
 
 
 @dataclass(frozen=True)
 class Comparison:
     """One variant against the reference, over the replicates both have."""
 
-    diff: Interval  # paired difference of test accuracy, variant - reference
-    p: float  # the p-value the verdict uses (paired t over replicates, or McNemar for one)
+    diff: Interval  # difference of test accuracy, variant − reference
+    p: float  # the p-value the verdict uses
     test: str  # "paired t" | "McNemar"
     mcnemar: tuple[float, ...]  # exact McNemar p-value of each replicate
     runs: tuple[str, ...] = ()  # the replicates' names, in that order
 
 
 def compare(
-    acc: Sequence[float],
-    reference_acc: Sequence[float],
     correct: Sequence[np.ndarray],
     reference_correct: Sequence[np.ndarray],
     confidence: float = 0.95,
+    runs: Sequence[str] = (),
+    clusters: Sequence[str] | None = None,
 ) -> Comparison:
-    """A variant against the reference: both sequences in the same replicate order."""
-    if not len(acc) == len(reference_acc) == len(correct) == len(reference_correct) >= 1:
+    """A variant against the reference from each replicate's per-image correctness (both in the
+    same replicate order). Differences are counted in whole images, so replicates that differ
+    by the same number of images give exactly equal differences."""
+    if not len(correct) == len(reference_correct) >= 1:
         raise ValueError("compare needs the same replicates (at least one) for both variants")
     pvals = tuple(mcnemar_exact(a, b) for a, b in zip(correct, reference_correct, strict=True))
-    diffs = np.asarray(acc, dtype=float) - np.asarray(reference_acc, dtype=float)
-    if len(diffs) == 1:
-        n = len(correct[0])
-        # The difference of two accuracies on the same images: a Newcombe-style interval would
-        # need the paired table; the McNemar p-value carries the test, the interval is omitted.
-        return Comparison(
-            Interval(float(diffs[0]), math.nan, math.nan, 1, method=f"n={n}"),
-            pvals[0],
-            "McNemar",
-            pvals,
+    n_images = len(correct[0])
+    diffs = [
+        (int(np.sum(a)) - int(np.sum(b))) / n_images
+        for a, b in zip(correct, reference_correct, strict=True)
+    ]
+    test_var = float(
+        np.mean(
+            [paired_test_variance(a, b) for a, b in zip(correct, reference_correct, strict=True)]
         )
-    diff = t_interval(diffs, confidence)
-    if diff.sd == 0:
-        # Identical differences (on a small test set, whole images): the t statistic is
-        # undefined. The verdict then needs every replicate's own McNemar test: the largest p.
-        return Comparison(diff, max(pvals), "McNemar, largest", pvals)
-    return Comparison(diff, float(stats.ttest_rel(acc, reference_acc).pvalue), "paired t", pvals)
+    )
+    units = cluster_means(diffs, clusters)
+    if len(units) == 1:
+        d = float(np.mean(diffs))
+        half = stats.norm.ppf(0.5 + confidence / 2) * math.sqrt(test_var)
+        diff = Interval(d, d - half, d + half, 1, method="wald")
+        return Comparison(diff, max(pvals), "McNemar", pvals, tuple(runs))
+    diff = t_interval(units, confidence, extra_var=test_var)
+    se = (diff.high - diff.mean) / stats.t.ppf(0.5 + confidence / 2, diff.n - 1)
+    p = 1.0 if diff.mean == 0 else float(2 * stats.t.sf(abs(diff.mean) / se, diff.n - 1))
+    return Comparison(diff, p, "paired t", pvals, tuple(runs))
 
 
 def verdicts(
@@ -151,6 +192,13 @@ def verdicts(
 INTERVAL_KEYS = ("test_acc", "noisy_test_acc", "agreement")  # proportions of the test images
 
 
+def teacher_clusters(runs: Sequence[str]) -> list[str] | None:
+    """The teacher of each replicate (t0 of t0-s1) when there are several teachers, else None:
+    with one teacher the seeds are the replicates."""
+    teachers = [r.split("-")[0] for r in runs]
+    return teachers if len(set(teachers)) > 1 else None
+
+
 def summarise(
     per_run: pd.DataFrame,
     correct: Mapping[tuple[str, str], np.ndarray],
@@ -170,21 +218,21 @@ def summarise(
         if name == reference:
             continue
         runs = [r for r in per_run.loc[name].index if r in ref_runs]
-        c = compare(
-            per_run.loc[[(name, r) for r in runs], "test_acc"].to_list(),
-            per_run.loc[[(reference, r) for r in runs], "test_acc"].to_list(),
+        comparisons[name] = compare(
             [correct[name, r] for r in runs],
             [correct[reference, r] for r in runs],
             confidence,
+            runs,
+            teacher_clusters(runs),
         )
-        comparisons[name] = dataclasses.replace(c, runs=tuple(runs))
     verdict = verdicts(comparisons, confidence)
     rows = []
     for name in names:
         runs = per_run.loc[name]
         row = {"n": len(runs)}
         for key in INTERVAL_KEYS:
-            row[key] = interval(runs[key].to_list(), test_size, confidence)
+            values = runs[key].to_list()
+            row[key] = interval(values, test_size, confidence, teacher_clusters(runs.index))
         row["comparison"] = comparisons.get(name)
         row["verdict"], row["p_holm"] = verdict.get(name, ("reference", math.nan))
         rows.append(row)

@@ -40,7 +40,9 @@ def run(args) -> None:
         )
     if not args.exp:
         params = load(args)
-        metrics, teacher = _results(args, list(params.variants), params.replicates, Path.read_text)
+        r = params.replicates
+        metrics, teacher = _results(args, list(params.variants), r.names(), r.teacher_names(),
+                                    Path.read_text)  # fmt: skip
         print(f"teacher: test acc {_acc(teacher)}; {DELTA_NOTE}")
         print(compare.render(compare.table(metrics, teacher)))
         return
@@ -59,11 +61,12 @@ def run(args) -> None:
 DELTA_NOTE = f"{compare.DELTA}: test acc − teacher's, in percentage points"
 
 
-def _results(args, names: list[str], replicates: ReplicatesConfig, read_text: Reader):
-    """Each variant's figures and the teachers' test accuracy, means over the replicates."""
-    per_run = read_metrics(names, replicates.names(), args.variants, read_text, missing_ok=True)
+def _results(args, names: list[str], runs: list[str], teachers: list[str], read_text: Reader):
+    """Each variant's figures and the teachers' test accuracy, means over the replicates (the
+    folders `runs` under each variant's, `teachers` under the teachers')."""
+    per_run = read_metrics(names, runs, args.variants, read_text, missing_ok=True)
     accs = []
-    for name in replicates.teacher_names():
+    for name in teachers:
         try:
             accs.append(json.loads(read_text(args.teacher / name / "metrics.json"))["test_acc"])
         except FileNotFoundError:
@@ -71,9 +74,10 @@ def _results(args, names: list[str], replicates: ReplicatesConfig, read_text: Re
     return variant_means(per_run), (sum(accs) / len(accs) if accs else None)
 
 
-def _at(rev: str) -> tuple[list[str], ReplicatesConfig, Reader]:
-    """The variant names, replicates and a file reader of DVC experiment (or git revision)
-    `rev`."""
+def _at(rev: str) -> tuple[list[str], list[str], list[str], Reader]:
+    """The variant names, replicate and teacher folders, and a file reader of DVC experiment (or
+    git revision) `rev`. A revision from before replicates has one run per variant, in the
+    variant's folder itself."""
     from dvc.api import DVCFileSystem
 
     try:
@@ -81,9 +85,12 @@ def _at(rev: str) -> tuple[list[str], ReplicatesConfig, Reader]:
         params = yaml.safe_load(fs.read_text("params.yaml"))
     except Exception as err:  # noqa: BLE001 - DVC's errors for a bad name vary by version
         raise UserError(f"--exp {rev}: cannot read that experiment or revision ({err})") from None
-    replicates = ReplicatesConfig.model_validate(params.get("replicates") or {})
     reader = lambda path: fs.read_text(Path(path).as_posix())  # noqa: E731
-    return list(params.get("variants") or {}), replicates, reader
+    names = list(params.get("variants") or {})
+    if "replicates" not in params:
+        return names, [""], [""], reader
+    replicates = ReplicatesConfig.model_validate(params["replicates"])
+    return names, replicates.names(), replicates.teacher_names(), reader
 
 
 def _acc(value: float | None) -> str:
