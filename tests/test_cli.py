@@ -221,11 +221,22 @@ def test_check_warns_of_a_schedule_that_cannot_fit_its_budget(params_file, caplo
             "--set", "variants.even.advance.mode=even"]  # fmt: skip
     with caplog.at_level("INFO", logger="alphaprune"):
         assert main(["check", "--params", str(params_file), *fits, *cut, *even]) == 0
-    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    (warning,) = [w for w in warnings if "α steps" in w]
     err = caplog.text
     assert "cut: 28 α steps" in warning and "budget 10 epochs" in warning
     assert "does not fit" in warning and "drop to 0 from 0.349" in warning
     assert "even: 28 α steps" in err and "even mode" in err
+
+
+def test_check_warns_when_params_lack_the_replicates_dvc_expands(tmp_path, tiny_raw, caplog):
+    tiny_raw.pop("replicates", None)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(tiny_raw))
+    with caplog.at_level("INFO", logger="alphaprune"):
+        assert main(["check", "--params", str(path)]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("no `replicates` key" in w and "dvc repro" in w for w in warnings)
 
 
 def _damage_corrupt(r):

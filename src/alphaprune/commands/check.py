@@ -42,6 +42,11 @@ def run(args) -> None:
             log.warning("warning: %s", fit.message(name))
         else:
             log.info("%s", fit.message(name))
+    for key in ("replicates",):  # dvc.yaml interpolates them from params.yaml itself
+        if key not in args.raw_params:
+            log.warning("warning: no `%s` key: DVC reads it from params.yaml to expand the "
+                        "pipeline (`dvc repro` fails without it); add e.g. `replicates: "
+                        "{seeds: [0], teachers: [0]}`", key)  # fmt: skip
     runs = len(params.replicates.runs())
     log.info("%s: valid; %d variants x %d replicates", " + ".join(map(str, files)), len(grid),
              runs)  # fmt: skip
