@@ -159,8 +159,10 @@ def test_budget_fit_in_plateau_mode():
     assert cut.certain and cut.steps == 28 and cut.fewest_epochs == 28
     assert cut.drop_from == pytest.approx(0.9**10)  # ten one-epoch steps, then 0
     assert "does not fit" in cut.message("v") and "0.349" in cut.message("v")
+    # steps of 3 epochs in 10: 3 + 3 + 3 + a last step of 1, so four α values are trained
+    assert budget_fit(alphas, 10, "plateau", 3, 3).drop_from == pytest.approx(0.9**4)
     maybe = budget_fit(alphas, 40, "plateau", min_epochs=1, max_epochs=3)
-    assert not maybe.certain and maybe.drop_from == pytest.approx(0.9**13)
+    assert not maybe.certain and maybe.drop_from == pytest.approx(0.9**14)
     assert budget_fit(alphas, 84, "plateau", 1, 3).drop_from is None
     assert "fits" in budget_fit(alphas, 84, "plateau", 1, 3).message("v")
     even = budget_fit(alphas, 10, "even")

@@ -186,8 +186,10 @@ def budget_fit(
     if mode == "even":
         return BudgetFit(n, min(n, budget), budget, mode, None, False)
     fewest = n * min_epochs
+    # The fit loop trains a last, shortened step with what is left of the budget: the steps
+    # trained are ceil(budget / epochs per step).
     if fewest > budget:
-        return BudgetFit(n, fewest, budget, mode, anneal[max(budget // min_epochs, 1) - 1], True)
+        return BudgetFit(n, fewest, budget, mode, anneal[-(-budget // min_epochs) - 1], True)
     if n * max_epochs > budget:
-        return BudgetFit(n, fewest, budget, mode, anneal[max(budget // max_epochs, 1) - 1], False)
+        return BudgetFit(n, fewest, budget, mode, anneal[-(-budget // max_epochs) - 1], False)
     return BudgetFit(n, fewest, budget, mode, None, False)
