@@ -83,7 +83,7 @@ def test_even_mode_reaches_the_last_alpha_before_the_finetune_epochs(
     tiny_params, prepared_path, teacher_dir, tmp_path
 ):
     # The same schedule as above, which plateau mode cuts short at α > 0.5: even mode spreads
-    # its ~22 steps over the 6 α > 0 epochs and reaches its last α before fine-tuning.
+    # its 21 steps over the 6 α > 0 epochs and reaches its last α before fine-tuning.
     slow = {"schedule": {"rate": 0.1, "alpha_min": 0.1}, "epochs": 9, "finetune_epochs": 3,
             "advance": {"mode": "even"}}  # fmt: skip
     params = tiny_params(slow=slow)
