@@ -214,8 +214,14 @@ def test_unreadable_params_file_is_one_line(tmp_path, capsys, content, expected)
 def test_check_warns_of_a_schedule_that_cannot_fit_its_budget(params_file, caplog):
     # 28 α steps of at least one epoch each, and 10 epochs before the fine-tune epochs
     fits = ["--set", "variants.fits.schedule={kind: linear, steps: 5}"]
-    cut = ["--set", "variants.cut.schedule={kind: exponential, rate: 0.1, alpha_min: 0.05}",
-           "--set", "variants.cut.epochs=12", "--set", "variants.cut.finetune_epochs=2"]
+    cut = [
+        "--set",
+        "variants.cut.schedule={kind: exponential, rate: 0.1, alpha_min: 0.05}",
+        "--set",
+        "variants.cut.epochs=12",
+        "--set",
+        "variants.cut.finetune_epochs=2",
+    ]
     even = ["--set", "variants.even.schedule={kind: exponential, rate: 0.1, alpha_min: 0.05}",
             "--set", "variants.even.epochs=12", "--set", "variants.even.finetune_epochs=2",
             "--set", "variants.even.advance.mode=even"]  # fmt: skip

@@ -32,8 +32,9 @@ def run(args) -> None:
     params = load(args)
     cfg = params.variant(args.variant)
     progress = Progress(args.variant, cfg.epochs)
-    out = prune(params, args.variant, args.data, args.teacher, args.out, seed=args.seed,
-                on_epoch=progress)
+    out = prune(
+        params, args.variant, args.data, args.teacher, args.out, seed=args.seed, on_epoch=progress
+    )
     progress.close()
     log.info("%s: achieved=%.4f val_acc=%.4f", args.variant, out["achieved"], out["val_acc"])
     write_record(args, "prune", args.variant)
