@@ -23,7 +23,7 @@ MODELS = {
     "tv:resnet18": (3, 32, 32),
     "tv:mobilenet_v2": (3, 32, 32),
 }
-KINDS = ["pointwise", "lowrank", "sparse"]
+KINDS = ["pointwise", "dwsep", "lowrank", "sparse"]
 
 
 def _model(name):
@@ -52,9 +52,9 @@ def _assert_close_to_target(plan):
     assert removed >= need
     if plan.kind in ("lowrank", "sparse"):
         assert plan.achieved - plan.amount <= 0.005
-    else:  # pointwise: as close as whole layers allow — no chosen 1×1 swap can be undone
+    else:  # pointwise, dwsep: as close as whole layers allow — no chosen swap can be undone
         for lp in plan.layers:
-            if lp.branch == "pointwise":
+            if lp.branch == plan.kind:
                 assert removed - (lp.params_before - lp.params_after) < need, lp.name
 
 
@@ -124,6 +124,24 @@ def test_exclude_pattern_matching_nothing_is_an_error():
     with pytest.raises(BudgetError, match=r"'layer9\.\*' matches no Conv2d/Linear layer"):
         allocate(_model("resnet20"), "lowrank", 0.3, _example("resnet20"),
                  exclude=["conv1", "layer9.*"])  # fmt: skip
+
+
+def test_dwsep_replaces_ungrouped_spatial_convs_at_about_the_pointwise_cost():
+    model, x = _model("resnet20"), _example("resnet20")
+    dwsep = allocate(model, "dwsep", 0.65, x)
+    pointwise = allocate(model, "pointwise", 0.65, x)
+    assert {lp.branch for lp in dwsep.layers} == {"dwsep"}
+    assert {lp.name for lp in dwsep.layers} == {lp.name for lp in pointwise.layers}
+    for a, b in zip(dwsep.layers, pointwise.layers, strict=True):
+        layer = model.get_submodule(a.name)
+        # the depthwise filters cost in_channels·k·k on top of the 1x1 conv
+        assert a.params_after - b.params_after == layer.in_channels * 9
+    # MobileNet's 3x3 convs are depthwise already (grouped): only its linear maps can change
+    mobilenet = allocate(_model("tv:mobilenet_v2"), "dwsep", 0.65, _example("tv:mobilenet_v2"))
+    assert {lp.branch for lp in mobilenet.layers} <= {"dwsep", "lowrank"}
+    mnet = _model("tv:mobilenet_v2")
+    assert all(mnet.get_submodule(lp.name).groups == 1 for lp in mobilenet.layers
+               if lp.branch == "dwsep")  # fmt: skip
 
 
 def test_pointwise_prefers_spatial_convs_then_low_rank_linear_maps():

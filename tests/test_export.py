@@ -29,7 +29,7 @@ from alphaprune.models import build_model
 from alphaprune.stages.prune import make_student
 
 MODELS = {"cnn": (1, 8, 8), "resnet20": (3, 32, 32)}
-KINDS = ["pointwise", "lowrank", "sparse"]
+KINDS = ["pointwise", "dwsep", "lowrank", "sparse"]
 
 
 def _teacher(name: str) -> tuple[nn.Module, dict]:

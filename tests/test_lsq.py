@@ -46,6 +46,32 @@ def test_lowrank_recovers_a_low_rank_layer_exactly(bias):
     torch.testing.assert_close(branch(x), layer(x), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_dwsep_recovers_a_depthwise_separable_conv_exactly(bias):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 6, 3, stride=2, padding=1, bias=bias)
+    with torch.no_grad():  # every (out, in) slice a multiple of the input channel's filter
+        conv.weight.copy_(torch.randn(6, 4, 1, 1) * torch.randn(1, 4, 3, 3))
+    branch = _fit(conv, "dwsep", None, torch.randn(64, 4, 9, 9))
+    x = torch.randn(8, 4, 11, 11)
+    torch.testing.assert_close(branch(x), conv(x), atol=1e-4, rtol=1e-4)
+
+
+def test_dwsep_fit_is_no_worse_than_its_pretrained_init_on_the_data():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 10, 3, padding=1)
+    x = torch.randn(128, 6, 8, 8) * torch.tensor([3.0, 2.0, 0.05, 0.05, 0.05, 0.05]).view(
+        1, 6, 1, 1
+    )
+    target = conv(x).detach()
+    fitted = _fit(conv, "dwsep", None, x)
+    svd = build_branch(conv, "dwsep", None)
+    init_pretrained(svd, conv)
+    # the same depthwise filters; the 1x1 conv is the least-squares one on this data
+    torch.testing.assert_close(fitted.depthwise.weight, svd.depthwise.weight)
+    assert (fitted(x) - target).norm() < (svd(x) - target).norm()
+
+
 def test_lowrank_fit_beats_svd_on_the_data():
     torch.manual_seed(0)
     conv = nn.Conv2d(6, 10, 3, padding=1)

@@ -10,6 +10,9 @@ Per-layer branch types (a layer's plan names one):
 - ``pointwise``: a k×k ``Conv2d`` → a 1×1 ``Conv2d`` reading the original's centre tap, aligned so
   its output has the original's shape for any stride, padding, dilation and groups.
 - ``lowrank``: ``Conv2d(k×k, in → r)`` then ``Conv2d(1×1, r → out)``; a ``Linear`` → a rank-r pair.
+- ``dwsep``: a k×k ``Conv2d`` → a depthwise k×k conv (one filter per input channel, the original's
+  stride, padding and dilation) then a 1×1 conv: about the pointwise cost, with the original's
+  receptive field. Its equivalent kernel is ``W[o, i] = P[o, i]·D[i]``.
 - ``sparse``: a copy of the layer with a fixed binary mask (``torch.nn.utils.prune``'s reparam).
 """
 
@@ -211,6 +214,56 @@ class LowRank(Branch):
         return self.second.bias
 
 
+# ------------------------------------------------------------------------------------- dwsep
+class DepthwiseSeparable(Branch):
+    """A depthwise k×k conv (the original's geometry, one k×k filter per input channel, no bias)
+    then a 1×1 conv (in → out, with the original's bias). Output o reads input channel i through
+    ``P[o, i]·D[i]``: a k×k kernel whose every (o, i) slice is a multiple of the channel's filter,
+    so the blend's one-convolution form and the exact collapse hold."""
+
+    kind = "dwsep"
+
+    @staticmethod
+    def cost(layer: Layer, size: int | None) -> int:
+        spatial = layer.in_channels * math.prod(layer.kernel_size)
+        return spatial + layer.out_channels * layer.in_channels + _bias_params(layer)
+
+    @classmethod
+    def create(
+        cls, layer: Layer, size: int | None, mask: Tensor | None = None
+    ) -> DepthwiseSeparable:
+        return cls(layer)
+
+    def __init__(self, like: nn.Conv2d):
+        super().__init__()
+        if not isinstance(like, nn.Conv2d) or like.groups != 1:
+            raise ValueError("depthwise-separable branches need an ungrouped Conv2d")
+        c = like.in_channels
+        self.depthwise = nn.Conv2d(
+            c,
+            c,
+            like.kernel_size,
+            stride=like.stride,
+            padding=like.padding,
+            dilation=like.dilation,
+            groups=c,
+            bias=False,
+            padding_mode=like.padding_mode,
+        )
+        self.pointwise = nn.Conv2d(c, like.out_channels, 1, bias=like.bias is not None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pointwise(self.depthwise(x))
+
+    def equivalent_weight(self) -> Tensor:
+        p = self.pointwise.weight  # (out, in, 1, 1)
+        return p * self.depthwise.weight[:, 0][None]  # (out, in, kh, kw)
+
+    @property
+    def bias(self) -> Tensor | None:
+        return self.pointwise.bias
+
+
 # ------------------------------------------------------------------------------------ sparse
 class Sparse(Branch):
     """A copy of the layer whose weight is multiplied by a fixed binary mask, through
@@ -254,6 +307,7 @@ class Sparse(Branch):
 BRANCHES: dict[str, type[Branch]] = {
     "pointwise": PointwiseConv,
     "lowrank": LowRank,
+    "dwsep": DepthwiseSeparable,
     "sparse": Sparse,
 }
 
@@ -278,7 +332,9 @@ def build_branch(layer: Layer, kind: str, size: int | None, mask: Tensor | None 
 @torch.no_grad()
 def init_pretrained(branch: Branch, layer: Layer) -> None:
     """Initialise `branch` from the original weights: the 1×1 kernel is the k×k kernel summed
-    over its taps; a low-rank pair is the truncated SVD; a sparse copy is the masked original."""
+    over its taps; a low-rank pair is the truncated SVD; a depthwise-separable pair is, for each
+    input channel, the best rank-one fit of its slice of the kernel (the closest dwsep kernel to
+    the original in the Frobenius norm); a sparse copy is the masked original."""
     w = layer.weight.detach()
     if isinstance(branch, PointwiseConv):
         branch.conv.weight.copy_(w.sum(dim=(2, 3), keepdim=True))
@@ -288,6 +344,12 @@ def init_pretrained(branch: Branch, layer: Layer) -> None:
         root = s[:r].sqrt()
         branch.second.weight.copy_((u[:, :r] * root).view_as(branch.second.weight))
         branch.first.weight.copy_((root[:, None] * vh[:r]).view_as(branch.first.weight))
+    elif isinstance(branch, DepthwiseSeparable):
+        per_channel = w.transpose(0, 1).flatten(2).double()  # (in, out, kh·kw)
+        u, s, vh = torch.linalg.svd(per_channel, full_matrices=False)
+        root = s[:, :1].sqrt()  # (in, 1)
+        branch.pointwise.weight.copy_((u[:, :, 0] * root).T.reshape_as(branch.pointwise.weight))
+        branch.depthwise.weight.copy_((vh[:, 0] * root).reshape_as(branch.depthwise.weight))
     elif isinstance(branch, Sparse):
         branch.layer.weight_orig.copy_(w)
     else:

@@ -6,6 +6,8 @@ achieved fraction is at least `amount` and exceeds it by as little as the branch
 - ``pointwise``: k×k convs become 1×1, largest saving first; the last one chosen is the smallest
   that closes the gap. Only if all k×k convs cannot reach the target do linear maps (Linear and
   1×1 convs) get low-rank pairs, sized as in ``lowrank`` to land close to it.
+- ``dwsep``: as ``pointwise``, with depthwise k×k + 1×1 pairs in place of the 1×1 convs (ungrouped
+  k×k convs only).
 - ``lowrank``: every eligible layer keeps the same fraction of its weights (ranks found by
   bisection on that fraction), then single ranks are raised while the target still holds.
 - ``sparse``: global magnitude masks over all eligible weights, through
@@ -41,8 +43,8 @@ class BudgetError(UserError, ValueError):
 @dataclass(frozen=True)
 class LayerPlan:
     name: str
-    branch: str  # pointwise | lowrank | sparse
-    size: int | None  # rank (lowrank), weights kept (sparse), None (pointwise)
+    branch: str  # pointwise | dwsep | lowrank | sparse
+    size: int | None  # rank (lowrank), weights kept (sparse), None (pointwise, dwsep)
     params_before: int
     params_after: int
 
@@ -141,15 +143,15 @@ def allocate(
     total = count_params(model)
     need = math.ceil(amount * total)
     layers, excluded = candidate_layers(model, exclude, example)
-    if kind == "pointwise":
-        chosen, masks = _pointwise(layers, need, total, amount), {}
+    if kind in ("pointwise", "dwsep"):
+        chosen, masks = _spatial(layers, need, total, amount, kind), {}
     elif kind == "lowrank":
         eligible = [(n, m) for n, m in layers if _lowrank_ok(m)]
         chosen, masks = _lowrank(eligible, need, total, amount, kind), {}
     elif kind == "sparse":
         chosen, masks = _sparse(layers, need, total, amount)
     else:
-        raise BudgetError(f"unknown branch kind {kind!r}; use pointwise, lowrank or sparse")
+        raise BudgetError(f"unknown branch kind {kind!r}; use pointwise, dwsep, lowrank or sparse")
     return Plan(kind, amount, total, tuple(chosen), tuple(excluded), masks)
 
 
@@ -174,12 +176,18 @@ def _lowrank_ok(layer: nn.Module) -> bool:
     return ungrouped and lowrank_break_even(layer) >= 1
 
 
-def _pointwise(layers, need: int, total: int, amount: float) -> list[LayerPlan]:
-    spatial = [
-        _plan(n, m, "pointwise", None)
-        for n, m in layers
-        if has_spatial_kernel(m) and m.padding_mode == "zeros"
-    ]
+def _spatial_ok(layer: nn.Module, kind: str) -> bool:
+    if not has_spatial_kernel(layer):
+        return False
+    if kind == "pointwise":
+        return layer.padding_mode == "zeros"
+    return layer.groups == 1  # dwsep: the depthwise filter takes the original's padding mode
+
+
+def _spatial(layers, need: int, total: int, amount: float, kind: str) -> list[LayerPlan]:
+    """pointwise / dwsep: k×k convs replaced largest saving first; low-rank pairs on the linear
+    maps only if every k×k conv is not enough."""
+    spatial = [_plan(n, m, kind, None) for n, m in layers if _spatial_ok(m, kind)]
     spatial = [lp for lp in spatial if _saving(lp) > 0]
     if sum(map(_saving, spatial)) >= need:
         return _largest_first(spatial, need)
@@ -187,12 +195,12 @@ def _pointwise(layers, need: int, total: int, amount: float) -> list[LayerPlan]:
     rest = need - sum(map(_saving, spatial))
     linear = [(n, m) for n, m in layers if is_linear_map(m) and _lowrank_ok(m)]
     try:
-        pairs = _lowrank(linear, rest, total, amount, "pointwise")
+        pairs = _lowrank(linear, rest, total, amount, kind)
     except BudgetError:
         most = sum(map(_saving, spatial)) + sum(
             _saving(_plan(n, m, "lowrank", 1)) for n, m in linear
         )
-        raise _unreachable("pointwise", amount, most, total) from None
+        raise _unreachable(kind, amount, most, total) from None
     return spatial + pairs
 
 

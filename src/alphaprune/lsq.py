@@ -6,6 +6,8 @@ batch of training data, given the inputs the teacher feeds that layer. Only suff
 never has to be held as patches all at once.
 
 - pointwise: ordinary least squares of the output on the centre-tap inputs, per group;
+- dwsep: the depthwise filters from the best rank-one fit of the kernel (``init_pretrained``),
+  then ordinary least squares of the output on the depthwise outputs for the 1×1 conv;
 - lowrank: reduced-rank regression — the least-squares fit projected on the top-r principal
   directions of its fitted outputs, which is the best rank-r fit (Izenman 1975).
 """
@@ -18,7 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from alphaprune.branches import Branch, Layer, LowRank, PointwiseConv, _padding
+from alphaprune.branches import (
+    Branch,
+    DepthwiseSeparable,
+    Layer,
+    LowRank,
+    PointwiseConv,
+    _padding,
+    init_pretrained,
+)
 
 RIDGE = 1e-6  # relative to the mean input variance: only keeps dead (all-zero) inputs solvable
 
@@ -73,6 +83,8 @@ def _design(layer: Layer, branch: Branch, x: Tensor) -> Tensor:
         return x.reshape(-1, 1, x.shape[-1])
     if isinstance(branch, PointwiseConv):
         return _grouped_rows(branch.gather(x), layer.groups)
+    if isinstance(branch, DepthwiseSeparable):
+        return _grouped_rows(branch.depthwise(x), 1)
     before, after = _padding(layer)
     x = F.pad(x, (before[1], after[1], before[0], after[0]))
     cols = F.unfold(x, layer.kernel_size, dilation=layer.dilation, stride=layer.stride)
@@ -101,6 +113,9 @@ def fit(
     """Set every branch in `pairs` (layer name -> (original, branch)) to its least-squares fit
     on what `teacher` feeds and produces at that layer over `batches` of normalised inputs."""
     moments = {name: _Moments() for name in pairs}
+    for layer, branch in pairs.values():
+        if isinstance(branch, DepthwiseSeparable):  # its 1x1 is fitted to these filters
+            init_pretrained(branch, layer)
     modules = dict(teacher.named_modules())
 
     def hook(name: str):
@@ -132,6 +147,9 @@ def _assign(branch: Branch, layer: Layer, m: _Moments) -> None:
         b, c = m.solve(intercept)  # (G, Cg_in, Cg_out)
         weight = b.transpose(1, 2).reshape_as(branch.conv.weight)
         branch.conv.weight.copy_(weight)
+    elif isinstance(branch, DepthwiseSeparable):
+        b, c = m.solve(intercept)  # (1, in, out)
+        branch.pointwise.weight.copy_(b[0].T.reshape_as(branch.pointwise.weight))
     elif isinstance(branch, LowRank):
         b, c = m.solve(intercept, rank=branch.rank)  # (1, D, out)
         # Exact rank-r factorisation, with √S on both factors: balanced factors keep the
