@@ -25,7 +25,7 @@ def _blended(kind="pointwise", name="resnet20"):
     return blend.insert(model, branches), x
 
 
-@pytest.mark.parametrize("kind", ["pointwise", "lowrank", "sparse"])
+@pytest.mark.parametrize("kind", ["pointwise", "dwsep", "lowrank", "sparse"])
 @pytest.mark.parametrize("alpha", [1.0, 0.7, 0.25, 0.0])
 def test_blend_is_the_convex_combination_of_both_outputs(kind, alpha):
     model, x = _blended(kind)
@@ -125,3 +125,55 @@ def test_blend_handles_missing_biases():
     b.alpha.fill_(0.5)
     x = torch.randn(1, 3, 5, 5)
     torch.testing.assert_close(b(x), 0.5 * layer(x) + 0.5 * b.branch(x))
+
+
+# ------------------------------------------------------------------ layer-wise distillation
+def _one_blend(alpha: float) -> blend.Blend:
+    conv = nn.Conv2d(1, 1, 3, padding=1, bias=False)
+    branch = build_branch(conv, "pointwise", None)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)  # a 3×3 box sum
+        branch.conv.weight.fill_(2.0)  # twice the centre pixel
+    model = blend.insert(nn.Sequential(conv), {"0": branch})
+    blend.set_alpha(model, alpha)
+    return model
+
+
+def test_distill_term_by_hand():
+    model = _one_blend(0.25)
+    blend.set_distill(model, True)
+    x = torch.zeros(1, 1, 3, 3)
+    x[0, 0, 1, 1] = 1.0  # one lit pixel: the box sum is 1 everywhere, the branch 2 at the centre
+    y = model(x)
+    target = torch.ones(1, 1, 3, 3)
+    branch = torch.zeros(1, 1, 3, 3)
+    branch[0, 0, 1, 1] = 2.0
+    torch.testing.assert_close(y, 0.25 * target + 0.75 * branch)  # the same blend
+    # squared errors: 1 at the 8 border pixels, 1 at the centre -> mean 1; mean square of the
+    # target 1: the relative error is 1
+    term = blend.distill_loss(model)
+    torch.testing.assert_close(term, torch.tensor(1.0))
+    assert blend.distill_loss(model) is None  # taken once
+
+
+def test_distill_gradient_reaches_only_the_branch_through_the_term():
+    model = _one_blend(0.5)
+    blend.set_distill(model, True)
+    blend.set_trainable(model, "all")
+    model(torch.randn(2, 1, 5, 5))
+    blend.distill_loss(model).backward()
+    b = model[0]
+    assert b.branch.conv.weight.grad.abs().sum() > 0
+    assert b.original.weight.grad is None  # the original's output is the target, detached
+
+
+def test_distill_is_only_computed_in_training_and_matches_the_fused_blend():
+    model = _one_blend(0.3)
+    x = torch.randn(2, 1, 6, 6)
+    fused = model(x)
+    blend.set_distill(model, True)
+    torch.testing.assert_close(model(x), fused, atol=1e-6, rtol=1e-5)
+    assert blend.distill_loss(model) is not None
+    model.eval()
+    model(x)
+    assert blend.distill_loss(model) is None  # evaluation keeps the fused path

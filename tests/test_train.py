@@ -173,6 +173,14 @@ def test_checkpoint_of_another_configuration_is_not_resumed(
         {"init": "pretrained"},
         {"init": "lsq"},
         {"branch": "lowrank", "init": "lsq"},
+        {"branch": "dwsep"},
+        {"branch": "dwsep", "init": "pretrained"},
+        {"branch": "dwsep", "init": "lsq"},
+        {"finetune_trainable": "student"},
+        {"trainable": "all", "finetune_trainable": "branches"},
+        {"recalibrate_bn": 4},
+        {"layer_distill": 1.0},
+        {"layer_distill": 1.0, "branch": "lowrank", "trainable": "student"},
         {"branch": "sparse", "init": "pretrained"},
         {"schedule": {"kind": "linear", "steps": 3}},
         {"schedule": {"kind": "cosine", "steps": 3}},
@@ -199,6 +207,56 @@ def test_branches_mode_leaves_the_teacher_layers_untouched(
     assert len(shared) > 5
     for key in shared:  # first conv, classifier, every BatchNorm weight and statistic
         assert torch.equal(student[key], teacher[key]), key
+
+
+def _shared_with_teacher(teacher_dir, student_path) -> tuple[dict, dict, list[str]]:
+    teacher = load_model(teacher_dir / "model.pt")[0].state_dict()
+    student = load_model(student_path)[0].state_dict()
+    shared = [k for k in student if k in teacher and "num_batches_tracked" not in k]
+    return teacher, student, shared
+
+
+def test_finetune_trainable_student_trains_the_survivors_only_at_alpha_zero(
+    tiny_params, prepared_path, teacher_dir, tmp_path
+):
+    """trainable: branches while α > 0, then the whole student at α = 0: the layers the student
+    keeps from the teacher are the teacher's until the collapse, and train after it."""
+    params = tiny_params(ft={"finetune_trainable": "student"})
+    with pytest.raises(_Kill):  # stopped at the last α > 0 epoch's end: checkpoint of step k
+        _prune(params, "ft", prepared_path, teacher_dir, tmp_path / "cut", on_epoch=_killer(10))
+    state = torch.load(tmp_path / "cut" / "checkpoint" / "last.pt", weights_only=True)["model"]
+    teacher, _, _ = _shared_with_teacher(teacher_dir, teacher_dir / "model.pt")
+    kept = [k for k in teacher if k in state and "num_batches_tracked" not in k]
+    assert len(kept) > 5 and all(torch.equal(state[k], teacher[k]) for k in kept)
+
+    _prune(params, "ft", prepared_path, teacher_dir, tmp_path / "whole")
+    teacher, student, shared = _shared_with_teacher(teacher_dir, tmp_path / "whole" / "student.pt")
+    changed = {k for k in shared if not torch.equal(student[k], teacher[k])}
+    assert {k for k in shared if k.endswith(".weight") and "bn" not in k} <= changed, changed
+    assert any("running_mean" in k for k in changed)  # BatchNorm trains (train mode) too
+
+
+def test_recalibrated_student_changes_only_batchnorm_statistics(
+    tiny_params, prepared_path, teacher_dir, tmp_path
+):
+    _prune(tiny_params(rc={"recalibrate_bn": 5}), "rc", prepared_path, teacher_dir, tmp_path)
+    teacher, student, shared = _shared_with_teacher(teacher_dir, tmp_path / "student.pt")
+    changed = {k for k in shared if not torch.equal(student[k], teacher[k])}
+    stats = {k for k in shared if k.endswith(("running_mean", "running_var"))}
+    assert stats and changed == stats  # the teacher's weights stay frozen; statistics moved
+
+
+def test_layer_distillation_adds_its_term_to_the_training_loss_while_alpha_is_above_zero(
+    tiny_params, prepared_path, teacher_dir, tmp_path
+):
+    plain = tiny_params(v={})
+    distilled = tiny_params(v={"layer_distill": 5.0})
+    _prune(plain, "v", prepared_path, teacher_dir, tmp_path / "plain")
+    _prune(distilled, "v", prepared_path, teacher_dir, tmp_path / "distilled")
+    a = pd.read_csv(tmp_path / "plain" / "history.csv")
+    b = pd.read_csv(tmp_path / "distilled" / "history.csv")
+    anneal = a["alpha"] > 0
+    assert (b.loc[anneal, "train_loss"] > a.loc[anneal, "train_loss"]).all()
 
 
 def test_divergence_stops_with_a_clear_message(tiny_params, prepared_path, teacher_dir, tmp_path):

@@ -7,6 +7,11 @@ is exact: at α = 0 it equals the branch, which is what ``collapse`` keeps.
 
 α is a tensor buffer filled in place, so a ``torch.compile``-d model does not recompile when α
 changes, and a checkpoint restores it.
+
+Layer-wise distillation (``set_distill``) trades the fused form for two: in training, each blend
+computes the original's output and the branch's separately, blends them (the same value), and
+keeps the branch's relative squared error to the original's output on this input as
+``distill_term``, for the fit loop to add to its loss (``distill_loss``).
 """
 
 from __future__ import annotations
@@ -27,11 +32,21 @@ class Blend(nn.Module):
         self.original = original
         self.branch = branch
         self.register_buffer("alpha", torch.ones((), device=original.weight.device))
+        self.distill = False  # in training, also compute the layer-wise distillation term
+        self.distill_term: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         a = self.alpha
+        if self.distill and self.training:
+            target = self._run(x, self.original.weight, self.original.bias)
+            out = self.branch(x)
+            goal = target.detach()  # the branch learns the layer; the layer is not pulled to it
+            self.distill_term = (out - goal).pow(2).mean() / goal.pow(2).mean().clamp_min(1e-12)
+            return torch.lerp(out, target, a)
         weight = torch.lerp(self.branch.equivalent_weight(), self.original.weight, a)
-        bias = _blend_bias(self.original.bias, self.branch.bias, a)
+        return self._run(x, weight, _blend_bias(self.original.bias, self.branch.bias, a))
+
+    def _run(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         if isinstance(self.original, nn.Linear):
             return F.linear(x, weight, bias)
         return self.original._conv_forward(x, weight, bias)
@@ -69,6 +84,24 @@ def insert(model: nn.Module, branches: dict[str, Branch]) -> nn.Module:
 def set_alpha(model: nn.Module, alpha: float) -> None:
     for _, blend in blends(model):
         blend.alpha.fill_(alpha)
+
+
+def set_distill(model: nn.Module, on: bool) -> None:
+    """Turn the layer-wise distillation term of every blend on or off (see the module doc)."""
+    for _, b in blends(model):
+        b.distill, b.distill_term = on, None
+
+
+def distill_loss(model: nn.Module) -> Tensor | None:
+    """The mean over blends of their distillation terms from the last training forward pass
+    (each the branch's squared error to the original's output, relative to that output's mean
+    square), and clears them; None when no blend computed one."""
+    terms = []
+    for _, b in blends(model):
+        if b.distill_term is not None:
+            terms.append(b.distill_term)
+            b.distill_term = None
+    return torch.stack(terms).mean() if terms else None
 
 
 def collapse(model: nn.Module) -> nn.Module:

@@ -183,10 +183,16 @@ Loss = Annotated[CELoss | RegressionLoss | KDLoss, Field(discriminator="kind")]
 
 class PruneConfig(_Strict):
     amount: Fraction = 0.65  # fraction of the teacher's parameters the student no longer has
-    branch: Literal["pointwise", "lowrank", "sparse"] = "pointwise"
+    branch: Literal["pointwise", "dwsep", "lowrank", "sparse"] = "pointwise"
     init: Literal["random", "pretrained", "lsq"] = "random"
     exclude: list[str] | None = None  # glob patterns of module names; None: first conv + classifier
     trainable: Literal["branches", "student", "all"] = "branches"
+    # What trains at α = 0 (after collapse, "student" is everything left); None: as `trainable`.
+    finetune_trainable: Literal["branches", "student"] | None = None
+    # Training batches over which the student's BatchNorm statistics are re-estimated at α = 0.
+    recalibrate_bn: NonNegativeInt = 0
+    # Weight of the layer-wise distillation term while α > 0 (0: off; see blend.set_distill).
+    layer_distill: Annotated[float, Field(ge=0)] = 0.0
     schedule: Schedule = ExponentialSchedule()
     advance: AdvanceConfig = AdvanceConfig()
     epochs: PositiveInt = 60  # hard cap on the whole prune phase

@@ -16,6 +16,7 @@ is no host synchronisation inside an epoch. bf16 autocast and channels_last on C
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -27,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from alphaprune import blend
+from alphaprune import blend, norms
 from alphaprune.augment import Augment
 from alphaprune.config import AdvanceConfig, OptimizerConfig
 from alphaprune.errors import UserError
@@ -56,6 +57,9 @@ class FitSpec:
     needs_teacher: bool = False
     augment: Augment = field(default_factory=Augment)
     trainable: str = "all"  # branches | student | all
+    finetune_trainable: str | None = None  # what trains at α = 0; None: as `trainable`
+    recalibrate_bn: int = 0  # training batches re-estimating BatchNorm statistics at α = 0
+    layer_distill: float = 0.0  # weight of the layer-wise distillation term while α > 0
     # Epochs of each α > 0 step, fixed (advance mode even); None: each step runs to a plateau.
     step_epochs: list[int] | None = None
     fingerprint: str = ""  # identifies the configuration a checkpoint belongs to
@@ -103,6 +107,7 @@ def fit(
     _device_layout(model, runtime)
     params = blend.set_trainable(model, spec.trainable) if has_blends else list(model.parameters())
     opt = make_optimizer(params, spec.optimizer)
+    blend.set_distill(model, spec.layer_distill > 0)
     result, first_step, epoch = FitResult(), 0, 0
     if checkpoint is not None and checkpoint.exists():
         state = _load_checkpoint(checkpoint, spec.fingerprint)
@@ -127,13 +132,19 @@ def fit(
             if n_max <= 0:
                 continue  # the α > 0 budget is spent: α drops to 0 at the final step
             n_min = n_max if spec.step_epochs is not None else min(spec.advance.min_epochs, n_max)
+        trainable = spec.trainable
         if alpha is not None:
             blend.set_alpha(model, alpha)
             if alpha == 0:
+                if has_blends:  # before the collapse, which drops what tells branch from original
+                    trainable = spec.finetune_trainable or spec.trainable
+                    _train_also(opt, blend.set_trainable(model, trainable))
                 blend.collapse(model)  # exact at α = 0, and the student trains faster
                 _device_layout(model, runtime)  # the collapsed layers are new tensors
+                if spec.recalibrate_bn:
+                    _recalibrate(model, train, spec, generator, runtime)
         net = torch.compile(model) if runtime.compile else model
-        frozen = blend.frozen_norms(model, spec.trainable) if has_blends else []
+        frozen = blend.frozen_norms(model, trainable) if has_blends else []
         monitor = _Plateau(spec.advance.monitor, spec.advance.patience)
         first_epoch = epoch
         for e in range(n_max):
@@ -171,6 +182,22 @@ def _device_layout(model: nn.Module, runtime: Runtime) -> None:
     kernels without a layout conversion per call. In place: the optimizer's tensors remain."""
     if runtime.cuda:
         model.to(memory_format=torch.channels_last)
+
+
+def _train_also(opt: torch.optim.Optimizer, params: list[nn.Parameter]) -> None:
+    """Give `opt` the parameters it does not hold yet, as a group with its defaults (those it
+    holds keep their momentum; those now frozen get no gradient, so SGD and AdamW skip them)."""
+    held = {id(p) for p in params_of(opt)}
+    new = [p for p in params if id(p) not in held]
+    if new:
+        opt.add_param_group({"params": new})
+
+
+def _recalibrate(model: nn.Module, train: DeviceData, spec: FitSpec, generator, runtime) -> None:
+    batches = itertools.islice(train.batches(spec.batch_size, generator), spec.recalibrate_bn)
+    with runtime.autocast():
+        used = norms.recalibrate(model, (x for x, _, _ in batches))
+    log.info("re-estimated BatchNorm statistics at α = 0 on %d training batches", used)
 
 
 def _lr_schedule(base: float, final: bool, e: int, n: int) -> Callable[[float], float]:
@@ -219,6 +246,10 @@ def _train_epoch(net, frozen, data, opt, spec, generator, targets, lr, runtime) 
             logits = net(x).float()
         t = targets(x, idx) if targets is not None else None
         loss = spec.loss(logits, y, t)
+        if spec.layer_distill:
+            term = blend.distill_loss(net)
+            if term is not None:  # None once the blends have collapsed
+                loss = loss + spec.layer_distill * term
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if spec.optimizer.grad_clip is not None:  # foreach kernels, no host sync
