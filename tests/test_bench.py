@@ -26,7 +26,8 @@ def result():
 def test_every_measurement_is_a_positive_number(result):
     assert result["device"].startswith("CPU")
     for key in ("fit_img_s", "plain_img_s", "step_ms_original", "step_ms_student",
-                "step_ms_blend", "step_ms_blend_branches_only", "teacher_infer_ms",
+                "step_ms_blend", "step_ms_blend_branches_only", "step_ms_blend_branches_distill",
+                "teacher_infer_ms",
                 "student_infer_ms"):  # fmt: skip
         assert result[key] > 0, key
 

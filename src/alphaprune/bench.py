@@ -140,6 +140,9 @@ def _step_seconds(
     def step():
         with runtime.autocast():
             loss = F.cross_entropy(model(x).float(), y)
+        term = blend.distill_loss(model)  # None unless layer-wise distillation is on
+        if term is not None:
+            loss = loss + term
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -154,7 +157,8 @@ def blend_cost(
 ) -> tuple[dict, nn.Module, nn.Module]:
     """One training step of the blended model (α = 0.5) against one step of the original plus
     one of the collapsed student, each training all its weights; and the blended step of the
-    default recipe, where only the branches train (no weight gradients for the rest).
+    default recipe, where only the branches train (no weight gradients for the rest), without
+    and with the layer-wise distillation term (which runs each blended layer unfused).
     Returns the timings, the teacher and the collapsed student."""
     from alphaprune.stages.prune import make_student
 
@@ -176,12 +180,16 @@ def blend_cost(
     t_blend = _step_seconds(blended, xb, yb, runtime, setup.min_run_time)
     blend.set_trainable(blended, "branches")
     t_branches = _step_seconds(blended, xb, yb, runtime, setup.min_run_time)
+    blend.set_distill(blended, True)  # layer-wise distillation: each blend runs unfused
+    t_distill = _step_seconds(blended, xb, yb, runtime, setup.min_run_time)
+    blend.set_distill(blended, False)
     return (
         {
             "step_ms_original": 1e3 * t_orig,
             "step_ms_student": 1e3 * t_student,
             "step_ms_blend": 1e3 * t_blend,
             "step_ms_blend_branches_only": 1e3 * t_branches,
+            "step_ms_blend_branches_distill": 1e3 * t_distill,
             "blend_over_sum": t_blend / (t_orig + t_student),
         },
         teacher,

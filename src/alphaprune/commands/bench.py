@@ -48,7 +48,8 @@ def run(args) -> None:
          f"{result['step_ms_original']:.2f} | {result['step_ms_student']:.2f} | "
          f"{result['step_ms_blend']:.2f}  (blend/(original+student) "
          f"{result['blend_over_sum']:.2f}; only branches training: "
-         f"{result['step_ms_blend_branches_only']:.2f})"),
+         f"{result['step_ms_blend_branches_only']:.2f}, with layer distillation "
+         f"{result['step_ms_blend_branches_distill']:.2f})"),
         ("inference ms/batch: teacher | student",
          f"{result['teacher_infer_ms']:.2f} | {result['student_infer_ms']:.2f}  "
          f"(student/teacher {result['student_over_teacher_latency']:.2f})"),
