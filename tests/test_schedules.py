@@ -153,6 +153,15 @@ def test_even_steps_of_oneshot_is_empty():
     assert even_steps(oneshot(), 10) == ([], [])
 
 
+@pytest.mark.parametrize("mode", ["plateau", "even"])
+@pytest.mark.parametrize("budget", [-2, 0, 5])
+def test_budget_fit_of_oneshot_fits_whatever_the_budget(mode, budget):
+    # one-shot may keep every epoch for fine-tuning (finetune_epochs >= epochs: budget <= 0)
+    fit = budget_fit(oneshot(), budget, mode)
+    assert fit.steps == 0 and fit.drop_from is None and not fit.certain
+    assert "one-shot" in fit.message("v")
+
+
 def test_budget_fit_in_plateau_mode():
     alphas = exponential(0.1, 0.05)  # 28 α > 0 steps
     cut = budget_fit(alphas, 10, "plateau", min_epochs=1, max_epochs=1)

@@ -183,6 +183,8 @@ def budget_fit(
     α certainly drops to 0 early (from `drop_from`); if only the maximum does, it may."""
     anneal = [a for a in alphas if a > 0]
     n = len(anneal)
+    if n == 0:  # one-shot: nothing to fit (its fine-tune may be given every epoch, budget <= 0)
+        return BudgetFit(0, 0, max(budget, 0), mode, None, False)
     if mode == "even":
         return BudgetFit(n, min(n, budget), budget, mode, None, False)
     fewest = n * min_epochs
