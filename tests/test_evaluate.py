@@ -11,7 +11,14 @@ from torch import nn
 from alphaprune import blend
 from alphaprune.branches import Sparse
 from alphaprune.config import EvalConfig
-from alphaprune.evaluate import alpha_held, count_params, evaluate, macs, noisy_accuracy
+from alphaprune.evaluate import (
+    alpha_held,
+    alpha_step_drops,
+    count_params,
+    evaluate,
+    macs,
+    noisy_accuracy,
+)
 from alphaprune.runtime import DeviceData, Runtime
 
 CPU = Runtime(torch.device("cpu"))
@@ -34,6 +41,27 @@ STEPS = [
 )
 def test_alpha_held(key, teacher, tol, expected):
     assert alpha_held(STEPS, key, teacher, tol) == expected
+
+
+def test_alpha_step_drops_by_hand():
+    steps = [
+        {"alpha": 0.5, "val_acc": 0.95, "val_acc_start": 0.96},
+        {"alpha": 0.1, "val_acc": 0.90, "val_acc_start": 0.93},
+        {"alpha": 0.0, "val_acc": 0.94, "val_acc_start": 0.80},
+    ]
+    drops = alpha_step_drops(steps, teacher_val_acc=0.97)
+    # the curve 0.97 (teacher) -> 0.95 -> 0.90 -> 0.94 falls by 2 then 5 points, then rises
+    assert drops["alpha_step_drop_pp"] == pytest.approx(5.0)
+    # at the replacement: 0.90 at the end of α = 0.1, 0.80 before any fine-tuning
+    assert drops["collapse_drop_pp"] == pytest.approx(10.0)
+    # steps written before the start accuracy was recorded: the curve only
+    old = [{k: v for k, v in s.items() if k != "val_acc_start"} for s in steps]
+    assert alpha_step_drops(old, 0.97) == {"alpha_step_drop_pp": pytest.approx(5.0),
+                                            "collapse_drop_pp": None}  # fmt: skip
+    # one-shot: the replacement is measured from the teacher
+    oneshot = alpha_step_drops([{"alpha": 0.0, "val_acc": 0.9, "val_acc_start": 0.5}], 0.97)
+    assert oneshot["alpha_step_drop_pp"] == pytest.approx(7.0)
+    assert oneshot["collapse_drop_pp"] == pytest.approx(47.0)
 
 
 def test_macs_of_a_conv_by_hand():

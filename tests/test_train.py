@@ -259,6 +259,26 @@ def test_layer_distillation_adds_its_term_to_the_training_loss_while_alpha_is_ab
     assert (b.loc[anneal, "train_loss"] > a.loc[anneal, "train_loss"]).all()
 
 
+def test_steps_record_the_accuracy_where_each_alpha_step_starts(
+    tiny_params, prepared_path, teacher_dir, tmp_path
+):
+    """val_acc_start of the α = 0 step is the collapsed student's accuracy before any
+    fine-tuning: for one-shot, the freshly initialised branches in place of the layers."""
+    params = tiny_params(hard={"schedule": {"kind": "oneshot"}, "epochs": 2})
+    _prune(params, "hard", prepared_path, teacher_dir, tmp_path)
+    steps = pd.read_csv(tmp_path / "steps.csv")
+    prepared = data.load(prepared_path)
+    teacher, _ = load_model(teacher_dir / "model.pt")
+    train, val = splits(prepared, CPU, "train", "val")
+    torch.manual_seed(0)  # what the stage does with its seed before building the student
+    model, _ = make_student(teacher, params.variant("hard"), train.normalise(train.x[:2]))
+    blend.set_alpha(model, 0.0)
+    blend.collapse(model)
+    at_collapse = (predict(model, val, CPU).argmax(1) == val.y).float().mean().item()
+    assert steps["val_acc_start"].tolist() == [at_collapse]
+    assert steps["val_acc"].iloc[-1] > at_collapse  # fine-tuning recovered from it
+
+
 def test_divergence_stops_with_a_clear_message(tiny_params, prepared_path, teacher_dir, tmp_path):
     params = tiny_params(
         hot={

@@ -61,6 +61,25 @@ def alpha_held(steps: list[dict], key: str, teacher_acc: float, tolerance_pp: fl
     return held
 
 
+def alpha_step_drops(steps: list[dict], teacher_val_acc: float) -> dict[str, float | None]:
+    """How abruptly validation accuracy falls as α moves, in percentage points:
+
+    - ``alpha_step_drop_pp``: the largest fall between consecutive points of the per-α curve
+      (each α step's accuracy at its end; the teacher's is the point at α = 1);
+    - ``collapse_drop_pp``: the fall when α reached 0, from the end of the last α > 0 step (or
+      the teacher) to the collapsed student before any fine-tuning (None when steps.csv has no
+      ``val_acc_start``, written since this measure exists).
+    Negative values are rises."""
+    ends = [teacher_val_acc] + [s["val_acc"] for s in steps]
+    curve = max(100 * (a - b) for a, b in zip(ends, ends[1:], strict=False)) if steps else 0.0
+    final = steps[-1] if steps else {}
+    start = final.get("val_acc_start")
+    collapse = None
+    if final.get("alpha") == 0 and start is not None and math.isfinite(start):
+        collapse = 100 * (ends[-2] - start)
+    return {"alpha_step_drop_pp": curve, "collapse_drop_pp": collapse}
+
+
 def noisy_accuracy(model, split: DeviceData, std: float, runtime: Runtime, seed: int) -> float:
     gen = torch.Generator(device=runtime.device).manual_seed(seed)
     correct = torch.zeros((), device=split.y.device, dtype=torch.long)
@@ -110,6 +129,7 @@ def evaluate(
                                        cfg.tolerance_pp),
         "alpha_hold_val": alpha_held(steps, "val_acc", teacher_metrics["val_acc"],
                                      cfg.tolerance_pp),
+        **alpha_step_drops(steps, teacher_metrics["val_acc"]),
     }  # fmt: skip
     bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:

@@ -47,7 +47,10 @@ def variant_table(means: pd.DataFrame, stats: pd.DataFrame, params: Params) -> p
     table["p (Holm)"] = [_p(stats.loc[n]) for n in order]
     table["verdict"] = stats.loc[order, "verdict"]
     rest = [k for k in TITLES if k not in INTERVAL_TITLES]
-    return pd.concat([table, means.loc[order, rest].rename(columns=TITLES)], axis=1)
+    # reindex: results written before a metric existed have no column for it (shown as nan)
+    return pd.concat(
+        [table, means.reindex(index=order, columns=rest).rename(columns=TITLES)], axis=1
+    )
 
 
 def _diff(comparison) -> str:
@@ -151,8 +154,11 @@ def render(
         "`removed`: fraction of the teacher's parameters the student no longer has. `params` "
         "counts only the weights a sparse student keeps; `params (dense)` is its dense size. "
         "`α reached`: the last α > 0 trained before α dropped to 0. `α held`: the smallest α down "
-        "to which every α step stayed within the tolerance of the teacher's accuracy. Figures "
-        "without an interval are means over the replicates.",
+        "to which every α step stayed within the tolerance of the teacher's accuracy. `worst α "
+        "step`: the largest fall of validation accuracy between consecutive α steps (at their "
+        "ends, the teacher at α = 1); `drop at α=0`: the fall at the replacement itself, from the "
+        "last α > 0 step to the collapsed student before fine-tuning. Figures without an "
+        "interval are means over the replicates.",
         "",
         table.to_markdown(floatfmt=".4g"),
         "",

@@ -26,6 +26,8 @@ TITLES = {  # metrics.json key -> column title
     "alpha_reached": "α reached",
     "alpha_hold_train": "α held (train)",
     "alpha_hold_val": "α held (val)",
+    "alpha_step_drop_pp": "worst α step (val pp)",
+    "collapse_drop_pp": "drop at α=0 (val pp)",
     "epochs": "epochs",
     "wall_time_s": "train s",
 }

@@ -145,6 +145,8 @@ def fit(
                     _recalibrate(model, train, spec, generator, runtime)
         net = torch.compile(model) if runtime.compile else model
         frozen = blend.frozen_norms(model, trainable) if has_blends else []
+        # Where the step starts, before any training at the new α: the drop α's move causes.
+        begin = None if alpha is None else _evaluate(model, val, spec.loss, val_targets, runtime)
         monitor = _Plateau(spec.advance.monitor, spec.advance.patience)
         first_epoch = epoch
         for e in range(n_max):
@@ -168,7 +170,7 @@ def fit(
         # Un-augmented and in eval mode: comparable with the teacher's (for alpha_hold_train).
         clean = accuracy(model, train, runtime)
         rows = result.history[first_epoch:epoch]
-        result.steps.append(_step_row(k, alpha, rows, monitor, clean))
+        result.steps.append(_step_row(k, alpha, rows, monitor, clean, begin))
         result.seconds = time.perf_counter() - start
         if on_update:
             on_update(result)
@@ -292,15 +294,22 @@ class _Plateau:
         return self.sign * self.best
 
 
-def _step_row(k: int, alpha, rows: list[dict], monitor: _Plateau, clean_train_acc: float) -> dict:
+def _step_row(
+    k: int, alpha, rows: list[dict], monitor: _Plateau, clean_train_acc: float, begin: dict | None
+) -> dict:
+    """One α step: its epochs and the accuracies at its end; `val_acc_start` (α steps only) is
+    the validation accuracy as the step began, α already moved and nothing trained yet."""
     last = rows[-1]
-    return {
+    row = {
         "step": k, "alpha": alpha, "epochs": len(rows), "first_epoch": rows[0]["epoch"],
         "last_epoch": last["epoch"], "train_loss": last["train_loss"],
         "train_acc": last["train_acc"], "train_acc_clean": clean_train_acc,
         "val_loss": last["val_loss"], "val_acc": last["val_acc"],
-        f"best_{monitor.key}": monitor.best_value,
     }  # fmt: skip
+    if begin is not None:
+        row["val_acc_start"] = begin["val_acc"]
+    row[f"best_{monitor.key}"] = monitor.best_value
+    return row
 
 
 class DivergenceError(UserError, RuntimeError):
