@@ -55,6 +55,13 @@ def test_render_sorts_by_test_accuracy_and_links_figures(tiny_params, tmp_path):
     assert "24,058 parameters" in text and "remove 65%" in text
 
 
+def test_a_report_written_outside_the_results_links_figures_back_up(tiny_params, tmp_path):
+    params = tiny_params(low={}, high={"init": "pretrained"})
+    figure = tmp_path / "results" / "plots" / "final_accuracy.png"
+    text = _render(params, {"low": [0.9], "high": [0.95]}, tmp_path / "elsewhere", [figure])
+    assert "![final_accuracy](../results/plots/final_accuracy.png)" in text
+
+
 def test_one_run_gives_wilson_intervals_and_a_mcnemar_verdict(tiny_params, tmp_path):
     params = tiny_params(ref={}, same={"init": "pretrained"}, good={"init": "lsq"})
     text = _render(params, {"ref": [0.80], "same": [0.805], "good": [0.95]}, tmp_path)

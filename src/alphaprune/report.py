@@ -5,6 +5,7 @@ the paired test; a sentence saying which variants beat the reference; then the f
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -172,7 +173,8 @@ def render(
         ]
     lines += ["## Figures", ""]
     for fig in figures:
-        rel = Path(fig).resolve().relative_to(base.resolve()) if base else fig
+        # relpath, not relative_to: a report written outside the results folder links back up
+        rel = Path(os.path.relpath(Path(fig).resolve(), base.resolve())).as_posix() if base else fig
         lines += [f"### {Path(fig).stem.replace('_', ' ')}", "", f"![{Path(fig).stem}]({rel})", ""]
     return "\n".join(lines)
 
