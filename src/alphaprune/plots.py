@@ -90,6 +90,9 @@ def accuracy_vs_alpha(steps: dict[str, list[pd.DataFrame]], teacher: dict, out: 
         style = {"ls": ls, "color": colour, "marker": ".", "ms": 4, "lw": 1.2, "label": name}
         for ax, col in ((axes[0], "val_acc"), (axes[1], "rel_loss")):
             stats = by_alpha[col].agg(["mean", "min", "max"])
+            if col == "val_acc":  # every curve starts at the teacher (α = 1): the first fall shows
+                stats.loc[1.0] = teacher["val_acc"]
+                stats = stats.sort_index()
             ax.plot(stats.index, stats["mean"], **style)
             if len(runs) > 1:
                 ax.fill_between(
@@ -107,7 +110,15 @@ def accuracy_vs_alpha(steps: dict[str, list[pd.DataFrame]], teacher: dict, out: 
     axes[0].set_title(
         "at the end of each α step" + (f": mean and range of {n} replicates" if n > 1 else "")
     )
-    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    handles, names = axes[1].get_legend_handles_labels()
+    line, teacher_name = axes[0].get_legend_handles_labels()
+    axes[1].legend(
+        handles + line[-1:],
+        names + teacher_name[-1:],
+        fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+    )
     return _save(fig, out)
 
 
