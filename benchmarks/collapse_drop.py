@@ -40,7 +40,7 @@ def main() -> None:
         for teacher_seed, seed in params.replicates.runs():
             run = args.results / "variants" / name / f"t{teacher_seed}-s{seed}"
             ckpt = run / "checkpoint" / "last.pt"
-            if not ckpt.exists():  # one-shot, or not run yet
+            if not ckpt.exists() or not (run / "student.pt").exists():  # one-shot, or running
                 continue
             teacher, _ = load_model(
                 args.results / "teacher" / f"t{teacher_seed}" / "model.pt", runtime.device
