@@ -57,32 +57,28 @@ def test_dwsep_recovers_a_depthwise_separable_conv_exactly(bias):
     torch.testing.assert_close(branch(x), conv(x), atol=1e-4, rtol=1e-4)
 
 
-def test_dwsep_fit_is_no_worse_than_its_pretrained_init_on_the_data():
+def _fit_and_pretrained(kind, size):
+    """A conv, anisotropic inputs (most channels nearly constant, so a weight-space fit wastes
+    capacity on them), its output, and the branch fitted by lsq and by the pretrained init."""
     torch.manual_seed(0)
     conv = nn.Conv2d(6, 10, 3, padding=1)
     x = torch.randn(128, 6, 8, 8) * torch.tensor([3.0, 2.0, 0.05, 0.05, 0.05, 0.05]).view(
         1, 6, 1, 1
     )
-    target = conv(x).detach()
-    fitted = _fit(conv, "dwsep", None, x)
-    svd = build_branch(conv, "dwsep", None)
+    svd = build_branch(conv, kind, size)
     init_pretrained(svd, conv)
+    return x, conv(x).detach(), _fit(conv, kind, size, x), svd
+
+
+def test_dwsep_fit_is_no_worse_than_its_pretrained_init_on_the_data():
+    x, target, fitted, svd = _fit_and_pretrained("dwsep", None)
     # the same depthwise filters; the 1x1 conv is the least-squares one on this data
     torch.testing.assert_close(fitted.depthwise.weight, svd.depthwise.weight)
     assert (fitted(x) - target).norm() < (svd(x) - target).norm()
 
 
 def test_lowrank_fit_beats_svd_on_the_data():
-    torch.manual_seed(0)
-    conv = nn.Conv2d(6, 10, 3, padding=1)
-    # anisotropic inputs: most channels nearly constant, so weight-space SVD wastes rank on them
-    x = torch.randn(128, 6, 8, 8) * torch.tensor([3.0, 2.0, 0.05, 0.05, 0.05, 0.05]).view(
-        1, 6, 1, 1
-    )
-    target = conv(x).detach()
-    fitted = _fit(conv, "lowrank", 2, x)
-    svd = build_branch(conv, "lowrank", 2)
-    init_pretrained(svd, conv)
+    x, target, fitted, svd = _fit_and_pretrained("lowrank", 2)
     err_fit = (fitted(x) - target).norm()
     err_svd = (svd(x) - target).norm()
     # reduced-rank regression is the best rank-2 map on this data; the SVD is one such map
