@@ -10,6 +10,7 @@ its dense count too; its MACs are dense, since a masked layer still runs densely
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 
 import torch
@@ -71,7 +72,7 @@ def alpha_step_drops(steps: list[dict], teacher_val_acc: float) -> dict[str, flo
       ``val_acc_start``, written since this measure exists).
     Negative values are rises."""
     ends = [teacher_val_acc] + [s["val_acc"] for s in steps]
-    curve = max(100 * (a - b) for a, b in zip(ends, ends[1:], strict=False)) if steps else 0.0
+    curve = max((100 * (a - b) for a, b in itertools.pairwise(ends)), default=0.0)
     final = steps[-1] if steps else {}
     start = final.get("val_acc_start")
     collapse = None
