@@ -9,6 +9,7 @@ import pytest
 from alphaprune import schedules
 from alphaprune.schedules import (
     SCHEDULES,
+    alpha_at,
     alpha_sequence,
     budget_fit,
     cosine,
@@ -149,11 +150,35 @@ def test_even_steps_reach_the_last_alpha_within_the_budget(alphas, budget):
         assert values == anneal  # every step trained
 
 
+@pytest.mark.parametrize("alphas", BUILT_IN, ids=lambda a: f"{len(a) - 1}-steps")
+@pytest.mark.parametrize(("budget", "batches"), [(1, 1), (2, 156), (3, 7), (10, 1)])
+def test_alpha_at_moves_every_batch_and_meets_even_mode_at_each_epoch_end(alphas, budget, batches):
+    anneal = [a for a in alphas if a > 0]
+    total = budget * batches
+    per_batch = [alpha_at(anneal, done, total) for done in range(1, total + 1)]
+    assert per_batch == sorted(per_batch, reverse=True) and set(per_batch) <= set(anneal)
+    assert per_batch[-1] == anneal[-1]  # the last batch trains the last α > 0
+    # as many distinct α as the schedule has steps, or one per batch when it has more
+    assert len(set(per_batch)) == min(len(anneal), total)
+    values, epochs = even_steps(alphas, budget)
+    by_epoch = [a for a, n in zip(values, epochs, strict=True) for _ in range(n)]
+    assert per_batch[batches - 1 :: batches] == by_epoch  # each epoch ends at even mode's α
+
+
+def test_alpha_at_refuses_what_is_not_a_unit_of_the_budget():
+    with pytest.raises(ValueError, match="done must be in"):
+        alpha_at([0.5], 0, 4)
+    with pytest.raises(ValueError, match="done must be in"):
+        alpha_at([0.5], 5, 4)
+    with pytest.raises(ValueError, match="at least one"):
+        alpha_at([], 1, 4)
+
+
 def test_even_steps_of_oneshot_is_empty():
     assert even_steps(oneshot(), 10) == ([], [])
 
 
-@pytest.mark.parametrize("mode", ["plateau", "even"])
+@pytest.mark.parametrize("mode", ["plateau", "even", "batch"])
 @pytest.mark.parametrize("budget", [-2, 0, 5])
 def test_budget_fit_of_oneshot_fits_whatever_the_budget(mode, budget):
     # one-shot may keep every epoch for fine-tuning (finetune_epochs >= epochs: budget <= 0)
@@ -176,3 +201,9 @@ def test_budget_fit_in_plateau_mode():
     assert "fits" in budget_fit(alphas, 84, "plateau", 1, 3).message("v")
     even = budget_fit(alphas, 10, "even")
     assert even.drop_from is None and not even.certain and "even" in even.message("v")
+    batch = budget_fit(alphas, 10, "batch")
+    assert (
+        batch.drop_from is None
+        and not batch.certain
+        and "every training batch" in batch.message("v")
+    )

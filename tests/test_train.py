@@ -95,6 +95,39 @@ def test_even_mode_reaches_the_last_alpha_before_the_finetune_epochs(
     assert hist.loc[hist["alpha"] > 0, "alpha"].is_monotonic_decreasing
 
 
+def test_batch_mode_moves_alpha_at_every_batch_and_ends_each_epoch_as_even_mode(
+    tiny_params, prepared_path, teacher_dir, tmp_path
+):
+    slow = {"schedule": {"rate": 0.1, "alpha_min": 0.1}, "epochs": 5, "finetune_epochs": 2}
+    params = tiny_params(even={**slow, "advance": {"mode": "even"}},
+                         batch={**slow, "advance": {"mode": "batch"}})  # fmt: skip
+    seen: list[float] = []  # α of every training forward pass of the first blend
+    original, first = blend.Blend.forward, []
+
+    def recording(self, x):
+        first[:] = first or [self]
+        if self is first[0] and self.training:
+            seen.append(float(self.alpha))
+        return original(self, x)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(blend.Blend, "forward", recording)
+        _prune(params, "batch", prepared_path, teacher_dir, tmp_path / "batch")
+    _prune(params, "even", prepared_path, teacher_dir, tmp_path / "even")
+    batch = pd.read_csv(tmp_path / "batch" / "steps.csv")
+    even = pd.read_csv(tmp_path / "even" / "steps.csv")
+    # one step per α > 0 epoch, ending at even mode's α for that epoch
+    assert batch["alpha"].tolist() == even["alpha"].tolist()
+    assert batch["epochs"].tolist() == [1, 1, 1, 2]
+    moving = [a for a in seen if a > 0]
+    anneal = [a for a in params.variant("batch").alphas() if a > 0]
+    per_epoch = len(moving) // 3
+    assert len(moving) == 3 * per_epoch and per_epoch > 1
+    assert moving == sorted(moving, reverse=True) and len(set(moving)) == len(anneal)
+    assert moving[per_epoch - 1 :: per_epoch] == pytest.approx(even["alpha"].tolist()[:3])
+    assert moving[-1] == pytest.approx(anneal[-1])  # its last α > 0 is trained
+
+
 def test_oneshot_uses_the_whole_budget_at_alpha_zero(
     tiny_params, prepared_path, teacher_dir, tmp_path
 ):

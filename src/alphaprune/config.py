@@ -148,9 +148,11 @@ class AdvanceConfig(_Strict):
     """When α moves on. plateau (the seed's): after `patience` epochs without improvement,
     within [min, max] epochs; α drops to 0 wherever it is when the α > 0 budget runs out.
     even: the schedule's steps share the α > 0 budget equally (no plateau wait), so that every
-    schedule reaches its last α before the fine-tune epochs (the plateau keys are unused)."""
+    schedule reaches its last α before the fine-tune epochs (the plateau keys are unused).
+    batch: as even, but the steps share the budget's training batches, so α moves a little at
+    every batch instead of jumping once per epoch."""
 
-    mode: Literal["plateau", "even"] = "plateau"
+    mode: Literal["plateau", "even", "batch"] = "plateau"
     monitor: Literal["val_acc", "val_loss"] = "val_acc"
     patience: PositiveInt = 2
     min_epochs: PositiveInt = 1

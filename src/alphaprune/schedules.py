@@ -15,6 +15,7 @@ from dataclasses import dataclass
 __all__ = [
     "SCHEDULES",
     "BudgetFit",
+    "alpha_at",
     "alpha_sequence",
     "budget_fit",
     "even_steps",
@@ -139,6 +140,18 @@ def even_steps(alphas: Sequence[float], budget: int) -> tuple[list[float], list[
     return [anneal[math.ceil((j + 1) * n / budget) - 1] for j in range(budget)], [1] * budget
 
 
+def alpha_at(anneal: Sequence[float], done: int, total: int) -> float:
+    """The α of a schedule's α > 0 steps `anneal` once `done` of `total` equal units of the
+    α > 0 budget are trained (batch mode: units are training batches): the steps share the
+    units evenly, the last α > 0 falls on the last unit. Integer arithmetic, so the α at an
+    epoch's end is exactly even mode's α for that epoch."""
+    if not anneal:
+        raise ValueError("anneal must name at least one α > 0 step, got an empty sequence")
+    if not 0 < done <= total:
+        raise ValueError(f"done must be in [1, total={total}], got {done!r}")
+    return anneal[-(-done * len(anneal) // total) - 1]
+
+
 @dataclass(frozen=True)
 class BudgetFit:
     """How a schedule's α > 0 steps meet the α > 0 epoch budget."""
@@ -154,6 +167,11 @@ class BudgetFit:
         head = f"{name}: {self.steps} α steps, α > 0 budget {self.budget} epochs"
         if self.steps == 0:
             return f"{name}: no α > 0 step (one-shot): every epoch trains the student"
+        if self.mode == "batch":
+            return (
+                f"{head}: batch mode, α moves on at every training batch, the {self.steps} steps "
+                "spread over the whole budget"
+            )
         if self.mode == "even":
             if self.steps > self.budget:
                 return (
@@ -185,7 +203,7 @@ def budget_fit(
     n = len(anneal)
     if n == 0:  # one-shot: nothing to fit (its fine-tune may be given every epoch, budget <= 0)
         return BudgetFit(0, 0, max(budget, 0), mode, None, False)
-    if mode == "even":
+    if mode in ("even", "batch"):
         return BudgetFit(n, min(n, budget), budget, mode, None, False)
     fewest = n * min_epochs
     # The fit loop trains a last, shortened step with what is left of the budget: the steps

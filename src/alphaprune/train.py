@@ -3,11 +3,11 @@
 A run is a sequence of *steps*, one per α (the teacher has one step with no α). A step with α > 0
 trains until the monitored validation metric has not improved for `patience` epochs (at least
 `min_epochs`, at most `max_epochs`), or for the fixed number of epochs of `step_epochs`, at a
-constant learning rate; the last step runs every epoch
-left of the budget with the learning rate annealed to zero by a cosine. If the budget for α > 0
-runs out first, the remaining α > 0 steps are skipped: α drops to 0 there, and the step table
-shows the α that was reached. At α = 0 the blends are collapsed, so fine-tuning trains the
-student itself.
+constant learning rate; the last step runs every epoch left of the budget with the learning rate
+annealed to zero by a cosine. If the budget for α > 0 runs out first, the remaining α > 0 steps
+are skipped: α drops to 0 there, and the step table shows the α that was reached. In batch mode
+each α > 0 step is one epoch over which α moves on at every batch (`batch_anneal`), ending at
+the step's α. At α = 0 the blends are collapsed, so fine-tuning trains the student itself.
 
 GPU habits: the data lives on the device as uint8 and is normalised per batch; augmentation is
 batched tensor ops; metrics accumulate in device tensors and are read once per epoch, so there
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from alphaprune import blend, norms
+from alphaprune import blend, norms, schedules
 from alphaprune.augment import Augment
 from alphaprune.config import AdvanceConfig, OptimizerConfig
 from alphaprune.errors import UserError
@@ -62,6 +62,9 @@ class FitSpec:
     layer_distill: float = 0.0  # weight of the layer-wise distillation term while α > 0
     # Epochs of each α > 0 step, fixed (advance mode even); None: each step runs to a plateau.
     step_epochs: list[int] | None = None
+    # Batch mode: the schedule's α > 0 steps, shared out over every training batch of the α > 0
+    # epochs (then each α > 0 step is one epoch, and `alphas` holds the α at each epoch's end).
+    batch_anneal: list[float] | None = None
     fingerprint: str = ""  # identifies the configuration a checkpoint belongs to
 
 
@@ -145,6 +148,9 @@ def fit(
                     _recalibrate(model, train, spec, generator, runtime)
         net = torch.compile(model) if runtime.compile else model
         frozen = blend.frozen_norms(model, trainable) if has_blends else []
+        move = _BatchAlpha(model, spec, k, len(train)) if spec.batch_anneal and alpha else None
+        if move:
+            move(0)  # the step starts at its first batch's α
         # Where the step starts, before any training at the new α: the drop α's move causes.
         begin = None if alpha is None else _evaluate(model, val, spec.loss, val_targets, runtime)
         monitor = _Plateau(spec.advance.monitor, spec.advance.patience)
@@ -152,7 +158,8 @@ def fit(
         for e in range(n_max):
             t0 = time.perf_counter()
             lr = _lr_schedule(spec.optimizer.lr, final, e, n_max)
-            tr = _train_epoch(net, frozen, train, opt, spec, generator, targets, lr, runtime)
+            tr = _train_epoch(net, frozen, train, opt, spec, generator, targets, lr, runtime,
+                              move)  # fmt: skip
             tr = {name: v.item() for name, v in tr.items()}  # the epoch's one host sync
             va = _evaluate(model, val, spec.loss, val_targets, runtime)
             epoch += 1
@@ -202,6 +209,25 @@ def _recalibrate(model: nn.Module, train: DeviceData, spec: FitSpec, generator, 
     log.info("re-estimated BatchNorm statistics at α = 0 on %d training batches", used)
 
 
+class _BatchAlpha:
+    """Batch mode: sets α before each training batch of α > 0 step `k` (one epoch), so that the
+    schedule's steps share all the batches of the α > 0 epochs; the last batch of the epoch
+    sets the step's own α. Writes the blends' α buffers only when the value changes."""
+
+    def __init__(self, model: nn.Module, spec: FitSpec, k: int, n_train: int):
+        self.model, self.anneal = model, spec.batch_anneal
+        self.per_epoch = max(1, n_train // spec.batch_size)  # as DeviceData.batches, drop-last
+        self.first = k * self.per_epoch
+        self.total = (len(spec.alphas) - 1) * self.per_epoch
+        self.current: float | None = None
+
+    def __call__(self, i: int) -> None:
+        alpha = schedules.alpha_at(self.anneal, self.first + i + 1, self.total)
+        if alpha != self.current:
+            blend.set_alpha(self.model, alpha)
+            self.current = alpha
+
+
 def _lr_schedule(base: float, final: bool, e: int, n: int) -> Callable[[float], float]:
     """lr as a function of the fraction of this epoch done: constant while α moves, cosine to 0
     over the final step."""
@@ -230,7 +256,7 @@ class _TeacherTargets:
             return self.teacher(x).float()
 
 
-def _train_epoch(net, frozen, data, opt, spec, generator, targets, lr, runtime) -> dict:
+def _train_epoch(net, frozen, data, opt, spec, generator, targets, lr, runtime, move=None) -> dict:
     net.train()
     for m in frozen:
         m.eval()
@@ -244,6 +270,8 @@ def _train_epoch(net, frozen, data, opt, spec, generator, targets, lr, runtime) 
             x = spec.augment(x, generator)
         for group in opt.param_groups:
             group["lr"] = lr(i / steps)
+        if move is not None:
+            move(i)
         with runtime.autocast():
             logits = net(x).float()
         t = targets(x, idx) if targets is not None else None

@@ -74,14 +74,18 @@ def prune(
     log.info("%s: %d layers get %s branches; removes %.4f of %d parameters", variant,
              len(plan.layers), cfg.branch, plan.achieved, plan.teacher_params)  # fmt: skip
     loss = cfg.loss.model_dump()
-    alphas, step_epochs = cfg.alphas(), None
-    if cfg.advance.mode == "even":
+    alphas, step_epochs, batch_anneal = cfg.alphas(), None, None
+    if cfg.advance.mode in ("even", "batch"):
         anneal, step_epochs = even_steps(alphas, cfg.epochs - cfg.finetune_epochs)
+        if cfg.advance.mode == "batch" and anneal:  # one step per epoch, α moving per batch
+            batch_anneal = [a for a in alphas if a > 0]
+            anneal = [a for a, n in zip(anneal, step_epochs, strict=True) for _ in range(n)]
+            step_epochs = [1] * len(anneal)
         alphas = [*anneal, 0.0]
     fits = cfg.budget_fit()
     (log.warning if fits.certain else log.info)("%s", fits.message(variant))
     spec = FitSpec(
-        alphas=alphas, step_epochs=step_epochs, epochs=cfg.epochs,
+        alphas=alphas, step_epochs=step_epochs, batch_anneal=batch_anneal, epochs=cfg.epochs,
         finetune_epochs=cfg.finetune_epochs,
         advance=cfg.advance, batch_size=cfg.batch_size, optimizer=cfg.optimizer,
         loss=make_loss(**loss), needs_teacher=loss["kind"] in NEEDS_TEACHER,
