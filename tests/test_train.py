@@ -139,6 +139,18 @@ def test_oneshot_uses_the_whole_budget_at_alpha_zero(
     assert hist["lr"].is_monotonic_decreasing
 
 
+def test_finetune_lr_starts_the_alpha_zero_cosine_and_leaves_the_anneal_at_its_lr(
+    tiny_params, prepared_path, teacher_dir, tmp_path
+):
+    params = tiny_params(ft={"finetune_lr": 0.002, "epochs": 6, "finetune_epochs": 2})
+    _prune(params, "ft", prepared_path, teacher_dir, tmp_path)
+    hist = pd.read_csv(tmp_path / "history.csv")
+    base = params.variant("ft").optimizer.lr
+    assert base != 0.002
+    assert (hist.loc[hist["alpha"] > 0, "lr"] == base).all()
+    assert hist.loc[hist["alpha"] == 0, "lr"].tolist() == pytest.approx([0.002, 0.001])
+
+
 class _Kill(Exception):
     pass
 
@@ -212,6 +224,7 @@ def test_checkpoint_of_another_configuration_is_not_resumed(
         {"finetune_trainable": "student"},
         {"trainable": "all", "finetune_trainable": "branches"},
         {"recalibrate_bn": 4},
+        {"advance": {"mode": "batch"}, "trainable": "student", "finetune_lr": 0.05},
         {"layer_distill": 1.0},
         {"layer_distill": 1.0, "branch": "lowrank", "trainable": "student"},
         {"branch": "sparse", "init": "pretrained"},

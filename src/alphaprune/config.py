@@ -191,6 +191,8 @@ class PruneConfig(_Strict):
     trainable: Literal["branches", "student", "all"] = "branches"
     # What trains at α = 0 (after collapse, "student" is everything left); None: as `trainable`.
     finetune_trainable: Literal["branches", "student"] | None = None
+    # The learning rate the α = 0 fine-tune starts its cosine from; None: optimizer.lr.
+    finetune_lr: Annotated[float, Field(gt=0)] | None = None
     # Training batches over which the student's BatchNorm statistics are re-estimated at α = 0.
     recalibrate_bn: NonNegativeInt = 0
     # Weight of the layer-wise distillation term while α > 0 (0: off; see blend.set_distill).

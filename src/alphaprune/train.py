@@ -58,6 +58,7 @@ class FitSpec:
     augment: Augment = field(default_factory=Augment)
     trainable: str = "all"  # branches | student | all
     finetune_trainable: str | None = None  # what trains at α = 0; None: as `trainable`
+    finetune_lr: float | None = None  # the final step's peak learning rate; None: optimizer.lr
     recalibrate_bn: int = 0  # training batches re-estimating BatchNorm statistics at α = 0
     layer_distill: float = 0.0  # weight of the layer-wise distillation term while α > 0
     # Epochs of each α > 0 step, fixed (advance mode even); None: each step runs to a plateau.
@@ -157,7 +158,8 @@ def fit(
         first_epoch = epoch
         for e in range(n_max):
             t0 = time.perf_counter()
-            lr = _lr_schedule(spec.optimizer.lr, final, e, n_max)
+            base = spec.finetune_lr if final and spec.finetune_lr else spec.optimizer.lr
+            lr = _lr_schedule(base, final, e, n_max)
             tr = _train_epoch(net, frozen, train, opt, spec, generator, targets, lr, runtime,
                               move)  # fmt: skip
             tr = {name: v.item() for name, v in tr.items()}  # the epoch's one host sync

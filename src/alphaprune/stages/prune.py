@@ -90,7 +90,8 @@ def prune(
         advance=cfg.advance, batch_size=cfg.batch_size, optimizer=cfg.optimizer,
         loss=make_loss(**loss), needs_teacher=loss["kind"] in NEEDS_TEACHER,
         augment=Augment(**cfg.augment.model_dump()), trainable=cfg.trainable,
-        finetune_trainable=cfg.finetune_trainable, recalibrate_bn=cfg.recalibrate_bn,
+        finetune_trainable=cfg.finetune_trainable, finetune_lr=cfg.finetune_lr,
+        recalibrate_bn=cfg.recalibrate_bn,
         layer_distill=cfg.layer_distill,
         fingerprint=_fingerprint(cfg, seed, teacher_path, prepared),
     )  # fmt: skip
