@@ -140,6 +140,16 @@ def test_snakemake_and_dvc_agree(tmp_path, variants, replicates):
                 assert f"--out results/variants/fast/t{t}-s{s}" in cmd
 
 
+def test_one_variants_replicates_can_be_asked_for_by_their_targets(tmp_path):
+    # Snakemake lists a folder once: the params triggers of a variant's seeds, written while it
+    # built the DAG, went missing to it after the first (MissingInputException).
+    root = make_project(tmp_path, {**TINY, "replicates": {"seeds": [0, 1, 2], "teachers": [0]}})
+    targets = [f"results/variants/a/t0-s{s}/metrics.json" for s in range(3)]
+    jobs = {(j["rule"], j["variant"]) for j in _dry_run_blocks(root, *targets)}
+    assert {("evaluate", f"a-0-{s}") for s in range(3)} <= jobs
+    assert {("prune", f"a-0-{s}") for s in range(3)} <= jobs
+
+
 # --------------------------------------------------------------------------------- snakemake
 def dry_run_jobs(root: Path) -> set[str]:
     return {

@@ -70,21 +70,42 @@ def params_changed(stage):
     """An input for `stage`'s jobs that is newer than their outputs exactly when the params
     the stage reads differ from those its outputs were made with, as the job recorded them,
     whichever tool ran it. (Snakemake's own params trigger reads metadata only Snakemake
-    writes: after `dvc repro` it would redo what DVC did.)"""
+    writes: after `dvc repro` it would redo what DVC did.)
+
+    The trigger files of every job of the grid are written now, as the Snakefile is read:
+    Snakemake lists a folder once when it first looks into it, so a file an input function
+    wrote there later in the same DAG build would be missing to it (a new variant asked for
+    by its three seeds' targets failed with a MissingInputException)."""
+    grid = {"pretrain": [(None, t, None) for t in TEACHERS],
+            "prune": [(v, t, s) for v in VARIANTS for t, s in RUNS]}  # fmt: skip
+    grid["evaluate"] = grid["prune"]
+    made = {}
+    for variant, teacher, seed in grid.get(stage, [(None, None, None)]):
+        job = _job(variant, teacher, seed)
+        made[job] = _set_params_trigger(stage, variant, job)
 
     def trigger(wildcards):
-        variant, teacher = wildcards.get("variant"), wildcards.get("teacher")
-        job = None
-        if teacher is not None:
-            job = f"t{teacher}" if variant is None else f"{variant}/t{teacher}-s{wildcards.seed}"
-        made_with = record(stage, job)
-        stale = not record_matches(made_with, stage_values(RAW, stage, variant))
-        path = os.path.join(".snakemake", "alphaprune", "params-changed", stage, *([job] if job else []))
-        newer_than = os.path.getmtime(made_with) if os.path.exists(made_with) else None
-        set_trigger(path, stale, newer_than)
-        return path
+        variant = wildcards.get("variant")
+        job = _job(variant, wildcards.get("teacher"), wildcards.get("seed"))
+        return made[job] if job in made else _set_params_trigger(stage, variant, job)
 
     return trigger
+
+
+def _job(variant, teacher, seed):
+    """A job's name among its stage's: t{teacher}, {variant}/t{teacher}-s{seed}, or None."""
+    if teacher is None:
+        return None
+    return f"t{teacher}" if variant is None else f"{variant}/t{teacher}-s{seed}"
+
+
+def _set_params_trigger(stage, variant, job):
+    made_with = record(stage, job)
+    stale = not record_matches(made_with, stage_values(RAW, stage, variant))
+    path = os.path.join(".snakemake", "alphaprune", "params-changed", stage, *([job] if job else []))
+    newer_than = os.path.getmtime(made_with) if os.path.exists(made_with) else None
+    set_trigger(path, stale, newer_than)
+    return path
 
 
 def record_in_dvc():
