@@ -38,7 +38,8 @@ report: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" snakemake --report results/report.html
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 
 # After changing what a stage's command imports: list each stage's source files in dvc.yaml
 # (Snakemake finds them itself at every run; tests/test_dvcyaml.py fails until this is run).

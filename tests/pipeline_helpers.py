@@ -51,8 +51,9 @@ TINY = {
 
 
 def run(args, cwd, check=True, env=None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, cwd=cwd, env=env or ENV, capture_output=True, text=True,
-                          timeout=900)  # fmt: skip
+    proc = subprocess.run(
+        args, cwd=cwd, env=env or ENV, capture_output=True, text=True, timeout=900
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -70,8 +71,21 @@ def make_project(root: Path, params: dict) -> Path:
             shutil.copy2(src, dst)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], root)
-    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty",
-         "-m", "init"], root)  # fmt: skip
+    run(
+        [
+            "git",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "init",
+        ],
+        root,
+    )
     run([BIN / "dvc", "init", "-q"], root)
     run(["git", "add", "-A"], root)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "project"], root)

@@ -14,8 +14,9 @@ from alphaprune.cli import main
 from alphaprune.models import build_model
 from alphaprune.runtime import Runtime
 
-SETUP = bench.BenchSetup(model="cnn", shape=(1, 8, 8), n_train=256, batch_size=64, epochs=2,
-                         min_run_time=0.05)  # fmt: skip
+SETUP = bench.BenchSetup(
+    model="cnn", shape=(1, 8, 8), n_train=256, batch_size=64, epochs=2, min_run_time=0.05
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,27 +26,58 @@ def result():
 
 def test_every_measurement_is_a_positive_number(result):
     assert result["device"].startswith("CPU")
-    for key in ("fit_img_s", "plain_img_s", "step_ms_original", "step_ms_student",
-                "step_ms_blend", "step_ms_blend_branches_only", "step_ms_blend_branches_distill",
-                "teacher_infer_ms",
-                "student_infer_ms"):  # fmt: skip
+    for key in (
+        "fit_img_s",
+        "plain_img_s",
+        "step_ms_original",
+        "step_ms_student",
+        "step_ms_blend",
+        "step_ms_blend_branches_only",
+        "step_ms_blend_branches_distill",
+        "teacher_infer_ms",
+        "student_infer_ms",
+    ):
         assert result[key] > 0, key
 
 
 def test_student_is_the_planned_size(result):
-    plan = allocate(build_model("cnn", 10, in_channels=1, image_size=8), "pointwise", 0.65,
-                    torch.zeros(2, 1, 8, 8))  # fmt: skip
+    plan = allocate(
+        build_model("cnn", 10, in_channels=1, image_size=8),
+        "pointwise",
+        0.65,
+        torch.zeros(2, 1, 8, 8),
+    )
     assert (result["teacher_params"], result["student_params"]) == (
-        plan.teacher_params, plan.student_params)  # fmt: skip
+        plan.teacher_params,
+        plan.student_params,
+    )
     assert result["student_macs"] < result["teacher_macs"]
     assert result["student_over_teacher_macs"] == result["student_macs"] / result["teacher_macs"]
 
 
 def test_cli_prints_the_ratios_and_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    argv = ["bench", "--model", "cnn", "--input-size", "1", "8", "8", "--n-train", "128",
-            "--batch-size", "64", "--epochs", "2", "--device", "cpu", "--min-run-time", "0.05",
-            "--json", str(out)]  # fmt: skip
+    argv = [
+        "bench",
+        "--model",
+        "cnn",
+        "--input-size",
+        "1",
+        "8",
+        "8",
+        "--n-train",
+        "128",
+        "--batch-size",
+        "64",
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--min-run-time",
+        "0.05",
+        "--json",
+        str(out),
+    ]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "fit/plain" in text and "blend/(original+student)" in text and "CPU" in text

@@ -20,8 +20,12 @@ def _blended(kind="pointwise", name="resnet20"):
     model = build_model(name, 10).eval()
     x = torch.randn(4, 3, 32, 32)
     plan = allocate(model, kind, 0.65, x[:2])
-    branches = {lp.name: build_branch(model.get_submodule(lp.name), lp.branch, lp.size,
-                                      plan.masks.get(lp.name)) for lp in plan.layers}  # fmt: skip
+    branches = {
+        lp.name: build_branch(
+            model.get_submodule(lp.name), lp.branch, lp.size, plan.masks.get(lp.name)
+        )
+        for lp in plan.layers
+    }
     return blend.insert(model, branches), x
 
 

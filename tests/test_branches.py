@@ -24,7 +24,7 @@ GEOMETRIES = [
     (k, s, p, d, g)
     for k, s, p, d, g in itertools.product(
         [2, 3, 5], [1, 2], [0, 1, 2, "same", "valid"], [1, 2], [1, 2]
-    )  # fmt: skip
+    )
     if not (p == "same" and s != 1)
 ]
 
@@ -56,16 +56,26 @@ def test_pointwise_reads_the_centre_tap():
 
 
 @pytest.mark.parametrize("rank", [1, 3])
-@pytest.mark.parametrize("layer", [nn.Conv2d(5, 7, 3, stride=2, padding=1), nn.Conv2d(5, 7, 1),
-                                   nn.Linear(12, 9), nn.Linear(12, 9, bias=False)])  # fmt: skip
+@pytest.mark.parametrize(
+    "layer",
+    [
+        nn.Conv2d(5, 7, 3, stride=2, padding=1),
+        nn.Conv2d(5, 7, 1),
+        nn.Linear(12, 9),
+        nn.Linear(12, 9, bias=False),
+    ],
+)
 def test_lowrank_equivalent_weight(layer, rank):
     branch = LowRank(layer, rank)
     x = torch.randn(3, 5, 8, 8) if isinstance(layer, nn.Conv2d) else torch.randn(3, 12)
     w = branch.equivalent_weight()
     assert w.shape == layer.weight.shape
     assert torch.linalg.matrix_rank(w.flatten(1)) == rank
-    ref = (layer._conv_forward(x, w, branch.bias) if isinstance(layer, nn.Conv2d)
-           else nn.functional.linear(x, w, branch.bias))  # fmt: skip
+    ref = (
+        layer._conv_forward(x, w, branch.bias)
+        if isinstance(layer, nn.Conv2d)
+        else nn.functional.linear(x, w, branch.bias)
+    )
     torch.testing.assert_close(branch(x), ref, atol=1e-5, rtol=1e-5)
 
 
@@ -171,8 +181,9 @@ def test_pretrained_lowrank_is_the_truncated_svd():
         # Eckart–Young: the error of the best rank-r approximation is the tail's norm
         torch.testing.assert_close(err, s[rank:].norm(), atol=1e-5, rtol=1e-4)
         # balanced factors
-        torch.testing.assert_close(branch.first.weight.norm(), branch.second.weight.norm(),
-                                   rtol=1e-4, atol=1e-5)  # fmt: skip
+        torch.testing.assert_close(
+            branch.first.weight.norm(), branch.second.weight.norm(), rtol=1e-4, atol=1e-5
+        )
 
 
 def test_pretrained_sparse_is_the_masked_original():

@@ -40,7 +40,7 @@ def _student(model, plan):
     branches = {
         lp.name: build_branch(
             model.get_submodule(lp.name), lp.branch, lp.size, plan.masks.get(lp.name)
-        )  # fmt: skip
+        )
         for lp in plan.layers
     }
     return blend.insert(model, branches)
@@ -88,8 +88,9 @@ def test_budget_collapse_and_round_trip(name, kind, tmp_path):
 
     c, h, w = MODELS[name]
     recipe = recipe_for(name, 10, (c, h, w), [0.0] * c, [1.0] * c, [str(i) for i in range(10)])
-    recipe["layers"] = [{"name": lp.name, "branch": lp.branch, "size": lp.size}
-                        for lp in plan.layers]  # fmt: skip
+    recipe["layers"] = [
+        {"name": lp.name, "branch": lp.branch, "size": lp.size} for lp in plan.layers
+    ]
     save_model(tmp_path / "student.pt", student, recipe)
     loaded, _ = load_model(tmp_path / "student.pt")
     with torch.no_grad():
@@ -122,8 +123,9 @@ def test_small_amounts_are_still_met(name, kind):
 
 def test_exclude_pattern_matching_nothing_is_an_error():
     with pytest.raises(BudgetError, match=r"'layer9\.\*' matches no Conv2d/Linear layer"):
-        allocate(_model("resnet20"), "lowrank", 0.3, _example("resnet20"),
-                 exclude=["conv1", "layer9.*"])  # fmt: skip
+        allocate(
+            _model("resnet20"), "lowrank", 0.3, _example("resnet20"), exclude=["conv1", "layer9.*"]
+        )
 
 
 def test_dwsep_replaces_ungrouped_spatial_convs_at_about_the_pointwise_cost():
@@ -140,8 +142,9 @@ def test_dwsep_replaces_ungrouped_spatial_convs_at_about_the_pointwise_cost():
     mobilenet = allocate(_model("tv:mobilenet_v2"), "dwsep", 0.65, _example("tv:mobilenet_v2"))
     assert {lp.branch for lp in mobilenet.layers} <= {"dwsep", "lowrank"}
     mnet = _model("tv:mobilenet_v2")
-    assert all(mnet.get_submodule(lp.name).groups == 1 for lp in mobilenet.layers
-               if lp.branch == "dwsep")  # fmt: skip
+    assert all(
+        mnet.get_submodule(lp.name).groups == 1 for lp in mobilenet.layers if lp.branch == "dwsep"
+    )
 
 
 def test_pointwise_prefers_spatial_convs_then_low_rank_linear_maps():
@@ -166,8 +169,9 @@ def test_pointwise_largest_saving_first():
     layers, _ = candidate_layers(model, None, _example("vgg16"))
     for name, layer in layers:
         savings[name] = layer.weight.numel() * 8 // 9
-    skipped_bigger = [n for n in savings if n not in chosen and
-                      savings[n] > min(savings[c] for c in chosen)]  # fmt: skip
+    skipped_bigger = [
+        n for n in savings if n not in chosen and savings[n] > min(savings[c] for c in chosen)
+    ]
     # Only the last pick may be smaller than a skipped layer (it is the smallest that closes
     # the gap), so at most one chosen layer is smaller than any skipped one.
     smaller_chosen = [c for c in chosen if any(savings[c] < savings[s] for s in skipped_bigger)]

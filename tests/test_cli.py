@@ -20,8 +20,12 @@ from conftest import write_png
 
 
 def test_plan_json(capsys):
-    assert main(["plan", "--model", "tv:resnet18", "--branch", "lowrank", "--amount", "0.65",
-                 "--json"]) == 0  # fmt: skip
+    assert (
+        main(
+            ["plan", "--model", "tv:resnet18", "--branch", "lowrank", "--amount", "0.65", "--json"]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert {"teacher_params", "student_params", "achieved", "layers"} <= out.keys()
     assert 0.65 <= out["achieved"] <= 0.655
@@ -54,8 +58,9 @@ def params_file(tmp_path, tiny_raw):
 
 def test_bad_config_is_one_line_naming_the_key(tmp_path, params_file, capsys):
     out = tmp_path / "prepared" / "d.pt"
-    code = main(["prepare", "--params", str(params_file), "--set", "prune.amount=1.5",
-                 "--out", str(out)])  # fmt: skip
+    code = main(
+        ["prepare", "--params", str(params_file), "--set", "prune.amount=1.5", "--out", str(out)]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert "prune.amount" in err and "1.5" in err and err.count("\n") == 0
@@ -68,17 +73,57 @@ def test_stage_commands_end_to_end(tmp_path, params_file, tiny_raw):
     rec = tmp_path / "records"
     assert main(["prepare", *p, "--out", str(data), "--record", str(rec / "prepare.json")]) == 0
     assert main(["pretrain", *p, "--data", str(data), "--out", str(teacher)]) == 0
-    assert main(["prune", *p, "--variant", "base", "--seed", "1", "--data", str(data),
-                 "--teacher", str(teacher / "model.pt"), "--out", str(variant),
-                 "--record", str(rec / "prune.json")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "prune",
+                *p,
+                "--variant",
+                "base",
+                "--seed",
+                "1",
+                "--data",
+                str(data),
+                "--teacher",
+                str(teacher / "model.pt"),
+                "--out",
+                str(variant),
+                "--record",
+                str(rec / "prune.json"),
+            ]
+        )
+        == 0
+    )
     metrics = variant / "metrics.json"
-    assert main(["evaluate", *p, "--variant", "base", "--data", str(data),
-                 "--teacher", str(teacher / "model.pt"),
-                 "--teacher-metrics", str(teacher / "metrics.json"),
-                 "--student", str(variant / "student.pt"), "--history",
-                 str(variant / "history.csv"), "--steps", str(variant / "steps.csv"),
-                 "--out", str(metrics), "--predictions", str(variant / "predictions.csv"),
-                 "--record", str(rec / "evaluate.json")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                *p,
+                "--variant",
+                "base",
+                "--data",
+                str(data),
+                "--teacher",
+                str(teacher / "model.pt"),
+                "--teacher-metrics",
+                str(teacher / "metrics.json"),
+                "--student",
+                str(variant / "student.pt"),
+                "--history",
+                str(variant / "history.csv"),
+                "--steps",
+                str(variant / "steps.csv"),
+                "--out",
+                str(metrics),
+                "--predictions",
+                str(variant / "predictions.csv"),
+                "--record",
+                str(rec / "evaluate.json"),
+            ]
+        )
+        == 0
+    )
     m = json.loads(metrics.read_text())
     assert m["achieved"] >= 0.65 and m["test_acc"] > 0.8
     # One prediction per test image, scoring the accuracy metrics.json reports.
@@ -88,21 +133,49 @@ def test_stage_commands_end_to_end(tmp_path, params_file, tiny_raw):
     assert m["epochs"] == tiny_raw["prune"]["epochs"]
     # Each stage recorded the params values it read (the pipeline compares them to rerun).
     assert json.loads((rec / "prepare.json").read_text()) == {
-        "seed": tiny_raw["seed"], "data": tiny_raw["data"]}  # fmt: skip
+        "seed": tiny_raw["seed"],
+        "data": tiny_raw["data"],
+    }
     assert json.loads((rec / "prune.json").read_text()) == {
-        "prune": tiny_raw["prune"], "variants.base": {}}  # fmt: skip
+        "prune": tiny_raw["prune"],
+        "variants.base": {},
+    }
     assert set(json.loads((rec / "evaluate.json").read_text())) == {
-        "eval", "prune", "variants.base"}  # fmt: skip
+        "eval",
+        "prune",
+        "variants.base",
+    }
     assert sorted(p.name for p in rec.iterdir()) == ["evaluate.json", "prepare.json", "prune.json"]
-    unknown = ["prune", *p, "--variant", "nope", "--data", str(data),
-               "--teacher", str(teacher / "model.pt"), "--out", str(tmp_path / "x")]  # fmt: skip
+    unknown = [
+        "prune",
+        *p,
+        "--variant",
+        "nope",
+        "--data",
+        str(data),
+        "--teacher",
+        str(teacher / "model.pt"),
+        "--out",
+        str(tmp_path / "x"),
+    ]
     assert main(unknown) == 2
 
 
 def test_model_that_does_not_fit_the_data_is_one_line(tmp_path, params_file, prepared_path, capsys):
     out = tmp_path / "teacher"
-    code = main(["pretrain", "--params", str(params_file), "--set", "model.name=vgg16",
-                 "--data", str(prepared_path), "--out", str(out)])  # fmt: skip
+    code = main(
+        [
+            "pretrain",
+            "--params",
+            str(params_file),
+            "--set",
+            "model.name=vgg16",
+            "--data",
+            str(prepared_path),
+            "--out",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0
     assert "model.name" in err and "image_size >= 32" in err and "1x8x8" in err
@@ -110,13 +183,29 @@ def test_model_that_does_not_fit_the_data_is_one_line(tmp_path, params_file, pre
 
 
 def test_missing_input_file_is_one_line(tmp_path, params_file, prepared_path, teacher_dir, capsys):
-    code = main(["evaluate", "--params", str(params_file), "--variant", "base",
-                 "--data", str(prepared_path),
-                 "--teacher", str(teacher_dir / "model.pt"),
-                 "--teacher-metrics", str(tmp_path / "missing.json"),
-                 "--student", str(teacher_dir / "model.pt"), "--history", str(tmp_path / "h.csv"),
-                 "--steps", str(tmp_path / "s.csv"),
-                 "--out", str(tmp_path / "m.json")])  # fmt: skip
+    code = main(
+        [
+            "evaluate",
+            "--params",
+            str(params_file),
+            "--variant",
+            "base",
+            "--data",
+            str(prepared_path),
+            "--teacher",
+            str(teacher_dir / "model.pt"),
+            "--teacher-metrics",
+            str(tmp_path / "missing.json"),
+            "--student",
+            str(teacher_dir / "model.pt"),
+            "--history",
+            str(tmp_path / "h.csv"),
+            "--steps",
+            str(tmp_path / "s.csv"),
+            "--out",
+            str(tmp_path / "m.json"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and "missing.json" in err
     assert not (tmp_path / "m.json").exists()
@@ -126,8 +215,9 @@ def test_missing_input_file_is_one_line(tmp_path, params_file, prepared_path, te
 def _tree_params(tmp_path, root) -> Path:
     """A params file reading the image tree at `root`."""
     path = tmp_path / "tree.yaml"
-    path.write_text(yaml.safe_dump({"data": {"name": "imagefolder", "root": str(root)},
-                                    "variants": {"a": {}}}))  # fmt: skip
+    path.write_text(
+        yaml.safe_dump({"data": {"name": "imagefolder", "root": str(root)}, "variants": {"a": {}}})
+    )
     return path
 
 
@@ -138,15 +228,27 @@ def _set(*pairs):
 # (id, how to break the params file, --set overrides, what the one line must contain)
 CONFIG_CASES = [
     ("unknown-top-key", lambda p: p.update(colour="red"), [], ["colour", "unknown key"]),
-    ("unknown-nested-key", lambda p: p["prune"]["schedule"].update(bogus=1), [],
-     ["prune.schedule.bogus"]),
-    ("unknown-variant-key", lambda p: p["variants"]["base"].update(speed=2), [],
-     ["variants.base.speed"]),
+    (
+        "unknown-nested-key",
+        lambda p: p["prune"]["schedule"].update(bogus=1),
+        [],
+        ["prune.schedule.bogus"],
+    ),
+    (
+        "unknown-variant-key",
+        lambda p: p["variants"]["base"].update(speed=2),
+        [],
+        ["variants.base.speed"],
+    ),
     ("wrong-type", lambda p: p["teacher"].update(epochs="ten"), [], ["teacher.epochs", "ten"]),
     ("amount-too-big", None, ["prune.amount=1.5"], ["prune.amount", "1.5"]),
     ("amount-zero", None, ["prune.amount=0"], ["prune.amount", "0"]),
-    ("rate-out-of-range", lambda p: p["variants"]["base"].update(schedule={"rate": 1.5}), [],
-     ["variants.base.schedule.rate", "1.5"]),
+    (
+        "rate-out-of-range",
+        lambda p: p["variants"]["base"].update(schedule={"rate": 1.5}),
+        [],
+        ["variants.base.schedule.rate", "1.5"],
+    ),
     ("val-fraction", None, ["data.val_fraction=1.2"], ["data.val_fraction", "1.2"]),
     ("noise-fraction", None, ["prune.augment.noise_fraction=2"], ["noise_fraction", "2"]),
     ("negative-epochs", None, ["teacher.epochs=-1"], ["teacher.epochs", "-1"]),
@@ -160,21 +262,34 @@ CONFIG_CASES = [
     ("unknown-schedule", None, ["prune.schedule.kind=zigzag"], ["prune.schedule", "zigzag"]),
     ("unknown-loss", None, ["prune.loss.kind=hinge"], ["prune.loss", "hinge"]),
     ("unknown-trainable", None, ["prune.trainable=none"], ["prune.trainable", "none"]),
-    ("variant-name-space", lambda p: p["variants"].update({"Exp 05": {}}), [],
-     ["variants", "Exp 05"]),
+    (
+        "variant-name-space",
+        lambda p: p["variants"].update({"Exp 05": {}}),
+        [],
+        ["variants", "Exp 05"],
+    ),
     ("variant-name-slash", lambda p: p["variants"].update({"a/b": {}}), [], ["variants", "a/b"]),
-    ("oneshot-with-rate", lambda p: p["variants"]["base"].update(
-        schedule={"kind": "oneshot", "rate": 0.1}), [], ["variants.base.schedule", "rate"]),
-    ("sparse-with-lsq", lambda p: p["variants"]["base"].update(branch="sparse", init="lsq"), [],
-     ["variants.base", "lsq", "sparse"]),
+    (
+        "oneshot-with-rate",
+        lambda p: p["variants"]["base"].update(schedule={"kind": "oneshot", "rate": 0.1}),
+        [],
+        ["variants.base.schedule", "rate"],
+    ),
+    (
+        "sparse-with-lsq",
+        lambda p: p["variants"]["base"].update(branch="sparse", init="lsq"),
+        [],
+        ["variants.base", "lsq", "sparse"],
+    ),
     ("noise-without-std", None, ["prune.augment.noise_fraction=0.5"], ["noise_std"]),
     ("empty-variants", lambda p: p.update(variants={}), [], ["variants"]),
     ("bad-set-syntax", None, ["prune.amount"], ["--set", "key.path=value"]),
-]  # fmt: skip
+]
 
 
-@pytest.mark.parametrize("change,overrides,expected", [c[1:] for c in CONFIG_CASES],
-                         ids=[c[0] for c in CONFIG_CASES])  # fmt: skip
+@pytest.mark.parametrize(
+    "change,overrides,expected", [c[1:] for c in CONFIG_CASES], ids=[c[0] for c in CONFIG_CASES]
+)
 def test_bad_config_is_one_line_and_writes_nothing(
     tmp_path, tiny_raw, capsys, change, overrides, expected
 ):
@@ -197,10 +312,13 @@ def test_bad_config_is_one_line_and_writes_nothing(
 
 @pytest.mark.parametrize(
     "content,expected",
-    [("prune: [unclosed", "not valid YAML"), ("- a\n- b\n", "expected a mapping"),
-     (None, "no such file")],
+    [
+        ("prune: [unclosed", "not valid YAML"),
+        ("- a\n- b\n", "expected a mapping"),
+        (None, "no such file"),
+    ],
     ids=["unparsable-yaml", "list-not-mapping", "missing-file"],
-)  # fmt: skip
+)
 def test_unreadable_params_file_is_one_line(tmp_path, capsys, content, expected):
     params = tmp_path / "params.yaml"
     if content is not None:
@@ -222,9 +340,16 @@ def test_check_warns_of_a_schedule_that_cannot_fit_its_budget(params_file, caplo
         "--set",
         "variants.cut.finetune_epochs=2",
     ]
-    even = ["--set", "variants.even.schedule={kind: exponential, rate: 0.1, alpha_min: 0.05}",
-            "--set", "variants.even.epochs=12", "--set", "variants.even.finetune_epochs=2",
-            "--set", "variants.even.advance.mode=even"]  # fmt: skip
+    even = [
+        "--set",
+        "variants.even.schedule={kind: exponential, rate: 0.1, alpha_min: 0.05}",
+        "--set",
+        "variants.even.epochs=12",
+        "--set",
+        "variants.even.finetune_epochs=2",
+        "--set",
+        "variants.even.advance.mode=even",
+    ]
     with caplog.at_level("INFO", logger="alphaprune"):
         assert main(["check", "--params", str(params_file), *fits, *cut, *even]) == 0
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
@@ -263,12 +388,14 @@ def _damage_classes(r):
 
 @pytest.mark.parametrize(
     "damage,expected",
-    [(_damage_corrupt, "images/train/emu/00.png: cannot decode"),
-     (_damage_size, "images/train/dog/99.png is 3x9x5"),
-     (_damage_empty_class, "class folder test/fox has no images"),
-     (_damage_classes, "different classes (yak)")],
+    [
+        (_damage_corrupt, "images/train/emu/00.png: cannot decode"),
+        (_damage_size, "images/train/dog/99.png is 3x9x5"),
+        (_damage_empty_class, "class folder test/fox has no images"),
+        (_damage_classes, "different classes (yak)"),
+    ],
     ids=["corrupt-image", "mixed-sizes", "empty-class-folder", "class-mismatch"],
-)  # fmt: skip
+)
 def test_bad_image_data_is_one_line_naming_the_file(tmp_path, image_tree, capsys, damage, expected):
     root, _ = image_tree
     damage(root)
@@ -287,19 +414,62 @@ def test_bad_stage_inputs_are_one_line_and_write_nothing(
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(prepared_path.read_bytes()[:1000])
     cases = [
-        (["pretrain", *p, "--data", str(tmp_path / "none.pt"), "--out", str(out)],
-         "none.pt: no such prepared data file"),
-        (["pretrain", *p, "--data", str(corrupt), "--out", str(out)],
-         "corrupt.pt: not a readable prepared data file"),
-        (["prune", *p, "--variant", "base", "--data", str(prepared_path),
-          "--teacher", str(tmp_path / "no-teacher.pt"), "--out", str(out)], "no-teacher.pt"),
-        (["prune", *p, "--set", "prune.exclude=[conv1,conv2,conv3,fc]", "--variant", "base",
-          "--data", str(prepared_path), "--teacher", str(teacher_dir / "model.pt"),
-          "--out", str(out)], "unreachable"),
-        (["prune", *p, "--variant", "nope", "--data", str(prepared_path),
-          "--teacher", str(teacher_dir / "model.pt"), "--out", str(out)],
-         "unknown variant 'nope'"),
-    ]  # fmt: skip
+        (
+            ["pretrain", *p, "--data", str(tmp_path / "none.pt"), "--out", str(out)],
+            "none.pt: no such prepared data file",
+        ),
+        (
+            ["pretrain", *p, "--data", str(corrupt), "--out", str(out)],
+            "corrupt.pt: not a readable prepared data file",
+        ),
+        (
+            [
+                "prune",
+                *p,
+                "--variant",
+                "base",
+                "--data",
+                str(prepared_path),
+                "--teacher",
+                str(tmp_path / "no-teacher.pt"),
+                "--out",
+                str(out),
+            ],
+            "no-teacher.pt",
+        ),
+        (
+            [
+                "prune",
+                *p,
+                "--set",
+                "prune.exclude=[conv1,conv2,conv3,fc]",
+                "--variant",
+                "base",
+                "--data",
+                str(prepared_path),
+                "--teacher",
+                str(teacher_dir / "model.pt"),
+                "--out",
+                str(out),
+            ],
+            "unreachable",
+        ),
+        (
+            [
+                "prune",
+                *p,
+                "--variant",
+                "nope",
+                "--data",
+                str(prepared_path),
+                "--teacher",
+                str(teacher_dir / "model.pt"),
+                "--out",
+                str(out),
+            ],
+            "unknown variant 'nope'",
+        ),
+    ]
     for argv, expected in cases:
         code = main(argv)
         err = capsys.readouterr().err.strip()

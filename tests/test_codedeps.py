@@ -18,15 +18,21 @@ SRC = REPO / "src"
 
 def modules(stage: str) -> set[str]:
     """alphaprune.x.y names of the stage's code."""
-    return {".".join(p.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
-            for p in stage_code(stage, SRC)}  # fmt: skip
+    return {
+        ".".join(p.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
+        for p in stage_code(stage, SRC)
+    }
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_every_stage_runs_the_dispatcher_and_its_own_command(stage):
     names = modules(stage)
-    assert {"alphaprune", "alphaprune.cli", "alphaprune.commands",
-            f"alphaprune.commands.{stage}"} <= names  # fmt: skip
+    assert {
+        "alphaprune",
+        "alphaprune.cli",
+        "alphaprune.commands",
+        f"alphaprune.commands.{stage}",
+    } <= names
     others = {f"alphaprune.commands.{s}" for s in STAGES if s != stage}
     assert not names & others
     assert all(p.is_file() and p.suffix == ".py" for p in stage_code(stage, SRC))
@@ -53,15 +59,19 @@ def test_no_module_imports_by_name_but_the_dispatcher():
     nothing. The CLI dispatcher is the one place that does it (and the closures add the command
     module for it)."""
     dynamic = re.compile(r"\bimport_module\(|\b__import__\(|\bimportlib\.util\b")
-    offenders = [str(p.relative_to(SRC)) for p in (SRC / "alphaprune").rglob("*.py")
-                 if p.name != "cli.py" and dynamic.search(p.read_text())]  # fmt: skip
+    offenders = [
+        str(p.relative_to(SRC))
+        for p in (SRC / "alphaprune").rglob("*.py")
+        if p.name != "cli.py" and dynamic.search(p.read_text())
+    ]
     assert offenders == []
 
 
 def test_code_digest_follows_only_the_stages_code(tmp_path):
     src = tmp_path / "src"
-    shutil.copytree(SRC / "alphaprune", src / "alphaprune",
-                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    shutil.copytree(
+        SRC / "alphaprune", src / "alphaprune", ignore=shutil.ignore_patterns("__pycache__")
+    )
     before = code_digest("prune", src)
     assert before == code_digest("prune", SRC)  # names and contents, not where the copy lies
     with (src / "alphaprune" / "plots.py").open("a") as f:

@@ -19,13 +19,20 @@ def metrics(names, seed=0) -> pd.DataFrame:
     """Plausible metrics.json rows, with the widest values a real run gives."""
     rng = np.random.default_rng(seed)
     n = len(names)
-    return pd.DataFrame({
-        "test_acc": rng.uniform(0.1, 1, n), "noisy_test_acc": rng.uniform(0.1, 1, n),
-        "achieved": rng.uniform(0.6, 0.7, n), "student_macs": rng.uniform(1e5, 9e9, n),
-        "alpha_reached": rng.uniform(0, 1, n), "alpha_hold_train": rng.uniform(0, 1, n),
-        "alpha_hold_val": rng.uniform(0, 1, n), "wall_time_s": rng.uniform(1, 99999, n),
-        "agreement": 0.9,  # not a headline figure
-    }, index=names)  # fmt: skip
+    return pd.DataFrame(
+        {
+            "test_acc": rng.uniform(0.1, 1, n),
+            "noisy_test_acc": rng.uniform(0.1, 1, n),
+            "achieved": rng.uniform(0.6, 0.7, n),
+            "student_macs": rng.uniform(1e5, 9e9, n),
+            "alpha_reached": rng.uniform(0, 1, n),
+            "alpha_hold_train": rng.uniform(0, 1, n),
+            "alpha_hold_val": rng.uniform(0, 1, n),
+            "wall_time_s": rng.uniform(1, 99999, n),
+            "agreement": 0.9,  # not a headline figure
+        },
+        index=names,
+    )
 
 
 def test_one_row_per_variant_best_first_with_the_gap_to_the_teacher():

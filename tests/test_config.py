@@ -27,8 +27,11 @@ BASE = {
     "seed": 0,
     "data": {"name": "digits"},
     "model": {"name": "cnn"},
-    "teacher": {"epochs": 20, "batch_size": 64,
-                "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9}},
+    "teacher": {
+        "epochs": 20,
+        "batch_size": 64,
+        "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+    },
     "prune": {
         "amount": 0.65,
         "schedule": {"kind": "exponential", "rate": 0.05, "alpha_min": 0.07},
@@ -38,7 +41,7 @@ BASE = {
         "optimizer": {"lr": 0.02, "momentum": 0.8},
     },
     "variants": {"exp05": {}},
-}  # fmt: skip
+}
 
 
 def _write(tmp_path: Path, raw, name: str = "params.yaml") -> Path:
@@ -146,8 +149,12 @@ def test_deep_merge():
     base = {"a": 1, "s": {"kind": "x", "p": 1, "q": 2}, "n": {"m": {"k": 1, "j": 2}}}
     frozen = copy.deepcopy(base)
     out = deep_merge(base, {"s": {"p": 5}, "n": {"m": {"k": 9}}, "new": [1]})
-    assert out == {"a": 1, "s": {"kind": "x", "p": 5, "q": 2}, "n": {"m": {"k": 9, "j": 2}},
-                   "new": [1]}  # fmt: skip
+    assert out == {
+        "a": 1,
+        "s": {"kind": "x", "p": 5, "q": 2},
+        "n": {"m": {"k": 9, "j": 2}},
+        "new": [1],
+    }
     assert base == frozen  # inputs are not mutated
     # A different kind replaces the mapping; a non-mapping replaces a mapping and vice versa.
     assert deep_merge(base, {"s": {"kind": "y", "r": 3}})["s"] == {"kind": "y", "r": 3}
@@ -175,8 +182,12 @@ def _set(*path_and_value):
 
 BAD = [
     # (id, mutation, key path in the message, a fragment the message must contain)
-    ("variant-rate-above-1", _set("variants", "exp05", {"schedule": {"rate": 1.5}}),
-     "variants.exp05.schedule.rate", "1.5"),
+    (
+        "variant-rate-above-1",
+        _set("variants", "exp05", {"schedule": {"rate": 1.5}}),
+        "variants.exp05.schedule.rate",
+        "1.5",
+    ),
     ("amount-0", _set("prune", "amount", 0), "prune.amount", "greater than 0"),
     ("amount-1.5", _set("prune", "amount", 1.5), "prune.amount", "less than 1"),
     ("teacher-lr-0", _set("teacher", "optimizer", "lr", 0), "teacher.optimizer.lr", "0"),
@@ -184,12 +195,24 @@ BAD = [
     ("unknown-dataset", _set("data", "name", "mnist"), "data.name", "mnist"),
     ("unknown-model", _set("model", "name", "resnet21"), "model.name", "resnet21"),
     ("unknown-top-key", _set("bogus", 1), "bogus", "unknown key"),
-    ("unknown-nested-key", _set("prune", "advance", "bogus", 1), "prune.advance.bogus",
-     "unknown key"),
-    ("unknown-variant-key", _set("variants", "exp05", {"bogus": 1}), "variants.exp05.bogus",
-     "unknown key"),
-    ("unknown-variant-schedule-key", _set("variants", "exp05", {"schedule": {"bogus": 1}}),
-     "variants.exp05.schedule.bogus", "unknown key"),
+    (
+        "unknown-nested-key",
+        _set("prune", "advance", "bogus", 1),
+        "prune.advance.bogus",
+        "unknown key",
+    ),
+    (
+        "unknown-variant-key",
+        _set("variants", "exp05", {"bogus": 1}),
+        "variants.exp05.bogus",
+        "unknown key",
+    ),
+    (
+        "unknown-variant-schedule-key",
+        _set("variants", "exp05", {"schedule": {"bogus": 1}}),
+        "variants.exp05.schedule.bogus",
+        "unknown key",
+    ),
     ("string-for-int", _set("teacher", "epochs", "ten"), "teacher.epochs", "integer"),
     ("negative-epochs", _set("teacher", "epochs", -1), "teacher.epochs", "-1"),
     ("negative-prune-epochs", _set("prune", "epochs", -5), "prune.epochs", "-5"),
@@ -199,46 +222,87 @@ BAD = [
     ("unknown-branch", _set("prune", "branch", "dense"), "prune.branch", "dense"),
     ("unknown-init", _set("prune", "init", "zeros"), "prune.init", "zeros"),
     ("unknown-trainable", _set("prune", "trainable", "none"), "prune.trainable", "none"),
-    ("unknown-schedule", _set("prune", "schedule", {"kind": "sigmoid"}), "prune.schedule",
-     "sigmoid"),
+    (
+        "unknown-schedule",
+        _set("prune", "schedule", {"kind": "sigmoid"}),
+        "prune.schedule",
+        "sigmoid",
+    ),
     ("unknown-loss", _set("prune", "loss", {"kind": "mse"}), "prune.loss", "mse"),
-    ("variant-unknown-branch", _set("variants", "exp05", {"branch": "dense"}),
-     "variants.exp05.branch", "dense"),
-    ("variant-kd-temperature-0", _set("variants", "exp05", {"loss": {"kind": "kd",
-                                                                     "temperature": 0}}),
-     "variants.exp05.loss.temperature", "greater than 0"),
-    ("variant-linear-steps-0", _set("variants", "exp05", {"schedule": {"kind": "linear",
-                                                                       "steps": 0}}),
-     "variants.exp05.schedule.steps", "0"),
+    (
+        "variant-unknown-branch",
+        _set("variants", "exp05", {"branch": "dense"}),
+        "variants.exp05.branch",
+        "dense",
+    ),
+    (
+        "variant-kd-temperature-0",
+        _set("variants", "exp05", {"loss": {"kind": "kd", "temperature": 0}}),
+        "variants.exp05.loss.temperature",
+        "greater than 0",
+    ),
+    (
+        "variant-linear-steps-0",
+        _set("variants", "exp05", {"schedule": {"kind": "linear", "steps": 0}}),
+        "variants.exp05.schedule.steps",
+        "0",
+    ),
     ("variant-uppercase", _set("variants", "Exp05", {}), "variants.Exp05", "lowercase"),
     ("variant-space", _set("variants", "exp 05", {}), "variants.exp 05", "lowercase"),
     ("finetune-ge-epochs", _set("prune", "finetune_epochs", 80), "prune", "finetune_epochs"),
-    ("variant-finetune-ge-epochs", _set("variants", "exp05", {"epochs": 10}),
-     "variants.exp05", "finetune_epochs"),
-    ("sparse-lsq", _set("variants", "exp05", {"branch": "sparse", "init": "lsq"}),
-     "variants.exp05", "lsq"),
-    ("noise-without-std", _set("teacher", "augment", {"noise_fraction": 0.5}),
-     "teacher.augment", "noise_std"),
-    ("prune-noise-without-std", _set("prune", "augment", {"noise_fraction": 0.5,
-                                                          "noise_std": 0}),
-     "prune.augment", "noise_std"),
-    ("min-gt-max-epochs", _set("prune", "advance", "min_epochs", 5), "prune.advance",
-     "min_epochs"),
-    ("variant-min-gt-max-epochs", _set("variants", "exp05", {"advance": {"min_epochs": 5}}),
-     "variants.exp05.advance", "min_epochs (5) > max_epochs (3)"),
-    ("variant-max-epochs-0", _set("variants", "exp05", {"advance": {"max_epochs": 0}}),
-     "variants.exp05.advance.max_epochs", "0"),
-    ("noise-fraction-above-1", _set("prune", "augment", {"noise_fraction": 2, "noise_std": 1}),
-     "prune.augment.noise_fraction", "2"),
+    (
+        "variant-finetune-ge-epochs",
+        _set("variants", "exp05", {"epochs": 10}),
+        "variants.exp05",
+        "finetune_epochs",
+    ),
+    (
+        "sparse-lsq",
+        _set("variants", "exp05", {"branch": "sparse", "init": "lsq"}),
+        "variants.exp05",
+        "lsq",
+    ),
+    (
+        "noise-without-std",
+        _set("teacher", "augment", {"noise_fraction": 0.5}),
+        "teacher.augment",
+        "noise_std",
+    ),
+    (
+        "prune-noise-without-std",
+        _set("prune", "augment", {"noise_fraction": 0.5, "noise_std": 0}),
+        "prune.augment",
+        "noise_std",
+    ),
+    ("min-gt-max-epochs", _set("prune", "advance", "min_epochs", 5), "prune.advance", "min_epochs"),
+    (
+        "variant-min-gt-max-epochs",
+        _set("variants", "exp05", {"advance": {"min_epochs": 5}}),
+        "variants.exp05.advance",
+        "min_epochs (5) > max_epochs (3)",
+    ),
+    (
+        "variant-max-epochs-0",
+        _set("variants", "exp05", {"advance": {"max_epochs": 0}}),
+        "variants.exp05.advance.max_epochs",
+        "0",
+    ),
+    (
+        "noise-fraction-above-1",
+        _set("prune", "augment", {"noise_fraction": 2, "noise_std": 1}),
+        "prune.augment.noise_fraction",
+        "2",
+    ),
     ("section-not-mapping", _set("data", "digits"), "data", "digits"),
     ("variants-not-mapping", _set("variants", ["exp05"]), "variants", "mapping"),
     ("variant-not-mapping", _set("variants", "exp05", [1]), "variants.exp05", "mapping"),
     ("negative-seed", _set("seed", -1), "seed", "-1"),
-]  # fmt: skip
+]
 
 
-@pytest.mark.parametrize(("mutate", "key_path", "fragment"),
-                         [pytest.param(*case[1:], id=case[0]) for case in BAD])  # fmt: skip
+@pytest.mark.parametrize(
+    ("mutate", "key_path", "fragment"), [pytest.param(*case[1:], id=case[0]) for case in BAD]
+)
 def test_bad_input_is_one_line_naming_file_and_key_path(tmp_path, mutate, key_path, fragment):
     raw = _raw()
     mutate(raw)
@@ -314,8 +378,15 @@ def test_schedule_that_yields_no_alpha_sequence_is_rejected_at_load(schedule, fr
 # ---------------------------------------------------------------------- --set, file errors
 def test_set_overrides_take_effect(tmp_path):
     path = _write(tmp_path, _raw())
-    params = load_params(path, ["prune.amount=0.5", "variants.exp05.schedule.rate=0.1",
-                                "teacher.optimizer.name=adamw", "data.subset=100"])  # fmt: skip
+    params = load_params(
+        path,
+        [
+            "prune.amount=0.5",
+            "variants.exp05.schedule.rate=0.1",
+            "teacher.optimizer.name=adamw",
+            "data.subset=100",
+        ],
+    )
     assert params.prune.amount == 0.5
     assert params.variant("exp05").amount == 0.5  # the variant merges over the new prune
     assert params.variant("exp05").schedule == ExponentialSchedule(rate=0.1, alpha_min=0.07)
@@ -326,8 +397,9 @@ def test_set_overrides_take_effect(tmp_path):
 
 def test_set_can_create_a_variant_and_new_sections(tmp_path):
     path = _write(tmp_path, {"model": {"name": "cnn"}})
-    params = load_params(path, ["variants.lin.schedule={kind: linear, steps: 4}",
-                                "runtime.device=cpu"])  # fmt: skip
+    params = load_params(
+        path, ["variants.lin.schedule={kind: linear, steps: 4}", "runtime.device=cpu"]
+    )
     assert params.variant("lin").schedule == LinearSchedule(kind="linear", steps=4)
     assert params.runtime.device == "cpu"
 
@@ -376,10 +448,14 @@ def test_later_files_merge_over_earlier_ones(tmp_path):
 
 @pytest.mark.parametrize(
     ("text", "fragment"),
-    [("- a\n- b\n", "expected a mapping"), ("prune: [1, 2\n", "not valid YAML"),
-     ("just a string\n", "expected a mapping"), ("a: b: c\n", "not valid YAML")],
+    [
+        ("- a\n- b\n", "expected a mapping"),
+        ("prune: [1, 2\n", "not valid YAML"),
+        ("just a string\n", "expected a mapping"),
+        ("a: b: c\n", "not valid YAML"),
+    ],
     ids=["list", "unclosed", "scalar", "nested-colon"],
-)  # fmt: skip
+)
 def test_unusable_yaml_names_the_file(tmp_path, text, fragment):
     path = tmp_path / "params.yaml"
     path.write_text(text)
@@ -405,11 +481,15 @@ def test_resolve_rejects_a_non_mapping():
 # ------------------------------------------------------------------------------- schedules
 @pytest.mark.parametrize(
     "schedule",
-    [{"kind": "exponential", "rate": 0.3, "alpha_min": 0.1}, {"kind": "linear", "steps": 3},
-     {"kind": "cosine", "steps": 4},
-     {"kind": "step", "values": [0.9, 0.5]}, {"kind": "oneshot"}],
+    [
+        {"kind": "exponential", "rate": 0.3, "alpha_min": 0.1},
+        {"kind": "linear", "steps": 3},
+        {"kind": "cosine", "steps": 4},
+        {"kind": "step", "values": [0.9, 0.5]},
+        {"kind": "oneshot"},
+    ],
     ids=["exponential", "linear", "cosine", "step", "oneshot"],
-)  # fmt: skip
+)
 def test_alphas_start_below_one_and_end_at_zero(schedule):
     alphas = PruneConfig(schedule=schedule).alphas()
     assert alphas[0] < 1

@@ -276,8 +276,9 @@ def test_imagefolder_reads_every_image_with_its_class(image_tree):
     assert src.x_train.shape == (36, 3, 6, 5) and src.x_test.shape == (9, 3, 6, 5)
     assert src.x_train.dtype == np.uint8 and src.y_train.dtype == np.int64
     got = Counter((x.tobytes(), int(y)) for x, y in zip(src.x_train, src.y_train, strict=True))
-    want = Counter((img.numpy().tobytes(), c) for rel, (img, c) in pixels.items()
-                   if "/train/" in rel)  # fmt: skip
+    want = Counter(
+        (img.numpy().tobytes(), c) for rel, (img, c) in pixels.items() if "/train/" in rel
+    )
     assert got == want
 
 
@@ -306,26 +307,46 @@ def test_imagefolder_prepare_splits_and_caps(image_tree):
 @pytest.mark.parametrize(
     "damage,message",
     [
-        (lambda r: (r / "images/train/emu/00.png").write_bytes(b"\x89PNG not really"),
-         r"images/train/emu/00\.png: cannot decode this image"),
-        (lambda r: (r / "images/train/dog/03.png").write_bytes(
-            (r / "images/train/dog/03.png").read_bytes()[:40]),
-         r"images/train/dog/03\.png: cannot decode this image"),
-        (lambda r: write_png(r / "images/train/emu/99.png", 1, shape=(3, 7, 5)),
-         r"images/train/emu/99\.png is 3x7x5, but the images before it are 3x6x5"),
-        (lambda r: write_png(r / "images/test/emu/98.png", 1, shape=(1, 6, 5)),
-         r"images/test/emu/98\.png is 1x6x5"),
-        (lambda r: (r / "images/train/fox").mkdir(),
-         r"class folder train/fox has no images"),
-        (lambda r: [p.unlink() for p in (r / "images/test/emu").iterdir()],
-         r"class folder test/emu has no images"),
-        (lambda r: write_png(r / "images/train/yak/00.png", 1),
-         r"train and test have different classes \(yak\)"),
+        (
+            lambda r: (r / "images/train/emu/00.png").write_bytes(b"\x89PNG not really"),
+            r"images/train/emu/00\.png: cannot decode this image",
+        ),
+        (
+            lambda r: (r / "images/train/dog/03.png").write_bytes(
+                (r / "images/train/dog/03.png").read_bytes()[:40]
+            ),
+            r"images/train/dog/03\.png: cannot decode this image",
+        ),
+        (
+            lambda r: write_png(r / "images/train/emu/99.png", 1, shape=(3, 7, 5)),
+            r"images/train/emu/99\.png is 3x7x5, but the images before it are 3x6x5",
+        ),
+        (
+            lambda r: write_png(r / "images/test/emu/98.png", 1, shape=(1, 6, 5)),
+            r"images/test/emu/98\.png is 1x6x5",
+        ),
+        (lambda r: (r / "images/train/fox").mkdir(), r"class folder train/fox has no images"),
+        (
+            lambda r: [p.unlink() for p in (r / "images/test/emu").iterdir()],
+            r"class folder test/emu has no images",
+        ),
+        (
+            lambda r: write_png(r / "images/train/yak/00.png", 1),
+            r"train and test have different classes \(yak\)",
+        ),
         (lambda r: shutil.rmtree(r / "images/test"), r"no test/<class>/<image> files found"),
     ],
-    ids=["corrupt", "truncated", "other-size", "other-channels", "empty-class-folder",
-         "emptied-class-folder", "class-only-in-train", "no-test-split"],
-)  # fmt: skip
+    ids=[
+        "corrupt",
+        "truncated",
+        "other-size",
+        "other-channels",
+        "empty-class-folder",
+        "emptied-class-folder",
+        "class-only-in-train",
+        "no-test-split",
+    ],
+)
 def test_imagefolder_bad_data_names_the_file(image_tree, damage, message):
     root, _ = image_tree
     damage(root)
@@ -369,8 +390,10 @@ def _fake_cifar(root: Path, per_file: int = 4) -> None:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {"data": rng.integers(0, 256, (per_file, 3072), dtype=np.uint8),
-                 "labels": [int(v) for v in rng.integers(0, 10, per_file)]}  # fmt: skip
+        batch = {
+            "data": rng.integers(0, 256, (per_file, 3072), dtype=np.uint8),
+            "labels": [int(v) for v in rng.integers(0, 10, per_file)],
+        }
         (folder / name).write_bytes(pickle.dumps(batch))
     names = [f"c{i}" for i in range(10)]
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}))

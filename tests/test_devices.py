@@ -27,8 +27,11 @@ time.sleep(60)
 
 
 def _job(folder) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen([sys.executable, "-c", JOB.format(gpus=GPUS), str(folder)],
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", JOB.format(gpus=GPUS), str(folder)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     return proc, int(proc.stdout.readline())
 
 

@@ -24,9 +24,14 @@ def test_sync_rewrites_only_the_code_deps(tmp_path, monkeypatch, capsys):
     text = (REPO / "dvc.yaml").read_text()
     text = text.replace("      - src/alphaprune/data.py\n", "", 1)  # prepare lost a file
     # pretrain gained a file, at its own indentation (a foreach stage nests under do:)
-    text = re.sub(r"^( +)- src/alphaprune/augment.py\n", r"\g<0>\1- src/alphaprune/old.py\n",
-                  text, count=1, flags=re.M)  # fmt: skip
-    stale.write_text(text)  # fmt: skip
+    text = re.sub(
+        r"^( +)- src/alphaprune/augment.py\n",
+        r"\g<0>\1- src/alphaprune/old.py\n",
+        text,
+        count=1,
+        flags=re.M,
+    )
+    stale.write_text(text)
     assert main(["--check", str(stale)]) == 1
     err = capsys.readouterr().err
     assert "prepare, pretrain" in err and "make dvc-code" in err  # and the fix

@@ -56,8 +56,10 @@ def test_alpha_step_drops_by_hand():
     assert drops["collapse_drop_pp"] == pytest.approx(10.0)
     # steps written before the start accuracy was recorded: the curve only
     old = [{k: v for k, v in s.items() if k != "val_acc_start"} for s in steps]
-    assert alpha_step_drops(old, 0.97) == {"alpha_step_drop_pp": pytest.approx(5.0),
-                                            "collapse_drop_pp": None}  # fmt: skip
+    assert alpha_step_drops(old, 0.97) == {
+        "alpha_step_drop_pp": pytest.approx(5.0),
+        "collapse_drop_pp": None,
+    }
     # one-shot: the replacement is measured from the teacher
     oneshot = alpha_step_drops([{"alpha": 0.0, "val_acc": 0.9, "val_acc_start": 0.5}], 0.97)
     assert oneshot["alpha_step_drop_pp"] == pytest.approx(7.0)
@@ -96,19 +98,44 @@ def test_noisy_accuracy_without_noise_is_accuracy():
 
 def test_evaluate_record_is_complete_and_finite():
     torch.manual_seed(0)
-    teacher = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(),
-                            nn.Linear(512, 3)).eval()  # fmt: skip
-    student = blend.collapse(blend.insert(
-        __import__("copy").deepcopy(teacher),
-        {"3": Sparse(teacher[3], (torch.rand(3, 512) > 0.8).float())},
-    ))  # fmt: skip
+    teacher = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(512, 3)
+    ).eval()
+    student = blend.collapse(
+        blend.insert(
+            __import__("copy").deepcopy(teacher),
+            {"3": Sparse(teacher[3], (torch.rand(3, 512) > 0.8).float())},
+        )
+    )
     history = [{"seconds": 0.5}, {"seconds": 0.25}]
-    metrics, _ = evaluate(student, teacher, _data(), {"train_acc": 0.99, "val_acc": 0.98}, history,
-                       STEPS, (1, 8, 8), EvalConfig(latency_seconds=0.02), CPU)  # fmt: skip
-    for key in ("test_acc", "noisy_test_acc", "agreement", "teacher_params", "student_params",
-                "student_params_dense", "achieved", "teacher_macs", "student_macs",
-                "teacher_latency_ms", "student_latency_ms", "epochs", "wall_time_s",
-                "alpha_hold_train", "alpha_hold_val"):  # fmt: skip
+    metrics, _ = evaluate(
+        student,
+        teacher,
+        _data(),
+        {"train_acc": 0.99, "val_acc": 0.98},
+        history,
+        STEPS,
+        (1, 8, 8),
+        EvalConfig(latency_seconds=0.02),
+        CPU,
+    )
+    for key in (
+        "test_acc",
+        "noisy_test_acc",
+        "agreement",
+        "teacher_params",
+        "student_params",
+        "student_params_dense",
+        "achieved",
+        "teacher_macs",
+        "student_macs",
+        "teacher_latency_ms",
+        "student_latency_ms",
+        "epochs",
+        "wall_time_s",
+        "alpha_hold_train",
+        "alpha_hold_val",
+    ):
         assert key in metrics and math.isfinite(metrics[key]), key
     assert metrics["student_params"] < metrics["teacher_params"]
     assert metrics["achieved"] == pytest.approx(

@@ -305,11 +305,23 @@ def _short_sparse_values(blob):
 
 @pytest.mark.parametrize(
     "change",
-    [_drop_recipe, _bad_json_recipe, _unknown_model, _missing_weight, _wrong_shape,
-     _short_sparse_values],
-    ids=["no-recipe", "bad-json-recipe", "unknown-model", "missing-weight", "wrong-shape",
-         "short-sparse-values"],
-)  # fmt: skip
+    [
+        _drop_recipe,
+        _bad_json_recipe,
+        _unknown_model,
+        _missing_weight,
+        _wrong_shape,
+        _short_sparse_values,
+    ],
+    ids=[
+        "no-recipe",
+        "bad-json-recipe",
+        "unknown-model",
+        "missing-weight",
+        "wrong-shape",
+        "short-sparse-values",
+    ],
+)
 def test_alphaprune_file_with_corrupt_content(tmp_path, students, change):
     """A file of the right format and version whose recipe or weights were damaged is still a
     bad model file: one ModelFileError naming it, not a KeyError / JSONDecodeError /

@@ -11,8 +11,14 @@ from alphaprune import norms
 
 def _net() -> nn.Sequential:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5),
-                         nn.Flatten(), nn.LazyLinear(2))  # fmt: skip
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Flatten(),
+        nn.LazyLinear(2),
+    )
 
 
 def test_only_running_statistics_change():

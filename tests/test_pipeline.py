@@ -73,14 +73,18 @@ def _dry_run_blocks(root: Path, *args: str) -> list[dict]:
             for key in ("output", "Shell command", "wildcards")
         )
         values = dict(w.split("=", 1) for w in wildcards.group(1).split(", ")) if wildcards else {}
-        jobs.append({
-            "rule": m.group(1),
-            # DVC's name for the job after the @: <teacher>, or <variant>-<teacher>-<seed>
-            "variant": "-".join(values[k] for k in ("variant", "teacher", "seed") if k in values)
-            or None,
-            "outputs": set(outputs.group(1).split(", ")) if outputs else set(),
-            "cmd": cmd.group(1) if cmd else "",
-        })  # fmt: skip
+        jobs.append(
+            {
+                "rule": m.group(1),
+                # DVC's name for the job after the @: <teacher>, or <variant>-<teacher>-<seed>
+                "variant": "-".join(
+                    values[k] for k in ("variant", "teacher", "seed") if k in values
+                )
+                or None,
+                "outputs": set(outputs.group(1).split(", ")) if outputs else set(),
+                "cmd": cmd.group(1) if cmd else "",
+            }
+        )
     return jobs
 
 
@@ -128,8 +132,12 @@ def test_snakemake_and_dvc_agree(tmp_path, variants, replicates):
         assert smk[name][0] == dvc[name][0], name
         assert smk[name][1] == dvc[name][1], name
     reps = params["replicates"]
-    expected = {f"prune@{v}-{t}-{s}" for v in params["variants"] for t in reps["teachers"]
-                for s in reps["seeds"]} | {f"pretrain@{t}" for t in reps["teachers"]}  # fmt: skip
+    expected = {
+        f"prune@{v}-{t}-{s}"
+        for v in params["variants"]
+        for t in reps["teachers"]
+        for s in reps["seeds"]
+    } | {f"pretrain@{t}" for t in reps["teachers"]}
     assert expected <= set(dvc)
     # each replicate in its own folder, on its own teacher
     for t in reps["teachers"]:
@@ -242,8 +250,17 @@ def test_compare_prints_one_row_per_variant_in_120_columns(snakemake_project):
     header, titles, *rows = out.splitlines()
     assert header.startswith("teacher: test acc 0.")
     assert sorted(r.split()[0] for r in rows) == sorted(TINY["variants"])
-    for title in ("test acc", "Δ pp", "noisy acc", "removed", "MACs", "α reached", "α held tr",
-                  "α held val", "train s"):  # fmt: skip
+    for title in (
+        "test acc",
+        "Δ pp",
+        "noisy acc",
+        "removed",
+        "MACs",
+        "α reached",
+        "α held tr",
+        "α held val",
+        "train s",
+    ):
         assert title in titles
     assert all(len(row.split()) == 10 for row in rows)  # every figure present, no blanks
     assert max(map(len, out.splitlines())) <= 120
@@ -253,8 +270,10 @@ def test_snakemake_preset_replaces_the_grid(snakemake_project, tmp_path):
     preset = snakemake_project / "configs" / "one.yaml"
     preset.parent.mkdir(exist_ok=True)
     preset.write_text(yaml.safe_dump({"variants": {"solo": {"schedule": {"kind": "oneshot"}}}}))
-    out = run([BIN / "snakemake", "-n", "--configfile", "configs/one.yaml", "--printshellcmds"],
-              snakemake_project).stdout  # fmt: skip
+    out = run(
+        [BIN / "snakemake", "-n", "--configfile", "configs/one.yaml", "--printshellcmds"],
+        snakemake_project,
+    ).stdout
     assert "--params params.yaml --params configs/one.yaml" in out
     assert "variant=solo" in out and "variant=a" not in out
 
@@ -317,12 +336,20 @@ def test_make_run_recovers_from_a_killed_run(tmp_path):
     """kill -9 of a whole Snakemake run mid-prune leaves a lock and incomplete outputs: the next
     plain `snakemake` refuses, `alphaprune unlock` refuses while a run is alive, and `make run`
     unlocks, redoes what was cut short, and the killed prune resumes from its checkpoint."""
-    params = {**TINY, "variants": {v: TINY["variants"][v] for v in ("a", "c")},
-              "prune": {**TINY["prune"], "epochs": 100, "finetune_epochs": 10}}  # fmt: skip
+    params = {
+        **TINY,
+        "variants": {v: TINY["variants"][v] for v in ("a", "c")},
+        "prune": {**TINY["prune"], "epochs": 100, "finetune_epochs": 10},
+    }
     root = make_project(tmp_path / "p", params)
-    first = subprocess.Popen([BIN / "snakemake", "--cores", "2"], cwd=root, env=ENV,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)  # fmt: skip
+    first = subprocess.Popen(
+        [BIN / "snakemake", "--cores", "2"],
+        cwd=root,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         checkpoint = root / "results" / "variants" / "a" / RUN / "checkpoint" / "last.pt"
         while not checkpoint.exists():
@@ -339,8 +366,19 @@ def test_make_run_recovers_from_a_killed_run(tmp_path):
     assert refused.returncode != 0
     assert re.search(r"IncompleteFilesException|LockException", refused.stdout + refused.stderr)
     venv = BIN.parent  # the Makefile's own venv, taken as installed
-    run(["make", "-f", REPO / "Makefile", "run", f"VENV={venv}", "CORES=2",
-         "-o", venv / ".installed"], root)  # fmt: skip
+    run(
+        [
+            "make",
+            "-f",
+            REPO / "Makefile",
+            "run",
+            f"VENV={venv}",
+            "CORES=2",
+            "-o",
+            venv / ".installed",
+        ],
+        root,
+    )
     assert "resumed from" in (root / "logs" / "prune" / "a" / f"{RUN}.log").read_text()
     assert dry_run_jobs(root) == set() and dvc_changed(root) == set()
 
@@ -359,8 +397,9 @@ def test_presets_and_partial_runs_keep_the_tools_honest(snakemake_project):
         assert "Not recorded in DVC's lock: this run read presets" in out.stdout + out.stderr
         assert dry_run_jobs(root) == evaluates | {"plots", "report"}
         assert evaluates <= dvc_changed(root)
-        one = run([BIN / "snakemake", "--cores", "2", f"results/variants/a/{RUN}/metrics.json"],
-                  root)  # fmt: skip
+        one = run(
+            [BIN / "snakemake", "--cores", "2", f"results/variants/a/{RUN}/metrics.json"], root
+        )
         # its DAG: prepare, pretrain, prune@a (up to date) and evaluate@a (made)
         assert "the 4 stages of this run" in one.stdout + one.stderr
         assert evaluates - {f"evaluate@a-{JOB}"} <= dvc_changed(
@@ -433,8 +472,11 @@ def test_dvc_plots_show_renders_the_histories(dvc_project):
 
 def test_dvc_plots_show_follows_a_run_in_progress(tmp_path):
     """history.csv grows during a prune, and DVC's repo lock does not stop `dvc plots show`."""
-    params = {**TINY, "variants": {"a": TINY["variants"]["a"]},
-              "prune": {**TINY["prune"], "epochs": 60, "finetune_epochs": 10}}  # fmt: skip
+    params = {
+        **TINY,
+        "variants": {"a": TINY["variants"]["a"]},
+        "prune": {**TINY["prune"], "epochs": 60, "finetune_epochs": 10},
+    }
     root = make_project(tmp_path / "p", params)
     repro = subprocess.Popen([BIN / "dvc", "repro", "-q"], cwd=root, env=ENV)
     history, seen = f"results/variants/a/{RUN}/history.csv", set()
@@ -463,8 +505,9 @@ def test_dvc_exp_run_with_a_changed_setting(dvc_project):
     `alphaprune compare` the two experiments variant by variant."""
     root = dvc_project
     run([BIN / "dvc", "exp", "run", "-n", "base"], root)  # nothing to run: the baseline as is
-    out = run([BIN / "dvc", "exp", "run", "-n", "rate03", "-S", "variants.a.schedule.rate=0.3"],
-              root).stdout  # fmt: skip
+    out = run(
+        [BIN / "dvc", "exp", "run", "-n", "rate03", "-S", "variants.a.schedule.rate=0.3"], root
+    ).stdout
     assert f"Running stage 'prune@a-{JOB}'" in out and "Running stage 'prune@b-2" not in out
     shown = json.loads(run([BIN / "dvc", "exp", "show", "--json"], root).stdout)
     exps = {

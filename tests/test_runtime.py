@@ -60,5 +60,6 @@ def test_predict_and_accuracy():
     logits = predict(model, data, CPU)
     assert logits.shape == (70, 3) and logits.dtype == torch.float32
     assert accuracy(model, data, CPU) == pytest.approx(
-        (logits.argmax(1) == data.y).float().mean().item())  # fmt: skip
+        (logits.argmax(1) == data.y).float().mean().item()
+    )
     assert model.training  # predict restores the mode it found

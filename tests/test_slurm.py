@@ -45,13 +45,16 @@ def _install() -> None:
     if shutil.which("slurmctld") and shutil.which("munged"):
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "slurm-wlm",
-                 "munge"]):  # fmt: skip
+    for cmd in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "slurm-wlm", "munge"],
+    ):
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
         if done.returncode != 0:  # offline, or no Debian archive: not this test's failure
-            pytest.skip(f"could not install slurm-wlm and munge ({' '.join(cmd[:2])}: "
-                        f"{done.stderr.strip().splitlines()[-1:] or done.returncode})")  # fmt: skip
+            pytest.skip(
+                f"could not install slurm-wlm and munge ({' '.join(cmd[:2])}: "
+                f"{done.stderr.strip().splitlines()[-1:] or done.returncode})"
+            )
 
 
 def _config(state: Path) -> tuple[str, str]:
@@ -103,8 +106,15 @@ def _wait_until_idle(timeout: float = 60) -> None:
         if state.stdout.strip() == "idle":
             return
         if "drain" in state.stdout or "inval" in state.stdout:
-            subprocess.run(["scontrol", "update", f"nodename={socket.gethostname().split('.')[0]}",
-                            "state=resume"], capture_output=True)  # fmt: skip
+            subprocess.run(
+                [
+                    "scontrol",
+                    "update",
+                    f"nodename={socket.gethostname().split('.')[0]}",
+                    "state=resume",
+                ],
+                capture_output=True,
+            )
         time.sleep(1)
     raise AssertionError(f"the SLURM node never became idle: {state.stdout} {state.stderr}")
 
@@ -152,12 +162,26 @@ def cluster(tmp_path_factory):
 
 
 # Small resources: the CI node has 2 cores and a few GB; the profile's GPU requests are kept.
-SMALL = ["--default-resources", "mem_mb=500", "runtime=10", "cpus_per_task=1",
-         "--set-resources", "pretrain:cpus_per_task=1", "prune:cpus_per_task=1",
-         "pretrain:mem_mb=1000", "prune:mem_mb=1000"]  # fmt: skip
-PLUGIN = ["--slurm-no-account", "--slurm-status-command", "squeue",
-          "--slurm-init-seconds-before-status-checks", "1",
-          "--seconds-between-status-checks", "2"]  # fmt: skip
+SMALL = [
+    "--default-resources",
+    "mem_mb=500",
+    "runtime=10",
+    "cpus_per_task=1",
+    "--set-resources",
+    "pretrain:cpus_per_task=1",
+    "prune:cpus_per_task=1",
+    "pretrain:mem_mb=1000",
+    "prune:mem_mb=1000",
+]
+PLUGIN = [
+    "--slurm-no-account",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--seconds-between-status-checks",
+    "2",
+]
 
 
 # Two variants are enough to show every rule on SLURM, and keep the test short.
@@ -172,8 +196,9 @@ def test_the_pipeline_runs_on_slurm(cluster, tmp_path):
     submitted = dict(re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*rule_(\w+)", log))
     print("SLURM job ids:", ", ".join(f"{j} ({rule})" for j, rule in submitted.items()))
     rules = sorted(submitted.values())
-    assert rules == sorted(["prepare", "pretrain", "prune", "prune", "evaluate", "evaluate",
-                            "plots", "report"]), log  # fmt: skip
+    assert rules == sorted(
+        ["prepare", "pretrain", "prune", "prune", "evaluate", "evaluate", "plots", "report"]
+    ), log
     for job, rule in submitted.items():
         shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True)
         assert "JobState=COMPLETED" in shown.stdout, shown.stdout

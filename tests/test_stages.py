@@ -55,9 +55,19 @@ def prune_cmd(tmp_path_factory, prepared_path, teacher_dir):
     params.write_text(yaml.safe_dump(TINY))
 
     def cmd(out: Path) -> list[str]:
-        return ["prune", "--params", str(params), "--variant", "base",
-                "--data", str(prepared_path), "--teacher", str(teacher_dir / "model.pt"),
-                "--out", str(out)]  # fmt: skip
+        return [
+            "prune",
+            "--params",
+            str(params),
+            "--variant",
+            "base",
+            "--data",
+            str(prepared_path),
+            "--teacher",
+            str(teacher_dir / "model.pt"),
+            "--out",
+            str(out),
+        ]
 
     return cmd
 
@@ -73,14 +83,19 @@ def whole(prune_cmd, tmp_path_factory) -> tuple[Path, float]:
 
 def _start(args: list[str], slow_checkpoints: bool = False, env=None) -> subprocess.Popen:
     code = SLOW_CHECKPOINT_WRITES if slow_checkpoints else PLAIN
-    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
 
 
 def _run(args: list[str], env=None) -> str:
     """Run to completion; its log (stderr)."""
-    proc = subprocess.run([sys.executable, "-c", PLAIN, *args], capture_output=True, text=True,
-                          timeout=300, env=env)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", PLAIN, *args], capture_output=True, text=True, timeout=300, env=env
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stderr
 
@@ -176,8 +191,11 @@ def test_a_killed_prune_resumes_after_an_edit_of_code_it_does_not_run(prune_cmd,
     an edit of the plots it resumes; after an edit of the fit loop it starts over (that edit
     reruns the stage, and resuming would keep the old code's α > 0 phase)."""
     src = tmp_path / "src"  # a copy of the package to edit, imported instead of the installed one
-    shutil.copytree(Path(alphaprune.__file__).parent, src / "alphaprune",
-                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    shutil.copytree(
+        Path(alphaprune.__file__).parent,
+        src / "alphaprune",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     env = {**os.environ, "PYTHONPATH": str(src)}
     for edited, resumes in (("plots.py", True), ("train.py", False)):
         out = tmp_path / f"after-{edited}"

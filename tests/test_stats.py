@@ -76,8 +76,9 @@ def test_interval_of_replicates_adds_the_test_sets_variance():
     x = [0.80, 0.90, 0.85]
     se = math.sqrt(np.var(x, ddof=1) / 3 + 0.85 * 0.15 / 10_000)
     wide = interval(x, test_size=10_000)
-    assert (wide.low, wide.high) == pytest.approx((0.85 - 4.302652729911275 * se,
-                                                   0.85 + 4.302652729911275 * se))  # fmt: skip
+    assert (wide.low, wide.high) == pytest.approx(
+        (0.85 - 4.302652729911275 * se, 0.85 + 4.302652729911275 * se)
+    )
 
 
 def test_several_teachers_make_the_teacher_the_unit_of_replication():

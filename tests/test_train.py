@@ -84,8 +84,12 @@ def test_even_mode_reaches_the_last_alpha_before_the_finetune_epochs(
 ):
     # The same schedule as above, which plateau mode cuts short at α > 0.5: even mode spreads
     # its 21 steps over the 6 α > 0 epochs and reaches its last α before fine-tuning.
-    slow = {"schedule": {"rate": 0.1, "alpha_min": 0.1}, "epochs": 9, "finetune_epochs": 3,
-            "advance": {"mode": "even"}}  # fmt: skip
+    slow = {
+        "schedule": {"rate": 0.1, "alpha_min": 0.1},
+        "epochs": 9,
+        "finetune_epochs": 3,
+        "advance": {"mode": "even"},
+    }
     params = tiny_params(slow=slow)
     _prune(params, "slow", prepared_path, teacher_dir, tmp_path)
     hist = pd.read_csv(tmp_path / "history.csv")
@@ -99,8 +103,9 @@ def test_batch_mode_moves_alpha_at_every_batch_and_ends_each_epoch_as_even_mode(
     tiny_params, prepared_path, teacher_dir, tmp_path
 ):
     slow = {"schedule": {"rate": 0.1, "alpha_min": 0.1}, "epochs": 5, "finetune_epochs": 2}
-    params = tiny_params(even={**slow, "advance": {"mode": "even"}},
-                         batch={**slow, "advance": {"mode": "batch"}})  # fmt: skip
+    params = tiny_params(
+        even={**slow, "advance": {"mode": "even"}}, batch={**slow, "advance": {"mode": "batch"}}
+    )
     seen: list[float] = []  # α of every training forward pass of the first blend
     original, first = blend.Blend.forward, []
 
@@ -170,8 +175,9 @@ def test_resume_after_interruption_is_bit_exact(
     params = tiny_params(base={})
     _prune(params, "base", prepared_path, teacher_dir, tmp_path / "whole")
     with pytest.raises(_Kill):
-        _prune(params, "base", prepared_path, teacher_dir, tmp_path / "cut",
-               on_epoch=_killer(kill_at))  # fmt: skip
+        _prune(
+            params, "base", prepared_path, teacher_dir, tmp_path / "cut", on_epoch=_killer(kill_at)
+        )
     cut = tmp_path / "cut"
     assert (cut / "checkpoint" / "last.pt").exists()
     assert not (cut / "student.pt").exists()
@@ -181,8 +187,14 @@ def test_resume_after_interruption_is_bit_exact(
     # Resuming rewinds them to the checkpoint before the first new epoch is written.
     resumed_at = torch.load(cut / "checkpoint" / "last.pt", weights_only=True)["epoch"]
     seen = []
-    _prune(params, "base", prepared_path, teacher_dir, cut,
-           on_epoch=lambda row: seen.append(len(pd.read_csv(cut / "history.csv"))))  # fmt: skip
+    _prune(
+        params,
+        "base",
+        prepared_path,
+        teacher_dir,
+        cut,
+        on_epoch=lambda row: seen.append(len(pd.read_csv(cut / "history.csv"))),
+    )
     assert seen[0] == resumed_at < kill_at and seen == sorted(seen)
 
     a = pd.read_csv(tmp_path / "whole" / "history.csv").drop(columns="seconds")
@@ -198,8 +210,9 @@ def test_checkpoint_of_another_configuration_is_not_resumed(
     tiny_params, prepared_path, teacher_dir, tmp_path, caplog
 ):
     with pytest.raises(_Kill):
-        _prune(tiny_params(base={}), "base", prepared_path, teacher_dir, tmp_path,
-               on_epoch=_killer(6))  # fmt: skip
+        _prune(
+            tiny_params(base={}), "base", prepared_path, teacher_dir, tmp_path, on_epoch=_killer(6)
+        )
     other = tiny_params(base={"optimizer": {"lr": 0.03}})
     _prune(other, "base", prepared_path, teacher_dir, tmp_path)
     assert "another configuration" in caplog.text
@@ -386,8 +399,13 @@ def test_host_placement_trains_exactly_like_device_placement(
     """Data too big for the GPU stays in host memory behind a DataLoader: same batches, same
     results (on the CPU, bit for bit), with or without worker processes."""
     params = tiny_params(base={"augment": {"noise_fraction": 0.5, "noise_std": 0.3}})
-    host = params.model_copy(update={"runtime": params.runtime.model_copy(
-        update={"data_placement": "host", "workers": workers})})  # fmt: skip
+    host = params.model_copy(
+        update={
+            "runtime": params.runtime.model_copy(
+                update={"data_placement": "host", "workers": workers}
+            )
+        }
+    )
     _prune(params, "base", prepared_path, teacher_dir, tmp_path / "device")
     _prune(host, "base", prepared_path, teacher_dir, tmp_path / "host")
     a = pd.read_csv(tmp_path / "device" / "history.csv").drop(columns="seconds")
@@ -414,9 +432,16 @@ def test_a_training_epoch_never_synchronises_with_the_host(augment):
     y = torch.randint(0, 10, (512,))
     data_ = DeviceData(x, y, [127.0] * 3, [64.0] * 3, runtime)
     model = build_model("resnet20", 10).cuda().to(memory_format=torch.channels_last)
-    spec = tr.FitSpec(alphas=[None], epochs=1, finetune_epochs=0, advance=AdvanceConfig(),
-                      batch_size=128, optimizer=PruneOptimizerConfig(), loss=make_loss("ce"),
-                      augment=Augment(**augment))  # fmt: skip
+    spec = tr.FitSpec(
+        alphas=[None],
+        epochs=1,
+        finetune_epochs=0,
+        advance=AdvanceConfig(),
+        batch_size=128,
+        optimizer=PruneOptimizerConfig(),
+        loss=make_loss("ce"),
+        augment=Augment(**augment),
+    )
     opt = tr.make_optimizer(list(model.parameters()), spec.optimizer)
     gen = torch.Generator(device="cuda").manual_seed(0)
     lr = tr._lr_schedule(0.01, True, 0, 1)

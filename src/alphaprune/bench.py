@@ -90,9 +90,14 @@ def fit_throughput(setup: BenchSetup, x: Tensor, y: Tensor, runtime: Runtime) ->
     train = DeviceData(x, y, mean, std, runtime)
     val = DeviceData(x[: setup.batch_size], y[: setup.batch_size], mean, std, runtime)
     spec = FitSpec(
-        alphas=[None], epochs=setup.epochs, finetune_epochs=0, advance=AdvanceConfig(),
-        batch_size=setup.batch_size, optimizer=OptimizerConfig(), loss=make_loss("ce"),
-    )  # fmt: skip
+        alphas=[None],
+        epochs=setup.epochs,
+        finetune_epochs=0,
+        advance=AdvanceConfig(),
+        batch_size=setup.batch_size,
+        optimizer=OptimizerConfig(),
+        loss=make_loss("ce"),
+    )
     gen = torch.Generator(device=runtime.device).manual_seed(setup.seed)
     result = fit(_model(setup, runtime), train, val, spec, runtime, gen)
     seen = len(train) // setup.batch_size * setup.batch_size
@@ -215,8 +220,12 @@ def run(setup: BenchSetup, runtime: Runtime, x: Tensor | None = None, y: Tensor 
     """Every measurement, as one flat dict of numbers (plus the device's name)."""
     if x is None:
         x, y = synthetic_data(setup)
-    out: dict = {"device": device_name(runtime.device), "model": setup.model,
-                 "batch_size": setup.batch_size, "n_train": len(y)}  # fmt: skip
+    out: dict = {
+        "device": device_name(runtime.device),
+        "model": setup.model,
+        "batch_size": setup.batch_size,
+        "n_train": len(y),
+    }
     out["fit_img_s"] = fit_throughput(setup, x, y, runtime)
     out["plain_img_s"] = plain_throughput(setup, x, y, runtime)
     out["fit_over_plain"] = out["fit_img_s"] / out["plain_img_s"]

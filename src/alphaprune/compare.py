@@ -8,10 +8,21 @@ import pandas as pd
 
 from alphaprune.results import TITLES
 
-HEADLINE = ["test_acc", "noisy_test_acc", "achieved", "student_macs", "alpha_reached",
-            "alpha_hold_train", "alpha_hold_val", "wall_time_s"]  # fmt: skip
-SHORT = {"noisy_test_acc": "noisy acc", "alpha_hold_train": "α held tr",
-         "alpha_hold_val": "α held val"}  # fmt: skip
+HEADLINE = [
+    "test_acc",
+    "noisy_test_acc",
+    "achieved",
+    "student_macs",
+    "alpha_reached",
+    "alpha_hold_train",
+    "alpha_hold_val",
+    "wall_time_s",
+]
+SHORT = {
+    "noisy_test_acc": "noisy acc",
+    "alpha_hold_train": "α held tr",
+    "alpha_hold_val": "α held val",
+}
 DELTA = "Δ pp"  # percentage points
 
 

@@ -86,10 +86,12 @@ def _cifar10(cfg: DataConfig) -> Source:
                 f"{CIFAR10.filename} ({CIFAR10.url}) there, or use data.name: imagefolder"
             ) from None
     return Source(
-        np.ascontiguousarray(train.data.transpose(0, 3, 1, 2)), np.asarray(train.targets),
-        np.ascontiguousarray(test.data.transpose(0, 3, 1, 2)), np.asarray(test.targets),
+        np.ascontiguousarray(train.data.transpose(0, 3, 1, 2)),
+        np.asarray(train.targets),
+        np.ascontiguousarray(test.data.transpose(0, 3, 1, 2)),
+        np.asarray(test.targets),
         list(train.classes),
-    )  # fmt: skip
+    )
 
 
 @register_source("imagefolder")
@@ -135,8 +137,13 @@ def _imagefolder(cfg: DataConfig) -> Source:
                 xs.append(image)
                 ys.append(label)
         arrays[split] = (np.stack(xs), np.asarray(ys, dtype=np.int64))
-    log.info("decoded %d train and %d test images of %s from %s", len(arrays["train"][1]),
-             len(arrays["test"][1]), _dims(shape), root)  # fmt: skip
+    log.info(
+        "decoded %d train and %d test images of %s from %s",
+        len(arrays["train"][1]),
+        len(arrays["test"][1]),
+        _dims(shape),
+        root,
+    )
     return Source(*arrays["train"], *arrays["test"], classes)
 
 
@@ -240,9 +247,13 @@ def prepare(cfg: DataConfig, seed: int) -> Prepared:
     if cfg.subset is not None:
         x_train, y_train = _stratified_cap(x_train, y_train, cfg.subset, seed)
     arrays = {
-        "x_train": x_train, "y_train": y_train, "x_val": x_val,
-        "y_val": y_val, "x_test": x_test, "y_test": y_test,
-    }  # fmt: skip
+        "x_train": x_train,
+        "y_train": y_train,
+        "x_val": x_val,
+        "y_val": y_val,
+        "x_test": x_test,
+        "y_test": y_test,
+    }
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
     xf = tensors["x_train"].double()
     card = {
@@ -272,8 +283,10 @@ def _digest(tensors: dict[str, Tensor]) -> str:
 def save(prepared: Prepared, path: str | Path) -> Path:
     """Write the tensor file and its card (same stem, `.json`); return the card's path."""
     path = Path(path)
-    torch_save(path, {"format_version": FORMAT_VERSION, "card": json.dumps(prepared.card),
-                      **prepared.tensors})  # fmt: skip
+    torch_save(
+        path,
+        {"format_version": FORMAT_VERSION, "card": json.dumps(prepared.card), **prepared.tensors},
+    )
     card_path = path.with_suffix(".json")
     write_json(card_path, prepared.card)
     return card_path
@@ -293,8 +306,10 @@ def load(path: str | Path) -> Prepared:
             f"{path}: not a readable prepared data file ({err.__class__.__name__})"
         ) from None
     if card.get("format_version") != FORMAT_VERSION:
-        raise DataError(f"{path}: format version {card.get('format_version')}, "
-                        f"this alphaprune reads {FORMAT_VERSION}; re-run prepare")  # fmt: skip
+        raise DataError(
+            f"{path}: format version {card.get('format_version')}, "
+            f"this alphaprune reads {FORMAT_VERSION}; re-run prepare"
+        )
     if _digest(blob) != card.get("sha256"):
         raise DataError(f"{path}: content does not match its recorded hash; re-run prepare")
     return Prepared(blob, card)

@@ -52,8 +52,11 @@ def claim(ids: list[str], folder: Path | None = None) -> int:
         handle.flush()
         _HELD.append(handle)
         return index
-    log.warning("all %d GPUs are claimed by other alphaprune jobs; sharing GPU 0 (run "
-                "snakemake with --resources gpu=<number of GPUs>)", len(ids))  # fmt: skip
+    log.warning(
+        "all %d GPUs are claimed by other alphaprune jobs; sharing GPU 0 (run "
+        "snakemake with --resources gpu=<number of GPUs>)",
+        len(ids),
+    )
     return 0
 
 

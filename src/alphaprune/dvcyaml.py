@@ -73,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     expected, listed = expected_code_deps(), listed_code_deps(args.dvc_yaml)
     stale = [s for s in STAGES if listed.get(s) != expected[s]]
     if stale:
-        print(f"{args.dvc_yaml}: the code deps of {', '.join(stale)} are out of date; run "
-              f"`make dvc-code` (python -m alphaprune.dvcyaml)", file=sys.stderr)  # fmt: skip
+        print(
+            f"{args.dvc_yaml}: the code deps of {', '.join(stale)} are out of date; run "
+            f"`make dvc-code` (python -m alphaprune.dvcyaml)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

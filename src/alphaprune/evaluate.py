@@ -126,12 +126,14 @@ def evaluate(
         "epochs": len(history),
         "wall_time_s": sum(row["seconds"] for row in history),
         "alpha_reached": min((s["alpha"] for s in steps if s["alpha"] > 0), default=0.0),
-        "alpha_hold_train": alpha_held(steps, "train_acc_clean", teacher_metrics["train_acc"],
-                                       cfg.tolerance_pp),
-        "alpha_hold_val": alpha_held(steps, "val_acc", teacher_metrics["val_acc"],
-                                     cfg.tolerance_pp),
+        "alpha_hold_train": alpha_held(
+            steps, "train_acc_clean", teacher_metrics["train_acc"], cfg.tolerance_pp
+        ),
+        "alpha_hold_val": alpha_held(
+            steps, "val_acc", teacher_metrics["val_acc"], cfg.tolerance_pp
+        ),
         **alpha_step_drops(steps, teacher_metrics["val_acc"]),
-    }  # fmt: skip
+    }
     bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:
         raise ValueError(f"non-finite metrics: {', '.join(bad)}")

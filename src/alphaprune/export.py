@@ -61,9 +61,13 @@ def save_model(path: str | Path, model: nn.Module, recipe: dict[str, Any]) -> No
             _pack_sparse(state, f"{name}.layer.weight")
     torch_save(
         path,
-        {"format": FORMAT, "format_version": FORMAT_VERSION, "recipe": json.dumps(recipe),
-         "state_dict": state},
-    )  # fmt: skip
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "recipe": json.dumps(recipe),
+            "state_dict": state,
+        },
+    )
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu"):

@@ -22,8 +22,10 @@ class Progress:
 
     def __call__(self, row: dict) -> None:
         alpha = "-" if row["alpha"] is None else f"{row['alpha']:.3f}"
-        text = (f"epoch {row['epoch']} α={alpha} train_acc={row['train_acc']:.4f} "
-                f"val_acc={row['val_acc']:.4f} loss={row['train_loss']:.4f}")  # fmt: skip
+        text = (
+            f"epoch {row['epoch']} α={alpha} train_acc={row['train_acc']:.4f} "
+            f"val_acc={row['val_acc']:.4f} loss={row['train_loss']:.4f}"
+        )
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix_str(text.split(" ", 2)[2])

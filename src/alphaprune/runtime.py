@@ -146,8 +146,13 @@ def accuracy(model: nn.Module, data: DeviceData, runtime: Runtime) -> float:
 
 def runtime_from(cfg: RuntimeConfig) -> Runtime:
     """The `Runtime` a params file's `runtime` section asks for (claiming a GPU if `auto`)."""
-    return Runtime(resolve_device(cfg.device), cfg.compile, cfg.eval_batch_size,
-                   cfg.data_placement, cfg.workers)  # fmt: skip
+    return Runtime(
+        resolve_device(cfg.device),
+        cfg.compile,
+        cfg.eval_batch_size,
+        cfg.data_placement,
+        cfg.workers,
+    )
 
 
 def splits(prepared: Prepared, runtime: Runtime, *names: str) -> list[DeviceData]:
@@ -155,7 +160,13 @@ def splits(prepared: Prepared, runtime: Runtime, *names: str) -> list[DeviceData
     nbytes = sum(t.numel() * t.element_size() for t in prepared.tensors.values())
     resident = runtime.data_fits(nbytes)
     if not resident:
-        log.info("data (%.1f GB) stays in host memory; batches come through a DataLoader "
-                 "with %d workers", nbytes / 1e9, runtime.workers)  # fmt: skip
-    return [DeviceData(*prepared.split(n), prepared.mean, prepared.std, runtime, resident)
-            for n in names]  # fmt: skip
+        log.info(
+            "data (%.1f GB) stays in host memory; batches come through a DataLoader "
+            "with %d workers",
+            nbytes / 1e9,
+            runtime.workers,
+        )
+    return [
+        DeviceData(*prepared.split(n), prepared.mean, prepared.std, runtime, resident)
+        for n in names
+    ]

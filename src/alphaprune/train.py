@@ -83,9 +83,12 @@ def params_of(opt: torch.optim.Optimizer) -> list[nn.Parameter]:
 def make_optimizer(params: list[nn.Parameter], cfg: OptimizerConfig) -> torch.optim.Optimizer:
     if cfg.name == "sgd":
         return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+            params,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov and cfg.momentum > 0,
             weight_decay=cfg.weight_decay,
-        )  # fmt: skip
+        )
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
@@ -160,13 +163,19 @@ def fit(
             t0 = time.perf_counter()
             base = spec.finetune_lr if final and spec.finetune_lr else spec.optimizer.lr
             lr = _lr_schedule(base, final, e, n_max)
-            tr = _train_epoch(net, frozen, train, opt, spec, generator, targets, lr, runtime,
-                              move)  # fmt: skip
+            tr = _train_epoch(net, frozen, train, opt, spec, generator, targets, lr, runtime, move)
             tr = {name: v.item() for name, v in tr.items()}  # the epoch's one host sync
             va = _evaluate(model, val, spec.loss, val_targets, runtime)
             epoch += 1
-            row = {"epoch": epoch, "step": k, "alpha": alpha, "lr": lr(0), **tr, **va,
-                   "seconds": time.perf_counter() - t0}  # fmt: skip
+            row = {
+                "epoch": epoch,
+                "step": k,
+                "alpha": alpha,
+                "lr": lr(0),
+                **tr,
+                **va,
+                "seconds": time.perf_counter() - t0,
+            }
             _check_finite(row, model)
             result.history.append(row)
             if on_epoch:
@@ -331,11 +340,17 @@ def _step_row(
     the validation accuracy as the step began, α already moved and nothing trained yet."""
     last = rows[-1]
     row = {
-        "step": k, "alpha": alpha, "epochs": len(rows), "first_epoch": rows[0]["epoch"],
-        "last_epoch": last["epoch"], "train_loss": last["train_loss"],
-        "train_acc": last["train_acc"], "train_acc_clean": clean_train_acc,
-        "val_loss": last["val_loss"], "val_acc": last["val_acc"],
-    }  # fmt: skip
+        "step": k,
+        "alpha": alpha,
+        "epochs": len(rows),
+        "first_epoch": rows[0]["epoch"],
+        "last_epoch": last["epoch"],
+        "train_loss": last["train_loss"],
+        "train_acc": last["train_acc"],
+        "train_acc_clean": clean_train_acc,
+        "val_loss": last["val_loss"],
+        "val_acc": last["val_acc"],
+    }
     if begin is not None:
         row["val_acc_start"] = begin["val_acc"]
     row[f"best_{monitor.key}"] = monitor.best_value
@@ -361,18 +376,22 @@ def _check_finite(row: dict, model: nn.Module) -> None:
 
 # ------------------------------------------------------------------------------ checkpoints
 def _save_checkpoint(path, next_step, epoch, model, opt, generator, result, spec) -> None:
-    torch_save(path, {
-        "format_version": CHECKPOINT_VERSION,
-        "fingerprint": spec.fingerprint,
-        "next_step": next_step,
-        "epoch": epoch,
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "generator": generator.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "result": json.dumps({"history": result.history, "steps": result.steps,
-                              "seconds": result.seconds}),
-    })  # fmt: skip
+    torch_save(
+        path,
+        {
+            "format_version": CHECKPOINT_VERSION,
+            "fingerprint": spec.fingerprint,
+            "next_step": next_step,
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "result": json.dumps(
+                {"history": result.history, "steps": result.steps, "seconds": result.seconds}
+            ),
+        },
+    )
 
 
 class CheckpointError(UserError, ValueError):
@@ -393,8 +412,12 @@ def _load_checkpoint(path: Path, fingerprint: str) -> dict | None:
         ) from None
     if not isinstance(state, dict) or state.get("format_version") != CHECKPOINT_VERSION:
         version = state.get("format_version") if isinstance(state, dict) else None
-        log.warning("checkpoint %s has format version %s, this alphaprune writes %s; starting "
-                    "over", path, version, CHECKPOINT_VERSION)  # fmt: skip
+        log.warning(
+            "checkpoint %s has format version %s, this alphaprune writes %s; starting over",
+            path,
+            version,
+            CHECKPOINT_VERSION,
+        )
         return None
     if state.get("fingerprint") != fingerprint:
         log.warning("checkpoint %s belongs to another configuration; starting over", path)

@@ -77,7 +77,7 @@ def params_changed(stage):
     wrote there later in the same DAG build would be missing to it (a new variant asked for
     by its three seeds' targets failed with a MissingInputException)."""
     grid = {"pretrain": [(None, t, None) for t in TEACHERS],
-            "prune": [(v, t, s) for v in VARIANTS for t, s in RUNS]}  # fmt: skip
+            "prune": [(v, t, s) for v in VARIANTS for t, s in RUNS]}
     grid["evaluate"] = grid["prune"]
     made = {}
     for variant, teacher, seed in grid.get(stage, [(None, None, None)]):
@@ -118,21 +118,21 @@ def record_in_dvc():
         return  # not a DVC project
     if PARAM_FILES != ["params.yaml"]:
         logger.info("Not recorded in DVC's lock: this run read presets, and DVC reads "
-                    "params.yaml alone; `dvc status` lists the stages it made.")  # fmt: skip
+                    "params.yaml alone; `dvc status` lists the stages it made.")
         return
     # In pipeline order: committing a stage writes .gitignore files into the folders that the
     # stages after it depend on (results/variants), which must be hashed after that.
     jobs = sorted((STAGES.index(job.rule.name), dvc_name(job.wildcards))
-                  for job in workflow.dag.jobs if job.rule.name in STAGES)  # fmt: skip
+                  for job in workflow.dag.jobs if job.rule.name in STAGES)
     stages = [STAGES[i] + (f"@{name}" if name else "") for i, name in jobs]
     # Naming stages costs DVC a search of the whole pipeline each (minutes for a grid of
     # replicates); when the run's DAG is the whole pipeline, commit everything in one pass.
     whole = {"prepare", "plots", "report", *(f"pretrain@{t}" for t in TEACHERS),
              *(f"{s}@{v}-{t}-{seed}" for s in ("prune", "evaluate") for v in VARIANTS
-               for t, seed in RUNS)}  # fmt: skip
+               for t, seed in RUNS)}
     targets = [] if set(stages) == whole else stages
     done = subprocess.run([sys.executable, "-m", "dvc", "commit", "--force", *targets],
-                          capture_output=True, text=True)  # fmt: skip
+                          capture_output=True, text=True)
     if done.returncode:
         error = [ln for ln in (done.stdout + done.stderr).splitlines() if ln.strip()]
         logger.warning(f"dvc commit failed, so `dvc status` may list stages: {error[:2]}")

@@ -17,11 +17,19 @@ from alphaprune.provenance import stage_values
 
 def add_params_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--params", type=Path, action="append", metavar="FILE",
+        "--params",
+        type=Path,
+        action="append",
+        metavar="FILE",
         help="params file (default params.yaml); repeat to merge a preset over it",
-    )  # fmt: skip
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a params key, e.g. prune.amount=0.5")  # fmt: skip
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a params key, e.g. prune.amount=0.5",
+    )
 
 
 def params_files(args: argparse.Namespace) -> list[Path]:
@@ -48,11 +56,13 @@ def add_seed_argument(p: argparse.ArgumentParser, what: str) -> None:
 
 def add_record_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--record", type=Path, metavar="FILE",
+        "--record",
+        type=Path,
+        metavar="FILE",
         help="on success, write to FILE the values of the params keys this stage depends on "
         "(those dvc.yaml declares for it): the pipeline compares them with the params files to "
         "tell what to rerun",
-    )  # fmt: skip
+    )
 
 
 def write_record(args: argparse.Namespace, stage: str, variant: str | None = None) -> None:

@@ -22,8 +22,13 @@ def add_arguments(p) -> None:
     p.add_argument("--epochs", type=int, default=4, help="the first is a warm-up, not counted")
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile in the project's fit")
-    p.add_argument("--min-run-time", type=float, default=1.0, metavar="S",
-                   help="seconds each timed statement is repeated for")  # fmt: skip
+    p.add_argument(
+        "--min-run-time",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds each timed statement is repeated for",
+    )
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the numbers here")
 
 
@@ -31,33 +36,51 @@ def run(args) -> None:
     if args.epochs < 2:
         raise ConfigError("bench: --epochs must be at least 2 (the first is a warm-up)")
     if not 1 <= args.batch_size <= args.n_train:
-        raise ConfigError(f"bench: --batch-size must be in [1, --n-train={args.n_train}], "
-                          f"got {args.batch_size}")  # fmt: skip
+        raise ConfigError(
+            f"bench: --batch-size must be in [1, --n-train={args.n_train}], got {args.batch_size}"
+        )
     setup = bench.BenchSetup(
-        model=args.model, shape=tuple(args.input_size), num_classes=args.num_classes,
-        n_train=args.n_train, batch_size=args.batch_size, epochs=args.epochs, branch=args.branch,
+        model=args.model,
+        shape=tuple(args.input_size),
+        num_classes=args.num_classes,
+        n_train=args.n_train,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        branch=args.branch,
         min_run_time=args.min_run_time,
-    )  # fmt: skip
+    )
     result = bench.run(setup, Runtime(resolve_device(args.device), compile=args.compile))
     rows = [
         ("device", result["device"]),
         ("model / batch", f"{setup.model} / {setup.batch_size}, {result['n_train']} images"),
-        ("train img/s: fit | plain loop", f"{result['fit_img_s']:.0f} | "
-         f"{result['plain_img_s']:.0f}  (fit/plain {result['fit_over_plain']:.2f})"),
-        ("train step ms: original | student | blend",
-         f"{result['step_ms_original']:.2f} | {result['step_ms_student']:.2f} | "
-         f"{result['step_ms_blend']:.2f}  (blend/(original+student) "
-         f"{result['blend_over_sum']:.2f}; only branches training: "
-         f"{result['step_ms_blend_branches_only']:.2f}, with layer distillation "
-         f"{result['step_ms_blend_branches_distill']:.2f})"),
-        ("inference ms/batch: teacher | student",
-         f"{result['teacher_infer_ms']:.2f} | {result['student_infer_ms']:.2f}  "
-         f"(student/teacher {result['student_over_teacher_latency']:.2f})"),
-        ("MACs/image: teacher | student", f"{result['teacher_macs']:,} | {result['student_macs']:,}"
-         f"  (student/teacher {result['student_over_teacher_macs']:.2f})"),
-        ("params: teacher | student", f"{result['teacher_params']:,} | "
-         f"{result['student_params']:,}"),
-    ]  # fmt: skip
+        (
+            "train img/s: fit | plain loop",
+            f"{result['fit_img_s']:.0f} | "
+            f"{result['plain_img_s']:.0f}  (fit/plain {result['fit_over_plain']:.2f})",
+        ),
+        (
+            "train step ms: original | student | blend",
+            f"{result['step_ms_original']:.2f} | {result['step_ms_student']:.2f} | "
+            f"{result['step_ms_blend']:.2f}  (blend/(original+student) "
+            f"{result['blend_over_sum']:.2f}; only branches training: "
+            f"{result['step_ms_blend_branches_only']:.2f}, with layer distillation "
+            f"{result['step_ms_blend_branches_distill']:.2f})",
+        ),
+        (
+            "inference ms/batch: teacher | student",
+            f"{result['teacher_infer_ms']:.2f} | {result['student_infer_ms']:.2f}  "
+            f"(student/teacher {result['student_over_teacher_latency']:.2f})",
+        ),
+        (
+            "MACs/image: teacher | student",
+            f"{result['teacher_macs']:,} | {result['student_macs']:,}"
+            f"  (student/teacher {result['student_over_teacher_macs']:.2f})",
+        ),
+        (
+            "params: teacher | student",
+            f"{result['teacher_params']:,} | {result['student_params']:,}",
+        ),
+    ]
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
     if args.json:

@@ -18,9 +18,11 @@ log = logging.getLogger("alphaprune")
 def add_arguments(p) -> None:
     add_params_arguments(p)
     p.add_argument(
-        "--write", type=Path, metavar="FILE",
+        "--write",
+        type=Path,
+        metavar="FILE",
         help="write the merged params (e.g. a preset over params.yaml) to FILE",
-    )  # fmt: skip
+    )
 
 
 def run(args) -> None:
@@ -44,9 +46,11 @@ def run(args) -> None:
             log.info("%s", fit.message(name))
     for key in ("replicates",):  # dvc.yaml interpolates them from params.yaml itself
         if key not in args.raw_params:
-            log.warning("warning: no `%s` key: DVC reads it from params.yaml to expand the "
-                        "pipeline (`dvc repro` fails without it); add e.g. `replicates: "
-                        "{seeds: [0], teachers: [0]}`", key)  # fmt: skip
+            log.warning(
+                "warning: no `%s` key: DVC reads it from params.yaml to expand the "
+                "pipeline (`dvc repro` fails without it); add e.g. `replicates: "
+                "{seeds: [0], teachers: [0]}`",
+                key,
+            )
     runs = len(params.replicates.runs())
-    log.info("%s: valid; %d variants x %d replicates", " + ".join(map(str, files)), len(grid),
-             runs)  # fmt: skip
+    log.info("%s: valid; %d variants x %d replicates", " + ".join(map(str, files)), len(grid), runs)

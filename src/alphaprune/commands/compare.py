@@ -22,15 +22,26 @@ Reader = Callable[[Path], str]
 
 def add_arguments(p) -> None:
     add_params_arguments(p)
-    p.add_argument("--variants", type=Path, default=Path("results/variants"),
-                   help="folder of variant folders (default: %(default)s)")  # fmt: skip
-    p.add_argument("--teacher", type=Path, default=Path("results/teacher"),
-                   help="folder of the teachers' folders (default: %(default)s)")  # fmt: skip
     p.add_argument(
-        "--exp", action="append", metavar="NAME", default=[],
+        "--variants",
+        type=Path,
+        default=Path("results/variants"),
+        help="folder of variant folders (default: %(default)s)",
+    )
+    p.add_argument(
+        "--teacher",
+        type=Path,
+        default=Path("results/teacher"),
+        help="folder of the teachers' folders (default: %(default)s)",
+    )
+    p.add_argument(
+        "--exp",
+        action="append",
+        metavar="NAME",
+        default=[],
         help="read a DVC experiment (its name, or any git revision) instead of the workspace; "
         "give two to compare the second with the first",
-    )  # fmt: skip
+    )
 
 
 def run(args) -> None:
@@ -41,8 +52,9 @@ def run(args) -> None:
     if not args.exp:
         params = load(args)
         r = params.replicates
-        metrics, teacher = _results(args, list(params.variants), r.names(), r.teacher_names(),
-                                    Path.read_text)  # fmt: skip
+        metrics, teacher = _results(
+            args, list(params.variants), r.names(), r.teacher_names(), Path.read_text
+        )
         print(f"teacher: test acc {_acc(teacher)}; {DELTA_NOTE}")
         print(compare.render(compare.table(metrics, teacher)))
         return
@@ -53,8 +65,10 @@ def run(args) -> None:
         print(compare.render(compare.table(metrics, teacher)))
         return
     (a, metrics_a, teacher_a), (b, metrics_b, teacher_b) = runs
-    print(f"A = {a} (teacher {_acc(teacher_a)}), B = {b} (teacher {_acc(teacher_b)}); "
-          "Δ: B − A in percentage points; the other figures are B's")  # fmt: skip
+    print(
+        f"A = {a} (teacher {_acc(teacher_a)}), B = {b} (teacher {_acc(teacher_b)}); "
+        "Δ: B − A in percentage points; the other figures are B's"
+    )
     print(compare.render(compare.versus(metrics_a, metrics_b)))
 
 

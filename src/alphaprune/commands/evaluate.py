@@ -49,17 +49,23 @@ def run(args) -> None:
     student, _ = load_model(args.student, runtime.device)
     (test,) = splits(prepared, runtime, "test")
     metrics, predicted = evaluate(
-        student, teacher, test,
+        student,
+        teacher,
+        test,
         teacher_metrics=json.loads(Path(args.teacher_metrics).read_text()),
         history=pd.read_csv(args.history).to_dict("records"),
         steps=pd.read_csv(args.steps).to_dict("records"),
-        shape=prepared.shape, cfg=params.eval, runtime=runtime, seed=args.seed,
-    )  # fmt: skip
+        shape=prepared.shape,
+        cfg=params.eval,
+        runtime=runtime,
+        seed=args.seed,
+    )
     write_json(args.out, metrics)
     if args.predictions:
         table = pd.DataFrame({"label": test.y.cpu().numpy(), "pred": predicted.cpu().numpy()})
         with atomic_path(args.predictions) as tmp:
             table.to_csv(tmp, index=False)
-    log.info("%s: test_acc=%.4f achieved=%.4f", args.variant, metrics["test_acc"],
-             metrics["achieved"])  # fmt: skip
+    log.info(
+        "%s: test_acc=%.4f achieved=%.4f", args.variant, metrics["test_acc"], metrics["achieved"]
+    )
     write_record(args, "evaluate", args.variant)

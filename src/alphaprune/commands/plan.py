@@ -33,5 +33,7 @@ def run(args) -> None:
     # size: rank (lowrank) or kept weights (sparse); a pointwise 1x1 has none.
     print(rows.fillna("-").to_string(index=False) if len(rows) else "(no layers)")
     print(f"excluded: {', '.join(plan.excluded)}")
-    print(f"teacher {plan.teacher_params:,} -> student {plan.student_params:,} parameters; "
-          f"removes {plan.achieved:.4f} (target {plan.amount})")  # fmt: skip
+    print(
+        f"teacher {plan.teacher_params:,} -> student {plan.student_params:,} parameters; "
+        f"removes {plan.achieved:.4f} (target {plan.amount})"
+    )

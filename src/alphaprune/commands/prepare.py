@@ -22,6 +22,11 @@ def run(args) -> None:
     prepared = data.prepare(params.data, params.seed)
     data.save(prepared, args.out)
     card = prepared.card
-    log.info("prepared %s: %d train, %d val, %d test", card["name"], card["n_train"],
-             card["n_val"], card["n_test"])  # fmt: skip
+    log.info(
+        "prepared %s: %d train, %d val, %d test",
+        card["name"],
+        card["n_train"],
+        card["n_val"],
+        card["n_test"],
+    )
     write_record(args, "prepare")

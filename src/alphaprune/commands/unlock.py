@@ -20,8 +20,12 @@ log = logging.getLogger("alphaprune")
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--dir", type=Path, default=Path("."),
-                   help="the workflow's folder (default: the current one)")  # fmt: skip
+    p.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("."),
+        help="the workflow's folder (default: the current one)",
+    )
 
 
 def run(args) -> None:
@@ -37,8 +41,9 @@ def run(args) -> None:
             f"a run is still working in {folder} ({shown}): wait for it to finish, or stop it, "
             "before starting another"
         )
-    done = subprocess.run([sys.executable, "-m", "snakemake", "--unlock"], cwd=folder,
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--unlock"], cwd=folder, capture_output=True, text=True
+    )
     if done.returncode:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise UserError(f"snakemake --unlock failed in {folder}: {last}")

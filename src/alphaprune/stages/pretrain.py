@@ -29,22 +29,42 @@ def pretrain(
     try:
         model = build_model(params.model.name, prepared.num_classes, in_channels=c, image_size=h)
     except ModelError as err:
-        raise ModelError(f"model.name: {err} (the prepared {prepared.card['name']} images are "
-                         f"{c}x{h}x{prepared.shape[2]})") from None  # fmt: skip
+        raise ModelError(
+            f"model.name: {err} (the prepared {prepared.card['name']} images are "
+            f"{c}x{h}x{prepared.shape[2]})"
+        ) from None
     model = model.to(runtime.device)
     train, val, test = splits(prepared, runtime, "train", "val", "test")
     t = params.teacher
     spec = FitSpec(
-        alphas=[None], epochs=t.epochs, finetune_epochs=0, advance=AdvanceConfig(),
-        batch_size=t.batch_size, optimizer=t.optimizer,
+        alphas=[None],
+        epochs=t.epochs,
+        finetune_epochs=0,
+        advance=AdvanceConfig(),
+        batch_size=t.batch_size,
+        optimizer=t.optimizer,
         loss=make_loss("ce", label_smoothing=t.label_smoothing),
         augment=Augment(**t.augment.model_dump()),
-    )  # fmt: skip
+    )
     curves = Curves(out_dir, steps=False)
-    result = fit(model, train, val, spec, runtime, generator(runtime, seed),
-                 on_epoch=on_epoch, on_update=curves.update)  # fmt: skip
-    recipe = recipe_for(params.model.name, prepared.num_classes, prepared.shape, prepared.mean,
-                        prepared.std, prepared.card["classes"])  # fmt: skip
+    result = fit(
+        model,
+        train,
+        val,
+        spec,
+        runtime,
+        generator(runtime, seed),
+        on_epoch=on_epoch,
+        on_update=curves.update,
+    )
+    recipe = recipe_for(
+        params.model.name,
+        prepared.num_classes,
+        prepared.shape,
+        prepared.mean,
+        prepared.std,
+        prepared.card["classes"],
+    )
     save_model(out_dir / "model.pt", model, recipe)
     curves.write(result)
     last = result.history[-1]

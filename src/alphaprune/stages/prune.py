@@ -71,8 +71,14 @@ def prune(
     torch.manual_seed(seed)
     calib = [next(train.batches(cfg.calibration_size))[0]] if cfg.init == "lsq" else None
     model, plan = make_student(teacher, cfg, train.normalise(train.x[:2]), calib)
-    log.info("%s: %d layers get %s branches; removes %.4f of %d parameters", variant,
-             len(plan.layers), cfg.branch, plan.achieved, plan.teacher_params)  # fmt: skip
+    log.info(
+        "%s: %d layers get %s branches; removes %.4f of %d parameters",
+        variant,
+        len(plan.layers),
+        cfg.branch,
+        plan.achieved,
+        plan.teacher_params,
+    )
     loss = cfg.loss.model_dump()
     alphas, step_epochs, batch_anneal = cfg.alphas(), None, None
     if cfg.advance.mode in ("even", "batch"):
@@ -85,29 +91,50 @@ def prune(
     fits = cfg.budget_fit()
     (log.warning if fits.certain else log.info)("%s", fits.message(variant))
     spec = FitSpec(
-        alphas=alphas, step_epochs=step_epochs, batch_anneal=batch_anneal, epochs=cfg.epochs,
+        alphas=alphas,
+        step_epochs=step_epochs,
+        batch_anneal=batch_anneal,
+        epochs=cfg.epochs,
         finetune_epochs=cfg.finetune_epochs,
-        advance=cfg.advance, batch_size=cfg.batch_size, optimizer=cfg.optimizer,
-        loss=make_loss(**loss), needs_teacher=loss["kind"] in NEEDS_TEACHER,
-        augment=Augment(**cfg.augment.model_dump()), trainable=cfg.trainable,
-        finetune_trainable=cfg.finetune_trainable, finetune_lr=cfg.finetune_lr,
+        advance=cfg.advance,
+        batch_size=cfg.batch_size,
+        optimizer=cfg.optimizer,
+        loss=make_loss(**loss),
+        needs_teacher=loss["kind"] in NEEDS_TEACHER,
+        augment=Augment(**cfg.augment.model_dump()),
+        trainable=cfg.trainable,
+        finetune_trainable=cfg.finetune_trainable,
+        finetune_lr=cfg.finetune_lr,
         recalibrate_bn=cfg.recalibrate_bn,
         layer_distill=cfg.layer_distill,
         fingerprint=_fingerprint(cfg, seed, teacher_path, prepared),
-    )  # fmt: skip
+    )
     # Declared by dvc.yaml as an output even when the run is one step (oneshot) with nothing
     # to resume from; made only once the inputs have loaded, so a bad input leaves no output.
     (out_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
     curves = Curves(out_dir)
     try:
-        result = fit(model, train, val, spec, runtime, generator(runtime, seed),
-                     teacher=teacher, checkpoint=out_dir / "checkpoint" / "last.pt",
-                     on_epoch=on_epoch, on_update=curves.update)  # fmt: skip
+        result = fit(
+            model,
+            train,
+            val,
+            spec,
+            runtime,
+            generator(runtime, seed),
+            teacher=teacher,
+            checkpoint=out_dir / "checkpoint" / "last.pt",
+            on_epoch=on_epoch,
+            on_update=curves.update,
+        )
     except DivergenceError as err:
         raise DivergenceError(f"variant {variant}: {err} (variants.{variant}.optimizer)") from None
-    recipe = {**recipe, "layers": [{"name": lp.name, "branch": lp.branch, "size": lp.size}
-                                   for lp in plan.layers], "plan": plan.to_dict(),
-              "variant": variant, "prune": cfg.model_dump()}  # fmt: skip
+    recipe = {
+        **recipe,
+        "layers": [{"name": lp.name, "branch": lp.branch, "size": lp.size} for lp in plan.layers],
+        "plan": plan.to_dict(),
+        "variant": variant,
+        "prune": cfg.model_dump(),
+    }
     save_model(out_dir / "student.pt", model, recipe)
     curves.write(result)
     return {"achieved": plan.achieved, "val_acc": result.history[-1]["val_acc"]}
@@ -117,6 +144,14 @@ def _fingerprint(cfg: PruneConfig, seed: int, teacher_path: Path, prepared) -> s
     """What a checkpoint must match to be resumed: recipe, seed, teacher, data and the code this
     stage runs (a change to that code reruns the stage, and resuming would keep the old code's
     α > 0 phase; an edit to code the stage does not run, e.g. the plots, keeps the checkpoint)."""
-    blob = json.dumps([cfg.model_dump(), seed, file_digest(teacher_path),
-                       prepared.card["sha256"], code_digest("prune")], sort_keys=True)  # fmt: skip
+    blob = json.dumps(
+        [
+            cfg.model_dump(),
+            seed,
+            file_digest(teacher_path),
+            prepared.card["sha256"],
+            code_digest("prune"),
+        ],
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
