@@ -168,11 +168,16 @@ def _killer(at_epoch):
     return on_epoch
 
 
-@pytest.mark.parametrize("kill_at", [3, 8, 11])
+BATCH = {"advance": {"mode": "batch"}, "trainable": "student"}
+
+
+@pytest.mark.parametrize(
+    ("recipe", "kill_at"), [({}, 3), ({}, 8), ({}, 11), (BATCH, 3)], ids=["3", "8", "11", "batch-3"]
+)
 def test_resume_after_interruption_is_bit_exact(
-    tiny_params, prepared_path, teacher_dir, tmp_path, kill_at
+    tiny_params, prepared_path, teacher_dir, tmp_path, recipe, kill_at
 ):
-    params = tiny_params(base={})
+    params = tiny_params(base=recipe)
     _prune(params, "base", prepared_path, teacher_dir, tmp_path / "whole")
     with pytest.raises(_Kill):
         _prune(
