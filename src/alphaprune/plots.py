@@ -14,6 +14,7 @@ matplotlib.use("Agg")  # files only: no display, also on clusters
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 
 from alphaprune.files import atomic_path  # noqa: E402
@@ -100,6 +101,9 @@ def accuracy_vs_alpha(steps: dict[str, list[pd.DataFrame]], teacher: dict, out: 
                 )
     axes[0].axhline(teacher["val_acc"], ls="--", color="crimson", lw=1, label="teacher")
     axes[1].set_yscale("log")
+    # Plain ratios (1.05, not 1.05×10⁰) on both the major and the minor ticks of the log axis.
+    for axis_ticks in (axes[1].yaxis.set_major_formatter, axes[1].yaxis.set_minor_formatter):
+        axis_ticks(ticker.FormatStrFormatter("%.3g"))
     labels = ("validation accuracy", "validation loss / its value at the first α step")
     for ax, label in zip(axes, labels, strict=True):
         ax.set_xlim(1.02, -0.02)
