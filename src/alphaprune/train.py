@@ -159,10 +159,10 @@ def fit(
         begin = None if alpha is None else _evaluate(model, val, spec.loss, val_targets, runtime)
         monitor = _Plateau(spec.advance.monitor, spec.advance.patience)
         first_epoch = epoch
+        base_lr = spec.finetune_lr if final and spec.finetune_lr else spec.optimizer.lr
         for e in range(n_max):
             t0 = time.perf_counter()
-            base = spec.finetune_lr if final and spec.finetune_lr else spec.optimizer.lr
-            lr = _lr_schedule(base, final, e, n_max)
+            lr = _lr_schedule(base_lr, final, e, n_max)
             tr = _train_epoch(net, frozen, train, opt, spec, generator, targets, lr, runtime, move)
             tr = {name: v.item() for name, v in tr.items()}  # the epoch's one host sync
             va = _evaluate(model, val, spec.loss, val_targets, runtime)
