@@ -23,7 +23,7 @@ test: $(STAMP)
 # The pipeline on a one-node SLURM cluster started on this machine (root; installs slurm-wlm and
 # munge with apt-get if missing). -s shows the SLURM job ids.
 test-slurm: $(STAMP)
-	$(PY) -m pytest -m slurm -s -v tests/test_slurm.py
+	$(PY) -m pytest -m slurm -s -v tests/pipeline/test_slurm.py
 
 # The whole pipeline on params.yaml (digits by default): prepare, teacher, every variant,
 # plots, report. Re-running does only what changed. After a run that was killed outright, it
@@ -40,11 +40,12 @@ report: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/lint-imports  # the engine never imports the pipeline (pyproject.toml)
 
 # After changing what a stage's command imports: list each stage's source files in dvc.yaml
-# (Snakemake finds them itself at every run; tests/test_dvcyaml.py fails until this is run).
+# (Snakemake finds them itself at every run; tests/pipeline/test_dvcyaml.py fails until this is run).
 dvc-code: $(STAMP)
-	$(PY) -m alphaprune.dvcyaml dvc.yaml
+	$(PY) -m alphaprune.pipeline.dvcyaml dvc.yaml
 
 clean:
 	rm -rf results data/prepared logs .snakemake

@@ -19,11 +19,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from alphaprune import blend, data, norms
-from alphaprune.config import load_params
-from alphaprune.export import load_model
-from alphaprune.runtime import accuracy, runtime_from, splits
-from alphaprune.stages.prune import make_student
+from alphaprune import blend, norms
+from alphaprune.batches import accuracy
+from alphaprune.modelfile import load_model
+from alphaprune.pipeline import data
+from alphaprune.pipeline.config import load_params
+from alphaprune.pipeline.engine import runtime_from, splits
+from alphaprune.pipeline.stages.prune import make_student
 
 
 def main() -> None:

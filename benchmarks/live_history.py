@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from alphaprune.config import load_params
-from alphaprune.stages import Curves
-from alphaprune.stages.prune import prune
+from alphaprune.pipeline.config import load_params
+from alphaprune.pipeline.stages import Curves
+from alphaprune.pipeline.stages.prune import prune
 
 POLICIES = {
     "at most once a second": Curves.update,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from alphaprune import data
-from alphaprune.config import Params, resolve
-from alphaprune.stages.pretrain import pretrain
+from alphaprune.pipeline import data
+from alphaprune.pipeline.config import Params, resolve
+from alphaprune.pipeline.stages.pretrain import pretrain
 
 TINY = {
     "seed": 0,

@@ -17,7 +17,7 @@ from alphaprune.branches import (
     Sparse,
     branch_params,
     build_branch,
-    init_pretrained,
+    count_params,
 )
 
 GEOMETRIES = [
@@ -118,7 +118,7 @@ def test_dwsep_needs_an_ungrouped_conv():
 def test_pretrained_dwsep_is_the_best_rank_one_fit_per_input_channel():
     conv = nn.Conv2d(6, 8, 3, padding=1)
     branch = build_branch(conv, "dwsep", None)
-    init_pretrained(branch, conv)
+    branch.init_pretrained(conv)
     w = conv.weight.detach()
     # Eckart–Young on each input channel's (out, k·k) slice: the error left is the tail's norm
     tails = [torch.linalg.svdvals(w[:, i].flatten(1))[1:] for i in range(6)]
@@ -163,7 +163,7 @@ def test_unknown_kind():
 def test_pretrained_pointwise_sums_the_taps():
     conv = nn.Conv2d(3, 5, 3, padding=1)
     branch = build_branch(conv, "pointwise", None)
-    init_pretrained(branch, conv)
+    branch.init_pretrained(conv)
     torch.testing.assert_close(branch.conv.weight[:, :, 0, 0], conv.weight.sum(dim=(2, 3)))
     torch.testing.assert_close(branch.conv.bias, conv.bias)
     # on a spatially constant input a conv sees only the summed kernel: exact away from borders
@@ -176,7 +176,7 @@ def test_pretrained_lowrank_is_the_truncated_svd():
     s = torch.linalg.svdvals(conv.weight.detach().flatten(1))
     for rank in (1, 3, 6):
         branch = build_branch(conv, "lowrank", rank)
-        init_pretrained(branch, conv)
+        branch.init_pretrained(conv)
         err = (branch.equivalent_weight() - conv.weight).flatten(1).norm()
         # Eckart–Young: the error of the best rank-r approximation is the tail's norm
         torch.testing.assert_close(err, s[rank:].norm(), atol=1e-5, rtol=1e-4)
@@ -191,5 +191,15 @@ def test_pretrained_sparse_is_the_masked_original():
     mask = (layer.weight.abs() > layer.weight.abs().median()).float()
     branch = build_branch(layer, "sparse", int(mask.sum()), mask)
     assert not torch.equal(branch.equivalent_weight(), layer.weight * mask)  # random init
-    init_pretrained(branch, layer)
+    branch.init_pretrained(layer)
     torch.testing.assert_close(branch.equivalent_weight(), layer.weight * mask)
+
+
+def test_sparse_counts_kept_weights_and_dense_size():
+    layer = nn.Linear(10, 4)
+    mask = torch.zeros_like(layer.weight)
+    mask[:, :3] = 1
+    model = nn.Sequential(nn.Flatten(), Sparse(layer, mask))
+    params, dense = count_params(model), count_params(model, dense=True)
+    assert params == 12 + 4
+    assert dense == 40 + 4  # weight_orig replaces weight; the mask is a buffer

@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from alphaprune import blend, lsq
-from alphaprune.branches import build_branch, init_pretrained
-from alphaprune.config import PruneConfig
+from alphaprune.branches import build_branch
 from alphaprune.models import build_model
-from alphaprune.stages.prune import make_student
+from alphaprune.pipeline.config import PruneConfig
+from alphaprune.pipeline.stages.prune import make_student
 
 
 def _fit(layer, kind, size, x):
@@ -66,7 +66,7 @@ def _fit_and_pretrained(kind, size):
         1, 6, 1, 1
     )
     svd = build_branch(conv, kind, size)
-    init_pretrained(svd, conv)
+    svd.init_pretrained(conv)
     return x, conv(x).detach(), _fit(conv, kind, size, x), svd
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -24,7 +26,7 @@ def _n_params(model: nn.Module) -> int:
 @pytest.fixture
 def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let a test register models without leaking them into the real registry."""
-    monkeypatch.setattr(models, "_REGISTRY", dict(models._REGISTRY))
+    monkeypatch.setattr(models, "MODELS", copy.copy(models.MODELS))
 
 
 def test_available_models_lists_the_builtins_sorted() -> None:
@@ -157,14 +159,14 @@ def test_register_adds_a_buildable_model(isolated_registry: None) -> None:
 
 
 def test_duplicate_registration_raises(isolated_registry: None) -> None:
-    original = models._REGISTRY["cnn"]
+    original = models.MODELS["cnn"]
     with pytest.raises(ValueError, match="already registered"):
 
         @register("cnn")
         def other(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
             return nn.Linear(1, num_classes)
 
-    assert models._REGISTRY["cnn"] is original  # the first registration is kept
+    assert models.MODELS["cnn"] is original  # the first registration is kept
 
 
 def test_register_rejects_tv_prefix() -> None:

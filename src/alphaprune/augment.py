@@ -87,7 +87,7 @@ class Augment:
     noise_fraction: float = 0.0
     noise_std: float = 0.0
     crop_flip: bool = False
-    crop_padding: int = 2  # pixels of shift allowed in each direction
+    crop_padding: int = 4  # pixels of shift allowed in each direction
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.noise_fraction <= 1.0:

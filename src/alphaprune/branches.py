@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import prune
 
+from alphaprune.registry import Registry
+
 Layer = nn.Conv2d | nn.Linear
 
 
@@ -33,8 +35,15 @@ def _bias_params(layer: Layer) -> int:
     return 0 if layer.bias is None else layer.bias.numel()
 
 
-def layer_params(layer: nn.Module) -> int:
-    return sum(p.numel() for p in layer.parameters())
+def count_params(module: nn.Module, *, dense: bool = False) -> int:
+    """The parameters of `module` (a model or a layer). A branch counts what its kind says
+    (`Branch.num_params`: a sparse one, the weights its mask keeps) unless `dense`."""
+    total = sum(p.numel() for p in module.parameters())
+    if not dense:
+        for m in module.modules():
+            if isinstance(m, Branch):
+                total += m.num_params() - sum(p.numel() for p in m.parameters())
+    return total
 
 
 def is_linear_map(layer: nn.Module) -> bool:
@@ -53,6 +62,13 @@ class Branch(nn.Module):
     kernel in the original layer's shape. ``bias`` is the branch's bias (or None)."""
 
     kind: str
+    allocation: str  # how `budget.allocate` sizes this kind: spatial | rank | mask
+    lsq_rank: int | None = None  # the rank a least-squares fit is held to (None: full)
+
+    @staticmethod
+    def eligible(layer: nn.Module) -> bool:
+        """Whether `layer` can get a branch of this kind."""
+        raise NotImplementedError
 
     def equivalent_weight(self) -> Tensor:
         raise NotImplementedError
@@ -62,7 +78,61 @@ class Branch(nn.Module):
         raise NotImplementedError
 
     def num_params(self) -> int:
+        """The student's parameters in this branch (a sparse one counts the weights it keeps)."""
         return sum(p.numel() for p in self.parameters())
+
+    # ---- initialisation from the original layer
+    @torch.no_grad()
+    def init_pretrained(self, layer: Layer) -> None:
+        """Initialise from the original weights (`prune.init: pretrained`)."""
+        raise TypeError(f"no pretrained init for {type(self).__name__}")
+
+    def _copy_bias(self, layer: Layer) -> None:
+        if self.bias is not None and layer.bias is not None:
+            self.bias.copy_(layer.bias)
+
+    # ---- least squares (`lsq.fit`): the branch's output as a linear regression
+    def lsq_prepare(self, layer: Layer) -> None:
+        """Set what the regression does not fit (before the calibration pass)."""
+
+    def lsq_inputs(self, layer: Layer, x: Tensor) -> Tensor:
+        """Regressors for `layer`'s input `x`: (rows, groups, inputs per group), one row per
+        output position, in the order of `lsq.grouped_rows` of the layer's output."""
+        raise TypeError(f"no least-squares init for {type(self).__name__}")
+
+    def lsq_groups(self, layer: Layer) -> int:
+        """Independent regressions, one per group of output channels."""
+        return 1
+
+    def lsq_assign(self, b: Tensor) -> None:
+        """Set the weights from the fitted coefficients `b` (groups, inputs, outputs)."""
+        raise TypeError(f"no least-squares init for {type(self).__name__}")
+
+    # ---- model files (`modelfile`): the state dict entries of this branch, under `prefix`
+    def pack(self, state: dict[str, Tensor], prefix: str) -> None:
+        """Rewrite this branch's entries of `state` in their stored form (in place)."""
+
+    def unpack(self, state: dict[str, Tensor], prefix: str) -> None:
+        """Undo `pack` (in place), before the state dict is loaded."""
+
+    def loaded(self) -> None:
+        """Called once the state dict is loaded."""
+
+
+def grouped_rows(t: Tensor, groups: int) -> Tensor:
+    """(N, C, H, W) -> (N·H·W, G, C/G): one row per position, channels split by group."""
+    n, c, h, w = t.shape
+    per_group = c // groups
+    return t.reshape(n, groups, per_group, h * w).permute(0, 3, 1, 2).reshape(-1, groups, per_group)
+
+
+def balanced_factors(matrix: Tensor, rank: int) -> tuple[Tensor, Tensor]:
+    """(L, R) with L @ R the best rank-`rank` approximation of `matrix`, √S on both factors:
+    balanced factors keep the gradient of each from scaling with the other's norm
+    (unbalanced ones diverge)."""
+    u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
+    root = s[:rank].sqrt()
+    return u[:, :rank] * root, root[:, None] * vh[:rank]
 
 
 # ---------------------------------------------------------------------------------- pointwise
@@ -81,6 +151,11 @@ class PointwiseConv(Branch):
     does. Input is shifted (padded or cropped with one ``F.pad``) only when that is needed."""
 
     kind = "pointwise"
+    allocation = "spatial"
+
+    @staticmethod
+    def eligible(layer: nn.Module) -> bool:
+        return has_spatial_kernel(layer) and layer.padding_mode == "zeros"
 
     @staticmethod
     def cost(layer: Layer, size: int | None) -> int:
@@ -145,6 +220,21 @@ class PointwiseConv(Branch):
     def bias(self) -> Tensor | None:
         return self.conv.bias
 
+    @torch.no_grad()
+    def init_pretrained(self, layer: Layer) -> None:
+        """The k×k kernel summed over its taps."""
+        self.conv.weight.copy_(layer.weight.detach().sum(dim=(2, 3), keepdim=True))
+        self._copy_bias(layer)
+
+    def lsq_inputs(self, layer: Layer, x: Tensor) -> Tensor:
+        return grouped_rows(self.gather(x), layer.groups)  # the centre-tap inputs, per group
+
+    def lsq_groups(self, layer: Layer) -> int:
+        return layer.groups
+
+    def lsq_assign(self, b: Tensor) -> None:
+        self.conv.weight.copy_(b.transpose(1, 2).reshape_as(self.conv.weight))
+
 
 # ----------------------------------------------------------------------------------- lowrank
 def lowrank_break_even(layer: Layer) -> int:
@@ -168,6 +258,12 @@ class LowRank(Branch):
     1×1 / Linear ``second`` (r → out, with the original's bias)."""
 
     kind = "lowrank"
+    allocation = "rank"
+
+    @staticmethod
+    def eligible(layer: nn.Module) -> bool:
+        ungrouped = isinstance(layer, nn.Linear) or layer.groups == 1
+        return ungrouped and lowrank_break_even(layer) >= 1
 
     @staticmethod
     def cost(layer: Layer, size: int | None) -> int:
@@ -199,7 +295,7 @@ class LowRank(Branch):
                 padding_mode=like.padding_mode,
             )
             self.second = nn.Conv2d(rank, like.out_channels, 1, bias=has_bias)
-        self.rank = rank
+        self.rank = self.lsq_rank = rank
 
     def forward(self, x: Tensor) -> Tensor:
         return self.second(self.first(x))
@@ -213,6 +309,29 @@ class LowRank(Branch):
     def bias(self) -> Tensor | None:
         return self.second.bias
 
+    @torch.no_grad()
+    def init_pretrained(self, layer: Layer) -> None:
+        """The truncated SVD of the kernel, as balanced factors."""
+        second, first = balanced_factors(layer.weight.detach().flatten(1).double(), self.rank)
+        self.second.weight.copy_(second.view_as(self.second.weight))
+        self.first.weight.copy_(first.view_as(self.first.weight))
+        self._copy_bias(layer)
+
+    def lsq_inputs(self, layer: Layer, x: Tensor) -> Tensor:
+        if isinstance(layer, nn.Linear):
+            return x.reshape(-1, 1, x.shape[-1])
+        before, after = _padding(layer)
+        x = F.pad(x, (before[1], after[1], before[0], after[0]))
+        cols = F.unfold(x, layer.kernel_size, dilation=layer.dilation, stride=layer.stride)
+        return cols.transpose(1, 2).reshape(-1, 1, cols.shape[1])  # (N·L, 1, C·kh·kw)
+
+    def lsq_assign(self, b: Tensor) -> None:
+        """b (1, D, out) has rank <= r already (reduced-rank regression): its exact rank-r
+        factorisation."""
+        first, second = balanced_factors(b[0], self.rank)
+        self.first.weight.copy_(first.T.reshape_as(self.first.weight))
+        self.second.weight.copy_(second.T.reshape_as(self.second.weight))
+
 
 # ------------------------------------------------------------------------------------- dwsep
 class DepthwiseSeparable(Branch):
@@ -222,6 +341,11 @@ class DepthwiseSeparable(Branch):
     so the blend's one-convolution form and the exact collapse hold."""
 
     kind = "dwsep"
+    allocation = "spatial"
+
+    @staticmethod
+    def eligible(layer: nn.Module) -> bool:  # the depthwise filter takes any padding mode
+        return has_spatial_kernel(layer) and layer.groups == 1
 
     @staticmethod
     def cost(layer: Layer, size: int | None) -> int:
@@ -263,6 +387,26 @@ class DepthwiseSeparable(Branch):
     def bias(self) -> Tensor | None:
         return self.pointwise.bias
 
+    @torch.no_grad()
+    def init_pretrained(self, layer: Layer) -> None:
+        """For each input channel, the best rank-one fit of its slice of the kernel: the closest
+        dwsep kernel to the original in the Frobenius norm."""
+        per_channel = layer.weight.detach().transpose(0, 1).flatten(2).double()  # (in, out, k²)
+        u, s, vh = torch.linalg.svd(per_channel, full_matrices=False)
+        root = s[:, :1].sqrt()  # (in, 1)
+        self.pointwise.weight.copy_((u[:, :, 0] * root).T.reshape_as(self.pointwise.weight))
+        self.depthwise.weight.copy_((vh[:, 0] * root).reshape_as(self.depthwise.weight))
+        self._copy_bias(layer)
+
+    def lsq_prepare(self, layer: Layer) -> None:
+        self.init_pretrained(layer)  # the 1×1 conv is fitted to these depthwise filters
+
+    def lsq_inputs(self, layer: Layer, x: Tensor) -> Tensor:
+        return grouped_rows(self.depthwise(x), 1)
+
+    def lsq_assign(self, b: Tensor) -> None:
+        self.pointwise.weight.copy_(b[0].T.reshape_as(self.pointwise.weight))
+
 
 # ------------------------------------------------------------------------------------ sparse
 class Sparse(Branch):
@@ -271,6 +415,11 @@ class Sparse(Branch):
     number of weights the mask keeps, plus the bias."""
 
     kind = "sparse"
+    allocation = "mask"
+
+    @staticmethod
+    def eligible(layer: nn.Module) -> bool:
+        return isinstance(layer, nn.Conv2d | nn.Linear)
 
     @staticmethod
     def cost(layer: Layer, size: int | None) -> int:
@@ -302,57 +451,49 @@ class Sparse(Branch):
     def num_params(self) -> int:
         return int(self.layer.weight_mask.count_nonzero()) + _bias_params(self.layer)
 
+    @torch.no_grad()
+    def init_pretrained(self, layer: Layer) -> None:
+        """The masked original: torch.nn.utils.prune's magnitude pruning."""
+        self.layer.weight_orig.copy_(layer.weight.detach())
+        self._copy_bias(layer)
+
+    # Stored as the kept values plus a bit-packed mask: the file is physically smaller.
+    def pack(self, state: dict[str, Tensor], prefix: str) -> None:
+        key = f"{prefix}.layer.weight"
+        mask = state.pop(f"{key}_mask").flatten().bool()
+        values = state.pop(f"{key}_orig").flatten()[mask]
+        padded = torch.cat([mask, mask.new_zeros(-mask.numel() % 8)]).view(-1, 8)
+        state[f"{key}_bits"] = (padded.to(torch.uint8) * _BITS).sum(1, dtype=torch.uint8)
+        state[f"{key}_values"] = values
+
+    def unpack(self, state: dict[str, Tensor], prefix: str) -> None:
+        key, shape = f"{prefix}.layer.weight", self.layer.weight_mask.shape
+        bits = state.pop(f"{key}_bits")
+        values = state.pop(f"{key}_values")
+        mask = ((bits[:, None] & _BITS.to(bits.device)) > 0).flatten()[: shape.numel()]
+        weight = values.new_zeros(shape.numel())
+        weight[mask] = values
+        state[f"{key}_orig"] = weight.view(shape)
+        state[f"{key}_mask"] = mask.to(values.dtype).view(shape)
+
+    def loaded(self) -> None:  # the prune hook sets `.weight` only at the next forward
+        self.layer.weight = self.layer.weight_orig * self.layer.weight_mask
+
+
+_BITS = 1 << torch.arange(8, dtype=torch.uint8)
+
 
 # ------------------------------------------------------------------------ costs and building
-BRANCHES: dict[str, type[Branch]] = {
-    "pointwise": PointwiseConv,
-    "lowrank": LowRank,
-    "dwsep": DepthwiseSeparable,
-    "sparse": Sparse,
-}
-
-
-def _kind(kind: str) -> type[Branch]:
-    try:
-        return BRANCHES[kind]
-    except KeyError:
-        raise ValueError(f"unknown branch kind {kind!r}; known: {', '.join(BRANCHES)}") from None
+BRANCHES: Registry[type[Branch]] = Registry("branch kind")
+for _cls in (PointwiseConv, LowRank, DepthwiseSeparable, Sparse):
+    BRANCHES.register(_cls.kind)(_cls)
 
 
 def branch_params(layer: Layer, kind: str, size: int | None) -> int:
     """Student parameters of a `kind` branch for `layer` (size: rank, or weights kept)."""
-    return _kind(kind).cost(layer, size)
+    return BRANCHES.lookup(kind).cost(layer, size)
 
 
 def build_branch(layer: Layer, kind: str, size: int | None, mask: Tensor | None = None) -> Branch:
     """A branch for `layer` with the default init of its layers: the `random` init."""
-    return _kind(kind).create(layer, size, mask)
-
-
-@torch.no_grad()
-def init_pretrained(branch: Branch, layer: Layer) -> None:
-    """Initialise `branch` from the original weights: the 1×1 kernel is the k×k kernel summed
-    over its taps; a low-rank pair is the truncated SVD; a depthwise-separable pair is, for each
-    input channel, the best rank-one fit of its slice of the kernel (the closest dwsep kernel to
-    the original in the Frobenius norm); a sparse copy is the masked original."""
-    w = layer.weight.detach()
-    if isinstance(branch, PointwiseConv):
-        branch.conv.weight.copy_(w.sum(dim=(2, 3), keepdim=True))
-    elif isinstance(branch, LowRank):
-        u, s, vh = torch.linalg.svd(w.flatten(1).double(), full_matrices=False)
-        r = branch.rank
-        root = s[:r].sqrt()
-        branch.second.weight.copy_((u[:, :r] * root).view_as(branch.second.weight))
-        branch.first.weight.copy_((root[:, None] * vh[:r]).view_as(branch.first.weight))
-    elif isinstance(branch, DepthwiseSeparable):
-        per_channel = w.transpose(0, 1).flatten(2).double()  # (in, out, kh·kw)
-        u, s, vh = torch.linalg.svd(per_channel, full_matrices=False)
-        root = s[:, :1].sqrt()  # (in, 1)
-        branch.pointwise.weight.copy_((u[:, :, 0] * root).T.reshape_as(branch.pointwise.weight))
-        branch.depthwise.weight.copy_((vh[:, 0] * root).reshape_as(branch.depthwise.weight))
-    elif isinstance(branch, Sparse):
-        branch.layer.weight_orig.copy_(w)
-    else:
-        raise TypeError(f"no pretrained init for {type(branch).__name__}")
-    if branch.bias is not None and layer.bias is not None:
-        branch.bias.copy_(layer.bias)
+    return BRANCHES.lookup(kind).create(layer, size, mask)

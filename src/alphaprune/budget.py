@@ -26,11 +26,12 @@ from torch import Tensor, nn
 from torch.nn.utils import prune
 
 from alphaprune.branches import (
+    BRANCHES,
     Layer,
+    LowRank,
     branch_params,
-    has_spatial_kernel,
+    count_params,
     is_linear_map,
-    layer_params,
     lowrank_break_even,
 )
 from alphaprune.errors import UserError
@@ -76,10 +77,6 @@ class Plan:
             "excluded": list(self.excluded),
             "layers": [asdict(lp) for lp in self.layers],
         }
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 # ------------------------------------------------------------------------ layers considered
@@ -143,15 +140,14 @@ def allocate(
     total = count_params(model)
     need = math.ceil(amount * total)
     layers, excluded = candidate_layers(model, exclude, example)
-    if kind in ("pointwise", "dwsep"):
-        chosen, masks = _spatial(layers, need, total, amount, kind), {}
-    elif kind == "lowrank":
-        eligible = [(n, m) for n, m in layers if _lowrank_ok(m)]
+    branch = BRANCHES.lookup(kind)
+    eligible = [(n, m) for n, m in layers if branch.eligible(m)]
+    if branch.allocation == "spatial":
+        chosen, masks = _spatial(eligible, layers, need, total, amount, kind), {}
+    elif branch.allocation == "rank":
         chosen, masks = _lowrank(eligible, need, total, amount, kind), {}
-    elif kind == "sparse":
-        chosen, masks = _sparse(layers, need, total, amount)
-    else:
-        raise BudgetError(f"unknown branch kind {kind!r}; use pointwise, dwsep, lowrank or sparse")
+    else:  # mask
+        chosen, masks = _sparse(eligible, need, total, amount)
     return Plan(kind, amount, total, tuple(chosen), tuple(excluded), masks)
 
 
@@ -164,36 +160,23 @@ def _unreachable(kind: str, amount: float, most: int, total: int) -> BudgetError
 
 
 def _plan(name: str, layer: Layer, branch: str, size: int | None) -> LayerPlan:
-    return LayerPlan(name, branch, size, layer_params(layer), branch_params(layer, branch, size))
+    return LayerPlan(name, branch, size, count_params(layer), branch_params(layer, branch, size))
 
 
 def _saving(lp: LayerPlan) -> int:
     return lp.params_before - lp.params_after
 
 
-def _lowrank_ok(layer: nn.Module) -> bool:
-    ungrouped = isinstance(layer, nn.Linear) or layer.groups == 1
-    return ungrouped and lowrank_break_even(layer) >= 1
-
-
-def _spatial_ok(layer: nn.Module, kind: str) -> bool:
-    if not has_spatial_kernel(layer):
-        return False
-    if kind == "pointwise":
-        return layer.padding_mode == "zeros"
-    return layer.groups == 1  # dwsep: the depthwise filter takes the original's padding mode
-
-
-def _spatial(layers, need: int, total: int, amount: float, kind: str) -> list[LayerPlan]:
-    """pointwise / dwsep: k×k convs replaced largest saving first; low-rank pairs on the linear
-    maps only if every k×k conv is not enough."""
-    spatial = [_plan(n, m, kind, None) for n, m in layers if _spatial_ok(m, kind)]
+def _spatial(eligible, layers, need, total: int, amount: float, kind: str) -> list[LayerPlan]:
+    """pointwise / dwsep: the `eligible` k×k convs replaced largest saving first; low-rank pairs
+    on the linear maps of `layers` only if every k×k conv is not enough."""
+    spatial = [_plan(n, m, kind, None) for n, m in eligible]
     spatial = [lp for lp in spatial if _saving(lp) > 0]
     if sum(map(_saving, spatial)) >= need:
         return _largest_first(spatial, need)
     # Every k×k conv is not enough: the rest comes from low-rank pairs on the linear maps.
     rest = need - sum(map(_saving, spatial))
-    linear = [(n, m) for n, m in layers if is_linear_map(m) and _lowrank_ok(m)]
+    linear = [(n, m) for n, m in layers if is_linear_map(m) and LowRank.eligible(m)]
     try:
         pairs = _lowrank(linear, rest, total, amount, kind)
     except BudgetError:

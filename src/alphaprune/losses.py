@@ -15,6 +15,8 @@ from collections.abc import Callable
 import torch.nn.functional as F
 from torch import Tensor
 
+from alphaprune.registry import Registry
+
 __all__ = ["LOSSES", "NEEDS_TEACHER", "ce", "kd", "make_loss", "regression"]
 
 Loss = Callable[[Tensor, Tensor, Tensor | None], Tensor]
@@ -75,7 +77,9 @@ def kd(
     return weight * temperature**2 * soft + (1.0 - weight) * hard
 
 
-LOSSES: dict[str, Callable[..., Tensor]] = {"ce": ce, "regression": regression, "kd": kd}
+LOSSES: Registry[Callable[..., Tensor]] = Registry("loss")
+for _fn in (ce, regression, kd):
+    LOSSES.register(_fn.__name__)(_fn)
 
 # Losses that must be given teacher logits (so the fit loop knows to run the teacher).
 NEEDS_TEACHER: frozenset[str] = frozenset({"regression", "kd"})
@@ -86,11 +90,7 @@ def make_loss(kind: str, **params: object) -> Loss:
 
     Parameter names are checked here, so a config typo fails before training starts.
     """
-    try:
-        fn = LOSSES[kind]
-    except KeyError:
-        known = ", ".join(sorted(LOSSES))
-        raise ValueError(f"unknown loss {kind!r}; known losses: {known}") from None
+    fn = LOSSES.lookup(kind)
     signature = inspect.signature(fn)
     keyword_only = {name for name, p in signature.parameters.items() if p.kind is p.KEYWORD_ONLY}
     unknown = sorted(set(params) - keyword_only)

@@ -6,7 +6,7 @@ batch of training data, given the inputs the teacher feeds that layer. Only suff
 never has to be held as patches all at once.
 
 - pointwise: ordinary least squares of the output on the centre-tap inputs, per group;
-- dwsep: the depthwise filters from the best rank-one fit of the kernel (``init_pretrained``),
+- dwsep: the depthwise filters from the best rank-one fit of the kernel (`init_pretrained`),
   then ordinary least squares of the output on the depthwise outputs for the 1×1 conv;
 - lowrank: reduced-rank regression — the least-squares fit projected on the top-r principal
   directions of its fitted outputs, which is the best rank-r fit (Izenman 1975).
@@ -17,18 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from alphaprune.branches import (
-    Branch,
-    DepthwiseSeparable,
-    Layer,
-    LowRank,
-    PointwiseConv,
-    _padding,
-    init_pretrained,
-)
+from alphaprune.branches import Branch, Layer, grouped_rows
 
 RIDGE = 1e-6  # relative to the mean input variance: only keeps dead (all-zero) inputs solvable
 
@@ -77,31 +68,10 @@ class _Moments:
         return b, c
 
 
-def _design(layer: Layer, branch: Branch, x: Tensor) -> Tensor:
-    """Rows of branch inputs as (rows, G, Di), ordered like the layer's output positions."""
-    if isinstance(layer, nn.Linear):
-        return x.reshape(-1, 1, x.shape[-1])
-    if isinstance(branch, PointwiseConv):
-        return _grouped_rows(branch.gather(x), layer.groups)
-    if isinstance(branch, DepthwiseSeparable):
-        return _grouped_rows(branch.depthwise(x), 1)
-    before, after = _padding(layer)
-    x = F.pad(x, (before[1], after[1], before[0], after[0]))
-    cols = F.unfold(x, layer.kernel_size, dilation=layer.dilation, stride=layer.stride)
-    return cols.transpose(1, 2).reshape(-1, 1, cols.shape[1])  # (N·L, 1, C·kh·kw)
-
-
 def _targets(layer: Layer, y: Tensor, groups: int) -> Tensor:
     if isinstance(layer, nn.Linear):
         return y.reshape(-1, 1, y.shape[-1])
-    return _grouped_rows(y, groups)
-
-
-def _grouped_rows(t: Tensor, groups: int) -> Tensor:
-    """(N, C, H, W) -> (N·H·W, G, C/G): one row per position, channels split by group."""
-    n, c, h, w = t.shape
-    per_group = c // groups
-    return t.reshape(n, groups, per_group, h * w).permute(0, 3, 1, 2).reshape(-1, groups, per_group)
+    return grouped_rows(y, groups)
 
 
 @torch.no_grad()
@@ -111,19 +81,21 @@ def fit(
     batches: Iterable[Tensor],
 ) -> None:
     """Set every branch in `pairs` (layer name -> (original, branch)) to its least-squares fit
-    on what `teacher` feeds and produces at that layer over `batches` of normalised inputs."""
+    on what `teacher` feeds and produces at that layer over `batches` of normalised inputs.
+    Each branch kind says what its regressors are and how the fit becomes its weights
+    (`Branch.lsq_inputs`, `lsq_assign`)."""
     moments = {name: _Moments() for name in pairs}
     for layer, branch in pairs.values():
-        if isinstance(branch, DepthwiseSeparable):  # its 1x1 is fitted to these filters
-            init_pretrained(branch, layer)
+        branch.lsq_prepare(layer)
     modules = dict(teacher.named_modules())
 
     def hook(name: str):
         layer, branch = pairs[name]
-        groups = layer.groups if isinstance(branch, PointwiseConv) else 1
+        groups = branch.lsq_groups(layer)
 
         def record(module, inputs, output):
-            moments[name].add(_design(layer, branch, inputs[0]), _targets(layer, output, groups))
+            x = branch.lsq_inputs(layer, inputs[0])
+            moments[name].add(x, _targets(layer, output, groups))
 
         return record
 
@@ -137,29 +109,9 @@ def fit(
         for h in handles:
             h.remove()
         teacher.train(was_training)
-    for name, (layer, branch) in pairs.items():
-        _assign(branch, layer, moments[name])
-
-
-def _assign(branch: Branch, layer: Layer, m: _Moments) -> None:
-    intercept = branch.bias is not None
-    if isinstance(branch, PointwiseConv):
-        b, c = m.solve(intercept)  # (G, Cg_in, Cg_out)
-        weight = b.transpose(1, 2).reshape_as(branch.conv.weight)
-        branch.conv.weight.copy_(weight)
-    elif isinstance(branch, DepthwiseSeparable):
-        b, c = m.solve(intercept)  # (1, in, out)
-        branch.pointwise.weight.copy_(b[0].T.reshape_as(branch.pointwise.weight))
-    elif isinstance(branch, LowRank):
-        b, c = m.solve(intercept, rank=branch.rank)  # (1, D, out)
-        # Exact rank-r factorisation, with √S on both factors: balanced factors keep the
-        # gradient of each from scaling with the other's norm (unbalanced ones diverge).
-        u, s, vh = torch.linalg.svd(b[0], full_matrices=False)
-        r = branch.rank
-        root = s[:r].sqrt()
-        branch.first.weight.copy_((u[:, :r] * root).T.reshape_as(branch.first.weight))
-        branch.second.weight.copy_((vh[:r].T * root).reshape_as(branch.second.weight))
-    else:
-        raise TypeError(f"no least-squares init for {type(branch).__name__}")
-    if intercept:
-        branch.bias.copy_(c.reshape(-1))
+    for name, (_, branch) in pairs.items():
+        intercept = branch.bias is not None
+        b, c = moments[name].solve(intercept, rank=branch.lsq_rank)
+        branch.lsq_assign(b)
+        if intercept:
+            branch.bias.copy_(c.reshape(-1))

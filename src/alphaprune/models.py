@@ -19,7 +19,6 @@ always without pretrained weights, so building a model never touches the network
 
 from __future__ import annotations
 
-import difflib
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -27,23 +26,35 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alphaprune.errors import UserError
+from alphaprune.errors import UnknownNameError, UserError
+from alphaprune.registry import Registry
 
-__all__ = ["ModelError", "UnknownModelError", "available_models", "build_model", "register"]
+__all__ = [
+    "MODELS",
+    "ModelError",
+    "UnknownModelError",
+    "available_models",
+    "build_model",
+    "register",
+]
 
 # A builder takes (num_classes, in_channels, image_size) by keyword and returns a fresh module.
 Builder = Callable[..., nn.Module]
 
 _TV_PREFIX = "tv:"
-_REGISTRY: dict[str, Builder] = {}
 
 
 class ModelError(UserError, ValueError):
     """A model cannot be built as asked (its name, or the input it would be given)."""
 
 
-class UnknownModelError(ModelError):
+class UnknownModelError(ModelError, UnknownNameError):
     """Raised when a model name is neither registered nor a known ``tv:<torchvision name>``."""
+
+
+MODELS: Registry[Builder] = Registry(
+    "model", hint=", or tv:<torchvision name>", error=UnknownModelError
+)
 
 
 def register(name: str) -> Callable[[Builder], Builder]:
@@ -55,20 +66,12 @@ def register(name: str) -> Callable[[Builder], Builder]:
         # "tv:" names are resolved by torchvision; a registered one would shadow that silently.
         raise ValueError(f"invalid model name {name!r}: must be non-empty and not start with 'tv:'")
 
-    def decorator(fn: Builder) -> Builder:
-        # Refuse rather than overwrite: two builders under one name would make a config's
-        # meaning depend on import order, which breaks result caching keyed on the name.
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = fn
-        return fn
-
-    return decorator
+    return MODELS.register(name)
 
 
 def available_models() -> list[str]:
     """Registered model names, sorted. ``tv:<name>`` models are not listed."""
-    return sorted(_REGISTRY)
+    return sorted(MODELS)
 
 
 def build_model(
@@ -90,18 +93,9 @@ def build_model(
     if name.startswith(_TV_PREFIX):
         model = _build_torchvision(name[len(_TV_PREFIX) :], num_classes, in_channels)
     else:
-        builder = _REGISTRY.get(name)
-        if builder is None:
-            raise UnknownModelError(_unknown_message(name))
+        builder = MODELS.lookup(name)
         model = builder(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
     return model.train()
-
-
-def _unknown_message(name: str) -> str:
-    names = available_models()
-    message = f"unknown model {name!r}; available: {', '.join(names)}, or tv:<torchvision name>"
-    close = difflib.get_close_matches(name, names, n=1)
-    return message + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
 def _build_torchvision(tv_name: str, num_classes: int, in_channels: int) -> nn.Module:

@@ -12,11 +12,14 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from alphaprune.registry import Registry
+
 __all__ = [
     "SCHEDULES",
     "BudgetFit",
     "alpha_at",
     "alpha_sequence",
+    "fit_steps",
     "budget_fit",
     "even_steps",
     "cosine",
@@ -106,23 +109,14 @@ def oneshot() -> list[float]:
     return [0.0]
 
 
-SCHEDULES: dict[str, Callable[..., list[float]]] = {
-    "exponential": exponential,
-    "linear": linear,
-    "cosine": cosine,
-    "step": step,
-    "oneshot": oneshot,
-}
+SCHEDULES: Registry[Callable[..., list[float]]] = Registry("schedule")
+for _fn in (exponential, linear, cosine, step, oneshot):
+    SCHEDULES.register(_fn.__name__)(_fn)
 
 
 def alpha_sequence(kind: str, **params: object) -> list[float]:
     """The α values of schedule `kind` built with `params` (as a config names it)."""
-    try:
-        schedule = SCHEDULES[kind]
-    except KeyError:
-        known = ", ".join(sorted(SCHEDULES))
-        raise ValueError(f"unknown schedule {kind!r}; known schedules: {known}") from None
-    return schedule(**params)
+    return SCHEDULES.lookup(kind)(**params)
 
 
 # ------------------------------------------------------------------------ fitting the budget
@@ -138,6 +132,26 @@ def even_steps(alphas: Sequence[float], budget: int) -> tuple[list[float], list[
     if n <= budget:
         return anneal, [(k + 1) * budget // n - k * budget // n for k in range(n)]
     return [anneal[math.ceil((j + 1) * n / budget) - 1] for j in range(budget)], [1] * budget
+
+
+def fit_steps(
+    alphas: Sequence[float], mode: str, budget: int
+) -> tuple[list[float], list[int] | None, list[float] | None]:
+    """The α steps a fit trains for schedule `alphas` in advance `mode` with `budget` α > 0
+    epochs: (α of each step, ending at 0; epochs of each α > 0 step, None in plateau mode;
+    batch mode's α > 0 steps to spread over the batches, else None). Even mode spreads the
+    steps over the budget (`even_steps`); batch mode makes each α > 0 epoch a step, its α the
+    one even mode trains in that epoch, and α moves on at every batch (`alpha_at`)."""
+    alphas = list(alphas)
+    if mode == "plateau":
+        return alphas, None, None
+    anneal, step_epochs = even_steps(alphas, budget)
+    batch_anneal = None
+    if mode == "batch" and anneal:
+        batch_anneal = [a for a in alphas if a > 0]
+        anneal = [a for a, n in zip(anneal, step_epochs, strict=True) for _ in range(n)]
+        step_epochs = [1] * len(anneal)
+    return [*anneal, 0.0], step_epochs, batch_anneal
 
 
 def alpha_at(anneal: Sequence[float], done: int, total: int) -> float:

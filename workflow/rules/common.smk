@@ -6,9 +6,9 @@ from pathlib import Path
 
 from snakemake.logging import logger
 
-from alphaprune.codedeps import STAGES, stage_code
-from alphaprune.config import ConfigError, merge_files, resolve
-from alphaprune.provenance import record_matches, set_trigger, stage_values
+from alphaprune.pipeline.codedeps import STAGES, stage_code
+from alphaprune.pipeline.config import ConfigError, merge_files, resolve
+from alphaprune.pipeline.provenance import record_matches, set_trigger, stage_values
 
 if workflow.config_settings.config:  # --config key=value (presets come as --configfile)
     raise WorkflowError(
@@ -44,7 +44,7 @@ SRC = os.path.relpath(Path(workflow.basedir) / "src")
 
 def code(stage):
     """The source files `alphaprune <stage>` imports: editing one reruns only the stages that
-    run it (alphaprune.codedeps; dvc.yaml lists the same files)."""
+    run it (alphaprune.pipeline.codedeps; dvc.yaml lists the same files)."""
     return [str(p) for p in stage_code(stage, SRC)]
 
 

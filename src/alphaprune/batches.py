@@ -1,0 +1,104 @@
+"""A data split held as uint8 images and fed as normalised batches (`DeviceData`), on the device
+or, when it does not fit there, from host memory through a DataLoader; and whole-split
+prediction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from alphaprune.runtime import Runtime
+
+
+class DeviceData:
+    """One split as uint8 images, normalised per batch on the device.
+
+    Resident (the fast path, airbench-style): the images live on the device and a batch is one
+    gather. Otherwise they stay in host memory (pinned on CUDA) and a DataLoader with workers
+    gathers each batch and copies it asynchronously. Labels always live on the device, and both
+    paths draw the same shuffled order from the same generator, so they give the same batches.
+    """
+
+    def __init__(self, x: Tensor, y: Tensor, mean, std, runtime: Runtime, resident: bool = True):
+        dev = runtime.device
+        self.resident = resident
+        self.workers = runtime.workers
+        # Host placement keeps the images in ordinary memory: a gather from a pinned tensor
+        # is not pinned anyway, and the DataLoader pins each batch it hands over.
+        self.x = x.to(dev, non_blocking=True) if resident else x
+        self.y = y.to(dev, non_blocking=True)
+        self.mean = torch.tensor(mean, device=dev, dtype=torch.float32).view(1, -1, 1, 1)
+        self.inv_std = 1 / torch.tensor(std, device=dev, dtype=torch.float32).view(1, -1, 1, 1)
+        self.channels_last = runtime.cuda
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def normalise(self, x: Tensor) -> Tensor:
+        x = (x.to(self.mean.device, non_blocking=True).float() - self.mean) * self.inv_std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def batches(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """(x, y, indices) on the device; shuffled, dropping the last incomplete batch, when
+        `generator` is given (training); in order and complete otherwise (evaluation)."""
+        n = len(self)
+        if generator is None:
+            order = torch.arange(n, device=self.y.device)
+            stop = n
+        else:
+            order = torch.randperm(n, device=generator.device, generator=generator)
+            order = order.to(self.y.device)
+            stop = n - n % batch_size if n >= batch_size else n
+        chunks = [order[start : start + batch_size] for start in range(0, stop, batch_size)]
+        if self.resident:
+            for idx in chunks:
+                yield self.normalise(self.x[idx]), self.y[idx], idx
+            return
+        # One synchronisation per epoch on this path: the workers need the order on the host.
+        host_order = order[:stop].cpu()
+        for xb, idx in zip(self._host_batches(host_order, batch_size), chunks, strict=True):
+            yield self.normalise(xb), self.y[idx], idx
+
+    def _host_batches(self, order: Tensor, batch_size: int) -> Iterator[Tensor]:
+        from torch.utils.data import DataLoader
+
+        loader = DataLoader(
+            _Gather(self.x),
+            sampler=order.split(batch_size),  # one whole batch of indices per fetch
+            batch_size=None,
+            num_workers=self.workers,
+            pin_memory=self.channels_last,  # i.e. on CUDA
+        )
+        yield from loader
+
+
+class _Gather(torch.utils.data.Dataset):
+    """dataset[indices] -> the images at `indices`, in one tensor gather (no per-example loop)."""
+
+    def __init__(self, x: Tensor):
+        self.x = x
+
+    def __getitem__(self, idx: Tensor) -> Tensor:
+        return self.x[idx]
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: DeviceData, runtime: Runtime) -> Tensor:
+    """Float32 logits for the whole split, in order."""
+    was = model.training
+    model.eval()
+    with runtime.autocast():
+        out = torch.cat([model(x).float() for x, _, _ in data.batches(runtime.eval_batch_size)])
+    model.train(was)
+    return out
+
+
+def accuracy(model: nn.Module, data: DeviceData, runtime: Runtime) -> float:
+    return (predict(model, data, runtime).argmax(1) == data.y).float().mean().item()

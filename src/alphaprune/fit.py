@@ -1,0 +1,384 @@
+"""The fit loop: one loop for the teacher and for the prune phase.
+
+A run is a sequence of *steps*, one per α (the teacher has one step with no α). A step with α > 0
+trains until the monitored validation metric has not improved for `patience` epochs (at least
+`min_epochs`, at most `max_epochs`), or for the fixed number of epochs of `step_epochs`, at a
+constant learning rate; the last step runs every epoch left of the budget with the learning rate
+annealed to zero by a cosine. If the budget for α > 0 runs out first, the remaining α > 0 steps
+are skipped: α drops to 0 there, and the step table shows the α that was reached. In batch mode
+each α > 0 step is one epoch over which α moves on at every batch (`batch_anneal`), ending at
+the step's α. At α = 0 the blends are collapsed, so fine-tuning trains the student itself.
+
+GPU habits: the data lives on the device as uint8 and is normalised per batch; augmentation is
+batched tensor ops; metrics accumulate in device tensors and are read once per epoch, so there
+is no host synchronisation inside an epoch. bf16 autocast and channels_last on CUDA.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from alphaprune import blend, norms, schedules
+from alphaprune import checkpoint as checkpoints
+from alphaprune.batches import DeviceData, predict
+from alphaprune.errors import UserError
+from alphaprune.fitspec import FitSpec, LossFn, Optimizer
+from alphaprune.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)  # one row per epoch
+    steps: list[dict] = field(default_factory=list)  # one row per α step
+    seconds: float = 0.0
+
+
+def params_of(opt: torch.optim.Optimizer) -> list[nn.Parameter]:
+    return [p for group in opt.param_groups for p in group["params"]]
+
+
+def make_optimizer(params: list[nn.Parameter], cfg: Optimizer) -> torch.optim.Optimizer:
+    if cfg.name == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov and cfg.momentum > 0,
+            weight_decay=cfg.weight_decay,
+        )
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+# -------------------------------------------------------------------------------------- fit
+StepHook = Callable[[nn.Module], dict]
+
+
+def fit(
+    model: nn.Module,
+    train: DeviceData,
+    val: DeviceData,
+    spec: FitSpec,
+    runtime: Runtime,
+    generator: torch.Generator,
+    *,
+    teacher: nn.Module | None = None,
+    checkpoint: Path | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+    on_update: Callable[[FitResult], None] | None = None,
+    on_step: StepHook | None = None,
+) -> FitResult:
+    """Train `model` through `spec`'s α steps; resume from `checkpoint` if it holds a
+    completed step of the same configuration, and write one there after every step.
+    `on_epoch` gets each epoch's history row; `on_update` the whole result so far, after every
+    epoch and α step and on resuming (e.g. to rewrite the history files as they grow);
+    `on_step` measures the model at the end of each step (e.g. its clean training accuracy),
+    its values added to the step's row with the seconds it took (`on_step_seconds`)."""
+    has_blends = any(True for _ in blend.blends(model))
+    _device_layout(model, runtime)
+    params = blend.set_trainable(model, spec.trainable) if has_blends else list(model.parameters())
+    opt = make_optimizer(params, spec.optimizer)
+    blend.set_distill(model, spec.layer_distill > 0)
+    result, first_step, epoch = _resume(checkpoint, spec, model, opt, generator, on_update)
+    targets = _TeacherTargets(teacher, train, val, runtime, spec) if spec.needs_teacher else None
+    val_targets = targets.val if targets else None
+    start = time.perf_counter() - result.seconds
+    net = _compiled(model, runtime)
+
+    for k, alpha in enumerate(spec.alphas):
+        epochs = step_budget(spec, k, epoch)
+        if k < first_step or epochs is None:
+            continue  # done before a resume, or the α > 0 budget is spent: α drops to 0
+        n_min, n_max = epochs
+        final = k == len(spec.alphas) - 1
+        trainable = spec.trainable
+        if alpha is not None:
+            blend.set_alpha(model, alpha)
+        if alpha == 0 and has_blends:
+            trainable = spec.finetune_trainable or spec.trainable  # before the collapse drops
+            _train_also(opt, blend.set_trainable(model, trainable))  # branch from original
+            blend.collapse(model)  # exact at α = 0, and the student trains faster
+            _device_layout(model, runtime)  # the collapsed layers are new tensors
+            net = _compiled(model, runtime)
+        if alpha == 0 and spec.recalibrate_bn:
+            _recalibrate(model, train, spec, generator, runtime)
+        move = _BatchAlpha(model, spec, k, len(train)) if spec.batch_anneal and alpha else None
+        if move:
+            move(0)  # the step starts at its first batch's α
+        # Where the step starts, before any training at the new α: the drop α's move causes.
+        begin = None if alpha is None else _evaluate(model, val, spec.loss, val_targets, runtime)
+        frozen = blend.frozen_norms(model, trainable) if has_blends else []
+        inputs = _EpochInputs(net, frozen, train, opt, spec, generator, targets, runtime, move)
+        monitor = _Plateau(spec.advance.monitor, spec.advance.patience)
+        first_epoch = epoch
+        base_lr = spec.finetune_lr if final and spec.finetune_lr else spec.optimizer.lr
+        for e in range(n_max):
+            t0 = time.perf_counter()
+            lr = _lr_schedule(base_lr, final, e, n_max)
+            tr = _train_epoch(inputs, lr)
+            tr = {name: v.item() for name, v in tr.items()}  # the epoch's one host sync
+            va = _evaluate(model, val, spec.loss, val_targets, runtime)
+            epoch += 1
+            row = {"epoch": epoch, "step": k, "alpha": alpha, "lr": lr(0), **tr, **va}
+            row["seconds"] = time.perf_counter() - t0
+            _check_finite(row, model)
+            result.history.append(row)
+            if on_epoch:
+                on_epoch(row)
+            if on_update:
+                on_update(result)
+            if monitor.update(row) and not final and e + 1 >= n_min:
+                break
+        step = _step_row(k, alpha, result.history[first_epoch:epoch], monitor, begin)
+        result.steps.append(step | _measure(on_step, model))
+        result.seconds = time.perf_counter() - start
+        if on_update:
+            on_update(result)
+        if checkpoint is not None and not final:
+            checkpoints.save(
+                checkpoint, spec.fingerprint, k + 1, epoch, model, opt, generator, result
+            )
+    return result
+
+
+def step_budget(spec: FitSpec, k: int, epoch: int) -> tuple[int, int] | None:
+    """(fewest, most) epochs of step `k` when `epoch` epochs are done: the final step trains
+    every epoch left; an α > 0 step its fixed epochs (even, batch) or up to `max_epochs`
+    (plateau), within what the fine-tune leaves; None when that is nothing."""
+    if k == len(spec.alphas) - 1:
+        left = spec.epochs - epoch
+        return left, left
+    wanted = spec.advance.max_epochs if spec.step_epochs is None else spec.step_epochs[k]
+    most = min(wanted, spec.epochs - spec.finetune_epochs - epoch)
+    if most <= 0:
+        return None
+    return (most if spec.step_epochs is not None else min(spec.advance.min_epochs, most)), most
+
+
+def _resume(checkpoint, spec, model, opt, generator, on_update) -> tuple[FitResult, int, int]:
+    """A fresh result, or the one saved in `checkpoint`, restored with the state it holds."""
+    saved = None
+    if checkpoint is not None:
+        saved = checkpoints.resume(checkpoint, spec.fingerprint, model, opt, generator)
+    if saved is None:
+        return FitResult(), 0, 0
+    log.info("resumed from %s after step %d (epoch %d)", checkpoint, saved.next_step, saved.epoch)
+    result = FitResult(saved.history, saved.steps, saved.seconds)
+    if on_update:  # drops the rows of the step the killed run did not finish
+        on_update(result)
+    return result, saved.next_step, saved.epoch
+
+
+def _compiled(model: nn.Module, runtime: Runtime) -> nn.Module:
+    """What the epochs call: `model` compiled (once per phase: before the loop, and again for
+    the collapsed student), or `model` itself."""
+    return torch.compile(model) if runtime.compile else model
+
+
+def _measure(hook: StepHook | None, model: nn.Module) -> dict:
+    if hook is None:
+        return {}
+    t0 = time.perf_counter()
+    values = hook(model)
+    return {**values, "on_step_seconds": time.perf_counter() - t0}
+
+
+def _device_layout(model: nn.Module, runtime: Runtime) -> None:
+    """channels_last weights on CUDA, matching the channels_last batches: cuDNN's fast NHWC
+    kernels without a layout conversion per call. In place: the optimizer's tensors remain."""
+    if runtime.cuda:
+        model.to(memory_format=torch.channels_last)
+
+
+def _train_also(opt: torch.optim.Optimizer, params: list[nn.Parameter]) -> None:
+    """Give `opt` the parameters it does not hold yet, as a group with its defaults (those it
+    holds keep their momentum; those now frozen get no gradient, so SGD and AdamW skip them)."""
+    held = {id(p) for p in params_of(opt)}
+    new = [p for p in params if id(p) not in held]
+    if new:
+        opt.add_param_group({"params": new})
+
+
+def _recalibrate(model: nn.Module, train: DeviceData, spec: FitSpec, generator, runtime) -> None:
+    batches = itertools.islice(train.batches(spec.batch_size, generator), spec.recalibrate_bn)
+    with runtime.autocast():
+        used = norms.recalibrate(model, (x for x, _, _ in batches))
+    log.info("re-estimated BatchNorm statistics at α = 0 on %d training batches", used)
+
+
+class _BatchAlpha:
+    """Batch mode: sets α before each training batch of α > 0 step `k` (one epoch), so that the
+    schedule's steps share all the batches of the α > 0 epochs; the last batch of the epoch
+    sets the step's own α. Writes the blends' α buffers only when the value changes."""
+
+    def __init__(self, model: nn.Module, spec: FitSpec, k: int, n_train: int):
+        self.model, self.anneal = model, spec.batch_anneal
+        self.per_epoch = max(1, n_train // spec.batch_size)  # as DeviceData.batches, drop-last
+        self.first = k * self.per_epoch
+        self.total = (len(spec.alphas) - 1) * self.per_epoch
+        self.current: float | None = None
+
+    def __call__(self, i: int) -> None:
+        alpha = schedules.alpha_at(self.anneal, self.first + i + 1, self.total)
+        if alpha != self.current:
+            blend.set_alpha(self.model, alpha)
+            self.current = alpha
+
+
+def _lr_schedule(base: float, final: bool, e: int, n: int) -> Callable[[float], float]:
+    """lr as a function of the fraction of this epoch done: constant while α moves, cosine to 0
+    over the final step."""
+    if not final:
+        return lambda frac: base
+    return lambda frac: base * 0.5 * (1 + math.cos(math.pi * (e + frac) / n))
+
+
+class _TeacherTargets:
+    """Teacher logits for losses that need them. Without augmentation the inputs never change,
+    so the teacher runs once per split instead of once per step."""
+
+    def __init__(self, teacher, train: DeviceData, val: DeviceData, runtime: Runtime, spec):
+        if teacher is None:
+            raise ValueError("this loss needs the teacher's logits, but no teacher was given")
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.runtime = runtime
+        self.val = predict(self.teacher, val, runtime)
+        self.train = None if spec.augment.active else predict(self.teacher, train, runtime)
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor, idx: Tensor) -> Tensor:
+        if self.train is not None:
+            return self.train[idx]
+        with self.runtime.autocast():
+            return self.teacher(x).float()
+
+
+@dataclass(frozen=True)
+class _EpochInputs:
+    """What an epoch of one step trains with (all but the learning rate, which moves)."""
+
+    net: nn.Module  # the model as called: compiled or not
+    frozen: list[nn.Module]  # BatchNorm layers kept in eval mode
+    data: DeviceData
+    opt: torch.optim.Optimizer
+    spec: FitSpec
+    generator: torch.Generator
+    targets: _TeacherTargets | None
+    runtime: Runtime
+    move: _BatchAlpha | None  # batch mode: sets α before each batch
+
+
+def _train_epoch(run: _EpochInputs, lr: Callable[[float], float]) -> dict:
+    """One epoch over the shuffled training batches; `lr(fraction of the epoch done)`."""
+    spec, opt = run.spec, run.opt
+    run.net.train()
+    for m in run.frozen:
+        m.eval()
+    dev = run.data.y.device
+    loss_sum = torch.zeros((), device=dev)
+    correct = torch.zeros((), device=dev, dtype=torch.long)
+    seen = 0
+    steps = max(1, len(run.data) // spec.batch_size)
+    for i, (x, y, idx) in enumerate(run.data.batches(spec.batch_size, run.generator)):
+        if spec.augment.active:
+            x = spec.augment(x, run.generator)
+        for group in opt.param_groups:
+            group["lr"] = lr(i / steps)
+        if run.move is not None:
+            run.move(i)
+        with run.runtime.autocast():
+            logits = run.net(x).float()
+        t = run.targets(x, idx) if run.targets is not None else None
+        loss = spec.loss(logits, y, t)
+        if spec.layer_distill:
+            term = blend.distill_loss(run.net)
+            if term is not None:  # None once the blends have collapsed
+                loss = loss + spec.layer_distill * term
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if spec.optimizer.grad_clip is not None:  # foreach kernels, no host sync
+            torch.nn.utils.clip_grad_norm_(params_of(opt), spec.optimizer.grad_clip)
+        opt.step()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+    return {"train_loss": loss_sum / seen, "train_acc": correct / seen}  # device tensors
+
+
+@torch.no_grad()
+def _evaluate(model, data: DeviceData, loss_fn: LossFn, teacher_logits, runtime) -> dict:
+    logits = predict(model, data, runtime)
+    return {
+        "val_loss": loss_fn(logits, data.y, teacher_logits).item(),
+        "val_acc": (logits.argmax(1) == data.y).float().mean().item(),
+    }
+
+
+class _Plateau:
+    """Epochs since the monitored metric last improved."""
+
+    def __init__(self, monitor: str, patience: int):
+        self.key, self.patience = monitor, patience
+        self.sign = 1 if monitor.endswith("acc") else -1
+        self.best = -math.inf
+        self.since = 0
+
+    def update(self, row: dict) -> bool:
+        value = self.sign * row[self.key]
+        if value > self.best:
+            self.best, self.since = value, 0
+        else:
+            self.since += 1
+        return self.since >= self.patience
+
+    @property
+    def best_value(self) -> float:
+        return self.sign * self.best
+
+
+def _step_row(k: int, alpha, rows: list[dict], monitor: _Plateau, begin: dict | None) -> dict:
+    """One α step: its epochs and the accuracies at its end; `val_acc_start` (α steps only) is
+    the validation accuracy as the step began, α already moved and nothing trained yet."""
+    last = rows[-1]
+    row = {
+        "step": k,
+        "alpha": alpha,
+        "epochs": len(rows),
+        "first_epoch": rows[0]["epoch"],
+        "last_epoch": last["epoch"],
+        "train_loss": last["train_loss"],
+        "train_acc": last["train_acc"],
+        "val_loss": last["val_loss"],
+        "val_acc": last["val_acc"],
+    }
+    if begin is not None:
+        row["val_acc_start"] = begin["val_acc"]
+    row[f"best_{monitor.key}"] = monitor.best_value
+    return row
+
+
+class DivergenceError(UserError, RuntimeError):
+    """The loss or a metric became non-finite."""
+
+
+def _check_finite(row: dict, model: nn.Module) -> None:
+    """Stop on a non-finite loss, or weights (one device reduction, once per epoch)."""
+    bad = [k for k in ("train_loss", "val_loss") if not math.isfinite(row[k])]
+    weights = [p for p in model.parameters() if p.is_floating_point()]
+    if weights and not torch.stack([p.isfinite().all() for p in weights]).all():
+        bad.append("weights")
+    if bad:
+        raise DivergenceError(
+            f"training diverged at α={row['alpha']}, epoch {row['epoch']}: {', '.join(bad)} "
+            "not finite; lower the learning rate (optimizer.lr) or set optimizer.grad_clip"
+        )

@@ -1,0 +1,71 @@
+"""`alphaprune evaluate`: measure a student against its teacher (metrics.json)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from alphaprune.files import atomic_path, write_json
+from alphaprune.modelfile import load_model
+from alphaprune.pipeline import data
+from alphaprune.pipeline.commands import (
+    add_params_arguments,
+    add_record_argument,
+    add_seed_argument,
+    load,
+    write_record,
+)
+from alphaprune.pipeline.engine import runtime_from, splits
+from alphaprune.pipeline.evaluate import evaluate
+
+log = logging.getLogger("alphaprune")
+
+
+def add_arguments(p) -> None:
+    add_params_arguments(p)
+    add_record_argument(p)
+    add_seed_argument(p, "the noise of the noisy-test accuracy")
+    p.add_argument("--variant", required=True, help="the variant the student belongs to")
+    for name in ("data", "teacher", "teacher-metrics", "student", "history", "steps", "out"):
+        p.add_argument(f"--{name}", type=Path, required=True)
+    p.add_argument(
+        "--predictions",
+        type=Path,
+        metavar="FILE",
+        help="also write the student's prediction for every test image (CSV: label, pred), "
+        "which the report's paired tests between variants read",
+    )
+
+
+def run(args) -> None:
+    params = load(args)
+    params.variant(args.variant)  # an unknown name ends here, with one line
+    prepared = data.load(args.data)
+    runtime = runtime_from(params.runtime)
+    teacher, _ = load_model(args.teacher, runtime.device)
+    student, _ = load_model(args.student, runtime.device)
+    (test,) = splits(prepared, runtime, "test")
+    metrics, predicted = evaluate(
+        student,
+        teacher,
+        test,
+        teacher_metrics=json.loads(Path(args.teacher_metrics).read_text()),
+        history=pd.read_csv(args.history).to_dict("records"),
+        steps=pd.read_csv(args.steps).to_dict("records"),
+        shape=prepared.shape,
+        cfg=params.eval,
+        runtime=runtime,
+        seed=args.seed,
+    )
+    write_json(args.out, metrics)
+    if args.predictions:
+        table = pd.DataFrame({"label": test.y.cpu().numpy(), "pred": predicted.cpu().numpy()})
+        with atomic_path(args.predictions) as tmp:
+            table.to_csv(tmp, index=False)
+    log.info(
+        "%s: test_acc=%.4f achieved=%.4f", args.variant, metrics["test_acc"], metrics["achieved"]
+    )
+    write_record(args, "evaluate", args.variant)

@@ -1,0 +1,37 @@
+"""`alphaprune prepare`: decode the dataset once into a tensor file and its card."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from alphaprune.pipeline import data
+from alphaprune.pipeline.commands import (
+    add_params_arguments,
+    add_record_argument,
+    load,
+    write_record,
+)
+
+log = logging.getLogger("alphaprune")
+
+
+def add_arguments(p) -> None:
+    add_params_arguments(p)
+    add_record_argument(p)
+    p.add_argument("--out", type=Path, required=True, help="the .pt file (card: .json beside)")
+
+
+def run(args) -> None:
+    params = load(args)
+    prepared = data.prepare(params.data, params.seed)
+    data.save(prepared, args.out)
+    card = prepared.card
+    log.info(
+        "prepared %s: %d train, %d val, %d test",
+        card["name"],
+        card["n_train"],
+        card["n_val"],
+        card["n_test"],
+    )
+    write_record(args, "prepare")

@@ -1,0 +1,40 @@
+"""`alphaprune prune`: prune the teacher with one variant's recipe."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from alphaprune.pipeline.commands import (
+    add_params_arguments,
+    add_record_argument,
+    add_seed_argument,
+    load,
+    write_record,
+)
+from alphaprune.pipeline.progress import Progress
+from alphaprune.pipeline.stages.prune import prune
+
+log = logging.getLogger("alphaprune")
+
+
+def add_arguments(p) -> None:
+    add_params_arguments(p)
+    add_record_argument(p)
+    add_seed_argument(p, "this prune run (branch initialisation, batch order, augmentation)")
+    p.add_argument("--variant", required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--teacher", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="folder for student.pt, histories")
+
+
+def run(args) -> None:
+    params = load(args)
+    cfg = params.variant(args.variant)
+    progress = Progress(args.variant, cfg.epochs)
+    out = prune(
+        params, args.variant, args.data, args.teacher, args.out, seed=args.seed, on_epoch=progress
+    )
+    progress.close()
+    log.info("%s: achieved=%.4f val_acc=%.4f", args.variant, out["achieved"], out["val_acc"])
+    write_record(args, "prune", args.variant)

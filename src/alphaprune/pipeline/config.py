@@ -1,0 +1,468 @@
+"""Typed, validated parameters: the schema of ``params.yaml``.
+
+Everything a run depends on lives in one YAML file; this module turns it into frozen pydantic
+objects so that library code receives a narrow, typed config (``PruneConfig``, ``DataConfig`` …)
+and never a raw dict. Unknown keys and bad values are rejected with the key's full path, e.g.
+``params.yaml: variants.exp05.schedule.rate: Input should be less than 1, got 1.5``.
+
+Variants are a name plus the ``prune`` keys they override, deep-merged over ``prune``. A mapping
+that carries a ``kind`` (schedule, loss) is *replaced* rather than merged when the override names a
+different kind, so ``schedule: {kind: linear, steps: 10}`` does not inherit the default's ``rate``.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from alphaprune import schedules
+from alphaprune.augment import Augment
+from alphaprune.errors import UserError
+from alphaprune.fitspec import Advance, Optimizer
+from alphaprune.runtime import Runtime
+
+VARIANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+PositiveInt = Annotated[int, Field(ge=1, strict=True)]
+NonNegativeInt = Annotated[int, Field(ge=0, strict=True)]
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration problem, already phrased as one line: ``file: key.path: what, got value``."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------- data
+class DataConfig(_Strict):
+    name: Literal["digits", "cifar10", "imagefolder"] = "digits"
+    root: str = "data/raw"  # where cifar10 / imagefolder read their raw files
+    val_fraction: Fraction = 0.1  # carved from the training split, stratified, fixed seed
+    test_fraction: Fraction = 0.2  # only for sources without their own test split (digits)
+    subset: PositiveInt | None = None  # cap on training examples (stratified), for quick runs
+
+
+class ModelConfig(_Strict):
+    name: str = "cnn"
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from alphaprune.models import MODELS
+
+        if not name.startswith("tv:"):
+            MODELS.lookup(name)
+        return name
+
+
+# ------------------------------------------------------------------------------ optimisation
+# Each engine type's config takes its defaults from the engine type (one place), adds the
+# validation, and becomes it through `alphaprune.pipeline.engine.build`.
+class OptimizerConfig(_Strict):
+    name: Literal["sgd", "adamw"] = Optimizer.name
+    lr: Annotated[float, Field(gt=0, le=10)] = Optimizer.lr  # per batch, not scaled
+    momentum: Annotated[float, Field(ge=0, lt=1)] = Optimizer.momentum
+    nesterov: bool = Optimizer.nesterov
+    weight_decay: Annotated[float, Field(ge=0, lt=1)] = Optimizer.weight_decay
+    # Max global gradient norm (None: no clipping). Guards the product of a low-rank pair,
+    # whose sharpness can outgrow the learning rate when BatchNorm statistics are frozen.
+    grad_clip: Annotated[float, Field(gt=0)] | None = Optimizer.grad_clip
+
+
+class PruneOptimizerConfig(OptimizerConfig):
+    """The prune phase's defaults: a smaller lr, and clipping on (see `grad_clip`)."""
+
+    lr: Annotated[float, Field(gt=0, le=10)] = 0.01
+    grad_clip: Annotated[float, Field(gt=0)] | None = 5.0
+
+
+class AugmentConfig(_Strict):
+    noise_fraction: Probability = Augment.noise_fraction  # share of examples given noise
+    noise_std: Annotated[float, Field(ge=0)] = Augment.noise_std  # normalised input units
+    crop_flip: bool = Augment.crop_flip
+    crop_padding: NonNegativeInt = Augment.crop_padding
+
+    @model_validator(mode="after")
+    def _noise_consistent(self) -> AugmentConfig:
+        if self.noise_fraction > 0 and self.noise_std == 0:
+            raise ValueError("noise_fraction > 0 needs noise_std > 0")
+        return self
+
+
+class TeacherConfig(_Strict):
+    epochs: PositiveInt = 30
+    batch_size: PositiveInt = 64
+    optimizer: OptimizerConfig = OptimizerConfig()
+    augment: AugmentConfig = AugmentConfig()
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+# ------------------------------------------------------------------------------------- prune
+class _Schedule(_Strict):
+    @model_validator(mode="after")
+    def _yields_alphas(self):
+        # A schedule that yields no valid α sequence fails at load time, not mid-run.
+        schedules.alpha_sequence(**self.model_dump())
+        return self
+
+
+class ExponentialSchedule(_Schedule):
+    kind: Literal["exponential"] = "exponential"
+    rate: Fraction = 0.05  # α_k = (1 - rate)^k
+    alpha_min: Fraction = 0.05  # below this the next α is 0
+
+
+class LinearSchedule(_Schedule):
+    kind: Literal["linear"]
+    steps: PositiveInt = 10
+
+
+class CosineSchedule(_Schedule):
+    kind: Literal["cosine"]
+    steps: PositiveInt = 10
+
+
+class StepSchedule(_Schedule):
+    kind: Literal["step"]
+    values: list[float]
+
+
+class OneshotSchedule(_Schedule):
+    kind: Literal["oneshot"]
+
+
+Schedule = Annotated[
+    ExponentialSchedule | LinearSchedule | CosineSchedule | StepSchedule | OneshotSchedule,
+    Field(discriminator="kind"),
+]
+
+
+class AdvanceConfig(_Strict):
+    """When α moves on. plateau (the seed's): after `patience` epochs without improvement,
+    within [min, max] epochs; α drops to 0 wherever it is when the α > 0 budget runs out.
+    even: the schedule's steps share the α > 0 budget equally (no plateau wait), so that every
+    schedule reaches its last α before the fine-tune epochs (the plateau keys are unused).
+    batch: as even, but the steps share the budget's training batches, so α moves a little at
+    every batch instead of jumping once per epoch."""
+
+    mode: Literal["plateau", "even", "batch"] = Advance.mode
+    monitor: Literal["val_acc", "val_loss"] = Advance.monitor
+    patience: PositiveInt = Advance.patience
+    min_epochs: PositiveInt = Advance.min_epochs
+    max_epochs: PositiveInt = Advance.max_epochs
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AdvanceConfig:
+        if self.min_epochs > self.max_epochs:
+            raise ValueError(f"min_epochs ({self.min_epochs}) > max_epochs ({self.max_epochs})")
+        return self
+
+
+class CELoss(_Strict):
+    kind: Literal["ce"] = "ce"
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+class RegressionLoss(_Strict):
+    kind: Literal["regression"]
+
+
+class KDLoss(_Strict):
+    kind: Literal["kd"]
+    temperature: Annotated[float, Field(gt=0)] = 4.0
+    weight: Probability = 0.9
+
+
+Loss = Annotated[CELoss | RegressionLoss | KDLoss, Field(discriminator="kind")]
+
+
+class PruneConfig(_Strict):
+    amount: Fraction = 0.65  # fraction of the teacher's parameters the student no longer has
+    branch: Literal["pointwise", "dwsep", "lowrank", "sparse"] = "pointwise"
+    init: Literal["random", "pretrained", "lsq"] = "random"
+    exclude: list[str] | None = None  # glob patterns of module names; None: first conv + classifier
+    trainable: Literal["branches", "student", "all"] = "branches"
+    # What trains at α = 0 (after collapse, "student" is everything left); None: as `trainable`.
+    finetune_trainable: Literal["branches", "student"] | None = None
+    # The learning rate the α = 0 fine-tune starts its cosine from; None: optimizer.lr.
+    finetune_lr: Annotated[float, Field(gt=0)] | None = None
+    # Training batches over which the student's BatchNorm statistics are re-estimated at α = 0.
+    recalibrate_bn: NonNegativeInt = 0
+    # Weight of the layer-wise distillation term while α > 0 (0: off; see blend.set_distill).
+    layer_distill: Annotated[float, Field(ge=0)] = 0.0
+    schedule: Schedule = ExponentialSchedule()
+    advance: AdvanceConfig = AdvanceConfig()
+    epochs: PositiveInt = 60  # hard cap on the whole prune phase
+    finetune_epochs: PositiveInt = 5  # the last epochs, kept for α = 0
+    loss: Loss = CELoss()
+    augment: AugmentConfig = AugmentConfig()
+    batch_size: PositiveInt = 64
+    optimizer: PruneOptimizerConfig = PruneOptimizerConfig()
+    calibration_size: PositiveInt = 512  # training examples used by init=lsq
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PruneConfig:
+        if self.finetune_epochs >= self.epochs and self.schedule.kind != "oneshot":
+            raise ValueError(
+                f"finetune_epochs ({self.finetune_epochs}) leaves no epochs of the {self.epochs} "
+                "for α > 0; lower it or raise epochs"
+            )
+        if self.branch == "sparse" and self.init == "lsq":
+            raise ValueError("init 'lsq' is not supported for branch 'sparse'; use 'pretrained'")
+        return self
+
+    def alphas(self) -> list[float]:
+        """The α sequence this recipe trains at, ending at 0."""
+        return schedules.alpha_sequence(**self.schedule.model_dump())
+
+    def budget_fit(self) -> schedules.BudgetFit:
+        """Whether this recipe's α steps fit its α > 0 epoch budget (see schedules.budget_fit)."""
+        a = self.advance
+        budget = self.epochs - self.finetune_epochs
+        return schedules.budget_fit(self.alphas(), budget, a.mode, a.min_epochs, a.max_epochs)
+
+
+# -------------------------------------------------------------------------------- eval, run
+class EvalConfig(_Strict):
+    # The variant every other is compared with (None: the first variant), and the confidence
+    # of every interval; the verdicts hold all comparisons together to 1 - confidence (Holm).
+    reference: str | None = None
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    tolerance_pp: Annotated[float, Field(ge=0)] = 1.0  # "α held" window, percentage points
+    noise_std: Annotated[float, Field(ge=0)] = 0.5  # Gaussian noise for noisy-test accuracy
+    latency_batch: PositiveInt = 1
+    # torch.utils.benchmark repeats the forward pass for at least this long (the median is kept)
+    latency_seconds: Annotated[float, Field(gt=0)] = 0.2
+
+
+class RuntimeConfig(_Strict):
+    device: str = "auto"  # auto: cuda, then mps, then cpu
+    compile: bool = Runtime.compile  # torch.compile the training model
+    eval_batch_size: PositiveInt = Runtime.eval_batch_size
+    # device: images live on the GPU (fastest); host: pinned host memory + DataLoader workers;
+    # auto: device when the prepared data takes at most a quarter of the free GPU memory.
+    data_placement: Literal["auto", "device", "host"] = Runtime.data_placement
+    workers: NonNegativeInt = Runtime.workers  # DataLoader workers for host placement
+
+
+def _distinct_seeds(seeds: list[int]) -> list[int]:
+    if len(set(seeds)) != len(seeds):
+        raise ValueError("seeds must be distinct")
+    return seeds
+
+
+Seeds = Annotated[list[NonNegativeInt], Field(min_length=1)]
+
+
+class ReplicatesConfig(_Strict):
+    """Independent repetitions of every variant. Each (teacher, seed) pair is one replicate:
+    `teachers` are the seeds of the teachers trained (one each), `seeds` those of the prune runs
+    of every variant on every teacher. [0] and [0, 1, 2]: three prunes of one teacher;
+    [0, 1, 2] and [0]: three teachers, each pruned once."""
+
+    seeds: Seeds = [0]
+    teachers: Seeds = [0]
+
+    _distinct = field_validator("seeds", "teachers")(_distinct_seeds)
+
+    def runs(self) -> list[tuple[int, int]]:
+        """(teacher, seed) of every replicate, teacher-major."""
+        return [(t, s) for t in self.teachers for s in self.seeds]
+
+    def names(self) -> list[str]:
+        """Every replicate's name (its folder under a variant's): t0-s0, t0-s1, …"""
+        return [run_name(t, s) for t, s in self.runs()]
+
+    def teacher_names(self) -> list[str]:
+        """Every teacher's folder name: t0, t1, …"""
+        return [f"t{t}" for t in self.teachers]
+
+
+def run_name(teacher: int, seed: int) -> str:
+    """A replicate's name, its folder under the variant's: t0-s1."""
+    return f"t{teacher}-s{seed}"
+
+
+class Params(_Strict):
+    seed: NonNegativeInt = 0  # the data split (prepare); runs take theirs from `replicates`
+    replicates: ReplicatesConfig = ReplicatesConfig()
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    prune: PruneConfig = PruneConfig()
+    variants: dict[str, PruneConfig] = Field(default_factory=dict)
+    eval: EvalConfig = EvalConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+
+    @property
+    def reference(self) -> str:
+        """The variant the others are compared with."""
+        return self.eval.reference or next(iter(self.variants))
+
+    def variant(self, name: str) -> PruneConfig:
+        try:
+            return self.variants[name]
+        except KeyError:
+            known = ", ".join(self.variants) or "(none)"
+            raise ConfigError(f"unknown variant {name!r}; params define: {known}") from None
+
+
+# ------------------------------------------------------------------------------ merge, load
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` over `base`, recursively; a mapping whose `kind` changes is replaced whole."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        old = out.get(key)
+        if (
+            isinstance(old, dict)
+            and isinstance(value, dict)
+            and value.get("kind", old.get("kind")) == old.get("kind")
+        ):
+            out[key] = deep_merge(old, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _fmt_errors(err: ValidationError, source: str, prefix: tuple = ()) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in _user_path((*prefix, *e["loc"])))
+        msg = e["msg"].removeprefix("Value error, ")
+        quiet = e["type"] in ("missing", "extra_forbidden") or isinstance(e["input"], dict)
+        got = "" if quiet else f", got {e['input']!r}"
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{source}: {loc}: {msg}{got}")
+    return "; ".join(lines)
+
+
+_TAGGED = ("schedule", "loss")  # discriminated unions: pydantic adds the tag after these keys
+
+
+def _user_path(loc: tuple) -> list:
+    """Drop the discriminator tag pydantic inserts (`schedule.exponential.rate`): users never
+    wrote that key."""
+
+    def is_tag(i: int) -> bool:
+        return i > 0 and loc[i - 1] in _TAGGED and (i < 2 or loc[i - 2] != "variants")
+
+    return [p for i, p in enumerate(loc) if not is_tag(i)]
+
+
+def resolve(raw: Any, source: str = "params") -> Params:
+    """Validate a params mapping; each variant is deep-merged over `prune` then validated."""
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{source}: expected a mapping at the top level, got {type(raw).__name__}"
+        )
+    raw = copy.deepcopy(raw)
+    variants_raw = raw.pop("variants", None) or {}
+    if not isinstance(variants_raw, dict):
+        raise ConfigError(f"{source}: variants: expected a mapping of name -> prune overrides")
+    if not variants_raw:  # the pipeline has nothing to run, and prune no recipe to name
+        raise ConfigError(f"{source}: variants: define at least one variant, e.g. exp05: {{}}")
+    try:
+        base = Params.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_fmt_errors(err, source)) from None
+    prune_raw = base.prune.model_dump()
+    variants: dict[str, PruneConfig] = {}
+    for name, override in variants_raw.items():
+        name = str(name)
+        if not VARIANT_NAME.fullmatch(name):
+            shown = name if name.isprintable() else repr(name)
+            raise ConfigError(
+                f"{source}: variants.{shown}: invalid variant name: names become paths and stage "
+                "names; use only lowercase letters, digits, '_' and '-'"
+            )
+        if name == "teacher":
+            raise ConfigError(
+                f"{source}: variants.teacher: the name is reserved for the teacher, whom the "
+                "summary and comparisons list beside the variants"
+            )
+        override = override or {}
+        if not isinstance(override, dict):
+            raise ConfigError(f"{source}: variants.{name}: expected a mapping of prune overrides")
+        try:
+            variants[name] = PruneConfig.model_validate(deep_merge(prune_raw, override))
+        except ValidationError as err:
+            raise ConfigError(_fmt_errors(err, source, ("variants", name))) from None
+    reference = base.eval.reference
+    if reference is not None and reference not in variants:
+        known = ", ".join(variants)
+        raise ConfigError(
+            f"{source}: eval.reference: not a variant, got {reference!r}; params define: {known}"
+        )
+    return base.model_copy(update={"variants": variants})
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b.c=value` -> (['a','b','c'], value parsed as YAML)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {text!r}: expected key.path=value")
+    return key.split("."), yaml.safe_load(value)
+
+
+def set_path(raw: dict[str, Any], path: list[str], value: Any) -> None:
+    node = raw
+    for part in path[:-1]:
+        if node.get(part) is None:  # absent, or written as `exp05:` (an empty variant)
+            node[part] = {}
+        node = node[part]
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {'.'.join(path)}: {part} is not a mapping")
+    node[path[-1]] = value
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from `path` (an empty file is an empty mapping)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def merge_files(
+    paths: list[str | Path], overrides: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The raw mapping of params files, later ones deep-merged over earlier ones (e.g. a preset
+    over params.yaml), then `key.path=value` overrides. A later file that defines `variants`
+    replaces the grid rather than adding to it."""
+    raw: dict[str, Any] = {}
+    for path in paths:
+        layer = read_yaml(path)
+        if "variants" in layer:
+            raw.pop("variants", None)
+        raw = deep_merge(raw, layer)
+    for text in overrides:
+        set_path(raw, *parse_override(text))
+    return raw
+
+
+def load_params(
+    paths: str | Path | list[str | Path], overrides: list[str] | tuple[str, ...] = ()
+) -> Params:
+    """Read, merge (see `merge_files`) and validate params files."""
+    paths = [paths] if isinstance(paths, str | Path) else list(paths)
+    return resolve(merge_files(paths, overrides), source=" + ".join(str(p) for p in paths))

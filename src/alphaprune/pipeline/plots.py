@@ -1,0 +1,259 @@
+"""Figures (matplotlib, PNG). Per variant: train/validation accuracy and loss against epoch,
+coloured by α, as in the seed's figures, one line per replicate. Across variants: validation
+accuracy against α (mean and range over replicates), final test accuracy against the teacher's
+(every replicate, and the mean with its interval), and test accuracy against parameters and
+MACs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display, also on clusters
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib import ticker  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
+
+from alphaprune.files import atomic_path  # noqa: E402
+from alphaprune.pipeline.stats import interval, teacher_clusters  # noqa: E402
+
+ALPHA_CMAP = "viridis"
+DPI = 120
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, format="png")
+    plt.close(fig)
+    return path
+
+
+def training_curves(name: str, histories: list[pd.DataFrame], teacher: dict, out: Path) -> Path:
+    """Accuracy and loss against epoch, one line per replicate; markers coloured by α (train:
+    circles, val: crosses)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"wspace": 0.28})
+    norm = Normalize(0, 1)
+    for ax, metric, label in ((axes[0], "acc", "accuracy"), (axes[1], "loss", "loss")):
+        for i, history in enumerate(histories):
+            alpha = history["alpha"].fillna(1.0)
+            for split, marker in (("train", "o"), ("val", "x")):
+                col = f"{split}_{metric}"
+                ax.plot(history["epoch"], history[col], color="0.8", lw=1, zorder=1)
+                ax.scatter(
+                    history["epoch"],
+                    history[col],
+                    c=alpha,
+                    cmap=ALPHA_CMAP,
+                    norm=norm,
+                    marker=marker,
+                    s=14,
+                    label=split if i == 0 else None,
+                    zorder=2,
+                )
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].axhline(teacher["val_acc"], ls="--", color="crimson", lw=1, label="teacher (val)")
+    axes[0].legend(loc="best", fontsize=8)
+    runs = f" ({len(histories)} replicates)" if len(histories) > 1 else ""
+    axes[0].set_title(f"{name}{runs}: accuracy")
+    axes[1].set_title(f"{name}: loss")
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=ALPHA_CMAP), ax=axes, label="α", shrink=0.9)
+    with atomic_path(out) as tmp:  # colorbar with tight_layout: save without it
+        fig.savefig(tmp, dpi=DPI, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+def _styles(n: int):
+    """n distinguishable (colour, line style) pairs: 20 colours, then dashes."""
+    colours = plt.get_cmap("tab20").colors
+    return [(colours[i % 20], ("-", "--", ":")[i // 20 % 3]) for i in range(n)]
+
+
+def accuracy_vs_alpha(steps: dict[str, list[pd.DataFrame]], teacher: dict, out: Path) -> Path:
+    """Validation accuracy and loss at the end of each α step; α runs from 1 down to 0. The line
+    is the mean over a variant's replicates at each α, the band their range. Variants with a
+    single step (one-shot) have no curve and are left out."""
+    curves = {n: runs for n, runs in steps.items() if max(len(df) for df in runs) > 1}
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    for (name, runs), (colour, ls) in zip(curves.items(), _styles(len(curves)), strict=True):
+        # Losses differ between variants (cross-entropy, MSE on logits, KD): compare each to
+        # its own value at the first α step, which is unitless.
+        both = pd.concat(
+            [df.assign(rel_loss=df["val_loss"] / df["val_loss"].iloc[0]) for df in runs]
+        )
+        by_alpha = both.groupby("alpha", sort=True)
+        style = {"ls": ls, "color": colour, "marker": ".", "ms": 4, "lw": 1.2, "label": name}
+        for ax, col in ((axes[0], "val_acc"), (axes[1], "rel_loss")):
+            stats = by_alpha[col].agg(["mean", "min", "max"])
+            if col == "val_acc":  # every curve starts at the teacher (α = 1): the first fall shows
+                stats.loc[1.0] = teacher["val_acc"]
+                stats = stats.sort_index()
+            ax.plot(stats.index, stats["mean"], **style)
+            if len(runs) > 1:
+                ax.fill_between(
+                    stats.index, stats["min"], stats["max"], color=colour, alpha=0.15, lw=0
+                )
+    axes[0].axhline(teacher["val_acc"], ls="--", color="crimson", lw=1, label="teacher")
+    axes[1].set_yscale("log")
+    # Plain ratios (1.05, not 1.05×10⁰) on both the major and the minor ticks of the log axis.
+    for axis_ticks in (axes[1].yaxis.set_major_formatter, axes[1].yaxis.set_minor_formatter):
+        axis_ticks(ticker.FormatStrFormatter("%.3g"))
+    labels = ("validation accuracy", "validation loss / its value at the first α step")
+    for ax, label in zip(axes, labels, strict=True):
+        ax.set_xlim(1.02, -0.02)
+        ax.set_xlabel("α (1 = teacher, 0 = student)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+    n = max(len(runs) for runs in steps.values())
+    axes[0].set_title(
+        "at the end of each α step" + (f": mean and range of {n} replicates" if n > 1 else "")
+    )
+    handles, names = axes[1].get_legend_handles_labels()
+    line, teacher_name = axes[0].get_legend_handles_labels()
+    axes[1].legend(
+        handles + line[-1:],
+        names + teacher_name[-1:],
+        fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+    )
+    return _save(fig, out)
+
+
+def _intervals(per_run: pd.DataFrame, key: str, confidence: float) -> pd.DataFrame:
+    """Per variant: mean, low, high of `key` (stats.interval: over replicates, or Wilson)."""
+    size = int(per_run["test_size"].iloc[0])
+    rows = {
+        n: interval(
+            g[key].to_list(), size, confidence, teacher_clusters(g.index.get_level_values(1))
+        )
+        for n, g in per_run.groupby(level="variant", sort=False)
+    }
+    return pd.DataFrame(
+        {n: (i.mean, i.low, i.high) for n, i in rows.items()}, index=["mean", "low", "high"]
+    ).T
+
+
+def _interval_label(per_run: pd.DataFrame, confidence: float) -> str:
+    if per_run.index.get_level_values("replicate").nunique() > 1:
+        return f"mean, {confidence:.0%} interval"
+    return f"one run, {confidence:.0%} Wilson interval"
+
+
+def final_accuracy(per_run: pd.DataFrame, teacher: dict, out: Path, confidence=0.95) -> Path:
+    """Test accuracy of every student against the teacher's, clean and noisy: each replicate a
+    dot, the mean a diamond with its interval; sorted by mean."""
+    clean = _intervals(per_run, "test_acc", confidence).sort_values("mean")
+    order = list(clean.index)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.32 * len(order) + 1.8), sharey=True)
+    panels = (
+        (axes[0], "test_acc", True, "test accuracy", "steelblue"),
+        (axes[1], "noisy_test_acc", False, "noisy test accuracy", "darkorange"),
+    )
+    y = {n: i for i, n in enumerate(order)}
+    for ax, col, with_teacher, label, colour in panels:
+        iv = _intervals(per_run, col, confidence).loc[order]
+        ax.errorbar(
+            iv["mean"],
+            range(len(order)),
+            xerr=[iv["mean"] - iv["low"], iv["high"] - iv["mean"]],
+            fmt="D",
+            color=colour,
+            ms=5,
+            capsize=3,
+            label=_interval_label(per_run, confidence),
+            zorder=3,
+        )
+        runs = per_run[col].reset_index()
+        ax.scatter(
+            runs[col], runs["variant"].map(y), s=10, color="0.35", zorder=4, label="each replicate"
+        )
+        if with_teacher:
+            ax.axvline(teacher["test_acc"], ls="--", color="crimson", label="teacher")
+        ax.legend(loc="lower right", fontsize=7)
+        ax.set_yticks(range(len(order)), order)
+        ax.set_xlabel(label)
+        ax.grid(axis="x", alpha=0.3)
+    return _save(fig, out)
+
+
+def accuracy_vs_size(per_run: pd.DataFrame, teacher: dict, out: Path, confidence=0.95) -> Path:
+    """Mean test accuracy (with its interval) against parameters and against MACs; the teacher
+    is the star. Variants at (nearly) the same point share one label."""
+    metrics = per_run.select_dtypes("number").groupby(level="variant", sort=False).mean()
+    iv = _intervals(per_run, "test_acc", confidence).loc[metrics.index]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    panels = [
+        (axes[0], "student_params", "teacher_params", "parameters"),
+        (axes[1], "student_macs", "teacher_macs", "MACs per example (sparse layers counted dense)"),
+    ]
+    for ax, col, teacher_col, label in panels:
+        ax.errorbar(
+            metrics[col],
+            iv["mean"],
+            yerr=[iv["mean"] - iv["low"], iv["high"] - iv["mean"]],
+            fmt="o",
+            color="steelblue",
+            capsize=3,
+            zorder=2,
+            label=_interval_label(per_run, confidence),
+        )
+        # Points within 3% of the axis width at the same accuracy share one label (written to
+        # the right of the rightmost), so close names do not print over each other.
+        gap = 0.03 * 1.15 * metrics[teacher_col].iloc[0]
+        for y, row in metrics.sort_values(col).groupby("test_acc"):
+            for _, group in row.groupby((row[col].diff() > gap).cumsum()):
+                ax.annotate(
+                    "\n".join(group.index),
+                    (group[col].max(), y),
+                    fontsize=7,
+                    xytext=(7, 0),
+                    textcoords="offset points",
+                    va="center",
+                )
+        ax.scatter(
+            [metrics[teacher_col].iloc[0]],
+            [teacher["test_acc"]],
+            marker="*",
+            s=250,
+            color="crimson",
+            label="teacher",
+            zorder=3,
+        )
+        ax.set_xlim(0, metrics[teacher_col].iloc[0] * 1.15)
+        ax.margins(y=0.15)
+        ax.set_xlabel(label)
+        ax.set_ylabel("test accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    return _save(fig, out)
+
+
+def all_figures(
+    histories: dict[tuple[str, str], pd.DataFrame],
+    steps: dict[tuple[str, str], pd.DataFrame],
+    per_run: pd.DataFrame,
+    teacher: dict,
+    out_dir: Path,
+    confidence: float = 0.95,
+) -> list[Path]:
+    """Every figure into `out_dir`; returns their paths. `histories` and `steps` are keyed by
+    (variant, replicate), `per_run` (metrics) indexed by them; `teacher` holds the teachers'
+    mean test_acc and val_acc."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = list(dict.fromkeys(v for v, _ in histories))
+    grouped_h = {n: [h for (v, _), h in histories.items() if v == n] for n in names}
+    grouped_s = {n: [s for (v, _), s in steps.items() if v == n] for n in names}
+    paths = [
+        training_curves(n, h, teacher, out_dir / f"training_{n}.png") for n, h in grouped_h.items()
+    ]
+    paths.append(accuracy_vs_alpha(grouped_s, teacher, out_dir / "accuracy_vs_alpha.png"))
+    paths.append(final_accuracy(per_run, teacher, out_dir / "final_accuracy.png", confidence))
+    paths.append(accuracy_vs_size(per_run, teacher, out_dir / "accuracy_vs_size.png", confidence))
+    return paths

@@ -1,0 +1,198 @@
+"""The report: what a researcher needs to pick a recipe. One Markdown table of every variant with
+its replicates' mean and interval, its difference from the reference variant and the verdict of
+the paired test; a sentence saying which variants beat the reference; then the figures."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from alphaprune.pipeline.config import Params
+from alphaprune.pipeline.results import TITLES
+from alphaprune.pipeline.stats import BETTER, SAME, WORSE
+
+INTERVAL_TITLES = {
+    "test_acc": "test acc",
+    "noisy_test_acc": "noisy test acc",
+    "agreement": "agreement",
+}
+
+
+def recipe_summary(params: Params, name: str) -> str:
+    """What a variant changes relative to the `prune` defaults, as `key=value` pairs."""
+    base = _flat(params.prune.model_dump(mode="json"))
+    mine = _flat(params.variant(name).model_dump(mode="json"))
+    diff = [f"{k}={v}" for k, v in mine.items() if base.get(k) != v]
+    return ", ".join(diff) or "(defaults)"
+
+
+def _flat(d: dict) -> dict:
+    """{"schedule": {"rate": 0.1}} -> {"schedule.rate": 0.1}"""
+    return pd.json_normalize(d).iloc[0].to_dict()
+
+
+def variant_table(means: pd.DataFrame, stats: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """One row per variant, best mean test accuracy first: recipe, replicates, the intervals,
+    the difference from the reference with its test, then the means of the other figures."""
+    order = means["test_acc"].sort_values(ascending=False, kind="stable").index
+    level = f"{params.eval.confidence:.0%}"
+    table = pd.DataFrame(index=order)
+    table["recipe"] = [recipe_summary(params, n) for n in order]
+    table["n"] = stats.loc[order, "n"]
+    for key, title in INTERVAL_TITLES.items():
+        table[f"{title} [{level}]"] = [str(i) for i in stats.loc[order, key]]
+    table[f"Δ test pp [{level}]"] = [_diff(c) for c in stats.loc[order, "comparison"]]
+    table["p (Holm)"] = [_p(stats.loc[n]) for n in order]
+    table["verdict"] = stats.loc[order, "verdict"]
+    rest = [k for k in TITLES if k not in INTERVAL_TITLES]
+    # reindex: results written before a metric existed have no column for it (shown as nan)
+    return pd.concat(
+        [table, means.reindex(index=order, columns=rest).rename(columns=TITLES)], axis=1
+    )
+
+
+def _diff(comparison) -> str:
+    if comparison is None:
+        return "–"
+    d = comparison.diff
+    if math.isnan(d.low):
+        return f"{d.mean * 100:+.2f}"
+    return f"{d.mean * 100:+.2f} [{d.low * 100:+.2f}, {d.high * 100:+.2f}]"
+
+
+def _p(row) -> str:
+    c = row["comparison"]
+    if c is None:
+        return "–"
+    return f"{row['p_holm']:.3g} ({c.test})"
+
+
+def verdict_sentence(stats: pd.DataFrame, reference: str, confidence: float) -> str:
+    """Which variants beat the reference, which do worse, and which cannot be told apart."""
+    others = stats.drop(index=reference)
+    groups = {
+        v: [f"`{n}`" for n in others.index[others["verdict"] == v]] for v in (BETTER, WORSE, SAME)
+    }
+    parts = [
+        f"Better than `{reference}`: {', '.join(groups[BETTER]) or 'none'}.",
+        f"Worse: {', '.join(groups[WORSE]) or 'none'}.",
+        f"No detectable difference: {', '.join(groups[SAME]) or 'none'}.",
+    ]
+    head = (
+        f"Against the reference at {confidence:.0%} confidence, holding all "
+        f"{len(others)} comparisons together (Holm): "
+    )
+    return head + " ".join(parts)
+
+
+def render(
+    means: pd.DataFrame,
+    stats: pd.DataFrame,
+    teachers: pd.DataFrame,
+    params: Params,
+    figures: list[Path],
+    base: Path,
+) -> str:
+    """The Markdown text; figure links are relative to `base` (the report's folder)."""
+    table = variant_table(means, stats, params)
+    test_size = int(means["test_size"].iloc[0])
+    n_runs = int(stats["n"].max())
+    reference = params.reference
+    level = f"{params.eval.confidence:.0%}"
+    teacher_acc = teachers["test_acc"]
+    teacher_line = (
+        f"**Teacher**: test accuracy {teacher_acc.iloc[0]:.4f}, "
+        f"{int(teachers['params'].iloc[0]):,} parameters, "
+        f"{int(teachers['epochs'].iloc[0])} epochs."
+    )
+    if len(teachers) > 1:
+        teacher_line = (
+            f"**Teachers** ({len(teachers)} seeds): test accuracy "
+            f"{', '.join(f'{a:.4f}' for a in teacher_acc)} (mean {teacher_acc.mean():.4f}), "
+            f"{int(teachers['params'].iloc[0]):,} parameters, "
+            f"{int(teachers['epochs'].iloc[0])} epochs."
+        )
+    if n_runs > 1:
+        how = (
+            f"Each variant ran {n_runs} times (replicates: teacher × seed; with several "
+            "teachers, a teacher's seeds are averaged and the teachers are the replicates). "
+            f"Intervals are {level} Student-t intervals that count both sources of error: "
+            "the spread over replicates and the finite test set, which every replicate shares. "
+            "`Δ test pp` is the paired difference from the reference, replicate by replicate and "
+            "in whole images, with such an interval, and its p-value the matching t-test; the "
+            "Δ intervals are not adjusted for the number of comparisons, the verdicts are. The "
+            "exact McNemar test of each replicate (same test images) is in the last table."
+        )
+    else:
+        how = (
+            f"One run per variant (set `replicates` to run more). Intervals are {level} "
+            "Wilson intervals over the test images: they hold for this run, not for the "
+            "recipe (another seed moves a student more than that). `Δ test pp` is the "
+            "difference from the reference (Wald interval for matched pairs) and its p-value "
+            "the exact McNemar test on the two students' predictions for the same images: it "
+            "compares these two students, not the recipes."
+        )
+    lines = [
+        "# alphaprune report",
+        "",
+        f"Data `{params.data.name}`, model `{params.model.name}`, target: remove "
+        f"{params.prune.amount:.0%} of the teacher's parameters.",
+        "",
+        teacher_line,
+        "",
+        "## Which recipe?",
+        "",
+        f"Test set: {test_size:,} images; one image is {100 / test_size:.2g} percentage points. "
+        + how,
+        "",
+        verdict_sentence(stats, reference, params.eval.confidence),
+        "",
+        "## Variants (sorted by mean test accuracy)",
+        "",
+        "`removed`: fraction of the teacher's parameters the student no longer has. `params` "
+        "counts only the weights a sparse student keeps; `params (dense)` is its dense size. "
+        "`α reached`: the last α > 0 trained before α dropped to 0. `α held`: the smallest α down "
+        "to which every α step stayed within the tolerance of the teacher's accuracy. `worst α "
+        "step`: the largest fall of validation accuracy between consecutive α steps (at their "
+        "ends, the teacher at α = 1); `drop at α=0`: the fall at the replacement itself, from the "
+        "last α > 0 step to the collapsed student before fine-tuning. Figures without an "
+        "interval are means over the replicates.",
+        "",
+        table.to_markdown(floatfmt=".4g"),
+        "",
+    ]
+    if n_runs > 1:
+        lines += [
+            "### Exact McNemar p-value per replicate, against the reference",
+            "",
+            mcnemar_table(stats).to_markdown(floatfmt=".3g"),
+            "",
+        ]
+    lines += ["## Figures", ""]
+    for fig in figures:
+        # relpath, not relative_to: a report written outside the results folder links back up
+        rel = Path(os.path.relpath(Path(fig).resolve(), base.resolve())).as_posix() if base else fig
+        lines += [f"### {Path(fig).stem.replace('_', ' ')}", "", f"![{Path(fig).stem}]({rel})", ""]
+    return "\n".join(lines)
+
+
+def mcnemar_table(stats: pd.DataFrame) -> pd.DataFrame:
+    """Variant x replicate: the exact McNemar p-value against the reference."""
+    rows = {
+        n: dict(zip(c.runs, c.mcnemar, strict=True))
+        for n, c in stats["comparison"].items()
+        if c is not None
+    }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def summary(means: pd.DataFrame, teachers: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """The headline figure, test accuracy to 4 places (one CIFAR-10 test image), of the teacher
+    and of each variant (means over replicates): one key per variant under `acc`, so that
+    `dvc exp show --drop '.*' --keep '^Experiment$|^acc\\.'` gives every experiment one row of
+    them, for any grid."""
+    accs = {"teacher": teachers["test_acc"].mean(), **means["test_acc"].to_dict()}
+    return {"acc": {name: round(float(v), 4) for name, v in accs.items()}}

@@ -1,0 +1,109 @@
+"""The prune stage: one variant's recipe applied to the teacher, trained through its α schedule,
+collapsed and saved as the student."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from alphaprune import student
+from alphaprune.budget import Plan, allocate
+from alphaprune.fit import DivergenceError, fit
+from alphaprune.modelfile import load_model, save_model, with_plan
+from alphaprune.pipeline import data
+from alphaprune.pipeline.codedeps import code_digest
+from alphaprune.pipeline.config import Params, PruneConfig
+from alphaprune.pipeline.engine import prune_spec, runtime_from, splits
+from alphaprune.pipeline.stages import Curves, OnEpoch, clean_train_accuracy, generator
+
+log = logging.getLogger(__name__)
+
+
+def file_digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def make_student(
+    teacher: nn.Module, cfg: PruneConfig, example: torch.Tensor, calibration=None
+) -> tuple[nn.Module, Plan]:
+    """A copy of `teacher` with every layer `cfg` plans blended with its initialised branch."""
+    plan = allocate(teacher, cfg.branch, cfg.amount, example, cfg.exclude)
+    return student.make_student(teacher, plan, cfg.init, calibration), plan
+
+
+def prune(
+    params: Params,
+    variant: str,
+    data_path: Path,
+    teacher_path: Path,
+    out_dir: Path,
+    seed: int = 0,
+    on_epoch: OnEpoch = None,
+) -> dict:
+    """Prune the teacher with one variant's recipe from `seed`: `out_dir`/student.pt, history.csv,
+    steps.csv, and checkpoint/ for resuming a killed run."""
+    cfg = params.variant(variant)
+    prepared = data.load(data_path)
+    runtime = runtime_from(params.runtime)
+    teacher, recipe = load_model(teacher_path, runtime.device)
+    train, val = splits(prepared, runtime, "train", "val")
+    torch.manual_seed(seed)
+    calib = [next(train.batches(cfg.calibration_size))[0]] if cfg.init == "lsq" else None
+    model, plan = make_student(teacher, cfg, train.normalise(train.x[:2]), calib)
+    log.info(
+        "%s: %d layers get %s branches; removes %.4f of %d parameters",
+        variant,
+        len(plan.layers),
+        cfg.branch,
+        plan.achieved,
+        plan.teacher_params,
+    )
+    fits = cfg.budget_fit()
+    (log.warning if fits.certain else log.info)("%s", fits.message(variant))
+    spec = prune_spec(cfg, _fingerprint(cfg, seed, teacher_path, prepared))
+    # Declared by dvc.yaml as an output even when the run is one step (oneshot) with nothing
+    # to resume from; made only once the inputs have loaded, so a bad input leaves no output.
+    (out_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
+    curves = Curves(out_dir)
+    try:
+        result = fit(
+            model,
+            train,
+            val,
+            spec,
+            runtime,
+            generator(runtime, seed),
+            teacher=teacher,
+            checkpoint=out_dir / "checkpoint" / "last.pt",
+            on_epoch=on_epoch,
+            on_update=curves.update,
+            on_step=clean_train_accuracy(train, runtime),
+        )
+    except DivergenceError as err:
+        raise DivergenceError(f"variant {variant}: {err} (variants.{variant}.optimizer)") from None
+    recipe = {**with_plan(recipe, plan), "variant": variant, "prune": cfg.model_dump()}
+    save_model(out_dir / "student.pt", model, recipe)
+    curves.write(result)
+    return {"achieved": plan.achieved, "val_acc": result.history[-1]["val_acc"]}
+
+
+def _fingerprint(cfg: PruneConfig, seed: int, teacher_path: Path, prepared) -> str:
+    """What a checkpoint must match to be resumed: recipe, seed, teacher, data and the code this
+    stage runs (a change to that code reruns the stage, and resuming would keep the old code's
+    α > 0 phase; an edit to code the stage does not run, e.g. the plots, keeps the checkpoint)."""
+    blob = json.dumps(
+        [
+            cfg.model_dump(),
+            seed,
+            file_digest(teacher_path),
+            prepared.card["sha256"],
+            code_digest("prune"),
+        ],
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()

@@ -1,0 +1,539 @@
+"""The command line: the plan command, one-line errors with exit status 2, and the stage
+commands wired end to end on a tiny digits configuration."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from alphaprune.pipeline.cli import commands, main
+from alphaprune.pipeline.commands.unlock import live_runs
+from conftest import write_png
+
+
+def test_plan_json(capsys):
+    assert (
+        main(
+            ["plan", "--model", "tv:resnet18", "--branch", "lowrank", "--amount", "0.65", "--json"]
+        )
+        == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert {"teacher_params", "student_params", "achieved", "layers"} <= out.keys()
+    assert 0.65 <= out["achieved"] <= 0.655
+    assert out["teacher_params"] == 11_181_642
+    layer = out["layers"][0]
+    assert {"name", "branch", "size", "params_before", "params_after"} <= layer.keys()
+
+
+def test_plan_table(capsys):
+    assert main(["plan", "--model", "cnn", "--input-size", "1", "8", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "pointwise" in out and "excluded:" in out
+    removed = float(re.search(r"removes (0\.\d+) \(target 0.65\)", out).group(1))
+    assert 0.65 <= removed < 0.75
+
+
+def test_unreachable_plan_is_one_line_exit_2(capsys):
+    code = main(["plan", "--model", "cnn", "--input-size", "1", "8", "8", "--amount", "0.99"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.count("\n") == 0 and "unreachable" in err and "Traceback" not in err
+
+
+@pytest.fixture
+def params_file(tmp_path, tiny_raw):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(tiny_raw))
+    return path
+
+
+def test_bad_config_is_one_line_naming_the_key(tmp_path, params_file, capsys):
+    out = tmp_path / "prepared" / "d.pt"
+    code = main(
+        ["prepare", "--params", str(params_file), "--set", "prune.amount=1.5", "--out", str(out)]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert "prune.amount" in err and "1.5" in err and err.count("\n") == 0
+    assert not out.exists() and not out.parent.exists()
+
+
+def test_stage_commands_end_to_end(tmp_path, params_file, tiny_raw):
+    p = ["--params", str(params_file)]
+    data, teacher, variant = tmp_path / "d.pt", tmp_path / "teacher", tmp_path / "v" / "base"
+    rec = tmp_path / "records"
+    assert main(["prepare", *p, "--out", str(data), "--record", str(rec / "prepare.json")]) == 0
+    assert main(["pretrain", *p, "--data", str(data), "--out", str(teacher)]) == 0
+    assert (
+        main(
+            [
+                "prune",
+                *p,
+                "--variant",
+                "base",
+                "--seed",
+                "1",
+                "--data",
+                str(data),
+                "--teacher",
+                str(teacher / "model.pt"),
+                "--out",
+                str(variant),
+                "--record",
+                str(rec / "prune.json"),
+            ]
+        )
+        == 0
+    )
+    metrics = variant / "metrics.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                *p,
+                "--variant",
+                "base",
+                "--data",
+                str(data),
+                "--teacher",
+                str(teacher / "model.pt"),
+                "--teacher-metrics",
+                str(teacher / "metrics.json"),
+                "--student",
+                str(variant / "student.pt"),
+                "--history",
+                str(variant / "history.csv"),
+                "--steps",
+                str(variant / "steps.csv"),
+                "--out",
+                str(metrics),
+                "--predictions",
+                str(variant / "predictions.csv"),
+                "--record",
+                str(rec / "evaluate.json"),
+            ]
+        )
+        == 0
+    )
+    m = json.loads(metrics.read_text())
+    assert m["achieved"] >= 0.65 and m["test_acc"] > 0.8
+    # One prediction per test image, scoring the accuracy metrics.json reports.
+    predictions = pd.read_csv(variant / "predictions.csv")
+    assert len(predictions) == m["test_size"]
+    assert (predictions["label"] == predictions["pred"]).mean() == pytest.approx(m["test_acc"])
+    assert m["epochs"] == tiny_raw["prune"]["epochs"]
+    # Each stage recorded the params values it read (the pipeline compares them to rerun).
+    assert json.loads((rec / "prepare.json").read_text()) == {
+        "seed": tiny_raw["seed"],
+        "data": tiny_raw["data"],
+    }
+    assert json.loads((rec / "prune.json").read_text()) == {
+        "prune": tiny_raw["prune"],
+        "variants.base": {},
+    }
+    assert set(json.loads((rec / "evaluate.json").read_text())) == {
+        "eval",
+        "prune",
+        "variants.base",
+    }
+    assert sorted(p.name for p in rec.iterdir()) == ["evaluate.json", "prepare.json", "prune.json"]
+    unknown = [
+        "prune",
+        *p,
+        "--variant",
+        "nope",
+        "--data",
+        str(data),
+        "--teacher",
+        str(teacher / "model.pt"),
+        "--out",
+        str(tmp_path / "x"),
+    ]
+    assert main(unknown) == 2
+
+
+def test_model_that_does_not_fit_the_data_is_one_line(tmp_path, params_file, prepared_path, capsys):
+    out = tmp_path / "teacher"
+    code = main(
+        [
+            "pretrain",
+            "--params",
+            str(params_file),
+            "--set",
+            "model.name=vgg16",
+            "--data",
+            str(prepared_path),
+            "--out",
+            str(out),
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0
+    assert "model.name" in err and "image_size >= 32" in err and "1x8x8" in err
+    assert not out.exists()
+
+
+def test_missing_input_file_is_one_line(tmp_path, params_file, prepared_path, teacher_dir, capsys):
+    code = main(
+        [
+            "evaluate",
+            "--params",
+            str(params_file),
+            "--variant",
+            "base",
+            "--data",
+            str(prepared_path),
+            "--teacher",
+            str(teacher_dir / "model.pt"),
+            "--teacher-metrics",
+            str(tmp_path / "missing.json"),
+            "--student",
+            str(teacher_dir / "model.pt"),
+            "--history",
+            str(tmp_path / "h.csv"),
+            "--steps",
+            str(tmp_path / "s.csv"),
+            "--out",
+            str(tmp_path / "m.json"),
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "missing.json" in err
+    assert not (tmp_path / "m.json").exists()
+
+
+# --------------------------------------------------------------- bad input, one line each
+def _tree_params(tmp_path, root) -> Path:
+    """A params file reading the image tree at `root`."""
+    path = tmp_path / "tree.yaml"
+    path.write_text(
+        yaml.safe_dump({"data": {"name": "imagefolder", "root": str(root)}, "variants": {"a": {}}})
+    )
+    return path
+
+
+def _set(*pairs):
+    return [arg for pair in pairs for arg in ("--set", pair)]
+
+
+# (id, how to break the params file, --set overrides, what the one line must contain)
+CONFIG_CASES = [
+    ("unknown-top-key", lambda p: p.update(colour="red"), [], ["colour", "unknown key"]),
+    (
+        "unknown-nested-key",
+        lambda p: p["prune"]["schedule"].update(bogus=1),
+        [],
+        ["prune.schedule.bogus"],
+    ),
+    (
+        "unknown-variant-key",
+        lambda p: p["variants"]["base"].update(speed=2),
+        [],
+        ["variants.base.speed"],
+    ),
+    ("wrong-type", lambda p: p["teacher"].update(epochs="ten"), [], ["teacher.epochs", "ten"]),
+    ("amount-too-big", None, ["prune.amount=1.5"], ["prune.amount", "1.5"]),
+    ("amount-zero", None, ["prune.amount=0"], ["prune.amount", "0"]),
+    (
+        "rate-out-of-range",
+        lambda p: p["variants"]["base"].update(schedule={"rate": 1.5}),
+        [],
+        ["variants.base.schedule.rate", "1.5"],
+    ),
+    ("val-fraction", None, ["data.val_fraction=1.2"], ["data.val_fraction", "1.2"]),
+    ("noise-fraction", None, ["prune.augment.noise_fraction=2"], ["noise_fraction", "2"]),
+    ("negative-epochs", None, ["teacher.epochs=-1"], ["teacher.epochs", "-1"]),
+    ("batch-size-zero", None, ["prune.batch_size=0"], ["prune.batch_size", "0"]),
+    ("lr-zero", None, ["prune.optimizer.lr=0"], ["prune.optimizer.lr", "0"]),
+    ("finetune-zero", None, ["prune.finetune_epochs=0"], ["prune.finetune_epochs", "0"]),
+    ("unknown-model", None, ["model.name=resnet99"], ["model.name", "resnet99"]),
+    ("unknown-dataset", None, ["data.name=mnist"], ["data.name", "mnist"]),
+    ("unknown-branch", None, ["prune.branch=dense"], ["prune.branch", "dense"]),
+    ("unknown-init", None, ["prune.init=zeros"], ["prune.init", "zeros"]),
+    ("unknown-schedule", None, ["prune.schedule.kind=zigzag"], ["prune.schedule", "zigzag"]),
+    ("unknown-loss", None, ["prune.loss.kind=hinge"], ["prune.loss", "hinge"]),
+    ("unknown-trainable", None, ["prune.trainable=none"], ["prune.trainable", "none"]),
+    (
+        "variant-name-space",
+        lambda p: p["variants"].update({"Exp 05": {}}),
+        [],
+        ["variants", "Exp 05"],
+    ),
+    ("variant-name-slash", lambda p: p["variants"].update({"a/b": {}}), [], ["variants", "a/b"]),
+    (
+        "oneshot-with-rate",
+        lambda p: p["variants"]["base"].update(schedule={"kind": "oneshot", "rate": 0.1}),
+        [],
+        ["variants.base.schedule", "rate"],
+    ),
+    (
+        "sparse-with-lsq",
+        lambda p: p["variants"]["base"].update(branch="sparse", init="lsq"),
+        [],
+        ["variants.base", "lsq", "sparse"],
+    ),
+    ("noise-without-std", None, ["prune.augment.noise_fraction=0.5"], ["noise_std"]),
+    ("empty-variants", lambda p: p.update(variants={}), [], ["variants"]),
+    ("bad-set-syntax", None, ["prune.amount"], ["--set", "key.path=value"]),
+]
+
+
+@pytest.mark.parametrize(
+    "change,overrides,expected", [c[1:] for c in CONFIG_CASES], ids=[c[0] for c in CONFIG_CASES]
+)
+def test_bad_config_is_one_line_and_writes_nothing(
+    tmp_path, tiny_raw, capsys, change, overrides, expected
+):
+    if change is not None:
+        change(tiny_raw)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(tiny_raw))
+    out = tmp_path / "out" / "d.pt"
+    code = main(["prepare", "--params", str(params), *_set(*overrides), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.count("\n") == 0 and "Traceback" not in err, err
+    assert err.startswith("alphaprune prepare: error: ")
+    for fragment in expected:
+        assert fragment in err, (fragment, err)
+    if change is not None:
+        assert str(params) in err  # names the file
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        ("prune: [unclosed", "not valid YAML"),
+        ("- a\n- b\n", "expected a mapping"),
+        (None, "no such file"),
+    ],
+    ids=["unparsable-yaml", "list-not-mapping", "missing-file"],
+)
+def test_unreadable_params_file_is_one_line(tmp_path, capsys, content, expected):
+    params = tmp_path / "params.yaml"
+    if content is not None:
+        params.write_text(content)
+    code = main(["check", "--params", str(params)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0
+    assert str(params) in err and expected in err
+
+
+def test_check_warns_of_a_schedule_that_cannot_fit_its_budget(params_file, caplog):
+    # 28 α steps of at least one epoch each, and 10 epochs before the fine-tune epochs
+    fits = ["--set", "variants.fits.schedule={kind: linear, steps: 5}"]
+    cut = [
+        "--set",
+        "variants.cut.schedule={kind: exponential, rate: 0.1, alpha_min: 0.05}",
+        "--set",
+        "variants.cut.epochs=12",
+        "--set",
+        "variants.cut.finetune_epochs=2",
+    ]
+    even = [
+        "--set",
+        "variants.even.schedule={kind: exponential, rate: 0.1, alpha_min: 0.05}",
+        "--set",
+        "variants.even.epochs=12",
+        "--set",
+        "variants.even.finetune_epochs=2",
+        "--set",
+        "variants.even.advance.mode=even",
+    ]
+    with caplog.at_level("INFO", logger="alphaprune"):
+        assert main(["check", "--params", str(params_file), *fits, *cut, *even]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    (warning,) = [w for w in warnings if "α steps" in w]
+    err = caplog.text
+    assert "cut: 28 α steps" in warning and "budget 10 epochs" in warning
+    assert "does not fit" in warning and "drop to 0 from 0.349" in warning
+    assert "even: 28 α steps" in err and "even mode" in err
+
+
+def test_check_warns_when_params_lack_the_replicates_dvc_expands(tmp_path, tiny_raw, caplog):
+    tiny_raw.pop("replicates", None)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(tiny_raw))
+    with caplog.at_level("INFO", logger="alphaprune"):
+        assert main(["check", "--params", str(path)]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("no `replicates` key" in w and "dvc repro" in w for w in warnings)
+
+
+def _damage_corrupt(r):
+    (r / "images/train/emu/00.png").write_bytes(b"\x89PNG not really")
+
+
+def _damage_size(r):
+    write_png(r / "images/train/dog/99.png", 1, shape=(3, 9, 5))
+
+
+def _damage_empty_class(r):
+    (r / "images/test/fox").mkdir()
+
+
+def _damage_classes(r):
+    write_png(r / "images/train/yak/00.png", 1)
+
+
+@pytest.mark.parametrize(
+    "damage,expected",
+    [
+        (_damage_corrupt, "images/train/emu/00.png: cannot decode"),
+        (_damage_size, "images/train/dog/99.png is 3x9x5"),
+        (_damage_empty_class, "class folder test/fox has no images"),
+        (_damage_classes, "different classes (yak)"),
+    ],
+    ids=["corrupt-image", "mixed-sizes", "empty-class-folder", "class-mismatch"],
+)
+def test_bad_image_data_is_one_line_naming_the_file(tmp_path, image_tree, capsys, damage, expected):
+    root, _ = image_tree
+    damage(root)
+    out = tmp_path / "out" / "d.pt"
+    code = main(["prepare", "--params", str(_tree_params(tmp_path, root)), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and expected in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_stage_inputs_are_one_line_and_write_nothing(
+    tmp_path, params_file, prepared_path, teacher_dir, capsys
+):
+    p = ["--params", str(params_file)]
+    out = tmp_path / "out"
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(prepared_path.read_bytes()[:1000])
+    cases = [
+        (
+            ["pretrain", *p, "--data", str(tmp_path / "none.pt"), "--out", str(out)],
+            "none.pt: no such prepared data file",
+        ),
+        (
+            ["pretrain", *p, "--data", str(corrupt), "--out", str(out)],
+            "corrupt.pt: not a readable prepared data file",
+        ),
+        (
+            [
+                "prune",
+                *p,
+                "--variant",
+                "base",
+                "--data",
+                str(prepared_path),
+                "--teacher",
+                str(tmp_path / "no-teacher.pt"),
+                "--out",
+                str(out),
+            ],
+            "no-teacher.pt",
+        ),
+        (
+            [
+                "prune",
+                *p,
+                "--set",
+                "prune.exclude=[conv1,conv2,conv3,fc]",
+                "--variant",
+                "base",
+                "--data",
+                str(prepared_path),
+                "--teacher",
+                str(teacher_dir / "model.pt"),
+                "--out",
+                str(out),
+            ],
+            "unreachable",
+        ),
+        (
+            [
+                "prune",
+                *p,
+                "--variant",
+                "nope",
+                "--data",
+                str(prepared_path),
+                "--teacher",
+                str(teacher_dir / "model.pt"),
+                "--out",
+                str(out),
+            ],
+            "unknown variant 'nope'",
+        ),
+    ]
+    for argv, expected in cases:
+        code = main(argv)
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err.count("\n") == 0 and expected in err, (argv[0], err)
+        assert not out.exists(), argv
+
+
+# ------------------------------------------------------------------------------------- unlock
+def _lookalike(folder: Path, program: str, *args: str) -> subprocess.Popen:
+    """A process that looks like `python .../<program> <args>` working in `folder`."""
+    script = folder / "bin" / program
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text("import time\ntime.sleep(60)\n")
+    return subprocess.Popen([sys.executable, str(script), *args], cwd=folder)
+
+
+@pytest.mark.parametrize(
+    "program, args",
+    [("snakemake", ["--cores", "1"]), ("alphaprune", ["prune", "--variant", "a"])],
+    ids=["snakemake", "a-job-whose-snakemake-was-killed"],
+)
+def test_unlock_refuses_while_a_run_works_in_the_folder(tmp_path, capsys, program, args):
+    locks = tmp_path / ".snakemake" / "locks"
+    locks.mkdir(parents=True)
+    (locks / "0.input.lock").write_text("x")
+    elsewhere = tmp_path / "other"
+    elsewhere.mkdir()
+    assert live_runs(tmp_path) == {}
+    procs = [
+        _lookalike(tmp_path, program, *args),
+        _lookalike(elsewhere, program, *args),  # a run in another folder is not ours
+        _lookalike(tmp_path, "alphaprune", "compare"),
+    ]  # nor a command outside the DAG
+    try:
+        deadline = time.monotonic() + 10
+        while not live_runs(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(live_runs(tmp_path)) == [procs[0].pid]
+        assert main(["unlock", "--dir", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert f"a run is still working in {tmp_path}" in err
+        assert f"pid {procs[0].pid}: {program} {' '.join(args[:2])}" in err
+        assert (locks / "0.input.lock").exists()
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def test_unlock_without_a_lock_does_nothing(tmp_path):
+    assert main(["unlock", "--dir", str(tmp_path)]) == 0
+    assert not (tmp_path / ".snakemake").exists()
+
+
+# ----------------------------------------------------------------------------- the dispatcher
+def test_every_command_module_is_a_command_with_a_help_line():
+    """Commands are found, not listed: every module of alphaprune.pipeline.commands opens with
+    "`alphaprune <name>`: <help>", which --help shows, and defines add_arguments and run."""
+    import importlib
+
+    found = commands()
+    assert {"prepare", "pretrain", "prune", "evaluate", "plots", "report", "compare"} <= set(found)
+    for name, help in found.items():
+        module = importlib.import_module(f"alphaprune.pipeline.commands.{name}")
+        assert module.__doc__.startswith(f"`alphaprune {name}`: ")
+        assert 10 < len(help) <= 80 and "\n" not in help
+        assert callable(module.add_arguments) and callable(module.run)

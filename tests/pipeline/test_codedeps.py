@@ -1,0 +1,106 @@
+"""Each stage depends on exactly the code its command imports: the closures have the shape the
+pipeline relies on, dvc.yaml lists them, and the digest a prune checkpoint carries changes only
+with that stage's code."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from alphaprune.pipeline.codedeps import STAGES, code_digest, stage_code
+
+REPO = Path(__file__).resolve().parents[2]
+SRC = REPO / "src"
+
+
+def modules(stage: str) -> set[str]:
+    """alphaprune.x.y names of the stage's code."""
+    return {
+        ".".join(p.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
+        for p in stage_code(stage, SRC)
+    }
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_runs_the_dispatcher_and_its_own_command(stage):
+    names = modules(stage)
+    assert {
+        "alphaprune",
+        "alphaprune.pipeline.cli",
+        "alphaprune.pipeline.commands",
+        f"alphaprune.pipeline.commands.{stage}",
+    } <= names
+    others = {f"alphaprune.pipeline.commands.{s}" for s in STAGES if s != stage}
+    assert not names & others
+    assert all(p.is_file() and p.suffix == ".py" for p in stage_code(stage, SRC))
+
+
+def test_closures_keep_edits_local():
+    """The rerun rules of the pipeline issue: plot code reruns plots (and the report after it),
+    report code only the report, the fit loop the teacher and the prunes, never prepare."""
+    fit_loop, plots, report = (
+        "alphaprune.fit",
+        "alphaprune.pipeline.plots",
+        "alphaprune.pipeline.report",
+    )
+    assert plots in modules("plots") and report in modules("report")
+    for stage in STAGES:
+        assert (plots in modules(stage)) == (stage == "plots"), stage
+        assert (report in modules(stage)) == (stage == "report"), stage
+        assert (fit_loop in modules(stage)) == (stage in ("pretrain", "prune")), stage
+    # The teacher does not run the pruning machinery, so editing it keeps a long teacher.
+    assert not {
+        "alphaprune.budget",
+        "alphaprune.lsq",
+        "alphaprune.pipeline.stages.prune",
+    } & modules("pretrain")
+
+
+def test_no_module_imports_by_name_but_the_dispatcher():
+    """modulefinder sees `import x` statements, not importlib.import_module("x"): a module
+    imported by name would be missing from its stage's code, and edits to it would rerun
+    nothing. The CLI dispatcher is the one place that does it (and the closures add the command
+    module for it), and the package's lazy public API (`alphaprune.__init__`), which the
+    pipeline never uses (next test)."""
+    dynamic = re.compile(r"\bimport_module\(|\b__import__\(|\bimportlib\.util\b")
+    allowed = {"alphaprune/pipeline/cli.py", "alphaprune/__init__.py"}
+    offenders = [
+        str(p.relative_to(SRC))
+        for p in (SRC / "alphaprune").rglob("*.py")
+        if str(p.relative_to(SRC)) not in allowed and dynamic.search(p.read_text())
+    ]
+    assert offenders == []
+
+
+def test_the_pipeline_imports_engine_modules_not_the_lazy_api():
+    """`from alphaprune import fit` would reach alphaprune.fit through the lazy API, unseen
+    by modulefinder: the pipeline imports each engine name from its module."""
+    import alphaprune
+
+    lazy = re.compile(r"^\s*from alphaprune import ([\w, ]+)$", re.M)
+    offenders = [
+        (str(p.relative_to(SRC)), name)
+        for p in (SRC / "alphaprune").rglob("*.py")
+        for names in lazy.findall(p.read_text())
+        for name in (n.strip() for n in names.split(","))
+        if name in alphaprune.__all__
+    ]
+    assert offenders == []
+
+
+def test_code_digest_follows_only_the_stages_code(tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(
+        SRC / "alphaprune", src / "alphaprune", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    before = code_digest("prune", src)
+    assert before == code_digest("prune", SRC)  # names and contents, not where the copy lies
+    with (src / "alphaprune" / "pipeline" / "plots.py").open("a") as f:
+        f.write("# an edit the prune stage does not run\n")
+    assert code_digest("prune", src) == before
+    with (src / "alphaprune" / "fit.py").open("a") as f:
+        f.write("# an edit of the fit loop\n")
+    assert code_digest("prune", src) != before

@@ -1,0 +1,131 @@
+"""Figures: every PNG is written and well-formed, the per-variant figure is coloured by α, and
+names of variants at nearly the same point share one label instead of printing over each
+other."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd
+import pytest
+from matplotlib import pyplot as plt
+
+from alphaprune.pipeline import plots
+
+TEACHER = {"test_acc": 0.99, "val_acc": 0.98, "params": 1000}
+
+
+def _history(n=6):
+    alpha = [0.9, 0.9, 0.5, 0.5, 0.0, 0.0][:n]
+    return pd.DataFrame(
+        {
+            "epoch": range(1, n + 1),
+            "step": [0, 0, 1, 1, 2, 2][:n],
+            "alpha": alpha,
+            "train_loss": [1.0 - 0.1 * i for i in range(n)],
+            "val_loss": [0.9] * n,
+            "train_acc": [0.9 + 0.01 * i for i in range(n)],
+            "val_acc": [0.95] * n,
+        }
+    )
+
+
+def _steps():
+    return pd.DataFrame(
+        {"alpha": [0.9, 0.5, 0.0], "val_acc": [0.97, 0.96, 0.975], "val_loss": [0.2, 0.3, 0.25]}
+    )
+
+
+def _metrics(rows: dict[str, tuple[int, float]], runs=("t0-s0",)) -> pd.DataFrame:
+    """name -> (student params, test acc), the same for every replicate in `runs`."""
+    return pd.DataFrame(
+        [
+            {
+                "student_params": p,
+                "student_macs": 10 * p,
+                "test_acc": a,
+                "noisy_test_acc": a - 0.1,
+                "teacher_params": 1000,
+                "teacher_macs": 10_000,
+                "test_size": 500,
+            }
+            for p, a in rows.values()
+            for _ in runs
+        ],
+        index=pd.MultiIndex.from_product([list(rows), runs], names=["variant", "replicate"]),
+    )
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.mark.parametrize("runs", [("t0-s0",), ("t0-s0", "t0-s1", "t1-s0")])
+def test_all_figures_are_pngs(tmp_path, runs):
+    metrics = _metrics({"a": (350, 0.98), "b": (340, 0.97)}, runs)
+    keys = [(v, r) for v in "ab" for r in runs]
+    paths = plots.all_figures(
+        {k: _history() for k in keys},
+        {k: _steps() for k in keys},
+        metrics,
+        TEACHER,
+        tmp_path / "plots",
+    )
+    names = sorted(p.name for p in paths)
+    assert names == [
+        "accuracy_vs_alpha.png",
+        "accuracy_vs_size.png",
+        "final_accuracy.png",
+        "training_a.png",
+        "training_b.png",
+    ]
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
+
+
+def _figure(monkeypatch, draw, *args):
+    """The figure `draw` made (kept open), after it wrote its PNG."""
+    monkeypatch.setattr(plots.plt, "close", lambda fig=None: None)
+    path = draw(*args)
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    return plt.gcf()
+
+
+def test_training_curves_colour_by_alpha(tmp_path, monkeypatch):
+    fig = _figure(
+        monkeypatch, plots.training_curves, "v", [_history()], TEACHER, tmp_path / "t.png"
+    )
+    colourbars = [ax for ax in fig.axes if ax.get_ylabel() == "α"]
+    assert len(colourbars) == 1
+    scatter = next(c for ax in fig.axes for c in ax.collections if c.get_array() is not None)
+    assert sorted(set(scatter.get_array().tolist())) == [0.0, 0.5, 0.9]
+
+
+def _labels(tmp_path, monkeypatch, rows) -> list[str]:
+    fig = _figure(monkeypatch, plots.accuracy_vs_size, _metrics(rows), TEACHER, tmp_path / "s.png")
+    return [t.get_text() for t in fig.axes[0].texts]
+
+
+def test_final_accuracy_draws_every_replicate_and_an_interval(tmp_path, monkeypatch):
+    metrics = _metrics({"a": (350, 0.98), "b": (340, 0.90)}, ("t0-s0", "t0-s1", "t0-s2"))
+    metrics.loc[("a", "t0-s1"), "test_acc"] = 0.96
+    fig = _figure(monkeypatch, plots.final_accuracy, metrics, TEACHER, tmp_path / "f.png")
+    ax = fig.axes[0]
+    dots = next(c for c in ax.collections if c.get_label() == "each replicate")
+    assert len(dots.get_offsets()) == 6  # every replicate of both variants
+    bars = [c for c in ax.containers if hasattr(c, "has_xerr") and c.has_xerr]
+    assert bars, "the means carry interval error bars"
+
+
+def test_close_points_share_one_label(tmp_path, monkeypatch):
+    # 320 and 349 are 3% of the axis apart; 700 is far away.
+    labels = _labels(
+        tmp_path,
+        monkeypatch,
+        {"x": (320, 0.98), "y": (349, 0.98), "z": (700, 0.98), "w": (320, 0.97)},
+    )
+    assert sorted(labels) == ["w", "x\ny", "z"]

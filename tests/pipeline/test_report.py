@@ -1,0 +1,87 @@
+"""The report: what each variant changes, one row per variant sorted by test accuracy, figure
+links relative to the report's folder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from alphaprune.pipeline import report, stats
+from alphaprune.pipeline.results import TITLES, variant_means
+
+TEACHERS = pd.DataFrame([{"test_acc": 0.99, "params": 24_058, "epochs": 20}], index=["t0"])
+
+
+def _results(accs: dict[str, list[float]], n_images=400):
+    """Per run metrics and predictions for variants with the given accuracy per replicate: the
+    first `acc * n_images` images right."""
+    rows, correct = [], {}
+    for name, values in accs.items():
+        for i, acc in enumerate(values):
+            run = f"t0-s{i}"
+            correct[name, run] = np.arange(n_images) < round(acc * n_images)
+            rows.append(
+                {key: 0.5 for key in TITLES}
+                | {"variant": name, "replicate": run, "test_acc": acc, "test_size": n_images}
+            )
+    return pd.DataFrame(rows).set_index(["variant", "replicate"]), correct
+
+
+def _render(params, accs, tmp_path, figures=()):
+    per_run, correct = _results(accs)
+    table = stats.summarise(per_run, correct, params.reference)
+    return report.render(variant_means(per_run), table, TEACHERS, params, list(figures), tmp_path)
+
+
+def test_recipe_summary_names_only_what_a_variant_changes(tiny_params):
+    params = tiny_params(
+        base={},
+        deep={"schedule": {"rate": 0.05}, "init": "lsq"},
+        one={"schedule": {"kind": "oneshot"}},
+    )
+    assert report.recipe_summary(params, "base") == "(defaults)"
+    assert report.recipe_summary(params, "deep") == "init=lsq, schedule.rate=0.05"
+    assert report.recipe_summary(params, "one").startswith("schedule.kind=oneshot")
+
+
+def test_render_sorts_by_test_accuracy_and_links_figures(tiny_params, tmp_path):
+    params = tiny_params(low={}, high={"init": "pretrained"})
+    figure = tmp_path / "plots" / "final_accuracy.png"
+    text = _render(params, {"low": [0.9], "high": [0.95]}, tmp_path, [figure])
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert rows[0].split("|")[2].strip() == "recipe"  # header: name, recipe, then the metrics
+    assert [r.split("|")[1].strip() for r in rows[1:]] == ["high", "low"]
+    assert "![final_accuracy](plots/final_accuracy.png)" in text
+    assert "24,058 parameters" in text and "remove 65%" in text
+
+
+def test_a_report_written_outside_the_results_links_figures_back_up(tiny_params, tmp_path):
+    params = tiny_params(low={}, high={"init": "pretrained"})
+    figure = tmp_path / "results" / "plots" / "final_accuracy.png"
+    text = _render(params, {"low": [0.9], "high": [0.95]}, tmp_path / "elsewhere", [figure])
+    assert "![final_accuracy](../results/plots/final_accuracy.png)" in text
+
+
+def test_one_run_gives_wilson_intervals_and_a_mcnemar_verdict(tiny_params, tmp_path):
+    params = tiny_params(ref={}, same={"init": "pretrained"}, good={"init": "lsq"})
+    text = _render(params, {"ref": [0.80], "same": [0.805], "good": [0.95]}, tmp_path)
+    assert "Test set: 400 images; one image is 0.25 percentage points" in text
+    assert "Wilson" in text and "McNemar" in text
+    assert "Better than `ref`: `good`." in text
+    assert "No detectable difference: `same`." in text
+    good = next(line for line in text.splitlines() if line.startswith("| good"))
+    assert "0.9500 [" in good and "+15.00" in good and "better" in good
+
+
+def test_replicates_give_t_intervals_and_a_paired_verdict(tiny_params, tmp_path):
+    params = tiny_params(ref={}, bad={"init": "pretrained"})
+    text = _render(params, {"ref": [0.90, 0.91, 0.92], "bad": [0.70, 0.72, 0.71]}, tmp_path)
+    assert "Each variant ran 3 times" in text and "paired t" in text
+    assert "Worse: `bad`." in text and "Better than `ref`: none." in text
+    assert "Exact McNemar p-value per replicate" in text and "t0-s2" in text
+
+
+def test_summary_holds_the_means(tiny_params):
+    per_run, _ = _results({"a": [0.9, 0.92], "b": [0.8, 0.8]})
+    out = report.summary(variant_means(per_run), TEACHERS)
+    assert out == {"acc": {"teacher": 0.99, "a": 0.91, "b": 0.8}}
