@@ -23,8 +23,8 @@ from alphaprune import blend, norms
 from alphaprune.batches import accuracy
 from alphaprune.modelfile import load_model
 from alphaprune.pipeline import data
-from alphaprune.pipeline.config import load_params
 from alphaprune.pipeline.engine import runtime_from, splits
+from alphaprune.pipeline.paramsfile import load_params
 from alphaprune.pipeline.stages.prune import make_student
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from alphaprune.pipeline.config import load_params
+from alphaprune.pipeline.paramsfile import load_params
 from alphaprune.pipeline.stages import Curves
 from alphaprune.pipeline.stages.prune import prune
 

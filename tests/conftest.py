@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from alphaprune.pipeline import data
-from alphaprune.pipeline.config import Params, resolve
+from alphaprune.pipeline.config import Params
+from alphaprune.pipeline.paramsfile import resolve
 from alphaprune.pipeline.stages.pretrain import pretrain
 
 TINY = {

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from alphaprune.pipeline import compare
-from alphaprune.pipeline.config import load_params
+from alphaprune.pipeline.paramsfile import load_params
 
 REPO = Path(__file__).resolve().parents[2]
 GRID = list(load_params(REPO / "params.yaml").variants)  # the default grid's real names

@@ -16,10 +16,8 @@ from alphaprune.pipeline.config import (
     LinearSchedule,
     Params,
     PruneConfig,
-    deep_merge,
-    load_params,
-    resolve,
 )
+from alphaprune.pipeline.paramsfile import deep_merge, load_params, resolve
 
 REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from snakemake.logging import logger
 
 from alphaprune.pipeline.codedeps import STAGES, stage_code
-from alphaprune.pipeline.config import ConfigError, merge_files, resolve
+from alphaprune.pipeline.config import ConfigError
+from alphaprune.pipeline.paramsfile import merge_files, resolve
 from alphaprune.pipeline.provenance import record_matches, set_trigger, stage_values
 
 if workflow.config_settings.config:  # --config key=value (presets come as --configfile)

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from alphaprune import blend
 from alphaprune.batches import DeviceData
 from alphaprune.branches import count_params
+from alphaprune.budget import allocate
 from alphaprune.fit import fit, make_optimizer
 from alphaprune.fitspec import Advance, FitSpec, Optimizer
 from alphaprune.losses import make_loss
@@ -38,6 +39,7 @@ from alphaprune.models import build_model
 from alphaprune.pipeline.config import PruneConfig
 from alphaprune.pipeline.evaluate import macs
 from alphaprune.runtime import Runtime
+from alphaprune.student import make_student
 
 
 @dataclass(frozen=True)
@@ -168,15 +170,13 @@ def blend_cost(
     default recipe, where only the branches train (no weight gradients for the rest), without
     and with the layer-wise distillation term (which runs each blended layer unfused).
     Returns the timings, the teacher and the collapsed student."""
-    from alphaprune.pipeline.stages.prune import make_student
-
     teacher = _model(setup, runtime)
     xb = ((x[: setup.batch_size].float() - 127.5) / 64.0).to(runtime.device)
     if runtime.cuda:
         xb = xb.contiguous(memory_format=torch.channels_last)
     yb = y[: setup.batch_size].to(runtime.device)
-    cfg = PruneConfig(branch=setup.branch, init="pretrained")
-    blended, _ = make_student(teacher, cfg, xb[:2])
+    plan = allocate(teacher, setup.branch, PruneConfig().amount, xb[:2])
+    blended = make_student(teacher, plan, init="pretrained")
     blend.set_alpha(blended, 0.5)
     student = copy.deepcopy(blended)
     blend.set_alpha(student, 0.0)

@@ -5,20 +5,15 @@ objects so that library code receives a narrow, typed config (``PruneConfig``, `
 and never a raw dict. Unknown keys and bad values are rejected with the key's full path, e.g.
 ``params.yaml: variants.exp05.schedule.rate: Input should be less than 1, got 1.5``.
 
-Variants are a name plus the ``prune`` keys they override, deep-merged over ``prune``. A mapping
-that carries a ``kind`` (schedule, loss) is *replaced* rather than merged when the override names a
-different kind, so ``schedule: {kind: linear, steps: 10}`` does not inherit the default's ``rate``.
+Reading, merging and validating params files is `paramsfile`.
 """
 
 from __future__ import annotations
 
-import copy
 import re
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from alphaprune import schedules
 from alphaprune.augment import Augment
@@ -187,7 +182,9 @@ Loss = Annotated[CELoss | RegressionLoss | KDLoss, Field(discriminator="kind")]
 
 class PruneConfig(_Strict):
     amount: Fraction = 0.65  # fraction of the teacher's parameters the student no longer has
-    branch: Literal["pointwise", "dwsep", "lowrank", "sparse"] = "pointwise"
+    # The kinds of alphaprune.branches.BRANCHES, spelled out so that the params schema (and so
+    # `prepare`) does not depend on the branches' code; a test checks the two agree.
+    branch: Literal["pointwise", "lowrank", "dwsep", "sparse"] = "pointwise"
     init: Literal["random", "pretrained", "lsq"] = "random"
     exclude: list[str] | None = None  # glob patterns of module names; None: first conv + classifier
     trainable: Literal["branches", "student", "all"] = "branches"
@@ -314,155 +311,3 @@ class Params(_Strict):
         except KeyError:
             known = ", ".join(self.variants) or "(none)"
             raise ConfigError(f"unknown variant {name!r}; params define: {known}") from None
-
-
-# ------------------------------------------------------------------------------ merge, load
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """`override` over `base`, recursively; a mapping whose `kind` changes is replaced whole."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        old = out.get(key)
-        if (
-            isinstance(old, dict)
-            and isinstance(value, dict)
-            and value.get("kind", old.get("kind")) == old.get("kind")
-        ):
-            out[key] = deep_merge(old, value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def _fmt_errors(err: ValidationError, source: str, prefix: tuple = ()) -> str:
-    lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in _user_path((*prefix, *e["loc"])))
-        msg = e["msg"].removeprefix("Value error, ")
-        quiet = e["type"] in ("missing", "extra_forbidden") or isinstance(e["input"], dict)
-        got = "" if quiet else f", got {e['input']!r}"
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        lines.append(f"{source}: {loc}: {msg}{got}")
-    return "; ".join(lines)
-
-
-_TAGGED = ("schedule", "loss")  # discriminated unions: pydantic adds the tag after these keys
-
-
-def _user_path(loc: tuple) -> list:
-    """Drop the discriminator tag pydantic inserts (`schedule.exponential.rate`): users never
-    wrote that key."""
-
-    def is_tag(i: int) -> bool:
-        return i > 0 and loc[i - 1] in _TAGGED and (i < 2 or loc[i - 2] != "variants")
-
-    return [p for i, p in enumerate(loc) if not is_tag(i)]
-
-
-def resolve(raw: Any, source: str = "params") -> Params:
-    """Validate a params mapping; each variant is deep-merged over `prune` then validated."""
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            f"{source}: expected a mapping at the top level, got {type(raw).__name__}"
-        )
-    raw = copy.deepcopy(raw)
-    variants_raw = raw.pop("variants", None) or {}
-    if not isinstance(variants_raw, dict):
-        raise ConfigError(f"{source}: variants: expected a mapping of name -> prune overrides")
-    if not variants_raw:  # the pipeline has nothing to run, and prune no recipe to name
-        raise ConfigError(f"{source}: variants: define at least one variant, e.g. exp05: {{}}")
-    try:
-        base = Params.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(_fmt_errors(err, source)) from None
-    prune_raw = base.prune.model_dump()
-    variants: dict[str, PruneConfig] = {}
-    for name, override in variants_raw.items():
-        name = str(name)
-        if not VARIANT_NAME.fullmatch(name):
-            shown = name if name.isprintable() else repr(name)
-            raise ConfigError(
-                f"{source}: variants.{shown}: invalid variant name: names become paths and stage "
-                "names; use only lowercase letters, digits, '_' and '-'"
-            )
-        if name == "teacher":
-            raise ConfigError(
-                f"{source}: variants.teacher: the name is reserved for the teacher, whom the "
-                "summary and comparisons list beside the variants"
-            )
-        override = override or {}
-        if not isinstance(override, dict):
-            raise ConfigError(f"{source}: variants.{name}: expected a mapping of prune overrides")
-        try:
-            variants[name] = PruneConfig.model_validate(deep_merge(prune_raw, override))
-        except ValidationError as err:
-            raise ConfigError(_fmt_errors(err, source, ("variants", name))) from None
-    reference = base.eval.reference
-    if reference is not None and reference not in variants:
-        known = ", ".join(variants)
-        raise ConfigError(
-            f"{source}: eval.reference: not a variant, got {reference!r}; params define: {known}"
-        )
-    return base.model_copy(update={"variants": variants})
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """`a.b.c=value` -> (['a','b','c'], value parsed as YAML)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"--set {text!r}: expected key.path=value")
-    return key.split("."), yaml.safe_load(value)
-
-
-def set_path(raw: dict[str, Any], path: list[str], value: Any) -> None:
-    node = raw
-    for part in path[:-1]:
-        if node.get(part) is None:  # absent, or written as `exp05:` (an empty variant)
-            node[part] = {}
-        node = node[part]
-        if not isinstance(node, dict):
-            raise ConfigError(f"--set {'.'.join(path)}: {part} is not a mapping")
-    node[path[-1]] = value
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping from `path` (an empty file is an empty mapping)."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read: {err}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
-    return raw
-
-
-def merge_files(
-    paths: list[str | Path], overrides: list[str] | tuple[str, ...] = ()
-) -> dict[str, Any]:
-    """The raw mapping of params files, later ones deep-merged over earlier ones (e.g. a preset
-    over params.yaml), then `key.path=value` overrides. A later file that defines `variants`
-    replaces the grid rather than adding to it."""
-    raw: dict[str, Any] = {}
-    for path in paths:
-        layer = read_yaml(path)
-        if "variants" in layer:
-            raw.pop("variants", None)
-        raw = deep_merge(raw, layer)
-    for text in overrides:
-        set_path(raw, *parse_override(text))
-    return raw
-
-
-def load_params(
-    paths: str | Path | list[str | Path], overrides: list[str] | tuple[str, ...] = ()
-) -> Params:
-    """Read, merge (see `merge_files`) and validate params files."""
-    paths = [paths] if isinstance(paths, str | Path) else list(paths)
-    return resolve(merge_files(paths, overrides), source=" + ".join(str(p) for p in paths))

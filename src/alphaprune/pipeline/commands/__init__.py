@@ -11,7 +11,8 @@ import argparse
 from pathlib import Path
 
 from alphaprune.files import write_json
-from alphaprune.pipeline.config import Params, merge_files, resolve
+from alphaprune.pipeline.config import Params
+from alphaprune.pipeline.paramsfile import merge_files, resolve
 from alphaprune.pipeline.provenance import stage_values
 
 

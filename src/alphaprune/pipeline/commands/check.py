@@ -10,7 +10,7 @@ import yaml
 
 from alphaprune.files import atomic_path
 from alphaprune.pipeline.commands import add_params_arguments, load, params_files
-from alphaprune.pipeline.config import merge_files
+from alphaprune.pipeline.paramsfile import merge_files
 
 log = logging.getLogger("alphaprune")
 
