@@ -9,7 +9,8 @@ The engine, for your own training loop (the README's "Using the engine in your o
     alphaprune.save_model(path, student, alphaprune.recipe_for(name, classes, shape, plan=plan))
 
 Names are imported on first use, so importing one part of the package (a pipeline stage, say)
-does not import, or depend on the code of, every other. The pipeline (params schema, stages,
+does not import, or depend on the code of, every other. The fit loop is `alphaprune.fit.fit`
+(not re-exported: the name would clash with its module). The pipeline (params schema, stages,
 evaluation, plots, report, CLI) is `alphaprune.pipeline`; the engine never imports it.
 """
 
@@ -41,7 +42,6 @@ _API = {
     "with_plan": "modelfile",
     "save_model": "modelfile",
     "load_model": "modelfile",
-    "fit": "fit",
     "FitSpec": "fitspec",
     "Optimizer": "fitspec",
     "Advance": "fitspec",

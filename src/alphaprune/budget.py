@@ -146,8 +146,10 @@ def allocate(
         chosen, masks = _spatial(eligible, layers, need, total, amount, kind), {}
     elif branch.allocation == "rank":
         chosen, masks = _lowrank(eligible, need, total, amount, kind), {}
-    else:  # mask
+    elif branch.allocation == "mask":
         chosen, masks = _sparse(eligible, need, total, amount)
+    else:
+        raise ValueError(f"branch kind {kind!r}: unknown allocation {branch.allocation!r}")
     return Plan(kind, amount, total, tuple(chosen), tuple(excluded), masks)
 
 

@@ -71,8 +71,9 @@ def resume(
 ) -> Resumed | None:
     """Restore `model`, `optimizer`, `generator` and torch's RNG from `path` if it holds a
     checkpoint of this configuration; None (start over) if there is none, or it belongs to
-    another configuration or format version. Writes are atomic, so an unreadable checkpoint was
-    damaged or tampered with afterwards: that stops the run rather than being skipped quietly."""
+    another configuration or format version. Writes are atomic, so an unreadable checkpoint (or
+    a file that is not a checkpoint at all) was damaged or put there afterwards: that stops the
+    run, naming the file, rather than being overwritten quietly."""
     if not path.exists():
         return None
     state = safe_load(

@@ -96,8 +96,10 @@ def safe_load(
         raise FileFormatError(
             f"{path}: not a readable {what} ({type(err).__name__}){fix}"
         ) from None
+    old = isinstance(blob, dict) and "format" not in blob and "format_version" in blob
     if not isinstance(blob, dict) or (format is not None and blob.get("format") != format):
-        raise FileFormatError(f"{path}: not an alphaprune {what}{fix}")
+        if not (old and version is not None):  # else: an older version, said so below
+            raise FileFormatError(f"{path}: not an alphaprune {what}{fix}")
     if version is not None and blob.get("format_version") != version:
         raise FileFormatError(
             f"{path}: format version {blob.get('format_version')}, this alphaprune reads "

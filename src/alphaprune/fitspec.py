@@ -41,7 +41,7 @@ class Advance:
 
 @dataclass(frozen=True)
 class FitSpec:
-    """What a fit does; built from `TeacherConfig` or `PruneConfig` by the stage."""
+    """What a fit does (the pipeline builds one per stage: `pipeline.engine`)."""
 
     alphas: list[float | None]  # [None] for the teacher
     epochs: int  # hard cap over all steps

@@ -51,6 +51,10 @@ def test_closures_keep_edits_local():
         assert (plots in modules(stage)) == (stage == "plots"), stage
         assert (report in modules(stage)) == (stage == "report"), stage
         assert (fit_loop in modules(stage)) == (stage in ("pretrain", "prune")), stage
+    # prepare depends on the params schema, not on training code (its defaults come from four
+    # small engine modules: augment, fitspec, runtime, registry).
+    training = {"alphaprune.fit", "alphaprune.blend", "alphaprune.branches", "alphaprune.lsq"}
+    assert not training & modules("prepare")
     # The teacher does not run the pruning machinery, so editing it keeps a long teacher.
     assert not {
         "alphaprune.budget",

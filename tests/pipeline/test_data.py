@@ -242,7 +242,7 @@ def test_reshaped_tensor_fails_the_hash(saved):
     _assert_refused(saved, "hash")
 
 
-@pytest.mark.parametrize("version", [0, 2, None])
+@pytest.mark.parametrize("version", [0, 1, 3, None])
 def test_other_format_version_is_refused(saved, version):
     def change(blob):
         card = json.loads(blob["card"])
@@ -440,3 +440,14 @@ def test_imagefolder_ignores_hidden_files_and_upper_folders_named_like_splits(im
     shutil.move(root, moved)
     src = _source(moved)
     assert src.x_train.shape[0] == 36 and src.x_test.shape[0] == 9 and src.classes == CLASSES
+
+
+def test_a_file_of_the_previous_format_says_so(saved):
+    """Version 1 files named no format: they are refused as version 1, not as foreign."""
+
+    def change(blob):
+        del blob["format"]
+        blob["format_version"] = 1
+
+    _rewrite(saved, change)
+    _assert_refused(saved, "format version 1, this alphaprune reads 2; re-run")

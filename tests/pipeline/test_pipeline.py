@@ -41,9 +41,9 @@ AFTER_TEACHER = {"pretrain@0", "plots", "report"} | ALL_VARIANTS
 AFTER_RAW_DATA = {"prepare"} | AFTER_TEACHER
 # An edit of a source file reruns the stages that import it, and what follows them.
 AFTER_CODE_EDIT = {
-    "src/alphaprune/plots.py": {"plots", "report"},
-    "src/alphaprune/report.py": {"report"},
-    "src/alphaprune/train.py": AFTER_TEACHER,  # the fit loop: teacher, prunes and downstream
+    "src/alphaprune/pipeline/plots.py": {"plots", "report"},
+    "src/alphaprune/pipeline/report.py": {"report"},
+    "src/alphaprune/fit.py": AFTER_TEACHER,  # the fit loop: teacher, prunes and downstream
 }
 
 

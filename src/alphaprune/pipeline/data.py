@@ -27,7 +27,7 @@ from alphaprune.pipeline.config import DataConfig
 from alphaprune.registry import Registry
 
 FORMAT = "alphaprune-data"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the file names its format (1 did not)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 log = logging.getLogger(__name__)
 
