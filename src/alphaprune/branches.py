@@ -116,7 +116,12 @@ class Branch(nn.Module):
         """Undo `pack` (in place), before the state dict is loaded."""
 
     def loaded(self) -> None:
-        """Called once the state dict is loaded."""
+        """Recompute what derives from the parameters: called once the state dict is loaded
+        (and, under no_grad, before the module is copied)."""
+
+    def deployable(self) -> nn.Module:
+        """The module a deployed student runs in this branch's place (e.g. in ONNX)."""
+        return self
 
 
 def grouped_rows(t: Tensor, groups: int) -> Tensor:
@@ -478,6 +483,13 @@ class Sparse(Branch):
 
     def loaded(self) -> None:  # the prune hook sets `.weight` only at the next forward
         self.layer.weight = self.layer.weight_orig * self.layer.weight_mask
+
+    def deployable(self) -> nn.Module:
+        """A dense copy of the layer, its pruned weights zeros: runtimes run it densely anyway,
+        and a plain weight lets an exporter fold the following BatchNorm into it."""
+        layer = copy.deepcopy(self.layer)
+        prune.remove(layer, "weight")
+        return layer
 
 
 _BITS = 1 << torch.arange(8, dtype=torch.uint8)

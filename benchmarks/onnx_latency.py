@@ -1,0 +1,108 @@
+"""CPU latency of ResNet-20 and its 65%-pruned students: PyTorch eager against onnxruntime, at
+batch 1 and 64, and where the time goes (onnxruntime's per-node profile, summed by op type).
+
+    python benchmarks/onnx_latency.py [--threads 2] [--seconds 2]
+
+Weights are random (latency does not depend on their values); BatchNorm statistics are set by
+one training-mode pass. Run it with nothing else running: the figures are medians over runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from alphaprune import blend
+from alphaprune.branches import count_params
+from alphaprune.budget import allocate
+from alphaprune.models import build_model
+from alphaprune.pipeline import deploy
+from alphaprune.pipeline.evaluate import macs
+from alphaprune.student import make_student
+
+SHAPE = (3, 32, 32)
+
+
+def models() -> dict[str, torch.nn.Module]:
+    torch.manual_seed(0)
+    teacher = build_model("resnet20", 10)
+    teacher.train()(torch.randn(64, *SHAPE))
+    teacher.eval()
+    out = {"teacher": teacher}
+    for kind in ("pointwise", "lowrank"):
+        student = make_student(teacher, allocate(teacher, kind, 0.65, torch.randn(2, *SHAPE)))
+        blend.set_alpha(student, 0.0)
+        out[kind] = blend.collapse(student).eval()
+    return out
+
+
+def profile(path: Path, batch: int, threads: int, runs: int = 50) -> dict[str, float]:
+    """Mean microseconds per run of each op type, from onnxruntime's profiler."""
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.enable_profiling = True
+    options.profile_file_prefix = str(path.with_suffix(""))
+    sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((batch, *SHAPE), dtype=np.float32)
+    for _ in range(runs):
+        sess.run(None, {"input": x})
+    events = json.loads(Path(sess.end_profiling()).read_text())
+    by_op: dict[str, float] = collections.defaultdict(float)
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            by_op[e["args"]["op_name"]] += e["dur"] / runs
+    return dict(sorted(by_op.items(), key=lambda kv: -kv[1]))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--seconds", type=float, default=2.0)
+    args = p.parse_args()
+    nets = models()
+    base_params, base_macs = count_params(nets["teacher"]), macs(nets["teacher"], SHAPE)
+    print(f"threads {args.threads}, torch {torch.__version__}, median of >= {args.seconds} s")
+    print("| model | params | MACs | batch | eager ms | onnxruntime ms | eager/ort |")
+    print("|---|---|---|---|---|---|---|")
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, model in nets.items():
+            path = Path(tmp) / f"{name}.onnx"
+            deploy.export_onnx(model, SHAPE, path)
+            ratio_p = count_params(model) / base_params
+            ratio_m = macs(model, SHAPE) / base_macs
+            for batch in (1, 64):
+                eager = deploy.eager_latency_ms(model, SHAPE, batch, args.threads, args.seconds)
+                ort = deploy.ort_latency_ms(path, SHAPE, batch, args.threads, args.seconds)
+                rows[name, batch] = (eager, ort)
+                print(
+                    f"| {name} | {ratio_p:.2f}× | {ratio_m:.2f}× | {batch} | {eager:.3f} | "
+                    f"{ort:.3f} | {eager / ort:.2f} |"
+                )
+        print("\nstudent latency / teacher latency (speedup = 1 / this):")
+        for name in ("pointwise", "lowrank"):
+            for batch in (1, 64):
+                e, o = rows[name, batch]
+                te, to = rows["teacher", batch]
+                print(f"  {name} batch {batch}: eager {e / te:.2f}, onnxruntime {o / to:.2f}")
+        print("\nonnxruntime time per op type, batch 64 (µs per run):")
+        for name in nets:
+            path = Path(tmp) / f"{name}.onnx"
+            ops = profile(path, 64, args.threads)
+            total = sum(ops.values())
+            shown = ", ".join(
+                f"{op} {us:.0f} ({us / total:.0%})" for op, us in list(ops.items())[:5]
+            )
+            print(f"  {name}: total {total:.0f}; {shown}")
+
+
+if __name__ == "__main__":
+    main()

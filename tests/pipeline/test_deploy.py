@@ -1,0 +1,84 @@
+"""ONNX students: every branch kind exports, folds its BatchNorms and runs in onnxruntime as in
+PyTorch, on the small CNN, ResNet-20 and torchvision's MobileNetV2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from alphaprune import blend
+from alphaprune.budget import allocate
+from alphaprune.models import build_model
+from alphaprune.pipeline import deploy
+from alphaprune.pipeline.cli import main
+from alphaprune.student import make_student
+
+pytest.importorskip("onnxruntime", reason="onnxruntime is a dependency of the pipeline")
+
+MODELS = {"cnn": (1, 8, 8), "resnet20": (3, 32, 32), "tv:mobilenet_v2": (3, 32, 32)}
+KINDS = ["pointwise", "lowrank", "dwsep", "sparse"]
+
+
+def _student(name: str, kind: str | None):
+    torch.manual_seed(0)
+    c, h, _ = MODELS[name]
+    model = build_model(name, num_classes=10, in_channels=c, image_size=h)
+    model.train()(torch.randn(64, *MODELS[name]))  # BatchNorm statistics that are not (0, 1)
+    model.eval()
+    if kind is None:
+        return model
+    x = torch.randn(2, *MODELS[name])
+    student = make_student(model, allocate(model, kind, 0.5, x), "pretrained")
+    blend.set_alpha(student, 0.0)
+    return blend.collapse(student).eval()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", [None, *KINDS], ids=lambda k: k or "teacher")
+@pytest.mark.parametrize("name", list(MODELS))
+def test_export_folds_batchnorm_and_onnxruntime_matches_pytorch(tmp_path, name, kind):
+    model = _student(name, kind)
+    path = tmp_path / "m.onnx"
+    record = deploy.export_onnx(model, MODELS[name], path)
+    # Every BatchNorm follows a convolution here, so all of them fold (sparse ones too: they
+    # are exported dense); the folded graph must still compute the unfolded model.
+    assert record["onnx_batchnorm_nodes"] == 0
+    assert record["onnx_opset"] == deploy.OPSET and record["onnx_input_shape"][0] == "batch"
+    sess = deploy.session(path)
+    for batch in (1, 5):  # the batch dimension is dynamic
+        x = torch.randn(batch, *MODELS[name])
+        ours = model(x).detach().numpy()
+        theirs = sess.run(None, {"input": x.numpy()})[0]
+        np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-4)
+        assert (theirs.argmax(1) == ours.argmax(1)).all()
+
+
+def test_a_sparse_student_exports_dense_with_its_zeros(tmp_path):
+    model = _student("cnn", "sparse")
+    dense = deploy.deployable(model)
+    assert not any(hasattr(m, "weight_mask") for m in dense.modules())
+    x = torch.randn(4, *MODELS["cnn"])
+    torch.testing.assert_close(dense(x), model(x), rtol=0, atol=0)
+
+
+def test_the_export_command_checks_the_file_on_the_test_split(tmp_path, prepared_path, teacher_dir):
+    out, record = tmp_path / "teacher.onnx", tmp_path / "export.json"
+    args = ["export", "--model", str(teacher_dir / "model.pt"), "--out", str(out)]
+    assert main([*args, "--data", str(prepared_path), "--json", str(record)]) == 0
+    got = json.loads(record.read_text())
+    assert out.exists() and got["onnx_batchnorm_nodes"] == 0
+    assert got["onnx_top1_agreement"] == 1.0 and got["onnx_max_abs_logit_diff"] < 1e-4
+
+
+def test_latencies_are_positive_milliseconds(tmp_path):
+    model = _student("cnn", "pointwise")
+    path = tmp_path / "m.onnx"
+    deploy.export_onnx(model, MODELS["cnn"], path)
+    for ms in (
+        deploy.ort_latency_ms(path, MODELS["cnn"], batch=4, threads=1, seconds=0.05),
+        deploy.eager_latency_ms(model, MODELS["cnn"], batch=4, threads=1, seconds=0.05),
+    ):
+        assert 0 < ms < 1000
