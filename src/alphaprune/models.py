@@ -33,7 +33,6 @@ __all__ = [
     "MODELS",
     "ModelError",
     "UnknownModelError",
-    "available_models",
     "build_model",
     "register",
 ]
@@ -69,17 +68,12 @@ def register(name: str) -> Callable[[Builder], Builder]:
     return MODELS.register(name)
 
 
-def available_models() -> list[str]:
-    """Registered model names, sorted. ``tv:<name>`` models are not listed."""
-    return sorted(MODELS)
-
-
 def build_model(
     name: str, num_classes: int, in_channels: int = 3, image_size: int = 32
 ) -> nn.Module:
     """Build a freshly initialised model (in train mode) by name.
 
-    ``name`` is a registered name (see :func:`available_models`) or ``tv:<torchvision name>``.
+    ``name`` is a registered name (a key of ``MODELS``) or ``tv:<torchvision name>``.
     Raises :class:`UnknownModelError` for an unknown name and ``ValueError`` for bad sizes.
     """
     for arg, value in (

@@ -12,8 +12,6 @@ and `eager_latency_ms` time one forward pass at a batch size and thread count.
 from __future__ import annotations
 
 import copy
-import statistics
-import time
 import warnings
 from pathlib import Path
 
@@ -104,33 +102,23 @@ def ort_latency_ms(
     path: str | Path, shape: tuple[int, ...], batch: int, threads: int, seconds: float = 1.0
 ) -> float:
     """Median milliseconds of one onnxruntime forward pass of `batch` inputs on `threads`
-    threads, after warm-up, over runs totalling at least `seconds`."""
+    threads, over runs totalling at least `seconds` (torch.utils.benchmark's autorange)."""
     sess = session(path, threads)
-    x = np.random.default_rng(0).standard_normal((batch, *shape), dtype=np.float32)
-    return _median_ms(lambda: sess.run(None, {"input": x}), seconds)
+    feed = {"input": np.random.default_rng(0).standard_normal((batch, *shape), dtype=np.float32)}
+    return _median_ms(lambda: sess.run(None, feed), seconds, threads)
 
 
 def eager_latency_ms(
     model: nn.Module, shape: tuple[int, ...], batch: int, threads: int, seconds: float = 1.0
 ) -> float:
     """The same for PyTorch eager on the CPU (the deployed form, no autograd)."""
-    model = deployable(model)
-    x = torch.randn(batch, *shape)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with torch.inference_mode():
-            return _median_ms(lambda: model(x), seconds)
-    finally:
-        torch.set_num_threads(before)
+    model, x = deployable(model), torch.randn(batch, *shape)
+    with torch.inference_mode():
+        return _median_ms(lambda: model(x), seconds, threads)
 
 
-def _median_ms(run, seconds: float, warmup: int = 10) -> float:
-    for _ in range(warmup):
-        run()
-    times, start = [], time.perf_counter()
-    while time.perf_counter() - start < seconds or len(times) < 10:
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+def _median_ms(run, seconds: float, threads: int) -> float:
+    from torch.utils.benchmark import Timer  # imported here: it pulls in cpp_extension, slowly
+
+    timer = Timer("run()", globals={"run": run}, num_threads=threads)
+    return timer.blocked_autorange(min_run_time=seconds).median * 1e3

@@ -19,6 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from alphaprune.batches import DeviceData, predict
 from alphaprune.branches import count_params
+from alphaprune.pipeline import deploy
 from alphaprune.pipeline.config import EvalConfig
 from alphaprune.runtime import Runtime
 
@@ -32,14 +33,9 @@ def macs(model: nn.Module, shape: tuple[int, ...]) -> int:
 
 
 def latency_ms(model: nn.Module, shape: tuple[int, ...], cfg: EvalConfig) -> float:
-    """Median CPU latency of one forward pass of a batch of `cfg.latency_batch`, in ms."""
-    from torch.utils.benchmark import Timer  # imported here: it pulls in cpp_extension, slowly
-
-    model = copy.deepcopy(model).cpu().eval()
-    x = torch.randn(cfg.latency_batch, *shape)
-    with torch.no_grad():
-        timer = Timer("model(x)", globals={"model": model, "x": x})
-        return timer.blocked_autorange(min_run_time=cfg.latency_seconds).median * 1e3
+    """Median CPU latency of one forward pass of a batch of `cfg.latency_batch`, in ms, on one
+    thread, of the model as deployed (`deploy.eager_latency_ms`: a sparse one dense)."""
+    return deploy.eager_latency_ms(model, shape, cfg.latency_batch, 1, cfg.latency_seconds)
 
 
 def alpha_held(steps: list[dict], key: str, teacher_acc: float, tolerance_pp: float) -> float:
