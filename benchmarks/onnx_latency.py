@@ -21,7 +21,7 @@ from alphaprune import blend
 from alphaprune.branches import count_params
 from alphaprune.budget import allocate
 from alphaprune.models import build_model
-from alphaprune.pipeline import deploy
+from alphaprune.pipeline import deploy, latency
 from alphaprune.pipeline.evaluate import macs
 from alphaprune.student import make_student
 
@@ -80,8 +80,8 @@ def main() -> None:
             ratio_p = count_params(model) / base_params
             ratio_m = macs(model, SHAPE) / base_macs
             for batch in (1, 64):
-                eager = deploy.eager_latency_ms(model, SHAPE, batch, args.threads, args.seconds)
-                ort = deploy.ort_latency_ms(path, SHAPE, batch, args.threads, args.seconds)
+                eager = latency.eager_latency_ms(model, SHAPE, batch, args.threads, args.seconds)
+                ort = latency.ort_latency_ms(path, SHAPE, batch, args.threads, args.seconds)
                 rows[name, batch] = (eager, ort)
                 print(
                     f"| {name} | {ratio_p:.2f}× | {ratio_m:.2f}× | {batch} | {eager:.3f} | "

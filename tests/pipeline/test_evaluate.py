@@ -106,7 +106,7 @@ def test_evaluate_record_is_complete_and_finite():
         history,
         STEPS,
         (1, 8, 8),
-        EvalConfig(latency_seconds=0.02),
+        EvalConfig(),
         CPU,
     )
     for key in (
@@ -119,8 +119,6 @@ def test_evaluate_record_is_complete_and_finite():
         "achieved",
         "teacher_macs",
         "student_macs",
-        "teacher_latency_ms",
-        "student_latency_ms",
         "epochs",
         "wall_time_s",
         "alpha_hold_train",

@@ -236,9 +236,20 @@ class EvalConfig(_Strict):
     confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
     tolerance_pp: Annotated[float, Field(ge=0)] = 1.0  # "α held" window, percentage points
     noise_std: Annotated[float, Field(ge=0)] = 0.5  # Gaussian noise for noisy-test accuracy
-    latency_batch: PositiveInt = 1
-    # torch.utils.benchmark repeats the forward pass for at least this long (the median is kept)
-    latency_seconds: Annotated[float, Field(gt=0)] = 0.2
+
+
+class LatencyConfig(_Strict):
+    # What `alphaprune latency` times, teacher and student alike, in a job holding the machine
+    # alone: onnxruntime and PyTorch eager on the CPU at `batch` and `throughput_batch` on
+    # `threads` intra-op threads, and on CUDA (when runtime.device picks it) at `batch` and
+    # `cuda_batch`. Every figure is the median of `rounds` timings, teacher and student taking
+    # turns, each repeating the forward pass for at least `seconds` after a warm-up.
+    threads: PositiveInt = 1
+    batch: PositiveInt = 1
+    throughput_batch: PositiveInt = 64
+    cuda_batch: PositiveInt = 256
+    seconds: Annotated[float, Field(gt=0)] = 0.1
+    rounds: PositiveInt = 3
 
 
 class RuntimeConfig(_Strict):
@@ -298,6 +309,7 @@ class Params(_Strict):
     prune: PruneConfig = PruneConfig()
     variants: dict[str, PruneConfig] = Field(default_factory=dict)
     eval: EvalConfig = EvalConfig()
+    latency: LatencyConfig = LatencyConfig()
     runtime: RuntimeConfig = RuntimeConfig()
 
     @property

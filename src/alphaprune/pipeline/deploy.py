@@ -1,12 +1,12 @@
-"""Deployable students: ONNX files checked against PyTorch, and their latency.
+"""Deployable students: ONNX files checked against PyTorch (their latency: `latency`).
 
 `export_onnx` writes a model (teacher or student) with torch's TorchScript-based ONNX exporter
 in eval mode, which folds every BatchNorm into the convolution before it where that is exact
 (the convolution's only consumer is the BatchNorm and its weight is a constant), and a
 dynamic batch dimension. Sparse branches are exported dense (`Branch.deployable`): ONNX
 runtimes run a masked convolution densely, so a sparse student is no faster there.
-`check_onnx` compares onnxruntime's logits with PyTorch's on a data split; `ort_latency_ms`
-and `eager_latency_ms` time one forward pass at a batch size and thread count.
+`check_onnx` compares onnxruntime's logits with PyTorch's on a data split. `export_program`
+writes the same deployed model as a `torch.export` program, which PyTorch alone loads.
 """
 
 from __future__ import annotations
@@ -42,9 +42,17 @@ def deployable(model: nn.Module) -> nn.Module:
 
 def export_onnx(model: nn.Module, shape: tuple[int, ...], path: str | Path) -> dict:
     """Write `model` for inputs (batch, *shape) as ONNX at `path` (atomically); return what
-    was written: opset, input shape, the graph's node count and its BatchNorm nodes left."""
+    was written: opset, input shape, the graph's node count, its BatchNorm nodes left, its
+    weights (`onnx_params`, every stored value: a sparse layer's zeros too) and whether some
+    layer was sparse and is stored dense (`onnx_sparse_as_dense`)."""
     import onnx
+    from onnx import numpy_helper
 
+    # a kind whose deployed form is another module (the sparse one: a dense layer)
+    sparse = any(
+        isinstance(m, Branch) and type(m).deployable is not Branch.deployable
+        for m in model.modules()
+    )
     model = deployable(model)
     example = torch.zeros(1, *shape)
     with atomic_path(path) as tmp, warnings.catch_warnings():
@@ -67,7 +75,22 @@ def export_onnx(model: nn.Module, shape: tuple[int, ...], path: str | Path) -> d
         "onnx_input_shape": ["batch", *shape],
         "onnx_nodes": len(ops),
         "onnx_batchnorm_nodes": ops.count("BatchNormalization"),
+        "onnx_params": sum(numpy_helper.to_array(t).size for t in graph.initializer),
+        "onnx_sparse_as_dense": sparse,
     }
+
+
+def export_program(model: nn.Module, shape: tuple[int, ...], path: str | Path) -> None:
+    """Write `model` for inputs (batch, *shape) as a `torch.export` program at `path`
+    (atomically), batch dynamic: `torch.export.load(path).module()` runs it with no code of
+    this package (BatchNorm is not folded here: PyTorch runs it in eval mode)."""
+    model = deployable(model)
+    example = torch.zeros(2, *shape)  # batch 1 would be specialised to a constant
+    program = torch.export.export(
+        model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},)
+    )
+    with atomic_path(path) as tmp:
+        torch.export.save(program, str(tmp))
 
 
 def session(path: str | Path, threads: int | None = None):
@@ -96,29 +119,3 @@ def check_onnx(path: str | Path, model: nn.Module, data: DeviceData, runtime: Ru
         "onnx_max_abs_logit_diff": float(np.abs(ours - theirs).max()),
         "onnx_top1_agreement": float((ours.argmax(1) == theirs.argmax(1)).mean()),
     }
-
-
-def ort_latency_ms(
-    path: str | Path, shape: tuple[int, ...], batch: int, threads: int, seconds: float = 1.0
-) -> float:
-    """Median milliseconds of one onnxruntime forward pass of `batch` inputs on `threads`
-    threads, over runs totalling at least `seconds` (torch.utils.benchmark's autorange)."""
-    sess = session(path, threads)
-    feed = {"input": np.random.default_rng(0).standard_normal((batch, *shape), dtype=np.float32)}
-    return _median_ms(lambda: sess.run(None, feed), seconds, threads)
-
-
-def eager_latency_ms(
-    model: nn.Module, shape: tuple[int, ...], batch: int, threads: int, seconds: float = 1.0
-) -> float:
-    """The same for PyTorch eager on the CPU (the deployed form, no autograd)."""
-    model, x = deployable(model), torch.randn(batch, *shape)
-    with torch.inference_mode():
-        return _median_ms(lambda: model(x), seconds, threads)
-
-
-def _median_ms(run, seconds: float, threads: int) -> float:
-    from torch.utils.benchmark import Timer  # imported here: it pulls in cpp_extension, slowly
-
-    timer = Timer("run()", globals={"run": run}, num_threads=threads)
-    return timer.blocked_autorange(min_run_time=seconds).median * 1e3

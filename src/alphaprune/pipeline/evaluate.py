@@ -1,10 +1,9 @@
 """Evaluation of a student against its teacher: accuracy (clean and noisy), agreement, size,
-MACs, latency, and "α held".
+MACs, and "α held". (Latency is timed by `alphaprune latency`, in a job holding the machine alone.)
 
-MACs come from ``torch.utils.flop_counter`` (FLOPs / 2); latency from ``torch.utils.benchmark``
-on the CPU, whatever device trained the model, since deployment size/latency is the point.
-A sparse student is counted by its non-zero parameters (``student_params``) and reported with
-its dense count too; its MACs are dense, since a masked layer still runs densely.
+MACs come from ``torch.utils.flop_counter`` (FLOPs / 2). A sparse student is counted by its
+non-zero parameters (``student_params``) and reported with its dense count too; its MACs are
+dense, since a masked layer still runs densely.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from alphaprune.batches import DeviceData, predict
 from alphaprune.branches import count_params
-from alphaprune.pipeline import deploy
 from alphaprune.pipeline.config import EvalConfig
 from alphaprune.runtime import Runtime
 
@@ -30,12 +28,6 @@ def macs(model: nn.Module, shape: tuple[int, ...]) -> int:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.zeros(1, *shape))
     return counter.get_total_flops() // 2
-
-
-def latency_ms(model: nn.Module, shape: tuple[int, ...], cfg: EvalConfig) -> float:
-    """Median CPU latency of one forward pass of a batch of `cfg.latency_batch`, in ms, on one
-    thread, of the model as deployed (`deploy.eager_latency_ms`: a sparse one dense)."""
-    return deploy.eager_latency_ms(model, shape, cfg.latency_batch, 1, cfg.latency_seconds)
 
 
 def alpha_held(steps: list[dict], key: str, teacher_acc: float, tolerance_pp: float) -> float:
@@ -108,8 +100,6 @@ def evaluate(
         "achieved": 1 - s_params / t_params,
         "teacher_macs": macs(teacher, shape),
         "student_macs": macs(student, shape),
-        "teacher_latency_ms": latency_ms(teacher, shape, cfg),
-        "student_latency_ms": latency_ms(student, shape, cfg),
         "epochs": len(history),
         "wall_time_s": sum(row["seconds"] for row in history),
         "alpha_reached": min((s["alpha"] for s in steps if s["alpha"] > 0), default=0.0),

@@ -1,0 +1,214 @@
+"""Latency of teacher and student where they run: onnxruntime and PyTorch eager on the CPU at a
+latency batch and a throughput batch on a stated number of threads, and PyTorch on CUDA (timed
+with CUDA events) at a latency batch and a large one.
+
+`measure` times teacher and student in turns (`rounds` times, the median kept), each figure the
+median of repeated forward passes after a warm-up, and records the machine, the threads and the
+batches, and how busy other processes kept the CPUs this process may run on meanwhile: timings
+taken beside a training job measure the contention, not the models. The pipeline runs it in a
+job that holds the machine alone (`alphaprune latency`).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from alphaprune.pipeline import deploy
+from alphaprune.pipeline.config import LatencyConfig
+
+WARMUP_SECONDS = 0.05  # of forward passes before any timing (allocations, caches, lazy init)
+
+
+def ort_latency_ms(
+    path: str | Path, shape: tuple[int, ...], batch: int, threads: int, seconds: float = 1.0
+) -> float:
+    """Median milliseconds of one onnxruntime forward pass of `batch` inputs on `threads`
+    threads, over runs totalling at least `seconds` (torch.utils.benchmark's autorange)."""
+    sess = deploy.session(path, threads)
+    feed = {"input": np.random.default_rng(0).standard_normal((batch, *shape), dtype=np.float32)}
+    return _median_ms(lambda: sess.run(None, feed), seconds, threads)
+
+
+def eager_latency_ms(
+    model: nn.Module, shape: tuple[int, ...], batch: int, threads: int, seconds: float = 1.0
+) -> float:
+    """The same for PyTorch eager on the CPU (the deployed form, no autograd)."""
+    model, x = deploy.deployable(model), torch.randn(batch, *shape)
+    with torch.inference_mode():
+        return _median_ms(lambda: model(x), seconds, threads)
+
+
+def cuda_latency_ms(
+    model: nn.Module, shape: tuple[int, ...], batch: int, device: torch.device, seconds: float
+) -> float:
+    """Median milliseconds of one PyTorch forward pass of `batch` inputs on the CUDA `device`,
+    each timed with a pair of CUDA events (launches included: at batch 1 they are the latency),
+    over passes totalling at least `seconds`, after a warm-up."""
+    model = deploy.deployable(model).to(device)
+    x = torch.randn(batch, *shape, device=device)
+    times: list[float] = []
+    with torch.inference_mode():
+        _warm_up(lambda: model(x), sync=lambda: torch.cuda.synchronize(device))
+        while sum(times) < seconds * 1e3 or len(times) < 5:
+            start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+            start.record()
+            model(x)
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def _warm_up(run, sync=lambda: None) -> None:
+    until = time.perf_counter() + WARMUP_SECONDS
+    for i in range(1_000_000):
+        run()
+        if i >= 2 and time.perf_counter() > until:
+            break
+    sync()
+
+
+def _median_ms(run, seconds: float, threads: int) -> float:
+    from torch.utils.benchmark import Timer  # imported here: it pulls in cpp_extension, slowly
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _warm_up(run)
+    finally:
+        torch.set_num_threads(previous)
+    timer = Timer("run()", globals={"run": run}, num_threads=threads)
+    return timer.blocked_autorange(min_run_time=seconds).median * 1e3
+
+
+class OtherCpuUse:
+    """How many of the CPUs this process may run on other processes kept busy, on average,
+    while the `with` block ran (`cores`; None where /proc/stat is not there to say, i.e. not
+    Linux). Busy time comes from /proc/stat, this process's own from `time.process_time`."""
+
+    def __init__(self):
+        self.cores: float | None = None
+
+    def __enter__(self) -> OtherCpuUse:
+        self._start = (_busy_seconds(), time.process_time(), time.monotonic())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        busy, own, wall = _busy_seconds(), time.process_time(), time.monotonic()
+        if busy is None or self._start[0] is None or wall <= self._start[2]:
+            return
+        other = (busy - self._start[0]) - (own - self._start[1])
+        self.cores = max(0.0, other / (wall - self._start[2]))
+
+
+def _busy_seconds() -> float | None:
+    """Seconds the CPUs in this process's affinity set spent busy since boot (None off Linux)."""
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+        cpus = {f"cpu{i}" for i in os.sched_getaffinity(0)}
+    except (OSError, AttributeError):
+        return None
+    busy = 0
+    for line in lines:
+        name, *ticks = line.split()
+        if name in cpus:
+            t = [int(v) for v in ticks[:8]]  # user nice system idle iowait irq softirq steal
+            busy += sum(t) - t[3] - t[4]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def machine(device: torch.device) -> dict:
+    """What the timings ran on: CPU model and the CPUs this process may use, the library
+    versions, and the GPU when timing on CUDA."""
+    import onnxruntime
+
+    out = {
+        "machine_cpu": _cpu_model(),
+        "machine_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "torch_version": torch.__version__,
+        "onnxruntime_version": onnxruntime.__version__,
+    }
+    if device.type == "cuda":
+        out["machine_gpu"] = torch.cuda.get_device_name(device)
+    return out
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def measure(
+    teacher: nn.Module,
+    student: nn.Module,
+    student_onnx: str | Path,
+    shape: tuple[int, ...],
+    cfg: LatencyConfig,
+    device: torch.device | None = None,
+) -> dict:
+    """Teacher's and student's latency (ms) in every setting, the student's speedup in each
+    (teacher ms / student ms), and the conditions: machine, threads, batches, rounds and the
+    other processes' CPU use. The teacher's ONNX file is written to a temporary folder.
+
+    Keys: ``{teacher,student}_{ort,eager,cuda}_{latency,throughput}_ms`` and
+    ``{ort,eager,cuda}_{latency,throughput}_speedup``; latency is at `cfg.batch`, throughput at
+    `cfg.throughput_batch` on the CPU and `cfg.cuda_batch` on CUDA (CUDA only when `device` is;
+    None: the CPU only)."""
+    device = device or torch.device("cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        teacher_onnx = Path(tmp) / "teacher.onnx"
+        deploy.export_onnx(teacher, shape, teacher_onnx)
+        timers = {
+            "ort": lambda who, b: ort_latency_ms(
+                teacher_onnx if who == "teacher" else student_onnx,
+                shape,
+                b,
+                cfg.threads,
+                cfg.seconds,
+            ),
+            "eager": lambda who, b: eager_latency_ms(
+                teacher if who == "teacher" else student, shape, b, cfg.threads, cfg.seconds
+            ),
+        }
+        batches = {"ort": cfg.throughput_batch, "eager": cfg.throughput_batch}
+        if device.type == "cuda":
+            timers["cuda"] = lambda who, b: cuda_latency_ms(
+                teacher if who == "teacher" else student, shape, b, device, cfg.seconds
+            )
+            batches["cuda"] = cfg.cuda_batch
+        out: dict = {}
+        with OtherCpuUse() as other:
+            for engine, timer in timers.items():
+                for kind, batch in (("latency", cfg.batch), ("throughput", batches[engine])):
+                    ms = {"teacher": [], "student": []}
+                    for _ in range(cfg.rounds):
+                        for who in ms:
+                            ms[who].append(timer(who, batch))
+                    for who, values in ms.items():
+                        out[f"{who}_{engine}_{kind}_ms"] = statistics.median(values)
+                    t, s = (out[f"{who}_{engine}_{kind}_ms"] for who in ("teacher", "student"))
+                    out[f"{engine}_{kind}_speedup"] = t / s
+    return {
+        **out,
+        "latency_threads": cfg.threads,
+        "latency_batch": cfg.batch,
+        "throughput_batch": cfg.throughput_batch,
+        **({"cuda_batch": cfg.cuda_batch} if device.type == "cuda" else {}),
+        "latency_rounds": cfg.rounds,
+        "other_cpu_use_cores": other.cores,
+        **machine(device),
+    }
