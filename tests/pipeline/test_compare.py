@@ -28,6 +28,7 @@ def metrics(names, seed=0) -> pd.DataFrame:
             "alpha_reached": rng.uniform(0, 1, n),
             "alpha_hold_train": rng.uniform(0, 1, n),
             "alpha_hold_val": rng.uniform(0, 1, n),
+            "ort_latency_speedup": rng.uniform(0.1, 99, n),
             "wall_time_s": rng.uniform(1, 99999, n),
             "agreement": 0.9,  # not a headline figure
         },

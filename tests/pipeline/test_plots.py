@@ -129,3 +129,36 @@ def test_close_points_share_one_label(tmp_path, monkeypatch):
         {"x": (320, 0.98), "y": (349, 0.98), "z": (700, 0.98), "w": (320, 0.97)},
     )
     assert sorted(labels) == ["w", "x\ny", "z"]
+
+
+def _timed(metrics: pd.DataFrame) -> pd.DataFrame:
+    """`metrics` with the latency stage's speedups (onnxruntime at both batches, eager)."""
+    out = metrics.assign(macs_ratio=metrics["teacher_macs"] / metrics["student_macs"])
+    return out.assign(
+        ort_latency_speedup=1.2, ort_throughput_speedup=1.5, eager_latency_speedup=0.9
+    )
+
+
+def test_speedup_vs_macs_plots_each_runtime_and_labels_each_architecture_once(
+    tmp_path, monkeypatch
+):
+    # a and b are one architecture (the same MACs), c another
+    metrics = _timed(_metrics({"a": (350, 0.98), "b": (350, 0.97), "c": (200, 0.9)}))
+    fig = _figure(monkeypatch, plots.speedup_vs_macs, metrics, tmp_path / "s.png")
+    ax = fig.axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "onnxruntime, latency batch" in legend and "PyTorch eager, latency batch" in legend
+    assert not [label for label in legend if label.startswith("CUDA")]  # no CUDA timings here
+    assert sorted(t.get_text() for t in ax.texts) == ["a, b", "c"]
+    onnx = next(c for c in ax.containers if c.get_label() == "onnxruntime, latency batch")
+    xs = sorted(onnx.lines[0].get_xdata())
+    assert xs == pytest.approx([10_000 / 3500, 10_000 / 3500, 10_000 / 2000])
+
+
+def test_all_figures_add_the_speedup_figure_once_students_are_timed(tmp_path):
+    metrics = _timed(_metrics({"a": (350, 0.98)}))
+    keys = [("a", "t0-s0")]
+    paths = plots.all_figures(
+        {k: _history() for k in keys}, {k: _steps() for k in keys}, metrics, TEACHER, tmp_path
+    )
+    assert "speedup_vs_macs.png" in {p.name for p in paths}

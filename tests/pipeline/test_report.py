@@ -85,3 +85,56 @@ def test_summary_holds_the_means(tiny_params):
     per_run, _ = _results({"a": [0.9, 0.92], "b": [0.8, 0.8]})
     out = report.summary(variant_means(per_run), TEACHERS)
     assert out == {"acc": {"teacher": 0.99, "a": 0.91, "b": 0.8}}
+
+
+def _deployed(per_run, sparse=(), busy=()):
+    """`per_run` with the figures the export and latency stages add, on one CPU thread."""
+    out = per_run.copy()
+    out["params_ratio"], out["macs_ratio"] = 3.1, 1.8
+    out["ort_latency_speedup"], out["ort_throughput_speedup"] = 1.4, 1.6
+    out["eager_latency_speedup"], out["student_ort_latency_ms"] = 1.1, 0.25
+    out["onnx_top1_agreement"], out["onnx_max_abs_logit_diff"] = 1.0, 2e-6
+    variants = out.index.get_level_values("variant")
+    out["onnx_sparse_as_dense"] = variants.isin(sparse)
+    out["other_cpu_use_cores"] = [1.3 if v in busy else 0.02 for v in variants]
+    conditions = {"latency_threads": 1, "latency_batch": 1, "throughput_batch": 64}
+    conditions |= {"latency_rounds": 3, "machine_cpu": "Test CPU", "machine_cpus": 2}
+    conditions |= {"torch_version": "2.x", "onnxruntime_version": "1.x"}
+    return out.assign(**conditions)
+
+
+def test_deployment_states_the_conditions_and_sets_speedups_beside_the_ratios():
+    per_run, _ = _results({"a": [0.9, 0.92], "d": [0.8]})
+    lines = report.deployment(_deployed(per_run), variant_means(_deployed(per_run)))
+    text = "\n".join(lines)
+    assert lines[0] == "## Deployment: is the student faster?"
+    assert "on Test CPU (2 CPUs)" in text and "1 thread, at batch 1 (latency) and 64" in text
+    assert "median of 3 rounds" in text and "CUDA" not in text
+    header = next(line for line in text.splitlines() if line.startswith("| "))
+    for title in ("params ÷", "MACs ÷", "ORT speedup (latency batch)", "ONNX top-1 agreement"):
+        assert title in header
+    rows = [
+        [c.strip() for c in line.split("|")[1:-1]]
+        for line in text.splitlines()
+        if line.startswith("| ")
+    ]
+    titles = rows[0]
+    cells = {row[0]: dict(zip(titles, row, strict=True)) for row in rows[1:]}
+    assert list(cells) == ["a", "d"]
+    assert cells["a"]["params ÷"] == "3.1" and cells["a"]["ORT speedup (latency batch)"] == "1.4"
+    assert "exported dense" not in text and "Contended" not in text
+
+
+def test_deployment_names_sparse_students_and_contended_timings():
+    per_run, _ = _results({"a": [0.9], "d": [0.8], "e": [0.8]})
+    deployed = _deployed(per_run, sparse=("d",), busy=("e",))
+    text = "\n".join(report.deployment(deployed, variant_means(deployed)))
+    assert "Sparse students (`d`) are exported dense" in text
+    assert "**Contended timings**" in text and "`e` 1.30 cores" in text and "`a`" not in text
+
+
+def test_results_without_timings_have_no_deployment_section(tiny_params, tmp_path):
+    per_run, _ = _results({"a": [0.9]})
+    assert report.deployment(per_run, variant_means(per_run)) == []
+    text = _render(tiny_params(a={}), {"a": [0.9]}, tmp_path)
+    assert "Deployment" not in text

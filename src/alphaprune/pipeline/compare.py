@@ -16,18 +16,20 @@ HEADLINE = [
     "alpha_reached",
     "alpha_hold_train",
     "alpha_hold_val",
+    "ort_latency_speedup",
     "wall_time_s",
 ]
 SHORT = {
     "noisy_test_acc": "noisy acc",
     "alpha_hold_train": "α held tr",
     "alpha_hold_val": "α held val",
+    "ort_latency_speedup": "ORT ×",  # speedup: teacher ÷ student time, onnxruntime, batch 1
 }
 DELTA = "Δ pp"  # percentage points
 
 
 def _title(key: str) -> str:
-    return SHORT.get(key, TITLES[key])
+    return SHORT.get(key) or TITLES[key]
 
 
 def table(metrics: pd.DataFrame, teacher_acc: float | None) -> pd.DataFrame:
@@ -66,6 +68,8 @@ def render(frame: pd.DataFrame) -> str:
             return _si
         if column == _title("wall_time_s"):
             return "{:.1f}".format
+        if column == _title("ort_latency_speedup"):
+            return "{:.2f}".format
         if column.startswith("α"):
             return "{:.3f}".format
         return "{:.4f}".format

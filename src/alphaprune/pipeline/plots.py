@@ -1,8 +1,8 @@
 """Figures (matplotlib, PNG). Per variant: train/validation accuracy and loss against epoch,
 coloured by α, as in the seed's figures, one line per replicate. Across variants: validation
 accuracy against α (mean and range over replicates), final test accuracy against the teacher's
-(every replicate, and the mean with its interval), and test accuracy against parameters and
-MACs."""
+(every replicate, and the mean with its interval), test accuracy against parameters and MACs,
+and the students' speedup where they run against their MAC reduction."""
 
 from __future__ import annotations
 
@@ -235,6 +235,60 @@ def accuracy_vs_size(per_run: pd.DataFrame, teacher: dict, out: Path, confidence
     return _save(fig, out)
 
 
+SPEEDUPS = {  # latency.json key -> legend label
+    "ort_latency_speedup": ("onnxruntime, latency batch", "o"),
+    "ort_throughput_speedup": ("onnxruntime, throughput batch", "s"),
+    "eager_latency_speedup": ("PyTorch eager, latency batch", "x"),
+    "cuda_latency_speedup": ("CUDA, latency batch", "^"),
+    "cuda_throughput_speedup": ("CUDA, large batch", "v"),
+}
+
+
+def speedup_vs_macs(per_run: pd.DataFrame, out: Path) -> Path:
+    """Each variant's speedup over the teacher (teacher time ÷ student time; mean and range
+    over replicates) against its MAC reduction (teacher MACs ÷ student MACs), per runtime and
+    batch. On the diagonal, time falls as fast as the arithmetic; below 1, the student is
+    slower. Variants with the same MACs (the same architecture) share one label."""
+    numeric = per_run.select_dtypes("number").groupby(level="variant", sort=False)
+    mean, low, high = numeric.mean(), numeric.min(), numeric.max()
+    fig, ax = plt.subplots(figsize=(8, 6))
+    top = max(mean["macs_ratio"].max(), 1.0) * 1.1
+    ax.plot([0, top], [0, top], ls="--", color="0.5", lw=1, label="speedup = MAC reduction")
+    ax.axhline(1.0, color="crimson", lw=1, label="as fast as the teacher")
+    series = [k for k in SPEEDUPS if k in mean.columns and mean[k].notna().any()]
+    for key in series:
+        label, marker = SPEEDUPS[key]
+        ax.errorbar(
+            mean["macs_ratio"],
+            mean[key],
+            yerr=[mean[key] - low[key], high[key] - mean[key]],
+            fmt=marker,
+            capsize=3,
+            alpha=0.8,
+            label=label,
+        )
+    ys = mean[series].max(axis=1)
+    for _, group in mean.groupby(mean["macs_ratio"].round(3), sort=False):
+        names = list(group.index)
+        text = "\n".join(", ".join(names[i : i + 3]) for i in range(0, len(names), 3))
+        ax.annotate(
+            text,
+            (group["macs_ratio"].iloc[0], ys[names].max()),
+            fontsize=7,
+            xytext=(8, 4),
+            textcoords="offset points",
+            va="bottom",
+        )
+    ax.set_xlim(0, top * 1.25)  # room for the labels on the right
+    ax.set_ylim(0, max(top, ys.max() * 1.15, 1.2))
+    ax.set_xlabel("MAC reduction (teacher MACs ÷ student MACs; sparse layers counted dense)")
+    ax.set_ylabel("speedup (teacher time ÷ student time)")
+    ax.set_title("Is the student faster where it runs?")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, out)
+
+
 def all_figures(
     histories: dict[tuple[str, str], pd.DataFrame],
     steps: dict[tuple[str, str], pd.DataFrame],
@@ -256,4 +310,6 @@ def all_figures(
     paths.append(accuracy_vs_alpha(grouped_s, teacher, out_dir / "accuracy_vs_alpha.png"))
     paths.append(final_accuracy(per_run, teacher, out_dir / "final_accuracy.png", confidence))
     paths.append(accuracy_vs_size(per_run, teacher, out_dir / "accuracy_vs_size.png", confidence))
+    if "ort_latency_speedup" in per_run.columns:  # not in results from before the latency stage
+        paths.append(speedup_vs_macs(per_run, out_dir / "speedup_vs_macs.png"))
     return paths

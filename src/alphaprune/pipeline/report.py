@@ -1,6 +1,8 @@
 """The report: what a researcher needs to pick a recipe. One Markdown table of every variant with
 its replicates' mean and interval, its difference from the reference variant and the verdict of
-the paired test; a sentence saying which variants beat the reference; then the figures."""
+the paired test; a sentence saying which variants beat the reference; whether the students are
+faster where they run (their ONNX check and speedups, under the conditions they were timed in);
+then the figures."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from alphaprune.pipeline.config import Params
-from alphaprune.pipeline.results import TITLES
+from alphaprune.pipeline.results import DEPLOY_TITLES, TITLES
 from alphaprune.pipeline.stats import BETTER, SAME, WORSE
 
 INTERVAL_TITLES = {
@@ -95,8 +97,10 @@ def render(
     params: Params,
     figures: list[Path],
     base: Path,
+    per_run: pd.DataFrame | None = None,
 ) -> str:
-    """The Markdown text; figure links are relative to `base` (the report's folder)."""
+    """The Markdown text; figure links are relative to `base` (the report's folder). With
+    `per_run` (read_metrics), also the deployment section."""
     table = variant_table(means, stats, params)
     test_size = int(means["test_size"].iloc[0])
     n_runs = int(stats["n"].max())
@@ -171,12 +175,79 @@ def render(
             mcnemar_table(stats).to_markdown(floatfmt=".3g"),
             "",
         ]
+    lines += deployment(per_run, means.reindex(index=table.index)) if per_run is not None else []
     lines += ["## Figures", ""]
     for fig in figures:
         # relpath, not relative_to: a report written outside the results folder links back up
         rel = Path(os.path.relpath(Path(fig).resolve(), base.resolve())).as_posix() if base else fig
         lines += [f"### {Path(fig).stem.replace('_', ' ')}", "", f"![{Path(fig).stem}]({rel})", ""]
     return "\n".join(lines)
+
+
+CONTENDED_CORES = 0.25  # other processes' mean CPU use while timing, beyond which we warn
+
+
+def deployment(per_run: pd.DataFrame, means: pd.DataFrame) -> list[str]:
+    """The section on the students as deployed: how they were timed, each variant's speedups
+    beside its parameter and MAC ratios with its ONNX check, the sparse students' dense export,
+    and a warning where other processes were busy while a student was timed."""
+    if "ort_latency_speedup" not in per_run.columns:
+        return []  # results from before the latency stage
+    first = per_run.dropna(subset=["ort_latency_speedup"]).iloc[0]
+    threads = int(first["latency_threads"])
+    cuda = (
+        f" On CUDA ({first['machine_gpu']}), PyTorch timed with CUDA events at batch "
+        f"{int(first['latency_batch'])} and {int(first['cuda_batch'])}."
+        if "cuda_latency_speedup" in per_run.columns and pd.notna(first.get("machine_gpu"))
+        else ""
+    )
+    n = int(first["latency_rounds"])
+    rounds = (
+        f"Each time is the median of {n} rounds, teacher and student taking turns, each round "
+        "the median of repeated forward passes after a warm-up."
+        if n > 1
+        else "Each time is the median of repeated forward passes after a warm-up, the teacher's "
+        "just before the student's."
+    )
+    lines = [
+        "## Deployment: is the student faster?",
+        "",
+        f"Timed by `alphaprune latency` in a job that held the machine alone, on "
+        f"{first['machine_cpu']} ({int(first['machine_cpus'])} CPUs), onnxruntime "
+        f"{first['onnxruntime_version']} (ORT) and PyTorch {first['torch_version']} eager, "
+        f"{threads} thread{'s' if threads != 1 else ''}, at batch {int(first['latency_batch'])} "
+        f"(latency) and {int(first['throughput_batch'])} (throughput).{cuda} {rounds} "
+        "Speedup, `params ÷` and `MACs ÷` are all teacher ÷ student: a speedup equal to "
+        "`MACs ÷` means time fell as fast as the arithmetic. The ONNX check compares "
+        "onnxruntime's logits with PyTorch's on every test image.",
+        "",
+    ]
+    columns = [k for k in DEPLOY_TITLES if k in means.columns]
+    lines += [means[columns].rename(columns=DEPLOY_TITLES).to_markdown(floatfmt=".4g"), ""]
+    if "onnx_sparse_as_dense" in per_run.columns:
+        sparse = per_run["onnx_sparse_as_dense"].fillna(False).astype(bool)
+        names = list(dict.fromkeys(sparse[sparse].index.get_level_values("variant")))
+        if names:
+            lines += [
+                f"Sparse students ({', '.join(f'`{n}`' for n in names)}) are exported dense, "
+                "their pruned weights stored as zeros: onnxruntime and PyTorch run a masked "
+                "layer densely, so they are no faster than a dense student of the teacher's "
+                "shape, whatever their `params` count says.",
+                "",
+            ]
+    other = per_run.get("other_cpu_use_cores")
+    if other is not None:
+        worst = other.groupby(level="variant", sort=False).max()
+        busy = worst[worst > CONTENDED_CORES]
+        if len(busy):
+            lines += [
+                "**Contended timings**: other processes kept CPUs busy while these were timed "
+                f"({', '.join(f'`{n}` {c:.2f} cores' for n, c in busy.items())}); their times "
+                "measure the contention as much as the models. Rerun their latency stage with "
+                "nothing else running.",
+                "",
+            ]
+    return lines
 
 
 def mcnemar_table(stats: pd.DataFrame) -> pd.DataFrame:

@@ -1,11 +1,13 @@
 """Reading a pipeline's results back. Per variant and replicate,
 `<variants>/<variant>/<replicate>/` holds metrics.json, predictions.csv (one row per test image),
-history.csv (one row per epoch) and steps.csv (one row per α step); per teacher,
+history.csv (one row per epoch), steps.csv (one row per α step), onnx.json (the ONNX file's check)
+and latency.json (teacher and student timed); per teacher,
 `<teachers>/<teacher>/` holds metrics.json and history.csv. Also the titles of the metrics'
 columns, shared by the report and `alphaprune compare`."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from collections.abc import Callable
@@ -22,7 +24,6 @@ TITLES = {  # metrics.json key -> column title
     "student_params": "params",
     "student_params_dense": "params (dense)",
     "student_macs": "MACs",
-    "student_latency_ms": "latency ms",
     "alpha_reached": "α reached",
     "alpha_hold_train": "α held (train)",
     "alpha_hold_val": "α held (val)",
@@ -31,6 +32,22 @@ TITLES = {  # metrics.json key -> column title
     "epochs": "epochs",
     "wall_time_s": "train s",
 }
+# The deployment figures, from onnx.json and latency.json: the report's own table.
+DEPLOY_TITLES = {
+    "params_ratio": "params ÷",
+    "macs_ratio": "MACs ÷",
+    "ort_latency_speedup": "ORT speedup (latency batch)",
+    "ort_throughput_speedup": "ORT speedup (throughput batch)",
+    "eager_latency_speedup": "eager speedup (latency batch)",
+    "eager_throughput_speedup": "eager speedup (throughput batch)",
+    "cuda_latency_speedup": "CUDA speedup (latency batch)",
+    "cuda_throughput_speedup": "CUDA speedup (large batch)",
+    "student_ort_latency_ms": "student ORT ms (latency batch)",
+    "onnx_top1_agreement": "ONNX top-1 agreement",
+    "onnx_max_abs_logit_diff": "ONNX max abs Δlogit",
+}
+# Beside metrics.json (evaluate), read into the same row when they are there.
+RUN_FILES = ("onnx.json", "latency.json")
 Reader = Callable[[Path], str]
 Run = tuple[str, str]  # (variant, replicate)
 
@@ -42,20 +59,30 @@ def read_metrics(
     read_text: Reader = Path.read_text,
     missing_ok: bool = False,
 ) -> pd.DataFrame:
-    """metrics.json of every variant and replicate: one row each, indexed by (variant,
-    replicate) in the order given. `read_text` reads a file (e.g. as a DVC experiment has it);
-    with `missing_ok`, a run without metrics (not run yet) is a row of NaN."""
+    """metrics.json of every variant and replicate, with its onnx.json and latency.json where
+    they are there: one row each, indexed by (variant, replicate) in the order given, with the
+    ratios teacher ÷ student of parameters and MACs. `read_text` reads a file (e.g. as a DVC
+    experiment has it); with `missing_ok`, a run without metrics (not run yet) is a row of NaN."""
     rows = []
     for name in names:
         for run in runs:
+            folder = variants_dir / name / run
             try:
-                rows.append(json.loads(read_text(variants_dir / name / run / "metrics.json")))
+                row = json.loads(read_text(folder / "metrics.json"))
             except FileNotFoundError:
                 if not missing_ok:
                     raise
-                rows.append({})
+                row = {}
+            for extra in RUN_FILES:
+                with contextlib.suppress(FileNotFoundError):
+                    row |= json.loads(read_text(folder / extra))
+            rows.append(row)
     index = pd.MultiIndex.from_product([names, runs], names=["variant", "replicate"])
-    return pd.DataFrame(rows, index=index)
+    table = pd.DataFrame(rows, index=index)
+    for what in ("params", "macs"):
+        if {f"teacher_{what}", f"student_{what}"} <= set(table.columns):
+            table[f"{what}_ratio"] = table[f"teacher_{what}"] / table[f"student_{what}"]
+    return table
 
 
 def variant_means(per_run: pd.DataFrame) -> pd.DataFrame:

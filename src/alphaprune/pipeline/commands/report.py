@@ -44,7 +44,8 @@ def run(args) -> None:
     teachers = read_teachers(params.replicates.teacher_names(), args.teacher)
     summary = sorted(p for p in args.plots.glob("*.png") if not p.name.startswith("training_"))
     per_variant = [args.plots / f"training_{n}.png" for n in names]
-    text = report.render(means, table, teachers, params, summary + per_variant, args.out.parent)
+    figures = summary + per_variant
+    text = report.render(means, table, teachers, params, figures, args.out.parent, per_run)
     with atomic_path(args.out) as tmp:
         tmp.write_text(text)
     if args.summary:
