@@ -1,4 +1,5 @@
-# alphaprune: prepare -> pretrain -> prune@variant -> evaluate@variant -> plots -> report.
+# alphaprune: prepare -> pretrain -> prune@variant -> evaluate, export -> latency @variant
+# -> plots -> report.
 # The same stages, commands and paths as dvc.yaml (a test checks this).
 configfile: "params.yaml"
 

@@ -34,9 +34,17 @@ pytestmark = pytest.mark.slow
 # TINY has one replicate, teacher 0 and seed 0: its folder under each variant's, and the end
 # of each prune and evaluate job's name (DVC's matrix names them <variant>-<teacher>-<seed>).
 RUN, JOB = "t0-s0", "0-0"
+# The stages of every run (variant x replicate), and each stage's jobs.
+RUN_STAGES = ("prune", "evaluate", "export", "latency")
+
+
+def jobs(*stages: str) -> set[str]:
+    return {f"{stage}@{v}-{JOB}" for v in TINY["variants"] for stage in stages}
+
+
 # What must rerun after an edit of variant b-2, of the teacher, and of the raw data.
-AFTER_B2 = {f"prune@b-2-{JOB}", f"evaluate@b-2-{JOB}", "plots", "report"}
-ALL_VARIANTS = {f"{stage}@{v}-{JOB}" for v in TINY["variants"] for stage in ("prune", "evaluate")}
+AFTER_B2 = {f"{stage}@b-2-{JOB}" for stage in RUN_STAGES} | {"plots", "report"}
+ALL_VARIANTS = jobs(*RUN_STAGES)
 AFTER_TEACHER = {"pretrain@0", "plots", "report"} | ALL_VARIANTS
 AFTER_RAW_DATA = {"prepare"} | AFTER_TEACHER
 # An edit of a source file reruns the stages that import it, and what follows them.
@@ -44,6 +52,15 @@ AFTER_CODE_EDIT = {
     "src/alphaprune/pipeline/plots.py": {"plots", "report"},
     "src/alphaprune/pipeline/report.py": {"report"},
     "src/alphaprune/fit.py": AFTER_TEACHER,  # the fit loop: teacher, prunes and downstream
+    # the ONNX export: every export, and the timings of the files it makes
+    "src/alphaprune/pipeline/deploy.py": jobs("export", "latency") | {"plots", "report"},
+    "src/alphaprune/pipeline/latency.py": jobs("latency") | {"plots", "report"},
+}
+# A params edit that changes no student reruns neither its export nor (unless it is about
+# timing) its latency.
+AFTER_PARAMS_EDIT = {
+    "eval.noise_std": (("eval", "noise_std", 0.3), jobs("evaluate") | {"plots", "report"}),
+    "latency.rounds": (("latency", "rounds", 2), jobs("latency") | {"plots", "report"}),
 }
 
 
@@ -181,10 +198,22 @@ def test_snakemake_never_runs_more_threads_than_cores(snakemake_project):
     lines = (snakemake_project / "jobs.jsonl").read_text().splitlines()
     jobs = [json.loads(line) for line in lines]
     assert sorted(j["command"] for j in jobs) == sorted(
-        ["prepare", "pretrain", "plots", "report"] + ["prune", "evaluate"] * len(TINY["variants"])
+        ["prepare", "pretrain", "plots", "report"] + list(RUN_STAGES) * len(TINY["variants"])
     )
     assert {j["threads"] for j in jobs if j["command"] == "pretrain"} == {2}
     assert peak_threads(jobs) == 2  # never more than --cores, and jobs did run side by side
+
+
+def test_snakemake_times_every_student_alone(snakemake_project):
+    """A latency job takes every core, so nothing runs beside it: each started after every job
+    before it ended, and ended before any other started."""
+    lines = (snakemake_project / "jobs.jsonl").read_text().splitlines()
+    jobs = [json.loads(line) for line in lines]
+    timed = [j for j in jobs if j["command"] == "latency"]
+    assert len(timed) == len(TINY["variants"]) and {j["threads"] for j in timed} == {2}
+    for job in timed:
+        others = [j for j in jobs if j is not job]
+        assert not [j for j in others if j["start"] < job["end"] and j["end"] > job["start"]]
 
 
 def test_snakemake_runs_the_whole_dag(snakemake_project):
@@ -200,11 +229,22 @@ def test_snakemake_runs_the_whole_dag(snakemake_project):
         assert (root / "logs" / "prune" / v / f"{RUN}.log").exists()
         predictions = (d / "predictions.csv").read_text().splitlines()
         assert predictions[0] == "label,pred" and len(predictions) == metrics["test_size"] + 1
+        # the ONNX student computes the student: on digits every prediction agrees
+        check = json.loads((d / "onnx.json").read_text())
+        assert (d / "student.onnx").stat().st_size > 0 and check["onnx_batchnorm_nodes"] == 0
+        assert check["onnx_top1_agreement"] == 1.0 and check["onnx_max_abs_logit_diff"] < 1e-4
+        assert check["onnx_sparse_as_dense"] == (v == "d")
+        timed = json.loads((d / "latency.json").read_text())
+        assert timed["latency_threads"] == 1 and timed["throughput_batch"] == 8
+        speedup = timed["teacher_ort_latency_ms"] / timed["student_ort_latency_ms"]
+        assert timed["ort_latency_speedup"] == pytest.approx(speedup)
     assert (root / "results" / "variants" / "a" / RUN / "checkpoint" / "last.pt").exists()
-    for fig in ("accuracy_vs_alpha", "final_accuracy", "accuracy_vs_size"):
+    for fig in ("accuracy_vs_alpha", "final_accuracy", "accuracy_vs_size", "speedup_vs_macs"):
         assert (root / "results" / "plots" / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
     report = (root / "results" / "report.md").read_text()
     assert "| a " in report and "| b-2 " in report and "plots/final_accuracy.png" in report
+    assert "## Deployment: is the student faster?" in report
+    assert "Sparse students (`d`) are exported dense" in report
     teacher = json.loads((root / "results" / "teacher" / "t0" / "metrics.json").read_text())
     assert teacher["epochs"] == 3
     assert dry_run_jobs(root) == set()
@@ -258,10 +298,11 @@ def test_compare_prints_one_row_per_variant_in_120_columns(snakemake_project):
         "α reached",
         "α held tr",
         "α held val",
+        "ORT ×",
         "train s",
     ):
         assert title in titles
-    assert all(len(row.split()) == 10 for row in rows)  # every figure present, no blanks
+    assert all(len(row.split()) == 11 for row in rows)  # every figure present, no blanks
     assert max(map(len, out.splitlines())) <= 120
 
 
@@ -299,6 +340,24 @@ def test_a_code_edit_reruns_only_the_stages_that_run_it(snakemake_project, dvc_p
                 assert dry_run_jobs(root) == AFTER_CODE_EDIT[source]
             else:
                 assert dvc_would_run(root) == AFTER_CODE_EDIT[source]
+    assert dry_run_jobs(snakemake_project) == set() and dvc_changed(dvc_project) == set()
+
+
+@pytest.mark.parametrize("key", AFTER_PARAMS_EDIT)
+def test_a_params_edit_reruns_the_export_only_if_it_changes_the_student(
+    snakemake_project, dvc_project, key
+):
+    (section, name, value), expected = AFTER_PARAMS_EDIT[key]
+    for root in (snakemake_project, dvc_project):
+        before = (root / "params.yaml").read_text()
+        try:
+            edit_params(root, lambda p: p.setdefault(section, {}).update({name: value}))
+            if root == snakemake_project:
+                assert dry_run_jobs(root) == expected
+            else:
+                assert dvc_would_run(root) == expected
+        finally:
+            (root / "params.yaml").write_text(before)
     assert dry_run_jobs(snakemake_project) == set() and dvc_changed(dvc_project) == set()
 
 
@@ -446,7 +505,9 @@ def test_dvc_selects_only_the_edited_variant(dvc_project):
     before = (root / "params.yaml").read_text()
     try:
         edit_params(root, lambda p: p["variants"]["b-2"].update(init="pretrained"))
-        assert dvc_changed(root) == AFTER_B2
+        # status lists the stages that read the edited params; export and latency read none,
+        # and rerun because their student does
+        assert dvc_changed(root) == AFTER_B2 - jobs("export", "latency")
         assert dvc_would_run(root) == AFTER_B2
         (root / "params.yaml").write_text(before)
         edit_params(root, lambda p: p["teacher"].update(epochs=4))

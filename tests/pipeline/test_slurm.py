@@ -1,7 +1,8 @@
 """The pipeline on a real SLURM cluster, through Snakemake's SLURM executor and the project's
 profile (workflow/profiles/slurm): a single-node cluster (munged, slurmctld, slurmd) is started
 on this machine, the tiny configuration runs with every job submitted to it, each training job
-asks SLURM for one GPU, and a second run has nothing to do.
+asks SLURM for one GPU, students are timed on a node they hold alone (--exclusive), and a second
+run has nothing to do.
 
 It needs root and Debian's slurm-wlm and munge (installed here with apt-get when missing), so it
 is marked `slurm`, left out of `make test`, and run by `make test-slurm` (CI runs both). The
@@ -169,8 +170,10 @@ SMALL = [
     "--set-resources",
     "pretrain:cpus_per_task=1",
     "prune:cpus_per_task=1",
+    "latency:cpus_per_task=1",
     "pretrain:mem_mb=1000",
     "prune:mem_mb=1000",
+    "latency:mem_mb=1000",
 ]
 PLUGIN = [
     "--slurm-no-account",
@@ -196,13 +199,17 @@ def test_the_pipeline_runs_on_slurm(cluster, tmp_path):
     print("SLURM job ids:", ", ".join(f"{j} ({rule})" for j, rule in submitted.items()))
     rules = sorted(submitted.values())
     assert rules == sorted(
-        ["prepare", "pretrain", "prune", "prune", "evaluate", "evaluate", "plots", "report"]
+        ["prepare", "pretrain", "plots", "report"]
+        + ["prune", "evaluate", "export", "latency"] * len(GRID["variants"])
     ), log
     for job, rule in submitted.items():
         shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True)
         assert "JobState=COMPLETED" in shown.stdout, shown.stdout
         if rule in ("pretrain", "prune"):
             assert "gres:gpu:1" in shown.stdout  # each training job asked for one GPU
+        # students are timed with the node to themselves; other jobs share it
+        exclusive = "OverSubscribe=NO" in shown.stdout
+        assert exclusive == (rule == "latency"), shown.stdout
     for v in GRID["variants"]:
         assert (root / "results" / "variants" / v / "t0-s0" / "metrics.json").exists()
         assert (root / "results" / "plots" / f"training_{v}.png").exists()

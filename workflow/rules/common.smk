@@ -1,5 +1,7 @@
 # Shared by every rule: the validated params, the variant names, the paths, and what keeps
 # Snakemake and DVC in step.
+import contextlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -79,7 +81,7 @@ def params_changed(stage):
     by its three seeds' targets failed with a MissingInputException)."""
     grid = {"pretrain": [(None, t, None) for t in TEACHERS],
             "prune": [(v, t, s) for v in VARIANTS for t, s in RUNS]}
-    grid["evaluate"] = grid["prune"]
+    grid["evaluate"] = grid["latency"] = grid["prune"]
     made = {}
     for variant, teacher, seed in grid.get(stage, [(None, None, None)]):
         job = _job(variant, teacher, seed)
@@ -129,11 +131,20 @@ def record_in_dvc():
     # Naming stages costs DVC a search of the whole pipeline each (minutes for a grid of
     # replicates); when the run's DAG is the whole pipeline, commit everything in one pass.
     whole = {"prepare", "plots", "report", *(f"pretrain@{t}" for t in TEACHERS),
-             *(f"{s}@{v}-{t}-{seed}" for s in ("prune", "evaluate") for v in VARIANTS
-               for t, seed in RUNS)}
+             *(f"{s}@{v}-{t}-{seed}" for s in ("prune", "evaluate", "export", "latency")
+               for v in VARIANTS for t, seed in RUNS)}
     targets = [] if set(stages) == whole else stages
+    # Committing a cached output may put a fresh copy of it from DVC's cache in its place:
+    # the same bytes with a new mtime, which would make the jobs that read it look stale to the
+    # next run. Their times are put back.
+    times = {f: os.stat(f) for job in workflow.dag.jobs for f in job.output if os.path.isfile(f)}
     done = subprocess.run([sys.executable, "-m", "dvc", "commit", "--force", *targets],
                           capture_output=True, text=True)
+    for f, before in times.items():
+        with contextlib.suppress(OSError):
+            after = os.stat(f)
+            if after.st_size == before.st_size and after.st_mtime_ns != before.st_mtime_ns:
+                os.utime(f, ns=(before.st_atime_ns, before.st_mtime_ns))
     if done.returncode:
         error = [ln for ln in (done.stdout + done.stderr).splitlines() if ln.strip()]
         logger.warning(f"dvc commit failed, so `dvc status` may list stages: {error[:2]}")

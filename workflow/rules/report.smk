@@ -8,6 +8,8 @@ rule plots:
         predictions=every_run(rules.evaluate.output.predictions),
         histories=every_run(rules.prune.output.history),
         steps=every_run(rules.prune.output.steps),
+        onnx_checks=every_run(rules.export.output.check),
+        latencies=every_run(rules.latency.output.latency),
     output:
         plots=report(
             directory("results/plots"),
@@ -34,6 +36,8 @@ rule report:
         teacher_metrics=expand(rules.pretrain.output.metrics, teacher=TEACHERS),
         metrics=every_run(rules.evaluate.output.metrics),
         predictions=every_run(rules.evaluate.output.predictions),
+        onnx_checks=every_run(rules.export.output.check),
+        latencies=every_run(rules.latency.output.latency),
         plots=rules.plots.output.plots,
     output:
         report="results/report.md",

@@ -59,3 +59,49 @@ rule evaluate:
         " --student {input.student} --history {input.history} --steps {input.steps}"
         " --out {output.metrics} --predictions {output.predictions} --record {output.record}"
         " 2> {log}"
+
+
+rule export:
+    """The student as ONNX, checked against PyTorch on the test split. It reads no params:
+    it reruns when its student (or the data, or its code) changes, and only then."""
+    input:
+        code=code("export"),
+        data=rules.prepare.output.data,
+        student=rules.prune.output.student,
+    output:
+        onnx="results/variants/{variant}/t{teacher}-s{seed}/student.onnx",
+        check="results/variants/{variant}/t{teacher}-s{seed}/onnx.json",
+    threads: 1
+    conda:
+        "../envs/alphaprune.yaml"
+    log:
+        "logs/export/{variant}/t{teacher}-s{seed}.log",
+    shell:
+        "alphaprune export --model {input.student} --out {output.onnx} --data {input.data}"
+        " --json {output.check} 2> {log}"
+
+
+rule latency:
+    """Teacher and student timed in turns. The job takes every core (and the GPU), so that
+    Snakemake runs nothing beside it: what it measures is the models, not the contention."""
+    input:
+        code=code("latency"),
+        params=params_changed("latency"),
+        teacher=rules.pretrain.output.model,
+        student=rules.prune.output.student,
+        onnx=rules.export.output.onnx,
+    output:
+        latency="results/variants/{variant}/t{teacher}-s{seed}/latency.json",
+        record=record("latency", "{variant}/t{teacher}-s{seed}"),
+    params:
+        files=params_files,
+    threads: lambda wildcards: workflow.cores  # a callable: --unlock and --report need no --cores
+    resources:
+        gpu=1,
+    conda:
+        "../envs/alphaprune.yaml"
+    log:
+        "logs/latency/{variant}/t{teacher}-s{seed}.log",
+    shell:
+        "alphaprune latency {params.files} --teacher {input.teacher} --student {input.student}"
+        " --onnx {input.onnx} --out {output.latency} --record {output.record} 2> {log}"

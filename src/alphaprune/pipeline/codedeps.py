@@ -17,7 +17,7 @@ from modulefinder import ModuleFinder
 from pathlib import Path
 
 PACKAGE = "alphaprune"
-STAGES = ("prepare", "pretrain", "prune", "evaluate", "plots", "report")
+STAGES = ("prepare", "pretrain", "prune", "evaluate", "export", "latency", "plots", "report")
 
 
 def stage_code(stage: str, src: str | Path) -> list[Path]:

@@ -23,6 +23,9 @@ STAGE_PARAMS = {
     "prune": ("prune", "variants.{variant}"),
     # prune and the variant too: an edited variant lists evaluate@v beside prune@v in both tools
     "evaluate": ("eval", "prune", "variants.{variant}"),
+    "export": (),  # reads no params: it reruns when its student changes, and only then
+    # runtime.device: timing on CUDA too where the runs train on it
+    "latency": ("latency", "runtime.device"),
     "plots": ("variants", "replicates", "eval"),
     "report": ("variants", "replicates", "eval"),
 }
