@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import BIN, TINY, make_project, run
+import yaml
+from pipeline_helpers import BIN, REPO, TINY, make_project, run
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -161,19 +162,22 @@ def cluster(tmp_path_factory):
             (CONF_DIR / name).unlink(missing_ok=True)
 
 
-# Small resources: the CI node has 2 cores and a few GB; the profile's GPU requests are kept.
+# Small resources: the CI node has 2 cores and a few GB. A --set-resources on the command line
+# replaces the profile's block, so it is rebuilt from the profile with only the sizes shrunk:
+# everything else it asks for per rule (GPUs, --exclusive) is what is tested.
+PROFILE = yaml.safe_load((REPO / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+SIZES = {"cpus_per_task": 1, "mem_mb": 1000, "runtime": 10}
 SMALL = [
     "--default-resources",
     "mem_mb=500",
     "runtime=10",
     "cpus_per_task=1",
     "--set-resources",
-    "pretrain:cpus_per_task=1",
-    "prune:cpus_per_task=1",
-    "latency:cpus_per_task=1",
-    "pretrain:mem_mb=1000",
-    "prune:mem_mb=1000",
-    "latency:mem_mb=1000",
+    *(
+        f"{rule}:{key}={value}"
+        for rule, asked in PROFILE["set-resources"].items()
+        for key, value in (asked | SIZES).items()
+    ),
 ]
 PLUGIN = [
     "--slurm-no-account",

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
 from alphaprune.pipeline.codedeps import STAGES, stage_code
@@ -53,6 +54,16 @@ def code(stage):
 
 DATA = f"data/prepared/{PARAMS.data.name}"
 
+
+
+def every_core(wildcards):
+    """A job's threads that keep every other job off the machine: all the cores of a local run.
+    A cluster run has no total (no --cores): there one thread, the profile's resources
+    (cpus_per_task, --exclusive) hold the node. A callable, so that --unlock needs no --cores."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
 
 
 def params_files(wildcards, output):

@@ -83,7 +83,8 @@ rule export:
 
 rule latency:
     """Teacher and student timed in turns. The job takes every core (and the GPU), so that
-    Snakemake runs nothing beside it: what it measures is the models, not the contention."""
+    Snakemake runs nothing beside it: what it measures is the models, not the contention (on
+    SLURM, the profile asks for the node --exclusive)."""
     input:
         code=code("latency"),
         params=params_changed("latency"),
@@ -95,7 +96,7 @@ rule latency:
         record=record("latency", "{variant}/t{teacher}-s{seed}"),
     params:
         files=params_files,
-    threads: lambda wildcards: workflow.cores  # a callable: --unlock and --report need no --cores
+    threads: every_core
     resources:
         gpu=1,
     conda:
