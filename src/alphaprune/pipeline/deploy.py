@@ -107,7 +107,7 @@ def session(path: str | Path, threads: int | None = None):
 def check_onnx(path: str | Path, model: nn.Module, data: DeviceData, runtime: Runtime) -> dict:
     """onnxruntime's logits for `data` against PyTorch's (`model` on `runtime`): the largest
     absolute logit difference and the top-1 agreement."""
-    sess = session(path)
+    sess = session(path, threads=1)  # the export job's one thread: prunes may run beside it
     ours = predict(model, data, runtime).cpu().numpy()
     theirs = np.concatenate(
         [

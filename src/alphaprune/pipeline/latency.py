@@ -2,8 +2,9 @@
 latency batch and a throughput batch on a stated number of threads, and PyTorch on CUDA (timed
 with CUDA events) at a latency batch and a large one.
 
-`measure` times teacher and student in turns (`rounds` times, the median kept), each figure the
-median of repeated forward passes after a warm-up, and records the machine, the threads and the
+`measure` times teacher and student in turns (`rounds` times, who goes first alternating), each
+figure the median of repeated forward passes after a warm-up, each speedup the median over rounds
+of that round's teacher ÷ student, and records the machine, the threads and the
 batches, and how busy other processes kept the CPUs this process may run on meanwhile: timings
 taken beside a training job measure the contention, not the models. The pipeline runs it in a
 job that holds the machine alone (`alphaprune latency`).
@@ -56,7 +57,8 @@ def cuda_latency_ms(
     model = deploy.deployable(model).to(device)
     x = torch.randn(batch, *shape, device=device)
     times: list[float] = []
-    with torch.inference_mode():
+    # events record on the current device's stream: make it `device`'s
+    with torch.cuda.device(device), torch.inference_mode():
         _warm_up(lambda: model(x), sync=lambda: torch.cuda.synchronize(device))
         while sum(times) < seconds * 1e3 or len(times) < 5:
             start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
@@ -117,13 +119,15 @@ def _busy_seconds() -> float | None:
         cpus = {f"cpu{i}" for i in os.sched_getaffinity(0)}
     except (OSError, AttributeError):
         return None
-    busy = 0
+    busy, seen = 0, 0
     for line in lines:
         name, *ticks = line.split()
         if name in cpus:
             t = [int(v) for v in ticks[:8]]  # user nice system idle iowait irq softirq steal
             busy += sum(t) - t[3] - t[4]
-    return busy / os.sysconf("SC_CLK_TCK")
+            seen += 1
+    # a virtualised /proc/stat (some containers) may not name our CPUs: unknown, not idle
+    return busy / os.sysconf("SC_CLK_TCK") if seen else None
 
 
 def machine(device: torch.device) -> dict:
@@ -133,7 +137,9 @@ def machine(device: torch.device) -> dict:
 
     out = {
         "machine_cpu": _cpu_model(),
-        "machine_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "machine_cpus": (
+            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        ),
         "torch_version": torch.__version__,
         "onnxruntime_version": onnxruntime.__version__,
     }
@@ -160,8 +166,9 @@ def measure(
     cfg: LatencyConfig,
     device: torch.device | None = None,
 ) -> dict:
-    """Teacher's and student's latency (ms) in every setting, the student's speedup in each
-    (teacher ms / student ms), and the conditions: machine, threads, batches, rounds and the
+    """Teacher's and student's latency (ms) in every setting (the median over rounds), the
+    student's speedup in each (the median over rounds of teacher ms / student ms: the pair timed
+    together), and the conditions: machine, threads, batches, rounds and the
     other processes' CPU use. The teacher's ONNX file is written to a temporary folder.
 
     Keys: ``{teacher,student}_{ort,eager,cuda}_{latency,throughput}_ms`` and
@@ -194,14 +201,15 @@ def measure(
         with OtherCpuUse() as other:
             for engine, timer in timers.items():
                 for kind, batch in (("latency", cfg.batch), ("throughput", batches[engine])):
-                    ms = {"teacher": [], "student": []}
-                    for _ in range(cfg.rounds):
-                        for who in ms:
+                    ms: dict[str, list[float]] = {"teacher": [], "student": []}
+                    for i in range(cfg.rounds):  # who goes first alternates: no fixed warm side
+                        for who in ("teacher", "student")[:: 1 if i % 2 == 0 else -1]:
                             ms[who].append(timer(who, batch))
                     for who, values in ms.items():
                         out[f"{who}_{engine}_{kind}_ms"] = statistics.median(values)
-                    t, s = (out[f"{who}_{engine}_{kind}_ms"] for who in ("teacher", "student"))
-                    out[f"{engine}_{kind}_speedup"] = t / s
+                    out[f"{engine}_{kind}_speedup"] = statistics.median(
+                        t / s for t, s in zip(ms["teacher"], ms["student"], strict=True)
+                    )
     return {
         **out,
         "latency_threads": cfg.threads,
