@@ -75,12 +75,12 @@ def test_the_export_command_checks_the_file_on_the_test_split(tmp_path, prepared
     assert got["onnx_top1_agreement"] == 1.0 and got["onnx_max_abs_logit_diff"] < 1e-4
 
 
-def test_an_export_that_does_not_compute_the_model_fails_and_leaves_nothing(
+def test_an_export_below_the_agreement_bar_fails_and_leaves_nothing(
     tmp_path, prepared_path, teacher_dir, capsys
 ):
     out = tmp_path / "teacher.onnx"
     args = ["export", "--model", str(teacher_dir / "model.pt"), "--out", str(out)]
-    # agreement can reach 1.0 at most: this bar fails every file, as a broken graph would
+    # agreement is 1.0 at most: this bar fails a correct file, as a broken graph would fail 0.999
     assert main([*args, "--data", str(prepared_path), "--min-agreement", "1.01"]) == 2
     assert "below --min-agreement 1.01" in capsys.readouterr().err and not out.exists()
 

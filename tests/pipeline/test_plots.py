@@ -142,16 +142,18 @@ def _timed(metrics: pd.DataFrame) -> pd.DataFrame:
 def test_speedup_vs_macs_plots_each_runtime_and_labels_each_architecture_once(
     tmp_path, monkeypatch
 ):
-    # a and b are one architecture (the same MACs), c another
-    metrics = _timed(_metrics({"a": (350, 0.98), "b": (350, 0.97), "c": (200, 0.9)}))
+    # a and b are one architecture (the same MACs), c another; d is not timed yet
+    metrics = _timed(_metrics({"a": (350, 0.98), "b": (350, 0.97), "c": (200, 0.9), "d": (9, 1)}))
+    metrics.loc["d", [k for k in metrics.columns if k.endswith("_speedup")]] = float("nan")
     fig = _figure(monkeypatch, plots.speedup_vs_macs, metrics, tmp_path / "s.png")
     ax = fig.axes[0]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "onnxruntime, latency batch" in legend and "PyTorch eager, latency batch" in legend
     assert not [label for label in legend if label.startswith("CUDA")]  # no CUDA timings here
     assert sorted(t.get_text() for t in ax.texts) == ["a, b", "c"]
+    assert ax.get_xlim()[1] < 10  # nor does it stretch the axis
     onnx = next(c for c in ax.containers if c.get_label() == "onnxruntime, latency batch")
-    xs = sorted(onnx.lines[0].get_xdata())
+    xs = sorted(onnx.lines[0].get_xdata())  # d, not timed, is not drawn
     assert xs == pytest.approx([10_000 / 3500, 10_000 / 3500, 10_000 / 2000])
 
 

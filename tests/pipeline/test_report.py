@@ -138,3 +138,15 @@ def test_results_without_timings_have_no_deployment_section(tiny_params, tmp_pat
     assert report.deployment(per_run, variant_means(per_run)) == []
     text = _render(tiny_params(a={}), {"a": [0.9]}, tmp_path)
     assert "Deployment" not in text
+
+
+def test_deployment_says_when_runs_were_timed_unalike_or_not_at_all():
+    per_run, _ = _results({"a": [0.9, 0.92], "b": [0.8]})
+    deployed = _deployed(per_run)
+    deployed.loc[("a", "t0-s1"), "machine_cpu"] = "Other CPU"  # e.g. two SLURM node types
+    deployed.loc[("b", "t0-s0"), ["ort_latency_speedup", "machine_cpus"]] = float("nan")
+    text = "\n".join(report.deployment(deployed, variant_means(deployed)))
+    assert "**Not every run was timed alike** (`machine_cpu` differ" in text
+    assert "on Test CPU (2 CPUs)" in text  # the first timed run's conditions
+    row = next(line for line in text.splitlines() if line.startswith("| b"))
+    assert "–" in row  # b was not timed: a dash, not nan

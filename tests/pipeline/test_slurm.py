@@ -209,8 +209,8 @@ def test_the_pipeline_runs_on_slurm(cluster, tmp_path):
     for job, rule in submitted.items():
         shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True)
         assert "JobState=COMPLETED" in shown.stdout, shown.stdout
-        if rule in ("pretrain", "prune"):
-            assert "gres:gpu:1" in shown.stdout  # each training job asked for one GPU
+        if rule in ("pretrain", "prune", "latency"):
+            assert "gres:gpu:1" in shown.stdout  # each training (and timing) job asked for a GPU
         # students are timed with the node to themselves; other jobs share it
         exclusive = "OverSubscribe=NO" in shown.stdout
         assert exclusive == (rule == "latency"), shown.stdout

@@ -23,7 +23,7 @@ SHORT = {
     "noisy_test_acc": "noisy acc",
     "alpha_hold_train": "α held tr",
     "alpha_hold_val": "α held val",
-    "ort_latency_speedup": "ORT ×",  # speedup: teacher ÷ student time, onnxruntime, batch 1
+    "ort_latency_speedup": "ORT ×",  # speedup: teacher ÷ student time, onnxruntime, latency.batch
 }
 DELTA = "Δ pp"  # percentage points
 

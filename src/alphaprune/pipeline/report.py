@@ -193,7 +193,8 @@ def deployment(per_run: pd.DataFrame, means: pd.DataFrame) -> list[str]:
     and a warning where other processes were busy while a student was timed."""
     if "ort_latency_speedup" not in per_run.columns:
         return []  # results from before the latency stage
-    first = per_run.dropna(subset=["ort_latency_speedup"]).iloc[0]
+    timed = per_run.dropna(subset=["ort_latency_speedup"])
+    first = timed.iloc[0]
     threads = int(first["latency_threads"])
     cuda = (
         f" On CUDA ({first['machine_gpu']}), PyTorch timed with CUDA events at batch "
@@ -209,21 +210,34 @@ def deployment(per_run: pd.DataFrame, means: pd.DataFrame) -> list[str]:
         else "Each time is the median of repeated forward passes after a warm-up, the teacher's "
         "just before the student's."
     )
+    cpus = f" ({int(first['machine_cpus'])} CPUs)" if pd.notna(first.get("machine_cpus")) else ""
+    conditions = ["machine_cpu", "machine_gpu", "latency_threads", "latency_batch"]
+    conditions += ["throughput_batch", "onnxruntime_version", "torch_version"]
+    varied = [k for k in conditions if k in timed.columns and timed[k].nunique() > 1]
+    mixed = (
+        f" **Not every run was timed alike** (`{'`, `'.join(varied)}` differ between runs: see "
+        "each latency.json); the table averages over them, and the conditions stated are the "
+        "first run's."
+        if varied
+        else ""
+    )
     lines = [
         "## Deployment: is the student faster?",
         "",
-        f"Timed by `alphaprune latency` in a job that held the machine alone, on "
-        f"{first['machine_cpu']} ({int(first['machine_cpus'])} CPUs), onnxruntime "
+        f"Timed by `alphaprune latency` in a job meant to hold the machine alone, on "
+        f"{first['machine_cpu']}{cpus}, onnxruntime "
         f"{first['onnxruntime_version']} (ORT) and PyTorch {first['torch_version']} eager, "
         f"{threads} thread{'s' if threads != 1 else ''}, at batch {int(first['latency_batch'])} "
         f"(latency) and {int(first['throughput_batch'])} (throughput).{cuda} {rounds} "
         "Speedup, `params ÷` and `MACs ÷` are all teacher ÷ student: a speedup equal to "
         "`MACs ÷` means time fell as fast as the arithmetic. The ONNX check compares "
-        "onnxruntime's logits with PyTorch's on every test image.",
+        f"onnxruntime's logits with PyTorch's on every test image.{mixed}",
         "",
     ]
     columns = [k for k in DEPLOY_TITLES if k in means.columns]
-    lines += [means[columns].rename(columns=DEPLOY_TITLES).to_markdown(floatfmt=".4g"), ""]
+    table = means[columns].rename(columns=DEPLOY_TITLES)
+    table = table.astype(object).where(table.notna(), None)  # missingval is for None, not NaN
+    lines += [table.to_markdown(floatfmt=".4g", missingval="–"), ""]
     if "onnx_sparse_as_dense" in per_run.columns:
         sparse = per_run["onnx_sparse_as_dense"].fillna(False).astype(bool)
         names = list(dict.fromkeys(sparse[sparse].index.get_level_values("variant")))

@@ -67,12 +67,13 @@ def run(args) -> None:
     (a, metrics_a, teacher_a), (b, metrics_b, teacher_b) = runs
     print(
         f"A = {a} (teacher {_acc(teacher_a)}), B = {b} (teacher {_acc(teacher_b)}); "
-        "Δ: B − A in percentage points; the other figures are B's"
+        f"Δ: B − A in percentage points; the other figures are B's; {SPEEDUP_NOTE}"
     )
     print(compare.render(compare.versus(metrics_a, metrics_b)))
 
 
-DELTA_NOTE = f"{compare.DELTA}: test acc − teacher's, in percentage points"
+SPEEDUP_NOTE = "ORT ×: speedup in onnxruntime, latency batch"
+DELTA_NOTE = f"{compare.DELTA}: test acc − teacher's, in points; {SPEEDUP_NOTE}"
 
 
 def _results(args, names: list[str], runs: list[str], teachers: list[str], read_text: Reader):
