@@ -204,8 +204,9 @@ def deployment(per_run: pd.DataFrame, means: pd.DataFrame) -> list[str]:
     )
     n = int(first["latency_rounds"])
     rounds = (
-        f"Each time is the median of {n} rounds, teacher and student taking turns, each round "
-        "the median of repeated forward passes after a warm-up."
+        f"Each time is the median of {n} rounds, teacher and student taking turns (who goes "
+        "first alternates), each round the median of repeated forward passes after a warm-up; "
+        "each speedup is the median over rounds of that round's teacher ÷ student."
         if n > 1
         else "Each time is the median of repeated forward passes after a warm-up, the teacher's "
         "just before the student's."
