@@ -242,8 +242,9 @@ class LatencyConfig(_Strict):
     # What `alphaprune latency` times, teacher and student alike, in a job holding the machine
     # alone: onnxruntime and PyTorch eager on the CPU at `batch` and `throughput_batch` on
     # `threads` intra-op threads, and on CUDA (when runtime.device picks it) at `batch` and
-    # `cuda_batch`. Every figure is the median of `rounds` timings, teacher and student taking
-    # turns, each repeating the forward pass for at least `seconds` after a warm-up.
+    # `cuda_batch`. Every time is the median of `rounds` timings, teacher and student taking
+    # turns (who goes first alternating), each repeating the forward pass for at least `seconds`
+    # after a warm-up; every speedup is the median over rounds of that round's ratio.
     threads: PositiveInt = 1
     batch: PositiveInt = 1
     throughput_batch: PositiveInt = 64

@@ -71,11 +71,11 @@ def cuda_latency_ms(
 
 
 def _warm_up(run, sync=lambda: None) -> None:
-    until = time.perf_counter() + WARMUP_SECONDS
-    for i in range(1_000_000):
+    """At least three passes and `WARMUP_SECONDS`, then `sync`."""
+    until, passes = time.perf_counter() + WARMUP_SECONDS, 0
+    while passes < 3 or time.perf_counter() < until:
         run()
-        if i >= 2 and time.perf_counter() > until:
-            break
+        passes += 1
     sync()
 
 
