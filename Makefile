@@ -17,8 +17,14 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PY) -m pip install -q -e '.[dev]' $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 	touch $@
 
+# Tests run on every core (pytest-xdist, a worker a core; TEST_WORKERS=0 runs them in this
+# process). A worker takes a test class or a module's functions at a time, in the order
+# tests/conftest.py sorts them (the slowest first); the tests of one finished tiny pipeline
+# are a class, and so share it, in order.
+TEST_WORKERS ?= auto
+
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 # The pipeline on a one-node SLURM cluster started on this machine (root; installs slurm-wlm and
 # munge with apt-get if missing). -s shows the SLURM job ids.

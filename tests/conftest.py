@@ -1,9 +1,17 @@
 """Shared fixtures: a tiny digits configuration, its prepared data and a trained teacher, made
-once per session in a temporary folder (never in the repository)."""
+once per session in a temporary folder (never in the repository), and what running the suite in
+parallel needs (`make test` runs it on every core with pytest-xdist).
+
+In parallel, the prepared data and the teacher are made once, by the controlling process before
+its workers start, and every worker reads the same files (tests only read them). Each worker
+gets an equal share of the cores for torch, so that workers do not oversubscribe them."""
 
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -56,24 +64,75 @@ def _deterministic():
     torch.manual_seed(0)
 
 
+# --------------------------------------------------------------------- running in parallel
+def _cores_per_worker() -> int:
+    """The cores each process of the run may use: all of them, or a worker's share."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // workers)
+
+
+def pytest_configure(config) -> None:
+    # Two workers on two cores, each with torch's default of two threads (and Snakemake jobs in
+    # subprocesses), ran the suite 1.5x slower than one process: OpenMP threads spinning for a
+    # core another process holds. Each worker takes its share, and so do the commands it starts;
+    # idle OpenMP threads sleep instead of spinning (Snakemake sets each job's thread count).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        threads = _cores_per_worker()
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow modules' tests first, their classes (a finished pipeline each) before their
+    functions: pytest-xdist hands a worker a class or a module's functions at a time, in this
+    order, so the longest units start first and the short ones fill in around them."""
+    items.sort(key=lambda item: (item.get_closest_marker("slow") is None, item.cls is None))
+
+
+SHARED = "alphaprune_shared"  # the workers' input naming the folder of the shared set-ups
+
+
+def make_shared(root: Path) -> Path:
+    """The tiny configuration's prepared digits (data/digits.pt) and its trained teacher
+    (teacher/) under `root`: the session's read-only set-ups."""
+    params = tiny_params()
+    data.save(data.prepare(params.data, params.seed), root / "data" / "digits.pt")
+    pretrain(params, root / "data" / "digits.pt", root / "teacher")
+    return root
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """xdist, in the controlling process, for each worker it starts: the shared set-ups, made
+    for the first and handed to every one."""
+    config = node.config
+    if not hasattr(config, "_alphaprune_shared"):
+        config._alphaprune_shared = make_shared(Path(tempfile.mkdtemp(prefix="alphaprune-")))
+    node.workerinput[SHARED] = str(config._alphaprune_shared)
+
+
+def pytest_unconfigure(config) -> None:
+    if hasattr(config, "_alphaprune_shared"):  # the controller made them: it removes them
+        shutil.rmtree(config._alphaprune_shared, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def workdir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("alphaprune")
+def workdir(request, tmp_path_factory) -> Path:
+    """The shared set-ups' folder: the controller's (in parallel), or made here."""
+    given = getattr(request.config, "workerinput", {}).get(SHARED)
+    return Path(given) if given else make_shared(tmp_path_factory.mktemp("alphaprune"))
 
 
 @pytest.fixture(scope="session")
 def prepared_path(workdir) -> Path:
-    path = workdir / "data" / "digits.pt"
-    params = tiny_params()
-    data.save(data.prepare(params.data, params.seed), path)
-    return path
+    return workdir / "data" / "digits.pt"
 
 
 @pytest.fixture(scope="session")
-def teacher_dir(workdir, prepared_path) -> Path:
-    out = workdir / "teacher"
-    pretrain(tiny_params(), prepared_path, out)
-    return out
+def teacher_dir(workdir) -> Path:
+    return workdir / "teacher"
 
 
 # ------------------------------------------------------------------ image folder trees

@@ -174,7 +174,33 @@ def test_one_variants_replicates_can_be_asked_for_by_their_targets(tmp_path):
     assert {("prune", f"a-0-{s}") for s in range(3)} <= jobs
 
 
-# --------------------------------------------------------------------------------- snakemake
+def test_snakemake_lint_is_clean():
+    out = run([BIN / "snakemake", "--lint"], REPO)
+    assert "Congratulations" in out.stdout + out.stderr
+
+
+def test_cached_dvc_outputs_are_git_ignored_and_small_results_are_not():
+    """DVC refuses to cache a file git tracks, so a cached output left committable breaks the
+    stage for whoever commits it; the small text results (metrics, histories, records, report)
+    are uncached and not ignored, so a researcher can commit them for `dvc metrics diff`."""
+    code = (
+        "import json, sys\nfrom dvc.repo import Repo\n"
+        "print(json.dumps([(str(o.def_path), o.use_cache) for s in Repo(sys.argv[1]).index.stages"
+        " for o in s.outs if not o.persist]))"  # persist: resume state, never committed
+    )
+    outs = json.loads(run([sys.executable, "-c", code, str(REPO)], REPO).stdout)
+
+    def ignored(path: str) -> bool:
+        return (
+            run(["git", "check-ignore", "-q", "--no-index", path], REPO, check=False).returncode
+            == 0
+        )
+
+    assert {c for _, c in outs} == {True, False}
+    assert [p for p, cached in outs if cached != ignored(p)] == []
+
+
+# ------------------------------------------------------------------- what the tools would run
 def dry_run_jobs(root: Path) -> set[str]:
     return {
         f"{j['rule']}@{j['variant']}" if j["variant"] else j["rule"]
@@ -183,139 +209,29 @@ def dry_run_jobs(root: Path) -> set[str]:
     }
 
 
-@pytest.fixture(scope="module")
-def snakemake_project(tmp_path_factory) -> Path:
-    """The tiny grid run by `snakemake --cores 2`; jobs.jsonl holds each job's times."""
-    root = make_project(tmp_path_factory.mktemp("smk"), TINY)
-    env, _ = timed_jobs_env(root)
-    run([BIN / "snakemake", "--cores", "2"], root, env=env)
-    return root
+def dvc_ran(out: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", out))
 
 
-def test_snakemake_never_runs_more_threads_than_cores(snakemake_project):
-    """snakemake/snakemake#3913 (9.10-9.16): after the 2-thread teacher ended, all four prunes
-    started at once on 2 cores."""
-    lines = (snakemake_project / "jobs.jsonl").read_text().splitlines()
-    jobs = [json.loads(line) for line in lines]
-    assert sorted(j["command"] for j in jobs) == sorted(
-        ["prepare", "pretrain", "plots", "report"] + list(RUN_STAGES) * len(TINY["variants"])
-    )
-    assert {j["threads"] for j in jobs if j["command"] == "pretrain"} == {2}
-    assert peak_threads(jobs) == 2  # never more than --cores, and jobs did run side by side
+def dvc_changed(root: Path) -> set[str]:
+    status = json.loads(run([BIN / "dvc", "status", "--json"], root).stdout)
+    return {name.split(":")[-1] for name in status}
 
 
-def test_snakemake_times_every_student_alone(snakemake_project):
-    """A latency job takes every core, so nothing runs beside it: each started after every job
-    before it ended, and ended before any other started."""
-    lines = (snakemake_project / "jobs.jsonl").read_text().splitlines()
-    jobs = [json.loads(line) for line in lines]
-    timed = [j for j in jobs if j["command"] == "latency"]
-    assert len(timed) == len(TINY["variants"]) and {j["threads"] for j in timed} == {2}
-    for job in timed:
-        others = [j for j in jobs if j is not job]
-        assert not [j for j in others if j["start"] < job["end"] and j["end"] > job["start"]]
+def dvc_would_run(root: Path) -> set[str]:
+    """Stages `dvc repro` runs: a dry run cannot know a changed stage's outputs will change, so
+    --force-downstream includes what depends on them."""
+    return dvc_ran(run([BIN / "dvc", "repro", "--dry", "--force-downstream"], root).stdout)
 
 
-def test_snakemake_runs_the_whole_dag(snakemake_project):
-    root = snakemake_project
-    for v in TINY["variants"]:
-        d = root / "results" / "variants" / v / RUN
-        metrics = json.loads((d / "metrics.json").read_text())
-        assert metrics["achieved"] >= 0.65 and 0 < metrics["test_acc"] <= 1
-        assert metrics["epochs"] == TINY["prune"]["epochs"]
-        assert (d / "student.pt").stat().st_size > 0
-        assert (d / "checkpoint").is_dir()
-        assert (root / "results" / "plots" / f"training_{v}.png").read_bytes()[:4] == b"\x89PNG"
-        assert (root / "logs" / "prune" / v / f"{RUN}.log").exists()
-        predictions = (d / "predictions.csv").read_text().splitlines()
-        assert predictions[0] == "label,pred" and len(predictions) == metrics["test_size"] + 1
-        # the ONNX student computes the student: on digits every prediction agrees
-        check = json.loads((d / "onnx.json").read_text())
-        assert (d / "student.onnx").stat().st_size > 0 and check["onnx_batchnorm_nodes"] == 0
-        assert check["onnx_top1_agreement"] == 1.0 and check["onnx_max_abs_logit_diff"] < 1e-4
-        assert check["onnx_sparse_as_dense"] == (v == "d")
-        timed = json.loads((d / "latency.json").read_text())
-        assert timed["latency_threads"] == 1 and timed["throughput_batch"] == 8
-        speedup = timed["teacher_ort_latency_ms"] / timed["student_ort_latency_ms"]
-        assert timed["ort_latency_speedup"] == pytest.approx(speedup)
-    assert (root / "results" / "variants" / "a" / RUN / "checkpoint" / "last.pt").exists()
-    for fig in ("accuracy_vs_alpha", "final_accuracy", "accuracy_vs_size", "speedup_vs_macs"):
-        assert (root / "results" / "plots" / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
-    report = (root / "results" / "report.md").read_text()
-    assert "| a " in report and "| b-2 " in report and "plots/final_accuracy.png" in report
-    assert "## Deployment: is the student faster?" in report
-    assert "Sparse students (`d`) are exported dense" in report
-    teacher = json.loads((root / "results" / "teacher" / "t0" / "metrics.json").read_text())
-    assert teacher["epochs"] == 3
-    assert dry_run_jobs(root) == set()
-    assert "Nothing to be done" in run([BIN / "snakemake", "-n"], root).stdout
+def up_to_date(root: Path, tool: str) -> bool:
+    """Whether `tool` has nothing to do in `root`."""
+    return (dry_run_jobs(root) if tool == "snakemake" else dvc_changed(root)) == set()
 
 
-def test_snakemake_reruns_only_the_edited_variant(snakemake_project):
-    root = snakemake_project
-    before = (root / "params.yaml").read_text()
-    try:
-        edit_params(root, lambda p: p["variants"]["b-2"].update(init="pretrained"))
-        assert dry_run_jobs(root) == AFTER_B2
-        edit_params(root, lambda p: p["teacher"].update(epochs=4))
-        assert dry_run_jobs(root) == AFTER_TEACHER
-    finally:
-        (root / "params.yaml").write_text(before)
-    assert dry_run_jobs(root) == set()
-
-
-def test_changed_raw_data_reruns_prepare_in_both_tools(snakemake_project, dvc_project):
-    """data.root is an input of prepare. Snakemake sees a folder change by its mtime (a file
-    added or removed); DVC by content."""
-    for root in (snakemake_project, dvc_project):
-        raw = root / "data" / "raw"
-        times = raw.stat()
-        try:
-            (raw / "new.jpg").write_bytes(b"more data")
-            os.utime(raw, (times.st_atime, time.time() + 10))  # newer than the outputs
-            if root == snakemake_project:
-                assert dry_run_jobs(root) == AFTER_RAW_DATA
-            else:
-                assert dvc_changed(root) == {"prepare"}
-                assert dvc_would_run(root) == AFTER_RAW_DATA
-        finally:
-            (raw / "new.jpg").unlink()
-            os.utime(raw, (times.st_atime, times.st_mtime))
-    assert dry_run_jobs(snakemake_project) == set() and dvc_changed(dvc_project) == set()
-
-
-def test_compare_prints_one_row_per_variant_in_120_columns(snakemake_project):
-    out = run([BIN / "alphaprune", "compare"], snakemake_project).stdout
-    header, titles, *rows = out.splitlines()
-    assert header.startswith("teacher: test acc 0.")
-    assert sorted(r.split()[0] for r in rows) == sorted(TINY["variants"])
-    for title in (
-        "test acc",
-        "Δ pp",
-        "noisy acc",
-        "removed",
-        "MACs",
-        "α reached",
-        "α held tr",
-        "α held val",
-        "ORT ×",
-        "train s",
-    ):
-        assert title in titles
-    assert all(len(row.split()) == 11 for row in rows)  # every figure present, no blanks
-    assert max(map(len, out.splitlines())) <= 120
-
-
-def test_snakemake_preset_replaces_the_grid(snakemake_project, tmp_path):
-    preset = snakemake_project / "configs" / "one.yaml"
-    preset.parent.mkdir(exist_ok=True)
-    preset.write_text(yaml.safe_dump({"variants": {"solo": {"schedule": {"kind": "oneshot"}}}}))
-    out = run(
-        [BIN / "snakemake", "-n", "--configfile", "configs/one.yaml", "--printshellcmds"],
-        snakemake_project,
-    ).stdout
-    assert "--params params.yaml --params configs/one.yaml" in out
-    assert "variant=solo" in out and "variant=a" not in out
+def would_run(root: Path, tool: str) -> set[str]:
+    """The jobs `tool` would run in `root` (DVC's named as Snakemake's are)."""
+    return dry_run_jobs(root) if tool == "snakemake" else dvc_would_run(root)
 
 
 @contextlib.contextmanager
@@ -332,64 +248,14 @@ def edited(path: Path):
         os.utime(path, (times.st_atime, times.st_mtime))
 
 
-@pytest.mark.parametrize("source", AFTER_CODE_EDIT)
-def test_a_code_edit_reruns_only_the_stages_that_run_it(snakemake_project, dvc_project, source):
-    for root in (snakemake_project, dvc_project):
-        with edited(root / source):
-            if root == snakemake_project:
-                assert dry_run_jobs(root) == AFTER_CODE_EDIT[source]
-            else:
-                assert dvc_would_run(root) == AFTER_CODE_EDIT[source]
-    assert dry_run_jobs(snakemake_project) == set() and dvc_changed(dvc_project) == set()
+def readme_exp_show() -> list[str]:
+    """The README's `dvc exp show` line for the per-variant summary, as a user would type it."""
+    text = (REPO / "README.md").read_text()
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("dvc exp show --drop")]
+    return shlex.split(line.split("  #")[0])
 
 
-@pytest.mark.parametrize("key", AFTER_PARAMS_EDIT)
-def test_a_params_edit_reruns_the_export_only_if_it_changes_the_student(
-    snakemake_project, dvc_project, key
-):
-    (section, name, value), expected = AFTER_PARAMS_EDIT[key]
-    for root in (snakemake_project, dvc_project):
-        before = (root / "params.yaml").read_text()
-        try:
-            edit_params(root, lambda p: p.setdefault(section, {}).update({name: value}))
-            if root == snakemake_project:
-                assert dry_run_jobs(root) == expected
-            else:
-                assert dvc_would_run(root) == expected
-        finally:
-            (root / "params.yaml").write_text(before)
-    assert dry_run_jobs(snakemake_project) == set() and dvc_changed(dvc_project) == set()
-
-
-# ------------------------------------------------------------------------ the tools in step
-def dvc_ran(out: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", out))
-
-
-def test_a_snakemake_run_leaves_dvc_up_to_date(snakemake_project, dvc_project):
-    """Snakemake's onsuccess records its run in DVC's lock; the stage commands record the params
-    they ran with, which is what the Snakefile compares, so after `dvc repro` Snakemake has
-    nothing to do either."""
-    assert dvc_changed(snakemake_project) == set()
-    assert dry_run_jobs(dvc_project) == set()
-
-
-def test_edit_a_variant_then_dvc_repro_after_a_snakemake_run(snakemake_project):
-    """The flow the product is built for: `snakemake` for a run, then a param change and
-    `dvc repro`, which reruns that variant only; then both tools are up to date."""
-    root = snakemake_project
-    before = (root / "params.yaml").read_text()
-    try:
-        edit_params(root, lambda p: p["variants"]["b-2"].update(init="pretrained"))
-        assert dry_run_jobs(root) == AFTER_B2  # Snakemake sees the edit (a dry run changes nothing)
-        assert dvc_ran(run([BIN / "dvc", "repro"], root).stdout) == AFTER_B2
-        assert dry_run_jobs(root) == set() and dvc_changed(root) == set()
-    finally:
-        (root / "params.yaml").write_text(before)
-    assert dvc_ran(run([BIN / "dvc", "repro"], root).stdout) == AFTER_B2  # back as it was
-    assert dry_run_jobs(root) == set() and dvc_changed(root) == set()
-
-
+# ------------------------------------------------------------------ runs killed, runs watched
 def test_make_run_recovers_from_a_killed_run(tmp_path):
     """kill -9 of a whole Snakemake run mid-prune leaves a lock and incomplete outputs: the next
     plain `snakemake` refuses, `alphaprune unlock` refuses while a run is alive, and `make run`
@@ -441,95 +307,6 @@ def test_make_run_recovers_from_a_killed_run(tmp_path):
     assert dry_run_jobs(root) == set() and dvc_changed(root) == set()
 
 
-def test_presets_and_partial_runs_keep_the_tools_honest(snakemake_project):
-    """A run with a preset makes outputs params.yaml does not describe: DVC's lock is left as it
-    was, and a later plain run sees those jobs as stale through their records. A run of one
-    target records only the stages of its own DAG."""
-    root = snakemake_project
-    evaluates = {f"evaluate@{v}-{JOB}" for v in TINY["variants"]}
-    preset = root / "configs" / "noise.yaml"
-    preset.parent.mkdir(exist_ok=True)
-    preset.write_text(yaml.safe_dump({"eval": {"noise_std": 0.3}}))  # changes noisy_test_acc
-    try:
-        out = run([BIN / "snakemake", "--cores", "2", "--configfile", "configs/noise.yaml"], root)
-        assert "Not recorded in DVC's lock: this run read presets" in out.stdout + out.stderr
-        assert dry_run_jobs(root) == evaluates | {"plots", "report"}
-        assert evaluates <= dvc_changed(root)
-        one = run(
-            [BIN / "snakemake", "--cores", "2", f"results/variants/a/{RUN}/metrics.json"], root
-        )
-        # its DAG: prepare, pretrain, prune@a (up to date) and evaluate@a (made)
-        assert "the 4 stages of this run" in one.stdout + one.stderr
-        assert evaluates - {f"evaluate@a-{JOB}"} <= dvc_changed(
-            root
-        )  # not recorded for what it did not make
-    finally:
-        preset.unlink()
-    run([BIN / "snakemake", "--cores", "2"], root)
-    assert dry_run_jobs(root) == set() and dvc_changed(root) == set()
-
-
-# --------------------------------------------------------------------------------------- dvc
-@pytest.fixture(scope="module")
-def dvc_project(tmp_path_factory) -> Path:
-    root = make_project(tmp_path_factory.mktemp("dvc"), TINY)
-    run([BIN / "dvc", "repro", "-q"], root)
-    return root
-
-
-def dvc_changed(root: Path) -> set[str]:
-    status = json.loads(run([BIN / "dvc", "status", "--json"], root).stdout)
-    return {name.split(":")[-1] for name in status}
-
-
-def dvc_would_run(root: Path) -> set[str]:
-    """Stages `dvc repro` runs: a dry run cannot know a changed stage's outputs will change, so
-    --force-downstream includes what depends on them."""
-    return dvc_ran(run([BIN / "dvc", "repro", "--dry", "--force-downstream"], root).stdout)
-
-
-def test_dvc_repro_and_exp_show(dvc_project):
-    root = dvc_project
-    assert dvc_changed(root) == set()
-    for v in TINY["variants"]:
-        assert (root / "results" / "variants" / v / RUN / "metrics.json").exists()
-    shown = json.loads(run([BIN / "dvc", "exp", "show", "--json"], root).stdout)
-    text = json.dumps(shown)
-    for v in TINY["variants"]:
-        assert f"results/variants/{v}/{RUN}/metrics.json" in text
-    assert "test_acc" in text and "achieved" in text
-
-
-def test_dvc_selects_only_the_edited_variant(dvc_project):
-    root = dvc_project
-    before = (root / "params.yaml").read_text()
-    try:
-        edit_params(root, lambda p: p["variants"]["b-2"].update(init="pretrained"))
-        # status lists the stages that read the edited params; export and latency read none,
-        # and rerun because their student does
-        assert dvc_changed(root) == AFTER_B2 - jobs("export", "latency")
-        assert dvc_would_run(root) == AFTER_B2
-        (root / "params.yaml").write_text(before)
-        edit_params(root, lambda p: p["teacher"].update(epochs=4))
-        assert dvc_changed(root) == {"pretrain@0"}  # status lists the stage whose params changed
-        assert dvc_would_run(root) == AFTER_TEACHER
-    finally:
-        (root / "params.yaml").write_text(before)
-    assert dvc_changed(root) == set()
-
-
-def test_dvc_plots_show_renders_the_histories(dvc_project):
-    shown = json.loads(run([BIN / "dvc", "plots", "show", "--json"], dvc_project).stdout)["data"]
-    for v in TINY["variants"]:
-        (plot,) = shown[f"results/variants/{v}/{RUN}/history.csv"]
-        assert plot["type"] == "vega"
-        rows = plot["content"]["data"]["values"]
-        assert [int(r["epoch"]) for r in rows] == list(range(1, TINY["prune"]["epochs"] + 1))
-        assert all("val_acc" in r and "alpha" in r for r in rows)
-        assert shown[f"results/plots/training_{v}.png"][0]["type"] == "image"
-    assert shown["results/plots/final_accuracy.png"][0]["type"] == "image"
-
-
 def test_dvc_plots_show_follows_a_run_in_progress(tmp_path):
     """history.csv grows during a prune, and DVC's repo lock does not stop `dvc plots show`."""
     params = {
@@ -538,12 +315,15 @@ def test_dvc_plots_show_follows_a_run_in_progress(tmp_path):
         "prune": {**TINY["prune"], "epochs": 60, "finetune_epochs": 10},
     }
     root = make_project(tmp_path / "p", params)
-    repro = subprocess.Popen([BIN / "dvc", "repro", "-q"], cwd=root, env=ENV)
+    # up to the prune (prepare, pretrain, prune): what follows it has no history to show
+    repro = subprocess.Popen([BIN / "dvc", "repro", "-q", f"prune@a-{JOB}"], cwd=root, env=ENV)
     history, seen = f"results/variants/a/{RUN}/history.csv", set()
     try:
+        while repro.poll() is None and not (root / history).exists():
+            time.sleep(0.05)  # `dvc plots show` costs seconds of CPU: asked once there is a file
         while repro.poll() is None:
             shown = run([BIN / "dvc", "plots", "show", "--json", history], root).stdout
-            for plot in json.loads(shown).get("data", {}).get(history, []):  # none before it exists
+            for plot in json.loads(shown).get("data", {}).get(history, []):
                 seen.add(len(plot["content"]["data"]["values"]))
     finally:
         repro.wait(timeout=600)
@@ -551,75 +331,326 @@ def test_dvc_plots_show_follows_a_run_in_progress(tmp_path):
     assert any(0 < n < 60 for n in seen), seen  # rows of a run that had not finished
 
 
-def readme_exp_show() -> list[str]:
-    """The README's `dvc exp show` line for the per-variant summary, as a user would type it."""
-    text = (REPO / "README.md").read_text()
-    (line,) = [ln for ln in text.splitlines() if ln.startswith("dvc exp show --drop")]
-    return shlex.split(line.split("  #")[0])
+# ------------------------------------------------------------------------ the finished projects
+# The tests on each finished project (a Snakemake run and a `dvc repro` of the tiny grid) are
+# methods of one class, which makes the project once (a class fixture): pytest-xdist keeps a
+# class on one worker (make test: --dist loadscope), where they run in order, so the tests that
+# edit the project (and restore it) never meet, and the two projects' tests run side by side.
 
 
-def test_dvc_exp_run_with_a_changed_setting(dvc_project):
-    """DESIGN 6: `dvc exp run -S variants.<v>.schedule.rate=...`, then `dvc exp show` lists the
-    experiment with its params and every variant's metrics; only variant a reruns. The README's
-    summary view shows each experiment's accuracy per variant in one readable row, and
-    `alphaprune compare` the two experiments variant by variant."""
-    root = dvc_project
-    run([BIN / "dvc", "exp", "run", "-n", "base"], root)  # nothing to run: the baseline as is
-    out = run(
-        [BIN / "dvc", "exp", "run", "-n", "rate03", "-S", "variants.a.schedule.rate=0.3"], root
-    ).stdout
-    assert f"Running stage 'prune@a-{JOB}'" in out and "Running stage 'prune@b-2" not in out
-    shown = json.loads(run([BIN / "dvc", "exp", "show", "--json"], root).stdout)
-    exps = {
-        rev["name"]: rev["data"]
-        for commit in shown
-        for exp in commit.get("experiments") or []
-        for rev in exp["revs"]
-    }
-    data = exps["rate03"]
-    assert data["params"]["params.yaml"]["data"]["variants"]["a"]["schedule"]["rate"] == 0.3
-    for v in TINY["variants"]:
-        metrics = data["metrics"][f"results/variants/{v}/{RUN}/metrics.json"]["data"]
-        assert 0 < metrics["test_acc"] <= 1
-
-    command = readme_exp_show()
-    shown = run([BIN / command[0], *command[1:]], root, env={**ENV, "COLUMNS": "120"}).stdout
-    assert "…" not in shown and max(map(len, shown.splitlines())) <= 120
-    titles = next(line for line in shown.splitlines() if "Experiment" in line).split()
-    assert titles == ["Experiment", "acc.teacher", *(f"acc.{v}" for v in TINY["variants"])]
-    for name in ("[base]", "[rate03]"):
-        (row,) = [line for line in shown.splitlines() if name in line]
-        assert all(re.fullmatch(r"0\.\d+|1\.0", cell) for cell in row.split()[-len(titles) + 1 :])
-
-    versus = run([BIN / "alphaprune", "compare", "--exp", "base", "--exp", "rate03"], root)
-    header, titles, *rows = versus.stdout.splitlines()
-    assert header.startswith("A = base (teacher 0.") and "B = rate03" in header
-    deltas = {r.split()[0]: float(r.split()[3]) for r in rows}  # Δ test, in points
-    assert set(deltas) == set(TINY["variants"])
-    assert all(deltas[v] == 0 for v in deltas if v != "a")  # only a was retrained
+@pytest.fixture(scope="class")
+def snakemake_project(tmp_path_factory) -> Path:
+    """The tiny grid run by `snakemake --cores 2`; jobs.jsonl holds each job's times."""
+    root = make_project(tmp_path_factory.mktemp("smk"), TINY)
+    env, _ = timed_jobs_env(root)
+    run([BIN / "snakemake", "--cores", "2"], root, env=env)
+    return root
 
 
-def test_snakemake_lint_is_clean():
-    out = run([BIN / "snakemake", "--lint"], REPO)
-    assert "Congratulations" in out.stdout + out.stderr
+@pytest.fixture(scope="class")
+def dvc_project(tmp_path_factory) -> Path:
+    root = make_project(tmp_path_factory.mktemp("dvc"), TINY)
+    run([BIN / "dvc", "repro", "-q"], root)
+    return root
 
 
-def test_cached_dvc_outputs_are_git_ignored_and_small_results_are_not():
-    """DVC refuses to cache a file git tracks, so a cached output left committable breaks the
-    stage for whoever commits it; the small text results (metrics, histories, records, report)
-    are uncached and not ignored, so a researcher can commit them for `dvc metrics diff`."""
-    code = (
-        "import json, sys\nfrom dvc.repo import Repo\n"
-        "print(json.dumps([(str(o.def_path), o.use_cache) for s in Repo(sys.argv[1]).index.stages"
-        " for o in s.outs if not o.persist]))"  # persist: resume state, never committed
-    )
-    outs = json.loads(run([sys.executable, "-c", code, str(REPO)], REPO).stdout)
+class _AfterAFinishedRun:
+    """What the tool that made `project` (`tool`) must see after edits of it: these tests run on
+    each finished project, in its class."""
 
-    def ignored(path: str) -> bool:
-        return (
-            run(["git", "check-ignore", "-q", "--no-index", path], REPO, check=False).returncode
-            == 0
+    tool: str
+
+    def test_changed_raw_data_reruns_prepare(self, project):
+        """data.root is an input of prepare. Snakemake sees a folder change by its mtime (a file
+        added or removed); DVC by content."""
+        raw = project / "data" / "raw"
+        times = raw.stat()
+        try:
+            (raw / "new.jpg").write_bytes(b"more data")
+            os.utime(raw, (times.st_atime, time.time() + 10))  # newer than the outputs
+            if self.tool == "dvc":
+                assert dvc_changed(project) == {"prepare"}
+            assert would_run(project, self.tool) == AFTER_RAW_DATA
+        finally:
+            (raw / "new.jpg").unlink()
+            os.utime(raw, (times.st_atime, times.st_mtime))
+        assert up_to_date(project, self.tool)
+
+    @pytest.mark.parametrize("source", AFTER_CODE_EDIT)
+    def test_a_code_edit_reruns_only_the_stages_that_run_it(self, project, source):
+        with edited(project / source):
+            assert would_run(project, self.tool) == AFTER_CODE_EDIT[source]
+        assert up_to_date(project, self.tool)
+
+    @pytest.mark.parametrize("key", AFTER_PARAMS_EDIT)
+    def test_a_params_edit_reruns_the_export_only_if_it_changes_the_student(self, project, key):
+        (section, name, value), expected = AFTER_PARAMS_EDIT[key]
+        before = (project / "params.yaml").read_text()
+        try:
+            edit_params(project, lambda p: p.setdefault(section, {}).update({name: value}))
+            assert would_run(project, self.tool) == expected
+        finally:
+            (project / "params.yaml").write_text(before)
+        assert up_to_date(project, self.tool)
+
+
+class TestSnakemakeRun(_AfterAFinishedRun):
+    """The tiny grid run by `snakemake --cores 2` (snakemake_project), and what follows it."""
+
+    tool = "snakemake"
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def project(cls, snakemake_project) -> Path:
+        return snakemake_project
+
+    def test_snakemake_never_runs_more_threads_than_cores(self, snakemake_project):
+        """snakemake/snakemake#3913 (9.10-9.16): after the 2-thread teacher ended, all four prunes
+        started at once on 2 cores."""
+        lines = (snakemake_project / "jobs.jsonl").read_text().splitlines()
+        jobs = [json.loads(line) for line in lines]
+        assert sorted(j["command"] for j in jobs) == sorted(
+            ["prepare", "pretrain", "plots", "report"] + list(RUN_STAGES) * len(TINY["variants"])
         )
+        assert {j["threads"] for j in jobs if j["command"] == "pretrain"} == {2}
+        assert peak_threads(jobs) == 2  # never more than --cores, and jobs did run side by side
 
-    assert {c for _, c in outs} == {True, False}
-    assert [p for p, cached in outs if cached != ignored(p)] == []
+    def test_snakemake_times_every_student_alone(self, snakemake_project):
+        """A latency job takes every core, so nothing runs beside it: each started after every job
+        before it ended, and ended before any other started."""
+        lines = (snakemake_project / "jobs.jsonl").read_text().splitlines()
+        jobs = [json.loads(line) for line in lines]
+        timed = [j for j in jobs if j["command"] == "latency"]
+        assert len(timed) == len(TINY["variants"]) and {j["threads"] for j in timed} == {2}
+        for job in timed:
+            others = [j for j in jobs if j is not job]
+            assert not [j for j in others if j["start"] < job["end"] and j["end"] > job["start"]]
+
+    def test_snakemake_runs_the_whole_dag(self, snakemake_project):
+        root = snakemake_project
+        for v in TINY["variants"]:
+            d = root / "results" / "variants" / v / RUN
+            metrics = json.loads((d / "metrics.json").read_text())
+            assert metrics["achieved"] >= 0.65 and 0 < metrics["test_acc"] <= 1
+            assert metrics["epochs"] == TINY["prune"]["epochs"]
+            assert (d / "student.pt").stat().st_size > 0
+            assert (d / "checkpoint").is_dir()
+            assert (root / "results" / "plots" / f"training_{v}.png").read_bytes()[:4] == b"\x89PNG"
+            assert (root / "logs" / "prune" / v / f"{RUN}.log").exists()
+            predictions = (d / "predictions.csv").read_text().splitlines()
+            assert predictions[0] == "label,pred" and len(predictions) == metrics["test_size"] + 1
+            # the ONNX student computes the student: on digits every prediction agrees
+            check = json.loads((d / "onnx.json").read_text())
+            assert (d / "student.onnx").stat().st_size > 0 and check["onnx_batchnorm_nodes"] == 0
+            assert check["onnx_top1_agreement"] == 1.0 and check["onnx_max_abs_logit_diff"] < 1e-4
+            assert check["onnx_sparse_as_dense"] == (v == "d")
+            timed = json.loads((d / "latency.json").read_text())
+            assert timed["latency_threads"] == 1 and timed["throughput_batch"] == 8
+            speedup = timed["teacher_ort_latency_ms"] / timed["student_ort_latency_ms"]
+            assert timed["ort_latency_speedup"] == pytest.approx(speedup)
+        assert (root / "results" / "variants" / "a" / RUN / "checkpoint" / "last.pt").exists()
+        for fig in ("accuracy_vs_alpha", "final_accuracy", "accuracy_vs_size", "speedup_vs_macs"):
+            assert (root / "results" / "plots" / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
+        report = (root / "results" / "report.md").read_text()
+        assert "| a " in report and "| b-2 " in report and "plots/final_accuracy.png" in report
+        assert "## Deployment: is the student faster?" in report
+        assert "Sparse students (`d`) are exported dense" in report
+        teacher = json.loads((root / "results" / "teacher" / "t0" / "metrics.json").read_text())
+        assert teacher["epochs"] == 3
+        assert dry_run_jobs(root) == set()
+        assert "Nothing to be done" in run([BIN / "snakemake", "-n"], root).stdout
+
+    def test_snakemake_reruns_only_the_edited_variant(self, snakemake_project):
+        root = snakemake_project
+        before = (root / "params.yaml").read_text()
+        try:
+            edit_params(root, lambda p: p["variants"]["b-2"].update(init="pretrained"))
+            assert dry_run_jobs(root) == AFTER_B2
+            edit_params(root, lambda p: p["teacher"].update(epochs=4))
+            assert dry_run_jobs(root) == AFTER_TEACHER
+        finally:
+            (root / "params.yaml").write_text(before)
+        assert dry_run_jobs(root) == set()
+
+    def test_compare_prints_one_row_per_variant_in_120_columns(self, snakemake_project):
+        out = run([BIN / "alphaprune", "compare"], snakemake_project).stdout
+        header, titles, *rows = out.splitlines()
+        assert header.startswith("teacher: test acc 0.")
+        assert sorted(r.split()[0] for r in rows) == sorted(TINY["variants"])
+        for title in (
+            "test acc",
+            "Δ pp",
+            "noisy acc",
+            "removed",
+            "MACs",
+            "α reached",
+            "α held tr",
+            "α held val",
+            "ORT ×",
+            "train s",
+        ):
+            assert title in titles
+        assert all(len(row.split()) == 11 for row in rows)  # every figure present, no blanks
+        assert max(map(len, out.splitlines())) <= 120
+
+    def test_snakemake_preset_replaces_the_grid(self, snakemake_project, tmp_path):
+        preset = snakemake_project / "configs" / "one.yaml"
+        preset.parent.mkdir(exist_ok=True)
+        preset.write_text(yaml.safe_dump({"variants": {"solo": {"schedule": {"kind": "oneshot"}}}}))
+        out = run(
+            [BIN / "snakemake", "-n", "--configfile", "configs/one.yaml", "--printshellcmds"],
+            snakemake_project,
+        ).stdout
+        assert "--params params.yaml --params configs/one.yaml" in out
+        assert "variant=solo" in out and "variant=a" not in out
+
+    def test_a_snakemake_run_leaves_dvc_up_to_date(self, snakemake_project):
+        """Snakemake's onsuccess records its run in DVC's lock."""
+        assert dvc_changed(snakemake_project) == set()
+
+    def test_edit_a_variant_then_dvc_repro_after_a_snakemake_run(self, snakemake_project):
+        """The flow the product is built for: `snakemake` for a run, then a param change and
+        `dvc repro`, which reruns that variant only; then both tools are up to date."""
+        root = snakemake_project
+        before = (root / "params.yaml").read_text()
+        try:
+            edit_params(root, lambda p: p["variants"]["b-2"].update(init="pretrained"))
+            assert (
+                dry_run_jobs(root) == AFTER_B2
+            )  # Snakemake sees the edit (a dry run changes nothing)
+            assert dvc_ran(run([BIN / "dvc", "repro"], root).stdout) == AFTER_B2
+            assert dry_run_jobs(root) == set() and dvc_changed(root) == set()
+        finally:
+            (root / "params.yaml").write_text(before)
+        assert dvc_ran(run([BIN / "dvc", "repro"], root).stdout) == AFTER_B2  # back as it was
+        assert dry_run_jobs(root) == set() and dvc_changed(root) == set()
+
+    def test_presets_and_partial_runs_keep_the_tools_honest(self, snakemake_project):
+        """A run with a preset makes outputs params.yaml does not describe: DVC's lock is left as it
+        was, and a later plain run sees those jobs as stale through their records. A run of one
+        target records only the stages of its own DAG."""
+        root = snakemake_project
+        evaluates = {f"evaluate@{v}-{JOB}" for v in TINY["variants"]}
+        preset = root / "configs" / "noise.yaml"
+        preset.parent.mkdir(exist_ok=True)
+        preset.write_text(yaml.safe_dump({"eval": {"noise_std": 0.3}}))  # changes noisy_test_acc
+        try:
+            out = run(
+                [BIN / "snakemake", "--cores", "2", "--configfile", "configs/noise.yaml"], root
+            )
+            assert "Not recorded in DVC's lock: this run read presets" in out.stdout + out.stderr
+            assert dry_run_jobs(root) == evaluates | {"plots", "report"}
+            assert evaluates <= dvc_changed(root)
+            one = run(
+                [BIN / "snakemake", "--cores", "2", f"results/variants/a/{RUN}/metrics.json"], root
+            )
+            # its DAG: prepare, pretrain, prune@a (up to date) and evaluate@a (made)
+            assert "the 4 stages of this run" in one.stdout + one.stderr
+            assert evaluates - {f"evaluate@a-{JOB}"} <= dvc_changed(
+                root
+            )  # not recorded for what it did not make
+        finally:
+            preset.unlink()
+        run([BIN / "snakemake", "--cores", "2"], root)
+        assert dry_run_jobs(root) == set() and dvc_changed(root) == set()
+
+
+class TestDvcRepro(_AfterAFinishedRun):
+    """The tiny grid run by `dvc repro` (dvc_project), and what follows it."""
+
+    tool = "dvc"
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def project(cls, dvc_project) -> Path:
+        return dvc_project
+
+    def test_a_dvc_repro_leaves_snakemake_nothing_to_do(self, dvc_project):
+        """The stage commands record the params they ran with, which is what the Snakefile
+        compares, so after `dvc repro` Snakemake has nothing to do either."""
+        assert dry_run_jobs(dvc_project) == set()
+
+    def test_dvc_repro_and_exp_show(self, dvc_project):
+        root = dvc_project
+        assert dvc_changed(root) == set()
+        for v in TINY["variants"]:
+            assert (root / "results" / "variants" / v / RUN / "metrics.json").exists()
+        shown = json.loads(run([BIN / "dvc", "exp", "show", "--json"], root).stdout)
+        text = json.dumps(shown)
+        for v in TINY["variants"]:
+            assert f"results/variants/{v}/{RUN}/metrics.json" in text
+        assert "test_acc" in text and "achieved" in text
+
+    def test_dvc_selects_only_the_edited_variant(self, dvc_project):
+        root = dvc_project
+        before = (root / "params.yaml").read_text()
+        try:
+            edit_params(root, lambda p: p["variants"]["b-2"].update(init="pretrained"))
+            # status lists the stages that read the edited params; export and latency read none,
+            # and rerun because their student does
+            assert dvc_changed(root) == AFTER_B2 - jobs("export", "latency")
+            assert dvc_would_run(root) == AFTER_B2
+            (root / "params.yaml").write_text(before)
+            edit_params(root, lambda p: p["teacher"].update(epochs=4))
+            assert dvc_changed(root) == {
+                "pretrain@0"
+            }  # status lists the stage whose params changed
+            assert dvc_would_run(root) == AFTER_TEACHER
+        finally:
+            (root / "params.yaml").write_text(before)
+        assert dvc_changed(root) == set()
+
+    def test_dvc_plots_show_renders_the_histories(self, dvc_project):
+        shown = json.loads(run([BIN / "dvc", "plots", "show", "--json"], dvc_project).stdout)[
+            "data"
+        ]
+        for v in TINY["variants"]:
+            (plot,) = shown[f"results/variants/{v}/{RUN}/history.csv"]
+            assert plot["type"] == "vega"
+            rows = plot["content"]["data"]["values"]
+            assert [int(r["epoch"]) for r in rows] == list(range(1, TINY["prune"]["epochs"] + 1))
+            assert all("val_acc" in r and "alpha" in r for r in rows)
+            assert shown[f"results/plots/training_{v}.png"][0]["type"] == "image"
+        assert shown["results/plots/final_accuracy.png"][0]["type"] == "image"
+
+    def test_dvc_exp_run_with_a_changed_setting(self, dvc_project):
+        """DESIGN 6: `dvc exp run -S variants.<v>.schedule.rate=...`, then `dvc exp show` lists the
+        experiment with its params and every variant's metrics; only variant a reruns. The README's
+        summary view shows each experiment's accuracy per variant in one readable row, and
+        `alphaprune compare` the two experiments variant by variant."""
+        root = dvc_project
+        run([BIN / "dvc", "exp", "run", "-n", "base"], root)  # nothing to run: the baseline as is
+        out = run(
+            [BIN / "dvc", "exp", "run", "-n", "rate03", "-S", "variants.a.schedule.rate=0.3"], root
+        ).stdout
+        assert f"Running stage 'prune@a-{JOB}'" in out and "Running stage 'prune@b-2" not in out
+        shown = json.loads(run([BIN / "dvc", "exp", "show", "--json"], root).stdout)
+        exps = {
+            rev["name"]: rev["data"]
+            for commit in shown
+            for exp in commit.get("experiments") or []
+            for rev in exp["revs"]
+        }
+        data = exps["rate03"]
+        assert data["params"]["params.yaml"]["data"]["variants"]["a"]["schedule"]["rate"] == 0.3
+        for v in TINY["variants"]:
+            metrics = data["metrics"][f"results/variants/{v}/{RUN}/metrics.json"]["data"]
+            assert 0 < metrics["test_acc"] <= 1
+
+        command = readme_exp_show()
+        shown = run([BIN / command[0], *command[1:]], root, env={**ENV, "COLUMNS": "120"}).stdout
+        assert "…" not in shown and max(map(len, shown.splitlines())) <= 120
+        titles = next(line for line in shown.splitlines() if "Experiment" in line).split()
+        assert titles == ["Experiment", "acc.teacher", *(f"acc.{v}" for v in TINY["variants"])]
+        for name in ("[base]", "[rate03]"):
+            (row,) = [line for line in shown.splitlines() if name in line]
+            assert all(
+                re.fullmatch(r"0\.\d+|1\.0", cell) for cell in row.split()[-len(titles) + 1 :]
+            )
+
+        versus = run([BIN / "alphaprune", "compare", "--exp", "base", "--exp", "rate03"], root)
+        header, titles, *rows = versus.stdout.splitlines()
+        assert header.startswith("A = base (teacher 0.") and "B = rate03" in header
+        deltas = {r.split()[0]: float(r.split()[3]) for r in rows}  # Δ test, in points
+        assert set(deltas) == set(TINY["variants"])
+        assert all(deltas[v] == 0 for v in deltas if v != "a")  # only a was retrained
