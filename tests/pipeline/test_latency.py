@@ -44,6 +44,36 @@ def test_latencies_are_positive_milliseconds(tmp_path):
         assert 0 < ms < 1000
 
 
+def test_a_timing_lasts_about_its_seconds_plus_the_warm_up():
+    """`seconds` bounds the cost of a figure: the block size comes from the warm-up, with no
+    search for it (torch.utils.benchmark's autorange took about four times `seconds`)."""
+    calls = 0
+
+    def run():  # a 2 ms call, whatever else the machine does (sleep overshoots, never short)
+        nonlocal calls
+        calls += 1
+        time.sleep(0.002)
+
+    start = time.perf_counter()
+    ms = latency._median_ms(run, seconds=0.1, threads=1)
+    took = time.perf_counter() - start
+    assert 2.0 <= ms < 3.5
+    assert took < 0.1 * (1 + latency.WARMUP_SHARE) + 0.1
+    assert calls >= 0.1 / 0.0035  # the timed calls alone filled `seconds`
+
+
+def test_a_slow_call_is_still_timed_in_several_blocks():
+    calls = 0
+
+    def run():
+        nonlocal calls
+        calls += 1
+        time.sleep(0.02)
+
+    assert latency._median_ms(run, seconds=0.01, threads=1) >= 20
+    assert calls >= 3 + latency.BLOCKS  # the warm-up's three, then a block per call
+
+
 def test_measure_times_both_models_in_every_cpu_setting_and_states_the_conditions(tmp_path):
     teacher, student = _pair()
     path = tmp_path / "student.onnx"

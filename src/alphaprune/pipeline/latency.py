@@ -17,6 +17,7 @@ import platform
 import statistics
 import tempfile
 import time
+import timeit
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +27,17 @@ from torch import nn
 from alphaprune.pipeline import deploy
 from alphaprune.pipeline.config import LatencyConfig
 
-WARMUP_SECONDS = 0.05  # of forward passes before any timing (allocations, caches, lazy init)
+# Before any timing, forward passes for half the time the timing takes (allocations, caches,
+# lazy init), and at least three.
+WARMUP_SHARE = 0.5
+BLOCKS = 5  # timed blocks at least, however short `seconds`: the median is taken over them
 
 
 def ort_latency_ms(
     path: str | Path, shape: tuple[int, ...], batch: int, threads: int, seconds: float = 1.0
 ) -> float:
     """Median milliseconds of one onnxruntime forward pass of `batch` inputs on `threads`
-    threads, over runs totalling at least `seconds` (torch.utils.benchmark's autorange)."""
+    threads, timed for at least `seconds` after a warm-up (see `_median_ms`)."""
     sess = deploy.session(path, threads)
     feed = {"input": np.random.default_rng(0).standard_normal((batch, *shape), dtype=np.float32)}
     return _median_ms(lambda: sess.run(None, feed), seconds, threads)
@@ -59,7 +63,7 @@ def cuda_latency_ms(
     times: list[float] = []
     # events record on the current device's stream: make it `device`'s
     with torch.cuda.device(device), torch.inference_mode():
-        _warm_up(lambda: model(x), sync=lambda: torch.cuda.synchronize(device))
+        _warm_up(lambda: model(x), seconds, sync=lambda: torch.cuda.synchronize(device))
         while sum(times) < seconds * 1e3 or len(times) < 5:
             start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
             start.record()
@@ -70,26 +74,36 @@ def cuda_latency_ms(
     return statistics.median(times)
 
 
-def _warm_up(run, sync=lambda: None) -> None:
-    """At least three passes and `WARMUP_SECONDS`, then `sync`."""
-    until, passes = time.perf_counter() + WARMUP_SECONDS, 0
+def _warm_up(run, seconds: float, sync=lambda: None) -> float:
+    """At least three passes and `WARMUP_SHARE` of `seconds`, then `sync`; the seconds a pass
+    took."""
+    start = time.perf_counter()
+    until, passes = start + WARMUP_SHARE * seconds, 0
     while passes < 3 or time.perf_counter() < until:
         run()
         passes += 1
     sync()
+    return (time.perf_counter() - start) / passes
 
 
 def _median_ms(run, seconds: float, threads: int) -> float:
-    from torch.utils.benchmark import Timer  # imported here: it pulls in cpp_extension, slowly
+    """Median milliseconds of one call of `run` on `threads` torch threads. After a warm-up
+    that also says how long a call takes, calls are timed in blocks of about a tenth of
+    `seconds` each (the clock's resolution and the loop then cost nothing), until the blocks
+    add up to `seconds` and number at least `BLOCKS` (stdlib timeit: garbage collection off).
 
+    torch.utils.benchmark's autorange did the same but first searched for the block size by
+    timing blocks 10x longer each time: about 4x `seconds` per figure, 24 figures a job."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        _warm_up(run)
+        number = max(1, round(seconds / 10 / _warm_up(run, seconds)))
+        timer, blocks = timeit.Timer(run), []
+        while sum(blocks) < seconds or len(blocks) < BLOCKS:
+            blocks.append(timer.timeit(number))
     finally:
         torch.set_num_threads(previous)
-    timer = Timer("run()", globals={"run": run}, num_threads=threads)
-    return timer.blocked_autorange(min_run_time=seconds).median * 1e3
+    return statistics.median(blocks) / number * 1e3
 
 
 class OtherCpuUse:
