@@ -31,7 +31,8 @@ class DeviceData:
         self.y = y.to(dev, non_blocking=True)
         self.mean = torch.tensor(mean, device=dev, dtype=torch.float32).view(1, -1, 1, 1)
         self.inv_std = 1 / torch.tensor(std, device=dev, dtype=torch.float32).view(1, -1, 1, 1)
-        self.channels_last = runtime.cuda
+        self.channels_last = runtime.channels_last
+        self.pin = runtime.cuda  # host batches are pinned for asynchronous copies to CUDA
 
     def __len__(self) -> int:
         return len(self.y)
@@ -71,7 +72,7 @@ class DeviceData:
             sampler=order.split(batch_size),  # one whole batch of indices per fetch
             batch_size=None,
             num_workers=self.workers,
-            pin_memory=self.channels_last,  # i.e. on CUDA
+            pin_memory=self.pin,
         )
         yield from loader
 

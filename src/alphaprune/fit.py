@@ -11,7 +11,8 @@ the step's α. At α = 0 the blends are collapsed, so fine-tuning trains the stu
 
 GPU habits: the data lives on the device as uint8 and is normalised per batch; augmentation is
 batched tensor ops; metrics accumulate in device tensors and are read once per epoch, so there
-is no host synchronisation inside an epoch. bf16 autocast and channels_last on CUDA.
+is no host synchronisation inside an epoch. bf16 autocast on CUDA; channels_last on CUDA and on
+the CPU (`Runtime.channels_last`).
 """
 
 from __future__ import annotations
@@ -194,9 +195,9 @@ def _measure(hook: StepHook | None, model: nn.Module) -> dict:
 
 
 def _device_layout(model: nn.Module, runtime: Runtime) -> None:
-    """channels_last weights on CUDA, matching the channels_last batches: cuDNN's fast NHWC
+    """channels_last weights where the batches are (`Runtime.channels_last`): the fast NHWC
     kernels without a layout conversion per call. In place: the optimizer's tensors remain."""
-    if runtime.cuda:
+    if runtime.channels_last:
         model.to(memory_format=torch.channels_last)
 
 
