@@ -284,6 +284,12 @@ CONFIG_CASES = [
     ("noise-without-std", None, ["prune.augment.noise_fraction=0.5"], ["noise_std"]),
     ("empty-variants", lambda p: p.update(variants={}), [], ["variants"]),
     ("bad-set-syntax", None, ["prune.amount"], ["--set", "key.path=value"]),
+    (
+        "removed-key",
+        lambda p: p.setdefault("eval", {}).update(latency_seconds=0.2),
+        [],
+        ["eval.latency_seconds", "removed in alphaprune 0.2.0", "use latency.seconds"],
+    ),
 ]
 
 

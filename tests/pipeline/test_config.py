@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from alphaprune.pipeline.config import (
+    RETIRED_KEYS,
     ConfigError,
     ExponentialSchedule,
     LinearSchedule,
@@ -295,6 +296,25 @@ BAD = [
     ("variants-not-mapping", _set("variants", ["exp05"]), "variants", "mapping"),
     ("variant-not-mapping", _set("variants", "exp05", [1]), "variants.exp05", "mapping"),
     ("negative-seed", _set("seed", -1), "seed", "-1"),
+    # keys an earlier release read: still refused, with what replaced them and since when
+    (
+        "removed-eval-latency-seconds",
+        _set("eval", {"latency_seconds": 0.2}),
+        "eval.latency_seconds",
+        "removed in alphaprune 0.2.0, use latency.seconds instead",
+    ),
+    (
+        "removed-eval-latency-batch",
+        _set("eval", {"latency_batch": 4}),
+        "eval.latency_batch",
+        "removed in alphaprune 0.2.0, use latency.batch and latency.throughput_batch instead",
+    ),
+    (
+        "removed-eval-latency-repeats",
+        _set("eval", {"latency_repeats": 50}),
+        "eval.latency_repeats",
+        "use latency.seconds",
+    ),
 ]
 
 
@@ -311,6 +331,43 @@ def test_bad_input_is_one_line_naming_file_and_key_path(tmp_path, mutate, key_pa
     assert "\n" not in msg
     assert msg.startswith(f"{path}: {key_path}: "), msg
     assert fragment in msg.removeprefix(f"{path}: {key_path}: ")
+
+
+@pytest.mark.parametrize("key", RETIRED_KEYS)
+def test_a_retired_key_is_not_in_the_schema_and_its_successors_are(key):
+    """The table stays true: the old key is refused (its error is the table's), and every key
+    the error tells users to write instead is one the schema takes."""
+    old = RETIRED_KEYS[key]
+    *parents, name = key.split(".")
+    with pytest.raises(ConfigError, match=f"{key}: removed in alphaprune {old.release}"):
+        resolve(_nested(parents, {name: 1}) | {"variants": {"a": {}}})
+    for successor in old.replaced_by.split(" and "):
+        *parents, name = successor.split(".")
+        default = _lookup(Params(), successor)
+        resolve(_nested(parents, {name: default}) | {"variants": {"a": {}}})
+
+
+def _nested(parents: list[str], leaf: dict) -> dict:
+    for part in reversed(parents):
+        leaf = {part: leaf}
+    return leaf
+
+
+def _lookup(obj, path: str):
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def test_a_retired_prune_key_is_named_in_a_variant_too(monkeypatch):
+    from alphaprune.pipeline import config
+
+    monkeypatch.setitem(
+        config.RETIRED_KEYS, "prune.old_rate", config.Retired("9.9", "prune.schedule.rate", "x")
+    )
+    with pytest.raises(ConfigError) as info:
+        resolve({"variants": {"a": {"old_rate": 0.1}}}, "p.yaml")
+    assert str(info.value).startswith("p.yaml: variants.a.old_rate: removed in alphaprune 9.9")
 
 
 def test_the_discriminator_tag_is_not_in_the_key_path(tmp_path):

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from alphaprune.pipeline.config import VARIANT_NAME, ConfigError, Params, PruneConfig
+from alphaprune.pipeline.config import VARIANT_NAME, ConfigError, Params, PruneConfig, retired
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -38,14 +38,23 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 def _fmt_errors(err: ValidationError, source: str, prefix: tuple = ()) -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in _user_path((*prefix, *e["loc"])))
+        path = _user_path((*prefix, *e["loc"]))
+        loc = ".".join(str(p) for p in path)
         msg = e["msg"].removeprefix("Value error, ")
         quiet = e["type"] in ("missing", "extra_forbidden") or isinstance(e["input"], dict)
         got = "" if quiet else f", got {e['input']!r}"
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
+            old = retired(path)
+            msg = "unknown key" if old is None else _retired_message(old)
         lines.append(f"{source}: {loc}: {msg}{got}")
     return "; ".join(lines)
+
+
+def _retired_message(old) -> str:
+    return (
+        f"removed in alphaprune {old.release}, use {old.replaced_by} instead ({old.why}; "
+        "see CHANGELOG.md)"
+    )
 
 
 _TAGGED = ("schedule", "loss")  # discriminated unions: pydantic adds the tag after these keys
