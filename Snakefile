@@ -1,5 +1,5 @@
-# alphaprune: prepare -> pretrain -> prune@variant -> evaluate, export -> latency @variant
-# -> plots -> report.
+# alphaprune: prepare -> pretrain (-> export_teacher) -> prune@variant -> evaluate, export
+# -> latency @variant -> plots -> report.
 # The same stages, commands and paths as dvc.yaml (a test checks this).
 configfile: "params.yaml"
 

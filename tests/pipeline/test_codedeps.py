@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from alphaprune.pipeline.codedeps import STAGES, code_digest, stage_code
+from alphaprune.pipeline.codedeps import STAGES, code_digest, command, stage_code
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
@@ -31,9 +31,11 @@ def test_every_stage_runs_the_dispatcher_and_its_own_command(stage):
         "alphaprune",
         "alphaprune.pipeline.cli",
         "alphaprune.pipeline.commands",
-        f"alphaprune.pipeline.commands.{stage}",
+        f"alphaprune.pipeline.commands.{command(stage)}",
     } <= names
-    others = {f"alphaprune.pipeline.commands.{s}" for s in STAGES if s != stage}
+    others = {f"alphaprune.pipeline.commands.{command(s)}" for s in STAGES} - {
+        f"alphaprune.pipeline.commands.{command(stage)}"
+    }
     assert not names & others
     assert all(p.is_file() and p.suffix == ".py" for p in stage_code(stage, SRC))
 

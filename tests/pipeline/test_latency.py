@@ -94,6 +94,19 @@ def test_measure_times_both_models_in_every_cpu_setting_and_states_the_condition
     assert isinstance(got["other_cpu_use_cores"], float if sys.platform == "linux" else type(None))
 
 
+def test_a_teacher_onnx_file_given_is_timed_not_exported_again(tmp_path, monkeypatch):
+    teacher, student = _pair()
+    paths = {who: tmp_path / f"{who}.onnx" for who in ("teacher", "student")}
+    deploy.export_onnx(teacher, SHAPE, paths["teacher"])
+    deploy.export_onnx(student, SHAPE, paths["student"])
+    timed = []
+    monkeypatch.setattr(deploy, "export_onnx", lambda *a: pytest.fail("exported again"))
+    monkeypatch.setattr(latency, "ort_latency_ms", lambda p, *_: timed.append(p) or 1.0)
+    cfg = LatencyConfig(seconds=0.01, rounds=1, throughput_batch=8)
+    latency.measure(teacher, student, paths["student"], SHAPE, cfg, teacher_onnx=paths["teacher"])
+    assert set(timed) == set(paths.values())
+
+
 def test_rounds_alternate_who_goes_first_and_a_speedup_is_the_median_round(tmp_path, monkeypatch):
     teacher, student = _pair()
     path = tmp_path / "student.onnx"

@@ -45,15 +45,16 @@ def jobs(*stages: str) -> set[str]:
 # What must rerun after an edit of variant b-2, of the teacher, and of the raw data.
 AFTER_B2 = {f"{stage}@b-2-{JOB}" for stage in RUN_STAGES} | {"plots", "report"}
 ALL_VARIANTS = jobs(*RUN_STAGES)
-AFTER_TEACHER = {"pretrain@0", "plots", "report"} | ALL_VARIANTS
+AFTER_TEACHER = {"pretrain@0", "export_teacher@0", "plots", "report"} | ALL_VARIANTS
 AFTER_RAW_DATA = {"prepare"} | AFTER_TEACHER
 # An edit of a source file reruns the stages that import it, and what follows them.
 AFTER_CODE_EDIT = {
     "src/alphaprune/pipeline/plots.py": {"plots", "report"},
     "src/alphaprune/pipeline/report.py": {"report"},
     "src/alphaprune/fit.py": AFTER_TEACHER,  # the fit loop: teacher, prunes and downstream
-    # the ONNX export: every export, and the timings of the files it makes
-    "src/alphaprune/pipeline/deploy.py": jobs("export", "latency") | {"plots", "report"},
+    # the ONNX export: every export (the teacher's too), and the timings of the files it makes
+    "src/alphaprune/pipeline/deploy.py": jobs("export", "latency")
+    | {"export_teacher@0", "plots", "report"},
     "src/alphaprune/pipeline/latency.py": jobs("latency") | {"plots", "report"},
 }
 # A params edit that changes no student reruns neither its export nor (unless it is about
@@ -410,7 +411,8 @@ class TestSnakemakeRun(_AfterAFinishedRun):
         lines = (snakemake_project / "jobs.jsonl").read_text().splitlines()
         jobs = [json.loads(line) for line in lines]
         assert sorted(j["command"] for j in jobs) == sorted(
-            ["prepare", "pretrain", "plots", "report"] + list(RUN_STAGES) * len(TINY["variants"])
+            ["prepare", "pretrain", "export", "plots", "report"]  # export: the teacher's
+            + list(RUN_STAGES) * len(TINY["variants"])
         )
         assert {j["threads"] for j in jobs if j["command"] == "pretrain"} == {2}
         assert peak_threads(jobs) == 2  # never more than --cores, and jobs did run side by side
@@ -457,6 +459,10 @@ class TestSnakemakeRun(_AfterAFinishedRun):
         assert "Sparse students (`d`) are exported dense" in report
         teacher = json.loads((root / "results" / "teacher" / "t0" / "metrics.json").read_text())
         assert teacher["epochs"] == 3
+        # the teacher's ONNX file, exported once, is what every student was timed against
+        check = json.loads((root / "results" / "teacher" / "t0" / "onnx.json").read_text())
+        assert (root / "results" / "teacher" / "t0" / "model.onnx").stat().st_size > 0
+        assert check["onnx_top1_agreement"] == 1.0 and check["onnx_batchnorm_nodes"] == 0
         assert dry_run_jobs(root) == set()
         assert "Nothing to be done" in run([BIN / "snakemake", "-n"], root).stdout
 

@@ -203,7 +203,7 @@ def test_the_pipeline_runs_on_slurm(cluster, tmp_path):
     print("SLURM job ids:", ", ".join(f"{j} ({rule})" for j, rule in submitted.items()))
     rules = sorted(submitted.values())
     assert rules == sorted(
-        ["prepare", "pretrain", "plots", "report"]
+        ["prepare", "pretrain", "export_teacher", "plots", "report"]
         + ["prune", "evaluate", "export", "latency"] * len(GRID["variants"])
     ), log
     for job, rule in submitted.items():

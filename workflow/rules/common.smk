@@ -141,7 +141,8 @@ def record_in_dvc():
     stages = [STAGES[i] + (f"@{name}" if name else "") for i, name in jobs]
     # Naming stages costs DVC a search of the whole pipeline each (minutes for a grid of
     # replicates); when the run's DAG is the whole pipeline, commit everything in one pass.
-    whole = {"prepare", "plots", "report", *(f"pretrain@{t}" for t in TEACHERS),
+    whole = {"prepare", "plots", "report",
+             *(f"{s}@{t}" for s in ("pretrain", "export_teacher") for t in TEACHERS),
              *(f"{s}@{v}-{t}-{seed}" for s in ("prune", "evaluate", "export", "latency")
                for v in VARIANTS for t, seed in RUNS)}
     targets = [] if set(stages) == whole else stages

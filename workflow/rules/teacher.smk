@@ -27,3 +27,23 @@ rule pretrain:
         "alphaprune pretrain {params.files} --seed {wildcards.teacher} --data {input.data}"
         " --out {params.out}"
         " --record {output.record} 2> {log}"
+
+
+rule export_teacher:
+    """The teacher as ONNX, checked against PyTorch on the test split: what every student of
+    it is timed against (latency), exported once rather than in each latency job."""
+    input:
+        code=code("export_teacher"),
+        data=rules.prepare.output.data,
+        model=rules.pretrain.output.model,
+    output:
+        onnx="results/teacher/t{teacher}/model.onnx",
+        check="results/teacher/t{teacher}/onnx.json",
+    threads: 1
+    conda:
+        "../envs/alphaprune.yaml"
+    log:
+        "logs/export_teacher/t{teacher}.log",
+    shell:
+        "alphaprune export --model {input.model} --out {output.onnx} --data {input.data}"
+        " --json {output.check} 2> {log}"

@@ -17,6 +17,9 @@ rule prune:
         files=params_files,
         out=lambda w, output: os.path.dirname(output.student),
     threads: 1
+    # Prunes are the long jobs: started first, they run side by side and the short evaluate
+    # and export jobs fill in after them, rather than one prune left running alone at the end.
+    priority: 1
     resources:
         gpu=1,
     conda:
@@ -91,6 +94,7 @@ rule latency:
         teacher=rules.pretrain.output.model,
         student=rules.prune.output.student,
         onnx=rules.export.output.onnx,
+        teacher_onnx=rules.export_teacher.output.onnx,
     output:
         latency="results/variants/{variant}/t{teacher}-s{seed}/latency.json",
         record=record("latency", "{variant}/t{teacher}-s{seed}"),
@@ -105,4 +109,5 @@ rule latency:
         "logs/latency/{variant}/t{teacher}-s{seed}.log",
     shell:
         "alphaprune latency {params.files} --teacher {input.teacher} --student {input.student}"
-        " --onnx {input.onnx} --out {output.latency} --record {output.record} 2> {log}"
+        " --onnx {input.onnx} --teacher-onnx {input.teacher_onnx} --out {output.latency}"
+        " --record {output.record} 2> {log}"

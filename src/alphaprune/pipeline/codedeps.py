@@ -3,7 +3,8 @@ code it touches: editing the plots reruns plots and report, editing the fit loop
 the prunes, and neither reruns `prepare`.
 
 A stage's code is the import closure, within this package, of the CLI dispatcher and of the
-stage's command module (`alphaprune.pipeline.commands.<stage>`), found by the standard library's
+stage's command module (`alphaprune.pipeline.commands.<command>`: the stage's name, but for
+`export_teacher`, which runs `alphaprune export`), found by the standard library's
 `modulefinder` (which also follows imports inside functions, so it errs on the side of rerunning).
 The Snakefile computes it at every run; dvc.yaml lists it in each stage's `deps`, written by
 `make dvc-code` (`alphaprune.pipeline.dvcyaml`) and kept current by a test; and a prune checkpoint's
@@ -17,14 +18,30 @@ from modulefinder import ModuleFinder
 from pathlib import Path
 
 PACKAGE = "alphaprune"
-STAGES = ("prepare", "pretrain", "prune", "evaluate", "export", "latency", "plots", "report")
+STAGES = (
+    "prepare",
+    "pretrain",
+    "export_teacher",
+    "prune",
+    "evaluate",
+    "export",
+    "latency",
+    "plots",
+    "report",
+)
+_COMMANDS = {"export_teacher": "export"}  # stages whose command is not their name
+
+
+def command(stage: str) -> str:
+    """The `alphaprune` command `stage` runs."""
+    return _COMMANDS.get(stage, stage)
 
 
 def stage_code(stage: str, src: str | Path) -> list[Path]:
-    """The package's source files that `alphaprune <stage>` imports, found under `src` (the
+    """The package's source files that `stage`'s command imports, found under `src` (the
     folder holding the package), as paths starting with `src`."""
     finder = ModuleFinder(path=[str(src)])  # only the package is searched: torch etc. are skipped
-    for module in (f"{PACKAGE}.pipeline.cli", f"{PACKAGE}.pipeline.commands.{stage}"):
+    for module in (f"{PACKAGE}.pipeline.cli", f"{PACKAGE}.pipeline.commands.{command(stage)}"):
         finder.import_hook(module)
     root = Path(src).resolve()
     ours = (m for name, m in finder.modules.items() if name.split(".")[0] == PACKAGE)
@@ -37,7 +54,7 @@ def installed_src() -> Path:
 
 
 def code_digest(stage: str, src: Path | None = None) -> str:
-    """A hash of the code `alphaprune <stage>` runs (names and contents), by default of the
+    """A hash of the code `stage`'s command runs (names and contents), by default of the
     package this process imports."""
     src = installed_src() if src is None else Path(src)
     h = hashlib.sha256()

@@ -179,11 +179,13 @@ def measure(
     shape: tuple[int, ...],
     cfg: LatencyConfig,
     device: torch.device | None = None,
+    teacher_onnx: str | Path | None = None,
 ) -> dict:
     """Teacher's and student's latency (ms) in every setting (the median over rounds), the
     student's speedup in each (the median over rounds of teacher ms / student ms: the pair timed
     together), and the conditions: machine, threads, batches, rounds and the
-    other processes' CPU use. The teacher's ONNX file is written to a temporary folder.
+    other processes' CPU use. Without `teacher_onnx` (the teacher's ONNX file, as the
+    pipeline's export_teacher stage writes it) the teacher is exported to a temporary folder.
 
     Keys: ``{teacher,student}_{ort,eager,cuda}_{latency,throughput}_ms`` and
     ``{ort,eager,cuda}_{latency,throughput}_speedup``; latency is at `cfg.batch`, throughput at
@@ -191,8 +193,9 @@ def measure(
     None: the CPU only)."""
     device = device or torch.device("cpu")
     with tempfile.TemporaryDirectory() as tmp:
-        teacher_onnx = Path(tmp) / "teacher.onnx"
-        deploy.export_onnx(teacher, shape, teacher_onnx)
+        if teacher_onnx is None:
+            teacher_onnx = Path(tmp) / "teacher.onnx"
+            deploy.export_onnx(teacher, shape, teacher_onnx)
         timers = {
             "ort": lambda who, b: ort_latency_ms(
                 teacher_onnx if who == "teacher" else student_onnx,

@@ -24,6 +24,7 @@ STAGE_PARAMS = {
     # prune and the variant too: an edited variant lists evaluate@v beside prune@v in both tools
     "evaluate": ("eval", "prune", "variants.{variant}"),
     "export": (),  # reads no params: it reruns when its student changes, and only then
+    "export_teacher": (),  # the same for the teacher
     # runtime.device: timing on CUDA too where the runs train on it
     "latency": ("latency", "runtime.device"),
     "plots": ("variants", "replicates", "eval"),

@@ -29,6 +29,11 @@ def add_arguments(p) -> None:
     p.add_argument("--teacher", type=Path, required=True, help="the teacher's model.pt")
     p.add_argument("--student", type=Path, required=True, help="the student's student.pt")
     p.add_argument("--onnx", type=Path, required=True, help="the student's student.onnx")
+    p.add_argument(
+        "--teacher-onnx",
+        type=Path,
+        help="the teacher as ONNX (alphaprune export); without it, it is exported here",
+    )
     p.add_argument("--out", type=Path, required=True, help="latency.json to write")
 
 
@@ -38,7 +43,9 @@ def run(args) -> None:
     teacher, _ = load_model(args.teacher)
     student, recipe = load_model(args.student)
     shape = tuple(recipe["model"]["shape"])
-    got = latency.measure(teacher, student, args.onnx, shape, params.latency, device)
+    got = latency.measure(
+        teacher, student, args.onnx, shape, params.latency, device, teacher_onnx=args.teacher_onnx
+    )
     write_json(args.out, got)
     other = got["other_cpu_use_cores"]
     log.info(
