@@ -98,7 +98,8 @@ def _deployed(per_run, sparse=(), busy=()):
     out["onnx_sparse_as_dense"] = variants.isin(sparse)
     out["other_cpu_use_cores"] = [1.3 if v in busy else 0.02 for v in variants]
     conditions = {"latency_threads": 1, "latency_batch": 1, "throughput_batch": 64}
-    conditions |= {"latency_rounds": 3, "machine_cpu": "Test CPU", "machine_cpus": 2}
+    conditions |= {"latency_rounds": 3, "latency_seconds": 0.03}
+    conditions |= {"machine_cpu": "Test CPU", "machine_cpus": 2}
     conditions |= {"torch_version": "2.x", "onnxruntime_version": "1.x"}
     return out.assign(**conditions)
 
@@ -110,6 +111,7 @@ def test_deployment_states_the_conditions_and_sets_speedups_beside_the_ratios():
     assert lines[0] == "## Deployment: is the student faster?"
     assert "on Test CPU (2 CPUs)" in text and "1 thread, at batch 1 (latency) and 64" in text
     assert "median of 3 rounds" in text and "CUDA" not in text
+    assert "forward passes (for at least 0.03 s, after a warm-up half as long)" in text
     header = next(line for line in text.splitlines() if line.startswith("| "))
     for title in ("params ÷", "MACs ÷", "ORT speedup (latency batch)", "ONNX top-1 agreement"):
         assert title in header
@@ -123,6 +125,13 @@ def test_deployment_states_the_conditions_and_sets_speedups_beside_the_ratios():
     assert list(cells) == ["a", "d"]
     assert cells["a"]["params ÷"] == "3.1" and cells["a"]["ORT speedup (latency batch)"] == "1.4"
     assert "exported dense" not in text and "Contended" not in text
+
+
+def test_deployment_of_timings_that_did_not_record_their_seconds():
+    per_run, _ = _results({"a": [0.9]})
+    deployed = _deployed(per_run).drop(columns="latency_seconds")  # an older latency.json
+    text = "\n".join(report.deployment(deployed, variant_means(deployed)))
+    assert "each round the median of repeated forward passes after a warm-up;" in text
 
 
 def test_deployment_names_sparse_students_and_contended_timings():

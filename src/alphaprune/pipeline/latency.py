@@ -234,6 +234,7 @@ def measure(
         "throughput_batch": cfg.throughput_batch,
         **({"cuda_batch": cfg.cuda_batch} if device.type == "cuda" else {}),
         "latency_rounds": cfg.rounds,
+        "latency_seconds": cfg.seconds,
         "other_cpu_use_cores": other.cores,
         **machine(device),
     }

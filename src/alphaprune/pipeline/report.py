@@ -203,17 +203,23 @@ def deployment(per_run: pd.DataFrame, means: pd.DataFrame) -> list[str]:
         else ""
     )
     n = int(first["latency_rounds"])
+    passes = (  # older latency.json files do not say how long
+        f"repeated forward passes (for at least {first['latency_seconds']:g} s, after a "
+        "warm-up half as long)"
+        if pd.notna(first.get("latency_seconds"))
+        else "repeated forward passes after a warm-up"
+    )
     rounds = (
         f"Each time is the median of {n} rounds, teacher and student taking turns (who goes "
-        "first alternates), each round the median of repeated forward passes after a warm-up; "
-        "each speedup is the median over rounds of that round's teacher ÷ student."
+        f"first alternates), each round the median of {passes}; each speedup is the median "
+        "over rounds of that round's teacher ÷ student."
         if n > 1
-        else "Each time is the median of repeated forward passes after a warm-up, the teacher's "
-        "just before the student's."
+        else f"Each time is the median of {passes}, the teacher's just before the student's."
     )
     cpus = f" ({int(first['machine_cpus'])} CPUs)" if pd.notna(first.get("machine_cpus")) else ""
     conditions = ["machine_cpu", "machine_gpu", "latency_threads", "latency_batch"]
-    conditions += ["throughput_batch", "onnxruntime_version", "torch_version"]
+    conditions += ["throughput_batch", "latency_rounds", "latency_seconds"]
+    conditions += ["onnxruntime_version", "torch_version"]
     varied = [k for k in conditions if k in timed.columns and timed[k].nunique() > 1]
     mixed = (
         f" **Not every run was timed alike** (`{'`, `'.join(varied)}` differ between runs: see "
