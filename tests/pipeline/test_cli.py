@@ -530,6 +530,16 @@ def test_unlock_without_a_lock_does_nothing(tmp_path):
     assert not (tmp_path / ".snakemake").exists()
 
 
+def test_unlock_reads_no_params_and_so_does_not_wait_for_torch(tmp_path):
+    """`make run` starts with it: importing torch (to validate params) took 1.5 s of it."""
+    code = (
+        "import sys\nfrom alphaprune.pipeline.cli import main\n"
+        f"assert main(['unlock', '--dir', {str(tmp_path)!r}]) == 0\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 # ----------------------------------------------------------------------------- the dispatcher
 def test_every_command_module_is_a_command_with_a_help_line():
     """Commands are found, not listed: every module of alphaprune.pipeline.commands opens with

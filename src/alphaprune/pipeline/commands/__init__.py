@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alphaprune.files import write_json
-from alphaprune.pipeline.config import Params
-from alphaprune.pipeline.paramsfile import merge_files, resolve
-from alphaprune.pipeline.provenance import stage_values
+if TYPE_CHECKING:
+    from alphaprune.pipeline.config import Params
+
+# The params machinery is imported where it is used: validating params imports torch (the model
+# registry, the engine's defaults), which a command reading no params (`alphaprune unlock`, the
+# first thing `make run` does) need not wait 1.5 s for.
 
 
 def add_params_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,6 +44,8 @@ def load(args: argparse.Namespace) -> Params:
     """The validated params of `--params` files and `--set` overrides. The files are read once:
     the record a stage writes when it ends holds these values, even if a file is edited while
     the stage runs."""
+    from alphaprune.pipeline.paramsfile import merge_files, resolve
+
     files = params_files(args)
     args.raw_params = merge_files(files, args.set)
     return resolve(args.raw_params, source=" + ".join(map(str, files)))
@@ -69,5 +74,8 @@ def add_record_argument(p: argparse.ArgumentParser) -> None:
 def write_record(args: argparse.Namespace, stage: str, variant: str | None = None) -> None:
     """The record of `--record`, written last: it exists only beside complete outputs. It holds
     the values of the params keys dvc.yaml declares for the stage, as `load` read them."""
+    from alphaprune.files import write_json
+    from alphaprune.pipeline.provenance import stage_values
+
     if args.record:
         write_json(args.record, stage_values(args.raw_params, stage, variant))
