@@ -26,7 +26,7 @@ class Runtime:
     def channels_last(self) -> bool:
         """Whether batches and conv weights are channels_last (NHWC). On CUDA, cuDNN's fast
         kernels are NHWC; on the CPU, oneDNN's are too: a training step on 1 thread (teacher,
-        pointwise and lowrank blends) took 15-22% less time for ResNet-20, 8-14% for the digits
+        pointwise and lowrank blends) took 15-22% less time for ResNet-20, 8-16% for the digits
         CNN (NCHW max-pooling alone was 13x slower), 11-16% for ResNet-56, 21-34% for
         MobileNet-V2, and 9-20% more for VGG-16 (benchmarks/channels_last.py). Not on MPS,
         where it is untested."""
