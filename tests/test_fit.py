@@ -3,6 +3,7 @@ resume, divergence."""
 
 from __future__ import annotations
 
+import math
 import os
 
 import pandas as pd
@@ -159,6 +160,19 @@ def test_finetune_lr_starts_the_alpha_zero_cosine_and_leaves_the_anneal_at_its_l
     assert hist.loc[hist["alpha"] == 0, "lr"].tolist() == pytest.approx([0.002, 0.001])
 
 
+def test_one_cosine_runs_over_the_whole_prune_without_a_restart_at_alpha_zero(
+    tiny_params, prepared_path, teacher_dir, tmp_path
+):
+    params = tiny_params(one={"lr_schedule": "cosine", "epochs": 6, "finetune_epochs": 2})
+    _prune(params, "one", prepared_path, teacher_dir, tmp_path)
+    hist = pd.read_csv(tmp_path / "history.csv")
+    base = params.variant("one").optimizer.lr
+    # each epoch starts where the one cosine over 6 epochs is, α > 0 epochs and α = 0 alike
+    expected = [base * 0.5 * (1 + math.cos(math.pi * e / 6)) for e in range(6)]
+    assert hist["lr"].tolist() == pytest.approx(expected)
+    assert (hist["alpha"].iloc[:4] > 0).all() and (hist["alpha"].iloc[4:] == 0).all()
+
+
 class _Kill(Exception):
     pass
 
@@ -253,6 +267,7 @@ def test_checkpoint_of_another_configuration_is_not_resumed(
         {"schedule": {"kind": "cosine", "steps": 3}},
         {"schedule": {"kind": "step", "values": [0.5, 0.2]}},
         {"optimizer": {"name": "adamw", "lr": 0.001}},
+        {"lr_schedule": "cosine", "advance": {"mode": "plateau"}},
     ],
     ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items())[:60],
 )
@@ -452,7 +467,7 @@ def test_a_training_epoch_never_synchronises_with_the_host(augment):
     )
     opt = tr.make_optimizer(list(model.parameters()), spec.optimizer)
     gen = torch.Generator(device="cuda").manual_seed(0)
-    lr = tr._lr_schedule(0.01, True, 0, 1)
+    lr = tr.lr_schedule(spec, True, 0, 0, 1)
     run = tr._EpochInputs(model, [], data_, opt, spec, gen, None, runtime, None)
     tr._train_epoch(run, lr)  # warm-up (cuDNN)
     torch.cuda.synchronize()

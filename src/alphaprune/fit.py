@@ -122,10 +122,9 @@ def fit(
         inputs = _EpochInputs(net, frozen, train, opt, spec, generator, targets, runtime, move)
         monitor = _Plateau(spec.advance.monitor, spec.advance.patience)
         first_epoch = epoch
-        base_lr = spec.finetune_lr if final and spec.finetune_lr else spec.optimizer.lr
         for e in range(n_max):
             t0 = time.perf_counter()
-            lr = _lr_schedule(base_lr, final, e, n_max)
+            lr = lr_schedule(spec, final, first_epoch + e, e, n_max)
             tr = _train_epoch(inputs, lr)
             tr = {name: v.item() for name, v in tr.items()}  # the epoch's one host sync
             va = _evaluate(model, val, spec.loss, val_targets, runtime)
@@ -236,12 +235,18 @@ class _BatchAlpha:
             self.current = alpha
 
 
-def _lr_schedule(base: float, final: bool, e: int, n: int) -> Callable[[float], float]:
-    """lr as a function of the fraction of this epoch done: constant while α moves, cosine to 0
-    over the final step."""
+def lr_schedule(spec: FitSpec, final: bool, epoch: int, e: int, n: int) -> Callable[[float], float]:
+    """lr as a function of the fraction of an epoch done, for the `epoch`-th epoch of the fit
+    (from 0), the `e`-th of its step of `n`. restart: constant at optimizer.lr while α moves,
+    then a cosine from finetune_lr (or optimizer.lr) to 0 over the final step; cosine: one
+    cosine from optimizer.lr to 0 over all of the fit's epochs, α > 0 and α = 0 alike."""
+    if spec.lr_schedule == "cosine":
+        peak, total = spec.optimizer.lr, spec.epochs
+        return lambda frac: peak * 0.5 * (1 + math.cos(math.pi * (epoch + frac) / total))
     if not final:
-        return lambda frac: base
-    return lambda frac: base * 0.5 * (1 + math.cos(math.pi * (e + frac) / n))
+        return lambda frac: spec.optimizer.lr
+    peak = spec.finetune_lr or spec.optimizer.lr
+    return lambda frac: peak * 0.5 * (1 + math.cos(math.pi * (e + frac) / n))
 
 
 class _TeacherTargets:

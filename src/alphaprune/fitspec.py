@@ -55,6 +55,9 @@ class FitSpec:
     trainable: str = "all"  # branches | student | all
     finetune_trainable: str | None = None  # what trains at α = 0; None: as `trainable`
     finetune_lr: float | None = None  # the final step's peak learning rate; None: optimizer.lr
+    # restart: constant lr while α > 0, then a cosine to 0 over the final step (from
+    # finetune_lr); cosine: one cosine from optimizer.lr to 0 over all `epochs`.
+    lr_schedule: str = "restart"
     recalibrate_bn: int = 0  # training batches re-estimating BatchNorm statistics at α = 0
     layer_distill: float = 0.0  # weight of the layer-wise distillation term while α > 0
     # Epochs of each α > 0 step, fixed (advance mode even); None: each step runs to a plateau.

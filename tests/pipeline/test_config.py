@@ -262,6 +262,18 @@ BAD = [
         "lsq",
     ),
     (
+        "unknown-lr-schedule",
+        _set("variants", "exp05", {"lr_schedule": "step"}),
+        "variants.exp05.lr_schedule",
+        "step",
+    ),
+    (
+        "one-cosine-with-finetune-lr",
+        _set("variants", "exp05", {"lr_schedule": "cosine", "finetune_lr": 0.02}),
+        "variants.exp05",
+        "unset one of them",
+    ),
+    (
         "noise-without-std",
         _set("teacher", "augment", {"noise_fraction": 0.5}),
         "teacher.augment",

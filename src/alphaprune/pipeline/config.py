@@ -226,6 +226,10 @@ class PruneConfig(_Strict):
     finetune_trainable: Literal["branches", "student"] | None = None
     # The learning rate the α = 0 fine-tune starts its cosine from; None: optimizer.lr.
     finetune_lr: Annotated[float, Field(gt=0)] | None = None
+    # restart: a constant lr while α > 0, then a cosine from finetune_lr (or optimizer.lr) to 0
+    # over the α = 0 epochs; cosine: one cosine from optimizer.lr to 0 over all `epochs`, the
+    # anneal and the fine-tune alike (no restart at the collapse; finetune_lr unset).
+    lr_schedule: Literal["restart", "cosine"] = "restart"
     # Training batches over which the student's BatchNorm statistics are re-estimated at α = 0.
     recalibrate_bn: NonNegativeInt = 0
     # Weight of the layer-wise distillation term while α > 0 (0: off; see blend.set_distill).
@@ -246,6 +250,11 @@ class PruneConfig(_Strict):
             raise ValueError(
                 f"finetune_epochs ({self.finetune_epochs}) leaves no epochs of the {self.epochs} "
                 "for α > 0; lower it or raise epochs"
+            )
+        if self.lr_schedule == "cosine" and self.finetune_lr is not None:
+            raise ValueError(
+                "finetune_lr starts the fine-tune's own cosine; lr_schedule 'cosine' has one "
+                "cosine over the whole prune from optimizer.lr: unset one of them"
             )
         if self.branch == "sparse" and self.init == "lsq":
             raise ValueError("init 'lsq' is not supported for branch 'sparse'; use 'pretrained'")

@@ -76,6 +76,7 @@ def prune_spec(cfg: PruneConfig, fingerprint: str = "") -> FitSpec:
         trainable=cfg.trainable,
         finetune_trainable=cfg.finetune_trainable,
         finetune_lr=cfg.finetune_lr,
+        lr_schedule=cfg.lr_schedule,
         recalibrate_bn=cfg.recalibrate_bn,
         layer_distill=cfg.layer_distill,
         fingerprint=fingerprint,
