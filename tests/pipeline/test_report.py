@@ -81,6 +81,50 @@ def test_replicates_give_t_intervals_and_a_paired_verdict(tiny_params, tmp_path)
     assert "Exact McNemar p-value per replicate" in text and "t0-s2" in text
 
 
+def _render_twins(params, accs, tmp_path):
+    from alphaprune.pipeline import twins
+
+    per_run, correct = _results(accs)
+    table = stats.summarise(per_run, correct, params.reference)
+    pairs = twins.pairs(params)
+    found = {a: t for a, t in pairs.items() if t}
+    paired = stats.compare_pairs(per_run, correct, found)
+    untwinned = [a for a, t in pairs.items() if not t]
+    means = variant_means(per_run)
+    return report.render(means, table, TEACHERS, params, [], tmp_path, None, paired, untwinned)
+
+
+def test_each_annealed_recipe_is_set_against_its_oneshot_twin(tiny_params, tmp_path):
+    params = tiny_params(
+        slow={"optimizer": {"lr": 0.005}, "finetune_lr": 0.02},
+        fast={"optimizer": {"lr": 0.02}},
+        twin={"schedule": {"kind": "oneshot"}, "optimizer": {"lr": 0.02}},
+        alone={"init": "lsq"},
+    )
+    accs = {
+        "slow": [0.70, 0.71, 0.72],
+        "fast": [0.90, 0.91, 0.92],
+        "twin": [0.80, 0.81, 0.82],
+        "alone": [0.85, 0.85, 0.85],
+    }
+    text = _render_twins(params, accs, tmp_path)
+    section = text.split("## Does the anneal pay?")[1].split("## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    assert [r.split("|")[1].strip() for r in rows[1:]] == ["fast", "slow"]  # best anneal first
+    fast, slow = rows[1], rows[2]
+    assert "`twin`" in fast and "0.9100 [" in fast and "0.8100 [" in fast and "+10.00 [" in fast
+    assert "the anneal pays" in fast and "the anneal costs accuracy" in slow
+    assert "-10.00 [" in slow
+    assert "without a twin in this grid: `alone`" in section
+    assert "alone_oneshot: {<<: *alone, schedule: {kind: oneshot}}" in section
+
+
+def test_a_grid_without_annealed_recipes_has_no_twin_section(tiny_params, tmp_path):
+    params = tiny_params(a={"schedule": {"kind": "oneshot"}}, b={"schedule": {"kind": "oneshot"}})
+    text = _render_twins(params, {"a": [0.8], "b": [0.9]}, tmp_path)
+    assert "Does the anneal pay?" not in text
+
+
 def test_summary_holds_the_means(tiny_params):
     per_run, _ = _results({"a": [0.9, 0.92], "b": [0.8, 0.8]})
     out = report.summary(variant_means(per_run), TEACHERS)

@@ -17,6 +17,7 @@ from alphaprune.pipeline.stats import (
     Comparison,
     Interval,
     compare,
+    compare_pairs,
     interval,
     mcnemar_exact,
     paired_test_variance,
@@ -227,3 +228,23 @@ def test_a_small_difference_on_few_images_is_no_detectable_difference():
     table = summarise(per_run, {("ref", "t0-s0"): ref, ("v", "t0-s0"): var}, "ref")
     assert table.loc["v", "verdict"] == SAME
     assert table.loc["v", "p_holm"] == pytest.approx(0.5)  # 2 discordant, both one way: 2/4
+
+
+def test_each_variant_against_its_own_partner_holm_over_the_pairs():
+    per_run, correct = _synthetic(3)
+    pairs = {"better": "ref", "ref": "worse", "same": "ref"}
+    table = compare_pairs(per_run, correct, pairs)
+    assert list(table.index) == ["better", "ref", "same"]
+    assert table.loc["ref", "partner"] == "worse"
+    assert table.loc["better", "verdict"] == BETTER and table.loc["ref", "verdict"] == BETTER
+    assert table.loc["same", "verdict"] == SAME
+    # the same paired comparison summarise makes against a reference, and Holm over 3 pairs
+    alone = summarise(per_run, correct, reference="ref").loc["better", "comparison"]
+    assert table.loc["better", "comparison"] == alone
+    p = sorted(c.p for c in table["comparison"])
+    assert table["p_holm"].min() == pytest.approx(min(1.0, 3 * p[0]))
+
+
+def test_no_pairs_is_an_empty_table():
+    per_run, correct = _synthetic(1)
+    assert compare_pairs(per_run, correct, {}).empty

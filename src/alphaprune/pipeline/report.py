@@ -15,6 +15,7 @@ import pandas as pd
 from alphaprune.pipeline.config import Params
 from alphaprune.pipeline.results import DEPLOY_TITLES, TITLES
 from alphaprune.pipeline.stats import BETTER, SAME, WORSE
+from alphaprune.pipeline.twins import declaration
 
 INTERVAL_TITLES = {
     "test_acc": "test acc",
@@ -98,9 +99,13 @@ def render(
     figures: list[Path],
     base: Path,
     per_run: pd.DataFrame | None = None,
+    twins: pd.DataFrame | None = None,
+    untwinned: list[str] = (),
 ) -> str:
     """The Markdown text; figure links are relative to `base` (the report's folder). With
-    `per_run` (read_metrics), also the deployment section."""
+    `per_run` (read_metrics), also the deployment section; with `twins` (stats.compare_pairs of
+    the annealed variants and their one-shot twins) or `untwinned` (annealed variants without
+    one), the section on what the anneal buys."""
     table = variant_table(means, stats, params)
     test_size = int(means["test_size"].iloc[0])
     n_runs = int(stats["n"].max())
@@ -175,6 +180,8 @@ def render(
             mcnemar_table(stats).to_markdown(floatfmt=".3g"),
             "",
         ]
+    if twins is not None and (len(twins) or untwinned):
+        lines += anneal_section(stats, twins, list(untwinned), params)
     lines += deployment(per_run, means.reindex(index=table.index)) if per_run is not None else []
     lines += ["## Figures", ""]
     for fig in figures:
@@ -182,6 +189,54 @@ def render(
         rel = Path(os.path.relpath(Path(fig).resolve(), base.resolve())).as_posix() if base else fig
         lines += [f"### {Path(fig).stem.replace('_', ' ')}", "", f"![{Path(fig).stem}]({rel})", ""]
     return "\n".join(lines)
+
+
+def anneal_section(
+    stats: pd.DataFrame, twins: pd.DataFrame, untwinned: list[str], params: Params
+) -> list[str]:
+    """Each annealed variant against its one-shot twin (the same recipe with α = 0 from the
+    start): both accuracies, the paired difference, the Holm verdict over these pairs; then the
+    annealed variants that have no twin in the grid, with the line that would add one."""
+    level = f"{params.eval.confidence:.0%}"
+    lines = [
+        "## Does the anneal pay? Each annealed recipe against its one-shot twin",
+        "",
+        "A one-shot twin is the same recipe (branch, init, what trains, BatchNorm, loss, "
+        "optimizer, epochs) with α = 0 from the start, its whole budget a fine-tune with the "
+        "fine-tune's lr schedule. `Δ` is anneal − twin, paired replicate by replicate, as "
+        "against the reference above; the verdicts hold these comparisons together (Holm).",
+        "",
+    ]
+    if len(twins):
+        order = stats.loc[twins.index, "test_acc"].map(lambda i: i.mean)
+        order = order.sort_values(ascending=False, kind="stable").index
+        table = pd.DataFrame(index=pd.Index(order, name="annealed"))
+        table["twin"] = [f"`{twins.loc[a, 'partner']}`" for a in order]
+        table["n"] = [twins.loc[a, "comparison"].diff.n for a in order]
+        table[f"anneal test acc [{level}]"] = [str(stats.loc[a, "test_acc"]) for a in order]
+        table[f"twin test acc [{level}]"] = [
+            str(stats.loc[twins.loc[a, "partner"], "test_acc"]) for a in order
+        ]
+        table[f"Δ pp [{level}]"] = [_diff(twins.loc[a, "comparison"]) for a in order]
+        table["p (Holm)"] = [
+            f"{twins.loc[a, 'p_holm']:.3g} ({twins.loc[a, 'comparison'].test})" for a in order
+        ]
+        table["verdict"] = [_anneal_verdict(twins.loc[a, "verdict"]) for a in order]
+        lines += [table.to_markdown(), ""]
+    if untwinned:
+        lines += [
+            "Annealed variants without a twin in this grid: "
+            + ", ".join(f"`{n}`" for n in untwinned)
+            + ". To add one, anchor the recipe in params.yaml and declare its twin beside it, "
+            f"e.g. `{untwinned[0]}: &{untwinned[0]} {{...}}` and then "
+            f"`{declaration(untwinned[0])}`.",
+            "",
+        ]
+    return lines
+
+
+def _anneal_verdict(verdict: str) -> str:
+    return {BETTER: "the anneal pays", WORSE: "the anneal costs accuracy"}.get(verdict, verdict)
 
 
 CONTENDED_CORES = 0.25  # other processes' mean CPU use while timing, beyond which we warn

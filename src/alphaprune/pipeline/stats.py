@@ -212,19 +212,11 @@ def summarise(
     if reference not in names:
         raise ValueError(f"reference {reference!r} is not among the variants {names}")
     test_size = int(per_run["test_size"].iloc[0])
-    ref_runs = list(per_run.loc[reference].index)
-    comparisons = {}
-    for name in names:
-        if name == reference:
-            continue
-        runs = [r for r in per_run.loc[name].index if r in ref_runs]
-        comparisons[name] = compare(
-            [correct[name, r] for r in runs],
-            [correct[reference, r] for r in runs],
-            confidence,
-            runs,
-            teacher_clusters(runs),
-        )
+    comparisons = {
+        name: _paired(per_run, correct, name, reference, confidence)
+        for name in names
+        if name != reference
+    }
     verdict = verdicts(comparisons, confidence)
     rows = []
     for name in names:
@@ -237,3 +229,35 @@ def summarise(
         row["verdict"], row["p_holm"] = verdict.get(name, ("reference", math.nan))
         rows.append(row)
     return pd.DataFrame(rows, index=pd.Index(names, name="variant"))
+
+
+def _paired(per_run: pd.DataFrame, correct, name: str, other: str, confidence: float):
+    """`name` against `other` over the replicates both have."""
+    theirs = set(per_run.loc[other].index)
+    runs = [r for r in per_run.loc[name].index if r in theirs]
+    return compare(
+        [correct[name, r] for r in runs],
+        [correct[other, r] for r in runs],
+        confidence,
+        runs,
+        teacher_clusters(runs),
+    )
+
+
+def compare_pairs(
+    per_run: pd.DataFrame,
+    correct: Mapping[tuple[str, str], np.ndarray],
+    pairs: Mapping[str, str],
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Each variant against its own partner (`pairs`: variant -> partner, e.g. an annealed
+    recipe -> its one-shot twin), as `summarise` compares with the reference: per variant the
+    partner, the paired `Comparison` (variant − partner), its Holm-adjusted p-value and the
+    verdict, Holm holding this family of comparisons together."""
+    comparisons = {a: _paired(per_run, correct, a, b, confidence) for a, b in pairs.items()}
+    verdict = verdicts(comparisons, confidence)
+    rows = [
+        {"partner": pairs[a], "comparison": c, "verdict": verdict[a][0], "p_holm": verdict[a][1]}
+        for a, c in comparisons.items()
+    ]
+    return pd.DataFrame(rows, index=pd.Index(list(comparisons), name="variant"))

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from alphaprune.files import atomic_path, write_json
-from alphaprune.pipeline import report, stats
+from alphaprune.pipeline import report, stats, twins
 from alphaprune.pipeline.commands import (
     add_params_arguments,
     add_record_argument,
@@ -40,12 +40,18 @@ def run(args) -> None:
     per_run = read_metrics(names, runs, args.variants)
     correct = read_correct(names, runs, args.variants)
     table = stats.summarise(per_run, correct, params.reference, params.eval.confidence)
+    pairs = twins.pairs(params)
+    found = {a: t for a, t in pairs.items() if t is not None}
+    twin_table = stats.compare_pairs(per_run, correct, found, params.eval.confidence)
+    untwinned = [a for a, t in pairs.items() if t is None]
     means = variant_means(per_run)
     teachers = read_teachers(params.replicates.teacher_names(), args.teacher)
     summary = sorted(p for p in args.plots.glob("*.png") if not p.name.startswith("training_"))
     per_variant = [args.plots / f"training_{n}.png" for n in names]
     figures = summary + per_variant
-    text = report.render(means, table, teachers, params, figures, args.out.parent, per_run)
+    text = report.render(
+        means, table, teachers, params, figures, args.out.parent, per_run, twin_table, untwinned
+    )
     with atomic_path(args.out) as tmp:
         tmp.write_text(text)
     if args.summary:

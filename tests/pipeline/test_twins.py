@@ -1,0 +1,138 @@
+"""One-shot twins: the twin of a recipe, recipes that train alike, pairs in a grid, and twins
+declared with a YAML merge key as both tools read them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alphaprune.pipeline import twins
+from alphaprune.pipeline.config import PruneConfig
+from alphaprune.pipeline.paramsfile import load_params, resolve
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _grid(**variants) -> dict:
+    return {"prune": {"epochs": 8, "finetune_epochs": 2}, "variants": variants}
+
+
+def test_the_twin_is_the_recipe_with_alpha_zero_from_the_start():
+    cfg = PruneConfig(branch="lowrank", init="lsq", trainable="student", recalibrate_bn=50)
+    twin = twins.twin(cfg)
+    assert twin.schedule.kind == "oneshot" and twin.alphas() == [0.0]
+    assert twin.model_dump(exclude={"schedule"}) == cfg.model_dump(exclude={"schedule"})
+    assert twins.annealed(cfg) and not twins.annealed(twin)
+    assert twins.twin(twin) == twin
+
+
+@pytest.mark.parametrize(
+    ("anneal", "oneshot"),
+    [
+        # the twin fine-tunes from finetune_lr: a one-shot recipe at that lr trains alike
+        (
+            {"optimizer": {"lr": 0.005}, "finetune_lr": 0.02},
+            {"schedule": {"kind": "oneshot"}, "optimizer": {"lr": 0.02}},
+        ),
+        # one cosine over the prune: its twin is the one-shot fine-tune from optimizer.lr
+        ({"lr_schedule": "cosine"}, {"schedule": {"kind": "oneshot"}}),
+        # what trains at α = 0 is what a one-shot recipe trains
+        (
+            {"trainable": "branches", "finetune_trainable": "student"},
+            {"schedule": {"kind": "oneshot"}, "trainable": "student"},
+        ),
+        # keys that act only while α > 0 do nothing to a one-shot recipe
+        (
+            {"advance": {"mode": "batch"}, "layer_distill": 1.0, "finetune_epochs": 3},
+            {"schedule": {"kind": "oneshot"}},
+        ),
+    ],
+    ids=["finetune-lr", "one-cosine", "finetune-trainable", "anneal-only-keys"],
+)
+def test_a_oneshot_variant_that_trains_as_the_twin_is_found(anneal, oneshot):
+    params = resolve(_grid(anneal=anneal, other={"init": "lsq", **oneshot}, twin=oneshot))
+    assert twins.pairs(params) == {"anneal": "twin"}
+
+
+@pytest.mark.parametrize(
+    "oneshot",
+    [
+        {"init": "lsq"},  # another init
+        {"branch": "lowrank"},
+        {"recalibrate_bn": 10},
+        {"optimizer": {"lr": 0.5}},  # another fine-tune lr
+        {"epochs": 9},  # another budget
+        {"loss": {"kind": "kd"}},
+    ],
+    ids=lambda o: next(iter(o)),
+)
+def test_a_oneshot_variant_that_trains_otherwise_is_no_twin(oneshot):
+    params = resolve(_grid(anneal={}, near={"schedule": {"kind": "oneshot"}, **oneshot}))
+    assert twins.pairs(params) == {"anneal": None}
+
+
+def test_the_default_grid_pairs_the_schedules_with_oneshot():
+    pairs = twins.pairs(load_params(ROOT / "params.yaml"))
+    assert {a for a, t in pairs.items() if t == "oneshot"} == {
+        "exp05",
+        "plateau",
+        "exp02",
+        "linear",
+        "cosine",
+    }
+    assert "oneshot" not in pairs and "magnitude" not in pairs  # one-shot themselves
+
+
+def test_the_declared_line_makes_the_twin_and_follows_its_recipe(tmp_path):
+    recipe = "{branch: lowrank, init: lsq, optimizer: {lr: 0.005}, finetune_lr: 0.02}"
+    text = (
+        "prune: {epochs: 8, finetune_epochs: 2}\n"
+        f"variants:\n  adapt: &adapt {recipe}\n  {twins.declaration('adapt')}\n"
+    )
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    params = load_params(path)
+    assert twins.pairs(params) == {"adapt": "adapt_oneshot"}
+    assert params.variant("adapt_oneshot") == twins.twin(params.variant("adapt"))
+    # an edit of the recipe is an edit of its twin
+    path.write_text(text.replace("init: lsq", "init: pretrained"))
+    edited = load_params(path)
+    assert edited.variant("adapt_oneshot").init == "pretrained"
+    assert twins.pairs(edited) == {"adapt": "adapt_oneshot"}
+
+
+def test_dvc_reads_a_declared_twin_as_its_whole_recipe(tmp_path):
+    """DVC hashes `variants.<twin>` for the twin's prune stage: it must see the merged recipe,
+    so that editing the anchored recipe reruns the twin too."""
+    from dvc.utils.serialize import load_yaml
+
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        "variants:\n  adapt: &adapt {branch: lowrank, init: lsq}\n"
+        f"  {twins.declaration('adapt')}\n"
+    )
+    assert load_yaml(path)["variants"]["adapt_oneshot"] == {
+        "branch": "lowrank",
+        "init": "lsq",
+        "schedule": {"kind": "oneshot"},
+    }
+    assert yaml.safe_load(path.read_text()) == load_yaml(path)
+
+
+def test_the_cifar_anneal_presets_pair_every_anneal_with_its_twin():
+    configs = ROOT / "configs"
+    base = [ROOT / "params.yaml", configs / "cifar10-cpu.yaml", configs / "shared-jpeg.yaml"]
+    long = load_params([*base, configs / "cifar10-long.yaml"])
+    screen = load_params([*base, configs / "cifar10-long.yaml", configs / "cifar10-screen.yaml"])
+    assert twins.pairs(long) == {
+        "long_adapt": "long_adapt_oneshot",
+        "long_adapt_lowlr": "long_adapt_oneshot",
+    }
+    assert all(twins.pairs(screen).values())
+    assert twins.pairs(screen)["long_kd"] == "long_kd_oneshot"
+    # the screen's runs of the long preset's variants are the same runs (shared, not redone)
+    for name in ("long_adapt", "long_adapt_oneshot"):
+        assert screen.variant(name) == long.variant(name)
+    assert screen.prune == long.prune
