@@ -100,21 +100,28 @@ def test_each_annealed_recipe_is_set_against_its_oneshot_twin(tiny_params, tmp_p
         fast={"optimizer": {"lr": 0.02}},
         twin={"schedule": {"kind": "oneshot"}, "optimizer": {"lr": 0.02}},
         alone={"init": "lsq"},
+        close={"optimizer": {"lr": 0.001}, "finetune_lr": 0.02},
     )
     accs = {
-        "slow": [0.70, 0.71, 0.72],
-        "fast": [0.90, 0.91, 0.92],
+        "slow": [0.60, 0.61, 0.62],
+        "fast": [0.96, 0.97, 0.98],
         "twin": [0.80, 0.81, 0.82],
         "alone": [0.85, 0.85, 0.85],
+        "close": [0.81, 0.80, 0.8225],
     }
     text = _render_twins(params, accs, tmp_path)
     section = text.split("## Does the anneal pay?")[1].split("## ")[0]
     rows = [line for line in section.splitlines() if line.startswith("| ")]
-    assert [r.split("|")[1].strip() for r in rows[1:]] == ["fast", "slow"]  # best anneal first
-    fast, slow = rows[1], rows[2]
-    assert "`twin`" in fast and "0.9100 [" in fast and "0.8100 [" in fast and "+10.00 [" in fast
+    names = [r.split("|")[1].strip() for r in rows[1:]]
+    assert names == ["fast", "close", "slow"]  # best anneal first
+    fast, close, slow = rows[1:]
+    assert "replicates to detect" in rows[0]
+    assert fast.rstrip(" |").endswith("–")  # detected: nothing to plan
+    assert "no detectable difference" in close
+    assert close.split("|")[-2].strip() not in ("", "–")  # a number, or why none would do
+    assert "`twin`" in fast and "0.9700 [" in fast and "0.8100 [" in fast and "+16.00 [" in fast
     assert "the anneal pays" in fast and "the anneal costs accuracy" in slow
-    assert "-10.00 [" in slow
+    assert "-20.00 [" in slow
     assert "without a twin in this grid: `alone`" in section
     assert "alone_oneshot: {<<: *alone, schedule: {kind: oneshot}}" in section
 

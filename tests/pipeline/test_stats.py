@@ -18,9 +18,11 @@ from alphaprune.pipeline.stats import (
     Interval,
     compare,
     compare_pairs,
+    hidden_by_test_set,
     interval,
     mcnemar_exact,
     paired_test_variance,
+    replicates_to_detect,
     summarise,
     t_interval,
     verdicts,
@@ -248,3 +250,28 @@ def test_each_variant_against_its_own_partner_holm_over_the_pairs():
 def test_no_pairs_is_an_empty_table():
     per_run, correct = _synthetic(1)
     assert compare_pairs(per_run, correct, {}).empty
+
+
+def test_replicates_to_detect_by_hand():
+    # a difference of 1 point with a seed sd of 1 point and no test-set error: sqrt(n) > t(n-1)
+    # first holds at n = 7 (2.646 > 2.447; at 6, 2.449 < 2.571)
+    c = Comparison(Interval(0.01, 0.0, 0.02, 3, sd=0.01), 0.2, "paired t", (), test_var=0.0)
+    assert replicates_to_detect(c) == 7
+    assert replicates_to_detect(c, most=6) is None
+    assert not hidden_by_test_set(c)
+
+
+def test_a_difference_the_test_set_blurs_needs_no_number_of_replicates():
+    c = Comparison(Interval(0.001, 0.0, 0.002, 3, sd=0.0), 0.5, "paired t", (), test_var=1e-6)
+    assert hidden_by_test_set(c) and replicates_to_detect(c) is None
+
+
+def test_a_detected_difference_needs_no_more_replicates_than_it_had():
+    per_run, correct = _synthetic(3)
+    c = summarise(per_run, correct, reference="ref").loc["better", "comparison"]
+    assert c.p < 0.05 and replicates_to_detect(c) <= 3
+
+
+def test_one_replicate_gives_nothing_to_plan_with():
+    c = compare([_correct(340)], [_correct(320)])
+    assert replicates_to_detect(c) is None

@@ -14,7 +14,13 @@ import pandas as pd
 
 from alphaprune.pipeline.config import Params
 from alphaprune.pipeline.results import DEPLOY_TITLES, TITLES
-from alphaprune.pipeline.stats import BETTER, SAME, WORSE
+from alphaprune.pipeline.stats import (
+    BETTER,
+    SAME,
+    WORSE,
+    hidden_by_test_set,
+    replicates_to_detect,
+)
 from alphaprune.pipeline.twins import declaration
 
 INTERVAL_TITLES = {
@@ -222,7 +228,19 @@ def anneal_section(
             f"{twins.loc[a, 'p_holm']:.3g} ({twins.loc[a, 'comparison'].test})" for a in order
         ]
         table["verdict"] = [_anneal_verdict(twins.loc[a, "verdict"]) for a in order]
-        lines += [table.to_markdown(), ""]
+        # detected whatever the other pairs show: Holm's strictest step, (1 − confidence) / m
+        strict = 1 - (1 - params.eval.confidence) / len(twins)
+        table["replicates to detect"] = [_to_detect(twins.loc[a], strict) for a in order]
+        lines += [
+            table.to_markdown(),
+            "",
+            "`replicates to detect`, where no difference was detected: how many replicates the "
+            "paired test would need to detect a difference of this size and spread, at the "
+            f"level Holm asks of the first of these {len(twins)} comparisons; a figure to plan "
+            "a rerun with, not a result. *none* means the test images alone blur a difference "
+            "this small, so more seeds on them would not tell.",
+            "",
+        ]
     if untwinned:
         lines += [
             "Annealed variants without a twin in this grid: "
@@ -233,6 +251,18 @@ def anneal_section(
             "",
         ]
     return lines
+
+
+def _to_detect(row, confidence: float) -> str:
+    if row["verdict"] != SAME:
+        return "–"
+    c = row["comparison"]
+    if c.diff.n < 2:
+        return "unknown: one replicate has no spread"
+    if hidden_by_test_set(c, confidence):
+        return "none: within the test set's noise"
+    n = replicates_to_detect(c, confidence)
+    return f"{n}" if n is not None else "over 100"
 
 
 def _anneal_verdict(verdict: str) -> str:

@@ -134,6 +134,7 @@ class Comparison:
     test: str  # "paired t" | "McNemar"
     mcnemar: tuple[float, ...]  # exact McNemar p-value of each replicate
     runs: tuple[str, ...] = ()  # the replicates' names, in that order
+    test_var: float = math.nan  # the finite test set's share of the difference's variance
 
 
 def compare(
@@ -164,11 +165,35 @@ def compare(
         d = float(np.mean(diffs))
         half = stats.norm.ppf(0.5 + confidence / 2) * math.sqrt(test_var)
         diff = Interval(d, d - half, d + half, 1, method="wald")
-        return Comparison(diff, max(pvals), "McNemar", pvals, tuple(runs))
+        return Comparison(diff, max(pvals), "McNemar", pvals, tuple(runs), test_var)
     diff = t_interval(units, confidence, extra_var=test_var)
     se = (diff.high - diff.mean) / stats.t.ppf(0.5 + confidence / 2, diff.n - 1)
     p = 1.0 if diff.mean == 0 else float(2 * stats.t.sf(abs(diff.mean) / se, diff.n - 1))
-    return Comparison(diff, p, "paired t", pvals, tuple(runs))
+    return Comparison(diff, p, "paired t", pvals, tuple(runs), test_var)
+
+
+def replicates_to_detect(c: Comparison, confidence: float = 0.95, most: int = 100) -> int | None:
+    """The fewest replicates with which a difference of `c`'s size and spread (its replicates'
+    standard deviation, its test set's variance) would be detected by the paired t-test at
+    `confidence`, two-sided and not adjusted for other comparisons: a planning figure, not a
+    verdict. None when no number up to `most` would: the test images every replicate shares
+    put a floor under the error that more seeds do not lower. Needs 2 replicates or more (one
+    gives no spread to plan with)."""
+    d, sd = abs(c.diff.mean), c.diff.sd
+    if c.diff.n < 2 or math.isnan(sd) or math.isnan(c.test_var) or d == 0:
+        return None
+    for n in range(2, most + 1):
+        se = math.sqrt(sd * sd / n + c.test_var)
+        if se == 0 or d / se > stats.t.ppf(0.5 + confidence / 2, n - 1):
+            return n
+    return None
+
+
+def hidden_by_test_set(c: Comparison, confidence: float = 0.95) -> bool:
+    """Whether `c`'s difference is within what the test images alone blur (no number of
+    replicates on these images could detect it)."""
+    half = stats.norm.ppf(0.5 + confidence / 2) * math.sqrt(c.test_var)
+    return abs(c.diff.mean) <= half
 
 
 def verdicts(
