@@ -173,6 +173,53 @@ def test_one_cosine_runs_over_the_whole_prune_without_a_restart_at_alpha_zero(
     assert (hist["alpha"].iloc[:4] > 0).all() and (hist["alpha"].iloc[4:] == 0).all()
 
 
+ONESHOT = {"schedule": {"kind": "oneshot"}}
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (
+            ONESHOT | {"trainable": "branches", "finetune_trainable": "student"},
+            ONESHOT | {"trainable": "student"},
+        ),
+        (ONESHOT | {"trainable": "all"}, ONESHOT | {"trainable": "student"}),
+        (
+            ONESHOT | {"optimizer": {"lr": 0.005}, "finetune_lr": 0.04},
+            ONESHOT | {"optimizer": {"lr": 0.04}},
+        ),
+        (ONESHOT | {"lr_schedule": "cosine"}, ONESHOT),
+        (
+            ONESHOT | {"advance": {"mode": "batch"}, "layer_distill": 1.0, "finetune_epochs": 6},
+            ONESHOT,
+        ),
+        ({"schedule": {"kind": "step", "values": [0.0]}}, ONESHOT),
+        ({"calibration_size": 64}, {}),  # init random: no calibration
+    ],
+    ids=[
+        "finetune-trainable",
+        "all",
+        "finetune-lr",
+        "one-cosine",
+        "anneal-keys",
+        "step-0",
+        "calib",
+    ],
+)
+def test_recipes_the_twins_call_alike_train_bit_for_bit_alike(
+    tiny_params, prepared_path, teacher_dir, tmp_path, a, b
+):
+    """The premise of `twins.trains_as`: what it ignores does nothing to the run."""
+    from alphaprune.pipeline.twins import trains_as
+
+    params = tiny_params(a=a, b=b)
+    assert trains_as(params.variant("a")) == trains_as(params.variant("b"))
+    for name in "ab":
+        _prune(params, name, prepared_path, teacher_dir, tmp_path / name)
+    hist = [pd.read_csv(tmp_path / n / "history.csv").drop(columns="seconds") for n in "ab"]
+    pd.testing.assert_frame_equal(*hist, check_exact=True)
+
+
 class _Kill(Exception):
     pass
 
@@ -189,7 +236,9 @@ BATCH = {"advance": {"mode": "batch"}, "trainable": "student"}
 
 
 @pytest.mark.parametrize(
-    ("recipe", "kill_at"), [({}, 3), ({}, 8), ({}, 11), (BATCH, 3)], ids=["3", "8", "11", "batch-3"]
+    ("recipe", "kill_at"),
+    [({}, 3), ({}, 8), ({}, 11), (BATCH, 3), ({"lr_schedule": "cosine"}, 6)],
+    ids=["3", "8", "11", "batch-3", "one-cosine-6"],
 )
 def test_resume_after_interruption_is_bit_exact(
     tiny_params, prepared_path, teacher_dir, tmp_path, recipe, kill_at

@@ -2,9 +2,10 @@
 
 A run is a sequence of *steps*, one per α (the teacher has one step with no α). A step with α > 0
 trains until the monitored validation metric has not improved for `patience` epochs (at least
-`min_epochs`, at most `max_epochs`), or for the fixed number of epochs of `step_epochs`, at a
-constant learning rate; the last step runs every epoch left of the budget with the learning rate
-annealed to zero by a cosine. If the budget for α > 0 runs out first, the remaining α > 0 steps
+`min_epochs`, at most `max_epochs`), or for the fixed number of epochs of `step_epochs`; the
+last step runs every epoch left of the budget. The lr (`lr_schedule`) is constant while α > 0
+and a cosine to zero over the last step (restart), or one cosine over all the epochs (cosine).
+If the budget for α > 0 runs out first, the remaining α > 0 steps
 are skipped: α drops to 0 there, and the step table shows the α that was reached. In batch mode
 each α > 0 step is one epoch over which α moves on at every batch (`batch_anneal`), ending at
 the step's α. At α = 0 the blends are collapsed, so fine-tuning trains the student itself.
@@ -243,6 +244,8 @@ def lr_schedule(spec: FitSpec, final: bool, epoch: int, e: int, n: int) -> Calla
     if spec.lr_schedule == "cosine":
         peak, total = spec.optimizer.lr, spec.epochs
         return lambda frac: peak * 0.5 * (1 + math.cos(math.pi * (epoch + frac) / total))
+    if spec.lr_schedule != "restart":
+        raise ValueError(f"lr_schedule must be 'restart' or 'cosine', got {spec.lr_schedule!r}")
     if not final:
         return lambda frac: spec.optimizer.lr
     peak = spec.finetune_lr or spec.optimizer.lr

@@ -112,7 +112,7 @@ def test_each_annealed_recipe_is_set_against_its_oneshot_twin(tiny_params, tmp_p
     text = _render_twins(params, accs, tmp_path)
     section = text.split("## Does the anneal pay?")[1].split("## ")[0]
     rows = [line for line in section.splitlines() if line.startswith("| ")]
-    names = [r.split("|")[1].strip() for r in rows[1:]]
+    names = [r.split("|")[1].strip().strip("`") for r in rows[1:]]
     assert names == ["fast", "close", "slow"]  # best anneal first
     fast, close, slow = rows[1:]
     assert "replicates to detect" in rows[0]

@@ -136,3 +136,29 @@ def test_the_cifar_anneal_presets_pair_every_anneal_with_its_twin():
     for name in ("long_adapt", "long_adapt_oneshot"):
         assert screen.variant(name) == long.variant(name)
     assert screen.prune == long.prune
+
+
+def test_a_set_on_one_merged_variant_leaves_the_others_alone(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        "variants:\n  adapt: &adapt {advance: {mode: batch}, optimizer: {lr: 0.005}}\n"
+        f"  {twins.declaration('adapt')}\n  other: {{<<: *adapt, init: lsq}}\n"
+    )
+    params = load_params(path, ["variants.adapt_oneshot.optimizer.lr=0.1"])
+    assert params.variant("adapt_oneshot").optimizer.lr == 0.1
+    assert params.variant("adapt").optimizer.lr == params.variant("other").optimizer.lr == 0.005
+    params = load_params(path, ["variants.adapt.advance.mode=plateau"])
+    assert params.variant("adapt").advance.mode == "plateau"
+    assert params.variant("other").advance.mode == "batch"
+
+
+def test_a_schedule_with_no_alpha_above_zero_is_one_shot():
+    params = resolve(
+        _grid(
+            anneal={},
+            step0={"schedule": {"kind": "step", "values": [0.0]}},
+            twin={"schedule": {"kind": "oneshot"}},
+        )
+    )
+    assert not twins.annealed(params.variant("step0"))
+    assert twins.pairs(params) == {"anneal": "step0"}  # the first that trains as the twin

@@ -151,7 +151,18 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
-    return raw
+    return _unshared(raw)
+
+
+def _unshared(node: Any) -> Any:
+    """`node` with every mapping and list its own. YAML aliases and merge keys (`<<: *recipe`)
+    load as one object in several places, and deepcopy keeps that sharing: a `--set` on one
+    variant's nested key would change every variant that merges the same recipe."""
+    if isinstance(node, dict):
+        return {key: _unshared(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_unshared(value) for value in node]
+    return node
 
 
 def merge_files(

@@ -106,7 +106,7 @@ def render(
     base: Path,
     per_run: pd.DataFrame | None = None,
     twins: pd.DataFrame | None = None,
-    untwinned: list[str] = (),
+    untwinned: list[str] | None = None,
 ) -> str:
     """The Markdown text; figure links are relative to `base` (the report's folder). With
     `per_run` (read_metrics), also the deployment section; with `twins` (stats.compare_pairs of
@@ -186,8 +186,9 @@ def render(
             mcnemar_table(stats).to_markdown(floatfmt=".3g"),
             "",
         ]
+    untwinned = untwinned or []
     if twins is not None and (len(twins) or untwinned):
-        lines += anneal_section(stats, twins, list(untwinned), params)
+        lines += anneal_section(stats, twins, untwinned, params)
     lines += deployment(per_run, means.reindex(index=table.index)) if per_run is not None else []
     lines += ["## Figures", ""]
     for fig in figures:
@@ -207,16 +208,20 @@ def anneal_section(
     lines = [
         "## Does the anneal pay? Each annealed recipe against its one-shot twin",
         "",
-        "A one-shot twin is the same recipe (branch, init, what trains, BatchNorm, loss, "
-        "optimizer, epochs) with α = 0 from the start, its whole budget a fine-tune with the "
-        "fine-tune's lr schedule. `Δ` is anneal − twin, paired replicate by replicate, as "
-        "against the reference above; the verdicts hold these comparisons together (Holm).",
+        "A one-shot twin is the same recipe (branch, init, BatchNorm, loss, optimizer, epoch "
+        "budget) with α = 0 from the start: its whole budget is the fine-tune, training what "
+        "the recipe's fine-tune trains at the fine-tune's lr. Twins are found by how they "
+        "train, whatever their names. `Δ` is anneal − twin, paired replicate by replicate, as "
+        "against the reference above. The verdicts hold these comparisons together (Holm) as "
+        "a family of their own: where a twin is also the reference, its comparison above "
+        "shares Δ and the raw p-value but is adjusted within the other family, so the two "
+        "adjusted p-values (and, near the threshold, the verdicts) can differ.",
         "",
     ]
     if len(twins):
         order = stats.loc[twins.index, "test_acc"].map(lambda i: i.mean)
         order = order.sort_values(ascending=False, kind="stable").index
-        table = pd.DataFrame(index=pd.Index(order, name="annealed"))
+        table = pd.DataFrame(index=pd.Index([f"`{a}`" for a in order], name="annealed"))
         table["twin"] = [f"`{twins.loc[a, 'partner']}`" for a in order]
         table["n"] = [twins.loc[a, "comparison"].diff.n for a in order]
         table[f"anneal test acc [{level}]"] = [str(stats.loc[a, "test_acc"]) for a in order]
@@ -245,7 +250,8 @@ def anneal_section(
         lines += [
             "Annealed variants without a twin in this grid: "
             + ", ".join(f"`{n}`" for n in untwinned)
-            + ". To add one, anchor the recipe in params.yaml and declare its twin beside it, "
+            + ". To add one, anchor the recipe in the file that defines the variants and "
+            "declare its twin beside it, "
             f"e.g. `{untwinned[0]}: &{untwinned[0]} {{...}}` and then "
             f"`{declaration(untwinned[0])}`.",
             "",

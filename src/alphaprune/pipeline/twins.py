@@ -7,7 +7,8 @@ fine-tune's lr schedule (a cosine from `finetune_lr`, else `optimizer.lr`). A re
 not beat its twin gets nothing from fading the originals out.
 
 A grid declares a twin as a variant of its own (DVC's `matrix` runs the variants params.yaml
-names). A YAML merge key keeps it from drifting from its recipe:
+names). A YAML merge key, in the file that defines the variants, keeps it from drifting from its
+recipe:
 
     variants:
       adapt: &adapt {branch: lowrank, init: lsq, trainable: student}
@@ -27,30 +28,37 @@ ONESHOT = OneshotSchedule(kind="oneshot")
 
 
 def annealed(cfg: PruneConfig) -> bool:
-    """Whether `cfg` fades the originals out (any schedule but oneshot)."""
-    return cfg.schedule.kind != "oneshot"
+    """Whether `cfg` fades the originals out: its schedule has an α above 0 (a `step` schedule
+    of [0.0] is one-shot whatever its kind)."""
+    return any(a > 0 for a in cfg.alphas())
 
 
 def twin(cfg: PruneConfig) -> PruneConfig:
-    """`cfg` with α = 0 from the start (a one-shot recipe is its own twin)."""
+    """`cfg` with α = 0 from the start."""
     return cfg.model_copy(update={"schedule": ONESHOT})
 
 
 def trains_as(cfg: PruneConfig) -> dict[str, Any]:
-    """`cfg` as the fit runs it, so that two recipes that train alike compare equal. A one-shot
-    recipe has only the final step: the keys that act while α > 0 (`advance`, `layer_distill`,
-    `finetune_epochs`) do nothing, what trains is `finetune_trainable` (else `trainable`), and
-    the lr is the fine-tune's cosine from `finetune_lr` (else `optimizer.lr`), which is what
-    `lr_schedule: cosine` gives a one-shot recipe too."""
+    """`cfg` as the fit runs it, so that two recipes that train alike compare equal (tests in
+    test_fit check that recipes this calls equal train bit for bit alike). `calibration_size`
+    counts only for `init: lsq`. A one-shot recipe has only the final step: the keys that act
+    while α > 0 (`advance`, `layer_distill`, `finetune_epochs`) do nothing, what trains is
+    `finetune_trainable` (else `trainable`; `all` is `student`, the originals being dropped
+    before the first batch), and the lr is the fine-tune's cosine from `finetune_lr` (else
+    `optimizer.lr`), which is what `lr_schedule: cosine` gives a one-shot recipe too."""
     values = cfg.model_dump(mode="json")
+    if cfg.init != "lsq":
+        values["calibration_size"] = None
     if annealed(cfg):
         return values
     values["optimizer"]["lr"] = cfg.finetune_lr or cfg.optimizer.lr
+    trains = cfg.finetune_trainable or cfg.trainable
     return values | {
+        "schedule": ONESHOT.model_dump(mode="json"),
         "advance": AdvanceConfig().model_dump(mode="json"),
         "layer_distill": 0.0,
         "finetune_epochs": None,
-        "trainable": cfg.finetune_trainable or cfg.trainable,
+        "trainable": "student" if trains == "all" else trains,
         "finetune_trainable": None,
         "finetune_lr": None,
         "lr_schedule": "restart",
