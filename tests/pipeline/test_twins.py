@@ -131,6 +131,11 @@ def test_the_cifar_anneal_presets_pair_every_anneal_with_its_twin():
         "long_adapt_lowlr": "long_adapt_oneshot",
     }
     assert all(twins.pairs(screen).values())
+    harder = load_params([*base, configs / "cifar10-long.yaml", configs / "cifar10-harder.yaml"])
+    assert twins.pairs(harder) == {"hard80": "hard80_oneshot", "svd_init": "svd_init_oneshot"}
+    # the same anneal as long_adapt, at another amount or init
+    for name, change in (("hard80", {"amount": 0.8}), ("svd_init", {"init": "pretrained"})):
+        assert harder.variant(name) == long.variant("long_adapt").model_copy(update=change)
     assert twins.pairs(screen)["long_kd"] == "long_kd_oneshot"
     # the screen's runs of the long preset's variants are the same runs (shared, not redone)
     for name in ("long_adapt", "long_adapt_oneshot"):
