@@ -129,6 +129,7 @@ def test_the_cifar_anneal_presets_pair_every_anneal_with_its_twin():
     assert twins.pairs(long) == {
         "long_adapt": "long_adapt_oneshot",
         "long_adapt_lowlr": "long_adapt_oneshot",
+        "long_short": "long_adapt_oneshot",
     }
     assert all(twins.pairs(screen).values())
     harder = load_params([*base, configs / "cifar10-long.yaml", configs / "cifar10-harder.yaml"])
@@ -138,7 +139,7 @@ def test_the_cifar_anneal_presets_pair_every_anneal_with_its_twin():
         assert harder.variant(name) == long.variant("long_adapt").model_copy(update=change)
     assert twins.pairs(screen)["long_kd"] == "long_kd_oneshot"
     # the screen's runs of the long preset's variants are the same runs (shared, not redone)
-    for name in ("long_adapt", "long_adapt_oneshot"):
+    for name in ("long_adapt", "long_short", "long_adapt_oneshot"):
         assert screen.variant(name) == long.variant(name)
     assert screen.prune == long.prune
 
