@@ -105,6 +105,40 @@ def test_training_curves_colour_by_alpha(tmp_path, monkeypatch):
     assert sorted(set(scatter.get_array().tolist())) == [0.0, 0.5, 0.9]
 
 
+def test_each_curve_ends_beside_its_one_shot_twin(tmp_path, monkeypatch):
+    oneshot = [
+        pd.DataFrame({"alpha": [0.0], "val_acc": [a], "val_loss": [0.3]}) for a in (0.94, 0.96)
+    ]
+    steps = {"anneal": [_steps()], "lone": [_steps()], "twin": oneshot}
+    fig = _figure(
+        monkeypatch,
+        plots.accuracy_vs_alpha,
+        steps,
+        TEACHER,
+        tmp_path / "a.png",
+        {"anneal": "twin", "lone": None},
+    )
+    accuracy, loss = fig.axes
+    curves = {line.get_label(): line for line in loss.get_lines()}
+    assert set(curves) == {"anneal", "lone"}  # the one-shot run has no curve of its own
+    diamonds = [line for line in accuracy.get_lines() if line.get_marker() == "D"]
+    assert len(diamonds) == 1  # `lone` has no twin
+    (diamond,) = diamonds
+    assert list(diamond.get_xdata()) == [0.0]
+    assert diamond.get_ydata()[0] == pytest.approx(0.95)  # the mean of the twin's replicates
+    assert diamond.get_color() == curves["anneal"].get_color()
+    legend = [t.get_text() for t in loss.get_legend().get_texts()]
+    assert legend[-1] == "one-shot twin (α = 0 throughout)"
+
+
+def test_without_twins_the_legend_names_no_diamond(tmp_path, monkeypatch):
+    fig = _figure(
+        monkeypatch, plots.accuracy_vs_alpha, {"a": [_steps()]}, TEACHER, tmp_path / "a.png"
+    )
+    legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert legend == ["a", "teacher"]
+
+
 def _labels(tmp_path, monkeypatch, rows) -> list[str]:
     fig = _figure(monkeypatch, plots.accuracy_vs_size, _metrics(rows), TEACHER, tmp_path / "s.png")
     return [t.get_text() for t in fig.axes[0].texts]

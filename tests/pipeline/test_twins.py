@@ -83,6 +83,32 @@ def test_the_default_grid_pairs_the_schedules_with_oneshot():
         "cosine",
     }
     assert "oneshot" not in pairs and "magnitude" not in pairs  # one-shot themselves
+    # every other anneal has a twin of its own, named after it
+    assert {a: t for a, t in pairs.items() if t != "oneshot"} == {
+        a: f"{a}_oneshot"
+        for a in (
+            "noise50",
+            "noise20",
+            "regression",
+            "init_pretrained",
+            "init_lsq",
+            "unfrozen",
+            "lowrank",
+            "sparse",
+        )
+    }
+
+
+def test_the_cifar_cpu_preset_twins_every_anneal():
+    configs = ROOT / "configs"
+    params = load_params(
+        [ROOT / "params.yaml", configs / "cifar10-cpu.yaml", configs / "shared-jpeg.yaml"]
+    )
+    assert twins.pairs(params) == {
+        "baseline": "oneshot",
+        "init_lsq": "init_lsq_oneshot",
+        "unfrozen": "unfrozen_oneshot",
+    }
 
 
 def test_the_declared_line_makes_the_twin_and_follows_its_recipe(tmp_path):

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from alphaprune.files import atomic_path  # noqa: E402
 from alphaprune.pipeline.stats import interval, teacher_clusters  # noqa: E402
@@ -75,13 +76,26 @@ def _styles(n: int):
     return [(colours[i % 20], ("-", "--", ":")[i // 20 % 3]) for i in range(n)]
 
 
-def accuracy_vs_alpha(steps: dict[str, list[pd.DataFrame]], teacher: dict, out: Path) -> Path:
+def accuracy_vs_alpha(
+    steps: dict[str, list[pd.DataFrame]],
+    teacher: dict,
+    out: Path,
+    twins: dict[str, str | None] | None = None,
+) -> Path:
     """Validation accuracy and loss at the end of each α step; α runs from 1 down to 0. The line
     is the mean over a variant's replicates at each α, the band their range. Variants with a
-    single step (one-shot) have no curve and are left out."""
+    single step (one-shot) have no curve; the one-shot twin of a curve (`twins`: annealed
+    variant -> its twin, as `twins.pairs` gives) is a diamond of the curve's colour at α = 0,
+    its replicates' mean validation accuracy: the gap between the curve's end and its diamond
+    is what the anneal bought."""
     curves = {n: runs for n, runs in steps.items() if max(len(df) for df in runs) > 1}
+    twins = twins or {}
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     for (name, runs), (colour, ls) in zip(curves.items(), _styles(len(curves)), strict=True):
+        twin = twins.get(name)
+        if twin in steps:  # a one-shot run's only step is α = 0
+            final = pd.concat(steps[twin])["val_acc"].mean()
+            axes[0].plot([0.0], [final], "D", color=colour, mec="black", mew=0.6, ms=6, zorder=3)
         # Losses differ between variants (cross-entropy, MSE on logits, KD): compare each to
         # its own value at the first α step, which is unitless.
         both = pd.concat(
@@ -116,9 +130,13 @@ def accuracy_vs_alpha(steps: dict[str, list[pd.DataFrame]], teacher: dict, out: 
     )
     handles, names = axes[1].get_legend_handles_labels()
     line, teacher_name = axes[0].get_legend_handles_labels()
+    handles, names = handles + line[-1:], names + teacher_name[-1:]
+    if any(twins.get(name) in steps for name in curves):
+        handles.append(Line2D([], [], ls="", marker="D", color="grey", mec="black", mew=0.6))
+        names.append("one-shot twin (α = 0 throughout)")
     axes[1].legend(
-        handles + line[-1:],
-        names + teacher_name[-1:],
+        handles,
+        names,
         fontsize=8,
         loc="upper left",
         bbox_to_anchor=(1.01, 1),
@@ -299,10 +317,11 @@ def all_figures(
     teacher: dict,
     out_dir: Path,
     confidence: float = 0.95,
+    twins: dict[str, str | None] | None = None,
 ) -> list[Path]:
     """Every figure into `out_dir`; returns their paths. `histories` and `steps` are keyed by
     (variant, replicate), `per_run` (metrics) indexed by them; `teacher` holds the teachers'
-    mean test_acc and val_acc."""
+    mean test_acc and val_acc; `twins` maps each annealed variant to its one-shot twin."""
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(dict.fromkeys(v for v, _ in histories))
     grouped_h = {n: [h for (v, _), h in histories.items() if v == n] for n in names}
@@ -310,7 +329,7 @@ def all_figures(
     paths = [
         training_curves(n, h, teacher, out_dir / f"training_{n}.png") for n, h in grouped_h.items()
     ]
-    paths.append(accuracy_vs_alpha(grouped_s, teacher, out_dir / "accuracy_vs_alpha.png"))
+    paths.append(accuracy_vs_alpha(grouped_s, teacher, out_dir / "accuracy_vs_alpha.png", twins))
     paths.append(final_accuracy(per_run, teacher, out_dir / "final_accuracy.png", confidence))
     paths.append(accuracy_vs_size(per_run, teacher, out_dir / "accuracy_vs_size.png", confidence))
     if "ort_latency_speedup" in per_run.columns:  # not in results from before the latency stage

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from alphaprune.pipeline import plots
+from alphaprune.pipeline import plots, twins
 from alphaprune.pipeline.commands import (
     add_params_arguments,
     add_record_argument,
@@ -31,6 +31,14 @@ def run(args) -> None:
     histories, steps = read_curves(names, runs, args.variants)
     per_run = read_metrics(names, runs, args.variants)
     teacher = read_teachers(params.replicates.teacher_names(), args.teacher).mean().to_dict()
-    paths = plots.all_figures(histories, steps, per_run, teacher, args.out, params.eval.confidence)
+    paths = plots.all_figures(
+        histories,
+        steps,
+        per_run,
+        teacher,
+        args.out,
+        params.eval.confidence,
+        twins.pairs(params),
+    )
     log.info("wrote %d figures to %s", len(paths), args.out)
     write_record(args, "plots")
