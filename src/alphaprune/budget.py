@@ -12,6 +12,12 @@ achieved fraction is at least `amount` and exceeds it by as little as the branch
   bisection on that fraction), then single ranks are raised while the target still holds.
 - ``sparse``: global magnitude masks over all eligible weights, through
   ``torch.nn.utils.prune.global_unstructured``, removing exactly the needed count.
+- ``channels``: whole channels of the groups `alphaprune.channels` finds, the globally least
+  important first (Torch-Pruning's group L2 magnitude, as its global pruning ranks them), the
+  fewest that meet the target; with `round_to`, every group keeps a multiple of it, so the
+  target is met to within one block of the group that crosses it. The layers that read removed
+  channels get branches; the other layers that lose channels (their producers, BatchNorm) are
+  listed as `coupled`.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from alphaprune.branches import (
     is_linear_map,
     lowrank_break_even,
 )
+from alphaprune.channels import ChannelGroup, Counter, channel_groups
 from alphaprune.errors import UserError
 
 
@@ -58,10 +65,16 @@ class Plan:
     layers: tuple[LayerPlan, ...]
     excluded: tuple[str, ...]
     masks: dict[str, Tensor] = field(default_factory=dict, compare=False, repr=False)
+    # channels: the layers that lose channels without a branch (producers, BatchNorm), each
+    # group's removed output channels (root -> indices), and the groups left out, with why
+    coupled: tuple[LayerPlan, ...] = ()
+    removed: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    ungrouped: dict[str, str] = field(default_factory=dict)
 
     @property
     def student_params(self) -> int:
-        return self.teacher_params - sum(lp.params_before - lp.params_after for lp in self.layers)
+        changed = self.layers + self.coupled
+        return self.teacher_params - sum(lp.params_before - lp.params_after for lp in changed)
 
     @property
     def achieved(self) -> float:
@@ -76,6 +89,15 @@ class Plan:
             "achieved": self.achieved,
             "excluded": list(self.excluded),
             "layers": [asdict(lp) for lp in self.layers],
+            **(
+                {
+                    "coupled": [asdict(lp) for lp in self.coupled],
+                    "removed": {root: list(idxs) for root, idxs in self.removed.items()},
+                    "ungrouped": self.ungrouped,
+                }
+                if self.kind == "channels"
+                else {}
+            ),
         }
 
 
@@ -133,8 +155,10 @@ def allocate(
     amount: float,
     example: Tensor,
     exclude: list[str] | None = None,
+    round_to: int = 1,
 ) -> Plan:
-    """Plan branches that remove at least `amount` of `model`'s parameters."""
+    """Plan branches that remove at least `amount` of `model`'s parameters (`round_to`: the
+    channel block of kind `channels`)."""
     if not 0 < amount < 1:
         raise BudgetError(f"amount must be in (0, 1), got {amount}")
     total = count_params(model)
@@ -148,6 +172,8 @@ def allocate(
         chosen, masks = _lowrank(eligible, need, total, amount, kind), {}
     elif branch.allocation == "mask":
         chosen, masks = _sparse(eligible, need, total, amount)
+    elif branch.allocation == "channels":
+        return _channels(model, example, excluded, need, total, amount, round_to)
     else:
         raise ValueError(f"branch kind {kind!r}: unknown allocation {branch.allocation!r}")
     return Plan(kind, amount, total, tuple(chosen), tuple(excluded), masks)
@@ -251,3 +277,82 @@ def _sparse(layers, need: int, total: int, amount: float):
     masks = {n: c.weight_mask.detach().clone() for n, c in copies.items()}
     plans = [_plan(n, m, "sparse", int(masks[n].sum())) for n, m in layers]
     return plans, masks
+
+
+def _channels(model, example, excluded, need: int, total: int, amount: float, round_to: int):
+    """The fewest of the globally least important channels that remove `need` parameters."""
+    groups, ungrouped = channel_groups(model, example, excluded)
+    counter = Counter(model, groups)
+    # every channel as (group, channel), least important first (ties: in order)
+    ranked = sorted(
+        ((imp, gi, c) for gi, g in enumerate(groups) for c, imp in enumerate(g.importance)),
+        key=lambda t: t[0],
+    )
+
+    def removal(n: int) -> dict[str, tuple[int, ...]]:
+        counts = [0] * len(groups)
+        for _, gi, _ in ranked[:n]:
+            counts[gi] += 1
+        return {
+            g.root: _least_important(g, _rounded(g.width, k, round_to))
+            for g, k in zip(groups, counts, strict=True)
+            if _rounded(g.width, k, round_to)
+        }
+
+    def left(n: int) -> int:
+        return counter.params({root: len(idxs) for root, idxs in removal(n).items()})
+
+    if not groups or left(len(ranked)) > total - need:
+        most = total - left(len(ranked)) if groups else 0
+        raise _unreachable("channels", amount, most, total)
+    lo, hi = 0, len(ranked)  # left(hi) meets the target; find the fewest channels that do
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if left(mid) <= total - need else (mid + 1, hi)
+    removed = removal(lo)
+    counts = {root: len(idxs) for root, idxs in removed.items()}
+    modules = dict(model.named_modules())
+    changed = {m.module: m for g in groups if g.root in removed for m in g.members}
+    readers = {m.module for g in groups if g.root in removed for m in g.readers}
+    masks: dict[str, Tensor] = {}
+    for g in groups:
+        for r in g.readers:
+            mask = masks.setdefault(r.module, torch.ones(modules[r.module].weight.shape[1]))
+            for c in removed.get(g.root, ()):
+                mask[list(r.columns[c])] = 0
+    layers, coupled = [], []
+    for name in (n for n, _ in model.named_modules() if n in changed):
+        after = counter.module_params(name, counts)
+        lp = LayerPlan(
+            name,
+            "channels",
+            int(masks[name].sum()) if name in readers else None,
+            count_params(modules[name]),
+            after,
+        )
+        (layers if name in readers else coupled).append(lp)
+    masks = {n: m.bool() for n, m in masks.items() if n in readers}
+    return Plan(
+        "channels",
+        amount,
+        total,
+        tuple(layers),
+        tuple(excluded),
+        masks,
+        tuple(coupled),
+        removed,
+        ungrouped,
+    )
+
+
+def _rounded(width: int, removed: int, round_to: int) -> int:
+    """How many of a group's `width` channels go when the ranking takes `removed` of them: its
+    kept width rounded up to a multiple of `round_to`, at least `round_to` (and at least 1)."""
+    kept = max(width - removed, 1)
+    kept = max(math.ceil(kept / round_to) * round_to, round_to)
+    return max(width - kept, 0)
+
+
+def _least_important(group: ChannelGroup, n: int) -> tuple[int, ...]:
+    order = sorted(range(group.width), key=lambda c: group.importance[c])
+    return tuple(sorted(order[:n]))

@@ -79,13 +79,16 @@ def fit(
     on_epoch: Callable[[dict], None] | None = None,
     on_update: Callable[[FitResult], None] | None = None,
     on_step: StepHook | None = None,
+    narrow: Callable[[nn.Module], None] | None = None,
 ) -> FitResult:
     """Train `model` through `spec`'s α steps; resume from `checkpoint` if it holds a
     completed step of the same configuration, and write one there after every step.
     `on_epoch` gets each epoch's history row; `on_update` the whole result so far, after every
     epoch and α step and on resuming (e.g. to rewrite the history files as they grow);
     `on_step` measures the model at the end of each step (e.g. its clean training accuracy),
-    its values added to the step's row with the seconds it took (`on_step_seconds`)."""
+    its values added to the step's row with the seconds it took (`on_step_seconds`).
+    `narrow` makes the collapsed student physically smaller (in place; `branch: channels`):
+    the optimizer is rebuilt on what trains, the parameters it keeps keeping their state."""
     has_blends = any(True for _ in blend.blends(model))
     _device_layout(model, runtime)
     params = blend.set_trainable(model, spec.trainable) if has_blends else list(model.parameters())
@@ -110,6 +113,9 @@ def fit(
             trainable = spec.finetune_trainable or spec.trainable  # before the collapse drops
             _train_also(opt, blend.set_trainable(model, trainable))  # branch from original
             blend.collapse(model)  # exact at α = 0, and the student trains faster
+            if narrow is not None:
+                narrow(model)
+                opt = _rebuilt(opt, model, spec)
             _device_layout(model, runtime)  # the collapsed layers are new tensors
             net = _compiled(model, runtime)
         if alpha == 0 and spec.recalibrate_bn:
@@ -208,6 +214,17 @@ def _train_also(opt: torch.optim.Optimizer, params: list[nn.Parameter]) -> None:
     new = [p for p in params if id(p) not in held]
     if new:
         opt.add_param_group({"params": new})
+
+
+def _rebuilt(opt: torch.optim.Optimizer, model: nn.Module, spec: FitSpec):
+    """A new optimizer over `model`'s trainable parameters; those `opt` held keep their state
+    (momentum), the new ones (narrowed tensors) start afresh."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    new = make_optimizer(params, spec.optimizer)
+    for p in params:
+        if p in opt.state:
+            new.state[p] = opt.state[p]
+    return new
 
 
 def _recalibrate(model: nn.Module, train: DeviceData, spec: FitSpec, generator, runtime) -> None:

@@ -8,16 +8,22 @@ student loads without its teacher.
 
 Each branch stores its weights in its own form (`Branch.pack`): a sparse one as its kept values
 plus a bit-packed mask, so a sparse student's file is physically smaller than the dense one.
+
+A student narrowed by `branch: channels` is the teacher's architecture with channels removed:
+its recipe lists them, module by module (`narrowing`: module, prune function, indices), and
+loading replays that with Torch-Pruning's per-module prune functions: no tracing, no pickles.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch_pruning.pruner import function as prune_functions
 
 from alphaprune.branches import Branch, build_branch
 from alphaprune.errors import FileFormatError
@@ -26,6 +32,30 @@ from alphaprune.models import build_model
 
 FORMAT = "alphaprune-model"
 FORMAT_VERSION = 1
+
+# Torch-Pruning's prune functions this module handles, by the name a recipe stores.
+FUNCTIONS = {
+    name: getattr(prune_functions, name)
+    for name in (
+        "prune_conv_out_channels",
+        "prune_conv_in_channels",
+        "prune_depthwise_conv_out_channels",
+        "prune_depthwise_conv_in_channels",
+        "prune_batchnorm_out_channels",
+        "prune_linear_out_channels",
+        "prune_linear_in_channels",
+    )
+}
+
+
+def replay(model: nn.Module, done: Iterable[dict]) -> nn.Module:
+    """Apply the record of `narrow` to a model of the same architecture (in place): no tracing,
+    only Torch-Pruning's per-module prune functions."""
+    for step in done:
+        if step["fn"] not in FUNCTIONS:
+            raise ValueError(f"unknown prune function {step['fn']!r}")
+        FUNCTIONS[step["fn"]](model.get_submodule(step["module"]), list(step["idxs"]))
+    return model
 
 
 def recipe_for(
@@ -53,9 +83,12 @@ def recipe_for(
     return recipe if plan is None else with_plan(recipe, plan)
 
 
-def with_plan(recipe: dict[str, Any], plan) -> dict[str, Any]:
+def with_plan(recipe: dict[str, Any], plan, narrowing: list[dict] | None = None) -> dict[str, Any]:
     """`recipe` with the layers `plan` (a `budget.Plan`, not imported: the teacher's stage
-    does not depend on the allocator's code) replaced by branches (what loading rebuilds)."""
+    does not depend on the allocator's code) replaced by branches (what loading rebuilds), or,
+    for a student narrowed at α = 0, with the `narrowing` record of `channels.narrow`."""
+    if narrowing is not None:
+        return {**recipe, "layers": [], "narrowing": narrowing, "plan": plan.to_dict()}
     layers = [{"name": lp.name, "branch": lp.branch, "size": lp.size} for lp in plan.layers]
     return {**recipe, "layers": layers, "plan": plan.to_dict()}
 
@@ -65,6 +98,7 @@ def build_from_recipe(recipe: dict[str, Any]) -> nn.Module:
     m = recipe["model"]
     c, h, _ = m["shape"]
     model = build_model(m["name"], num_classes=m["num_classes"], in_channels=c, image_size=h)
+    replay(model, recipe.get("narrowing", []))
     for spec in recipe["layers"]:
         layer = model.get_submodule(spec["name"])
         model.set_submodule(spec["name"], build_branch(layer, spec["branch"], spec["size"]))

@@ -13,7 +13,7 @@ from alphaprune.branches import BRANCHES, branch_params, build_branch
 @pytest.mark.parametrize("kind", list(BRANCHES))
 @pytest.mark.parametrize("layer", [nn.Conv2d(8, 16, 3, padding=1), nn.Conv2d(8, 16, 3, bias=False)])
 def test_costs_equal_built_parameter_counts(kind, layer):
-    size = {"pointwise": None, "dwsep": None, "lowrank": 3, "sparse": 100}[kind]
+    size = {"pointwise": None, "dwsep": None, "lowrank": 3, "sparse": 100, "channels": 5}[kind]
     mask = None
     if kind == "sparse":
         mask = torch.zeros_like(layer.weight).flatten()

@@ -14,6 +14,8 @@ Per-layer branch kinds (a layer's plan names one), one module each:
   stride, padding and dilation) then a 1×1 conv: about the pointwise cost, with the original's
   receptive field. Its equivalent kernel is ``W[o, i] = P[o, i]·D[i]``.
 - ``sparse``: a copy of the layer with a fixed binary mask (``torch.nn.utils.prune``'s reparam).
+- ``channels``: a layer that reads channels being removed, those input columns zeroed; at α = 0
+  the channels leave every coupled layer (``alphaprune.channels``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from alphaprune.branches.base import (
     has_spatial_kernel,
     is_linear_map,
 )
+from alphaprune.branches.channels import Channels
 from alphaprune.branches.dwsep import DepthwiseSeparable
 from alphaprune.branches.lowrank import LowRank, lowrank_break_even
 from alphaprune.branches.pointwise import PointwiseConv
@@ -38,6 +41,7 @@ from alphaprune.registry import Registry
 __all__ = [
     "BRANCHES",
     "Branch",
+    "Channels",
     "DepthwiseSeparable",
     "Layer",
     "LowRank",
@@ -54,7 +58,7 @@ __all__ = [
 ]
 
 BRANCHES: Registry[type[Branch]] = Registry("branch kind")
-for _cls in (PointwiseConv, LowRank, DepthwiseSeparable, Sparse):
+for _cls in (PointwiseConv, LowRank, DepthwiseSeparable, Sparse, Channels):
     BRANCHES.register(_cls.kind)(_cls)
 
 

@@ -218,7 +218,7 @@ class PruneConfig(_Strict):
     amount: Fraction = 0.65  # fraction of the teacher's parameters the student no longer has
     # The kinds of alphaprune.branches.BRANCHES, spelled out so that the params schema (and so
     # `prepare`) does not depend on the branches' code; a test checks the two agree.
-    branch: Literal["pointwise", "lowrank", "dwsep", "sparse"] = "pointwise"
+    branch: Literal["pointwise", "lowrank", "dwsep", "sparse", "channels"] = "pointwise"
     init: Literal["random", "pretrained", "lsq"] = "random"
     exclude: list[str] | None = None  # glob patterns of module names; None: first conv + classifier
     trainable: Literal["branches", "student", "all"] = "branches"
@@ -243,6 +243,9 @@ class PruneConfig(_Strict):
     batch_size: PositiveInt = 64
     optimizer: PruneOptimizerConfig = PruneOptimizerConfig()
     calibration_size: PositiveInt = 512  # training examples used by init=lsq
+    # branch channels: every narrowed group keeps a multiple of this many channels (and at least
+    # this many), e.g. 8: the AVX2 block of 8 floats; 1: any width.
+    round_to: PositiveInt = 1
 
     @model_validator(mode="after")
     def _consistent(self) -> PruneConfig:
@@ -258,6 +261,14 @@ class PruneConfig(_Strict):
             )
         if self.branch == "sparse" and self.init == "lsq":
             raise ValueError("init 'lsq' is not supported for branch 'sparse'; use 'pretrained'")
+        if self.branch == "channels" and self.init == "random":
+            raise ValueError(
+                "init 'random' is not supported for branch 'channels': its branches are the "
+                "readers of the removed channels, which keep their other inputs; use "
+                "'pretrained' (the kept columns as they are) or 'lsq' (refitted on them)"
+            )
+        if self.round_to > 1 and self.branch != "channels":
+            raise ValueError(f"round_to applies to branch 'channels' only, not {self.branch!r}")
         return self
 
     def alphas(self) -> list[float]:

@@ -19,20 +19,30 @@ def add_arguments(p) -> None:
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--input-size", type=int, nargs=3, default=[3, 32, 32], metavar=("C", "H", "W"))
     p.add_argument("--exclude", nargs="*", default=None, help="glob patterns of layer names")
+    p.add_argument(
+        "--round-to", type=int, default=1, help="channels: kept widths are multiples of this"
+    )
     p.add_argument("--json", action="store_true")
 
 
 def run(args) -> None:
     c, h, w = args.input_size
     model = build_model(args.model, args.num_classes, in_channels=c, image_size=h).eval()
-    plan = allocate(model, args.branch, args.amount, torch.zeros(2, c, h, w), args.exclude)
+    example = torch.zeros(2, c, h, w)
+    plan = allocate(model, args.branch, args.amount, example, args.exclude, args.round_to)
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
         return
-    rows = pd.DataFrame(plan.to_dict()["layers"])
-    # size: rank (lowrank) or kept weights (sparse); a pointwise 1x1 has none.
+    rows = pd.DataFrame(plan.to_dict()["layers"] + plan.to_dict().get("coupled", []))
+    # size: rank (lowrank), kept weights (sparse) or kept inputs (a channels reader); a pointwise
+    # 1x1 has none, nor a layer that only loses output channels (channels)
     print(rows.fillna("-").to_string(index=False) if len(rows) else "(no layers)")
     print(f"excluded: {', '.join(plan.excluded)}")
+    for root, removed in plan.removed.items():
+        width = model.get_submodule(root).weight.shape[0]
+        print(f"group {root}: keeps {width - len(removed)} of {width} channels")
+    for root, why in plan.ungrouped.items():
+        print(f"group {root}: not pruned, {why}")
     print(
         f"teacher {plan.teacher_params:,} -> student {plan.student_params:,} parameters; "
         f"removes {plan.achieved:.4f} (target {plan.amount})"

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from alphaprune import student
+from alphaprune import channels, student
 from alphaprune.budget import Plan, allocate
 from alphaprune.fit import DivergenceError, fit
 from alphaprune.modelfile import load_model, save_model, with_plan
@@ -32,7 +32,7 @@ def make_student(
     teacher: nn.Module, cfg: PruneConfig, example: torch.Tensor, calibration=None
 ) -> tuple[nn.Module, Plan]:
     """A copy of `teacher` with every layer `cfg` plans blended with its initialised branch."""
-    plan = allocate(teacher, cfg.branch, cfg.amount, example, cfg.exclude)
+    plan = allocate(teacher, cfg.branch, cfg.amount, example, cfg.exclude, cfg.round_to)
     return student.make_student(teacher, plan, cfg.init, calibration), plan
 
 
@@ -70,6 +70,13 @@ def prune(
     # to resume from; made only once the inputs have loaded, so a bad input leaves no output.
     (out_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
     curves = Curves(out_dir)
+    narrowing: list[dict] | None = None
+    if plan.kind == "channels":  # at α = 0 the channels leave every layer coupled to them
+        narrowing, example = [], train.normalise(train.x[:1])
+
+        def narrow(collapsed: nn.Module) -> None:
+            narrowing[:] = channels.narrow_student(collapsed, plan.removed, example)
+
     try:
         result = fit(
             model,
@@ -83,10 +90,15 @@ def prune(
             on_epoch=on_epoch,
             on_update=curves.update,
             on_step=clean_train_accuracy(train, runtime),
+            narrow=narrow if narrowing is not None else None,
         )
     except DivergenceError as err:
         raise DivergenceError(f"variant {variant}: {err} (variants.{variant}.optimizer)") from None
-    recipe = {**with_plan(recipe, plan), "variant": variant, "prune": cfg.model_dump()}
+    recipe = {
+        **with_plan(recipe, plan, narrowing),
+        "variant": variant,
+        "prune": cfg.model_dump(),
+    }
     save_model(out_dir / "student.pt", model, recipe)
     curves.write(result)
     return {"achieved": plan.achieved, "val_acc": result.history[-1]["val_acc"]}

@@ -1,0 +1,276 @@
+"""Channel groups for `branch: channels`: which channels can be removed together, how much each
+is worth, and the narrowing that removes them.
+
+Removing an output channel of a conv removes it from every layer that is coupled to it: its
+BatchNorm, every layer that reads it (a conv's or a linear's input columns), and, through
+residual additions, every other producer of the same channel. Torch-Pruning's
+`DependencyGraph` finds these *groups*; this module uses it for that, for the group importance
+(`GroupMagnitudeImportance`, the L2 magnitude) and for the per-module prune functions, on a
+*plain* model (a blended one reads as an element-wise op to its tracer).
+
+Where coupling passes through an op the tracer misreads, it does not say so: on the CIFAR
+ResNets' zero-padded (option-A) shortcuts it merges every residual channel into one wrongly
+indexed group. So every candidate group is checked numerically (`channel_groups`): removing some
+of its channels must give the same outputs as zeroing its readers' input columns for them,
+within 1e-5 of the outputs' scale (float32: max |Δ| ≤ 1e-5·max(1, max |y|)); a group that fails
+is excluded, with the reason.
+
+The student fades the channels out at the readers (`branches.channels`): at α = 0 nothing reads
+them, whatever happens to them upstream, so `narrow` removes them exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch_pruning as tp
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from alphaprune.branches import Channels
+from alphaprune.modelfile import FUNCTIONS, replay
+
+TOLERANCE = 1e-5  # pruned vs readers zeroed, relative to the outputs' scale (at least 1)
+
+READS = ("prune_conv_in_channels", "prune_linear_in_channels")
+
+
+@dataclass(frozen=True)
+class Member:
+    """A module with a dimension coupled to a group: `fn` (a name of FUNCTIONS) prunes it, and
+    `columns[c]` are its indices for the group's channel c (a linear after a flatten has one
+    per spatial position)."""
+
+    module: str
+    fn: str
+    columns: tuple[tuple[int, ...], ...]
+
+    @property
+    def reads(self) -> bool:
+        return self.fn in READS
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """The output channels of `root` and every member coupled to them; `importance` per
+    channel (Torch-Pruning's group L2 magnitude, normalised by its mean as it does)."""
+
+    root: str
+    members: tuple[Member, ...]
+    importance: tuple[float, ...]
+
+    @property
+    def width(self) -> int:
+        return len(self.importance)
+
+    @property
+    def readers(self) -> tuple[Member, ...]:
+        return tuple(m for m in self.members if m.reads)
+
+
+# ------------------------------------------------------------------------------ the groups
+def dependency_graph(model: nn.Module, example: Tensor) -> tp.DependencyGraph:
+    """Torch-Pruning's graph of `model`, traced on `example`. It traces through autograd, so it
+    is built with grad on and every parameter requiring grad (a frozen layer would be missing
+    from it); their flags are restored."""
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    try:
+        for p in frozen:
+            p.requires_grad_(True)
+        with torch.enable_grad():
+            return tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    finally:
+        for p in frozen:
+            p.requires_grad_(False)
+
+
+def _named_groups(model: nn.Module, graph: tp.DependencyGraph, ignored: Iterable[str]):
+    """(root name, Torch-Pruning group over all its channels) for every prunable group."""
+    names = {m: n for n, m in model.named_modules()}
+    ignored_modules = [model.get_submodule(n) for n in ignored]
+    for group in graph.get_all_groups(
+        ignored_layers=ignored_modules, root_module_types=[nn.Conv2d, nn.Linear]
+    ):
+        yield names[group[0].dep.target.module], group
+
+
+def _members(model: nn.Module, group, width: int) -> tuple[list[Member], str | None]:
+    """The group's members, or the reason it cannot be faded and removed."""
+    names = {m: n for n, m in model.named_modules()}
+    members = []
+    for item in group.items:
+        module, handler = item.dep.target.module, item.dep.handler
+        if module not in names:  # an op of the traced graph (add, reshape, ...): no weights
+            continue
+        fn = next((n for n, f in FUNCTIONS.items() if f == handler), None)
+        if fn is None:
+            return [], f"holds {type(module).__name__} {names[module]}, which is not supported"
+        if isinstance(module, nn.Conv2d) and 1 < module.groups < module.in_channels:
+            return [], f"holds the grouped conv {names[module]}"
+        columns: list[list[int]] = [[] for _ in range(width)]
+        for idx, root in zip(item.idxs, item.root_idxs, strict=True):
+            columns[root].append(int(idx))
+        members.append(Member(names[module], fn, tuple(map(tuple, columns))))
+    if not any(m.reads for m in members):
+        return [], "nothing reads its channels"
+    return members, None
+
+
+def channel_groups(
+    model: nn.Module, example: Tensor, ignored: Sequence[str] = ()
+) -> tuple[list[ChannelGroup], dict[str, str]]:
+    """The groups of `model` (a plain model: no blends) whose channels can be faded out at their
+    readers and removed, and the excluded ones: root name -> why. `ignored` layers keep their
+    output channels (Torch-Pruning's `ignored_layers`: a group with one of them is not
+    listed)."""
+    model = copy.deepcopy(model).eval()
+    graph = dependency_graph(model, example)
+    importance = tp.importance.GroupMagnitudeImportance(p=2)
+    groups, excluded = [], {}
+    for root, group in _named_groups(model, graph, ignored):
+        width = len(group.items[0].idxs)
+        members, reason = _members(model, group, width)
+        if reason:
+            excluded[root] = reason
+            continue
+        scores = importance(group).double().tolist()
+        groups.append(ChannelGroup(root, tuple(members), tuple(scores)))
+    for root, error in _removal_errors(model, groups, example).items():
+        excluded[root] = (
+            "Torch-Pruning's graph misreads it: removing its channels "
+            + ("breaks the model" if math.isinf(error) else f"changes the outputs by {error:.2g}×")
+            + " where zeroing its readers' inputs does not (an op it does not trace, such as a "
+            "zero-padded shortcut)"
+        )
+    return [g for g in groups if g.root not in excluded], excluded
+
+
+def _removal_errors(
+    model: nn.Module, groups: Sequence[ChannelGroup], example: Tensor
+) -> dict[str, float]:
+    """Root -> largest |Δ output| for each group whose removal differs from zeroing its readers'
+    input columns by more than TOLERANCE (relative to the outputs' scale; inf: the narrowed
+    model fails). Every other channel of each group is removed, group after group on one
+    narrowed copy (one trace, and one more after each failure) against one zeroed copy."""
+    base = copy.deepcopy(model).float().eval()
+    example = example.float()
+    x = torch.randn_like(example)
+    zeroed, pruned = copy.deepcopy(base), copy.deepcopy(base)
+    graph, done, failed = dependency_graph(pruned, example), [], {}
+    for g in groups:
+        removed = list(range(0, g.width, 2))[: g.width - 1] or [0]
+        readers = {r.module: zeroed.get_submodule(r.module).weight for r in g.readers}
+        before = {name: w.detach().clone() for name, w in readers.items()}
+        with torch.no_grad():
+            for r in g.readers:
+                readers[r.module][:, [i for c in removed for i in r.columns[c]]] = 0
+        try:
+            step = narrow(pruned, {g.root: removed}, example, graph)
+            with torch.no_grad():
+                want = zeroed(x)
+                error = float((pruned(x) - want).abs().max() / want.abs().max().clamp_min(1))
+        except RuntimeError:  # the narrowed model no longer runs: shapes do not match
+            step, error = [], math.inf
+        if error <= TOLERANCE:
+            done += step
+            continue
+        failed[g.root] = error
+        with torch.no_grad():
+            for name, w in readers.items():
+                w.copy_(before[name])
+        pruned = replay(copy.deepcopy(base), done)
+        graph = dependency_graph(pruned, example)
+    return failed
+
+
+# ------------------------------------------------------------------------------ narrowing
+def narrow(
+    model: nn.Module,
+    removed: dict[str, Sequence[int]],
+    example: Tensor,
+    graph: tp.DependencyGraph | None = None,
+) -> list[dict]:
+    """Remove the channels `removed` (root name -> its output channels) from every module
+    coupled to them, in place, through Torch-Pruning's graph of `model` (a plain model; `graph`
+    if it has been traced already); return what was done, module by module ({module, fn,
+    idxs}), for `replay`."""
+    graph = graph or dependency_graph(model, example)
+    names = {m: n for n, m in model.named_modules()}
+    done = []
+    for root, idxs in removed.items():
+        if not len(idxs):
+            continue
+        module = model.get_submodule(root)
+        pruner = graph.get_pruner_of_module(module)
+        group = graph.get_pruning_group(module, pruner.prune_out_channels, list(map(int, idxs)))
+        for item in group.items:
+            target = item.dep.target.module
+            fn = next((n for n, f in FUNCTIONS.items() if f == item.dep.handler), None)
+            if target in names and fn is not None:
+                done.append({"module": names[target], "fn": fn, "idxs": sorted(item.idxs)})
+        group.prune()
+    return done
+
+
+# ------------------------------------------------------------------------------- counting
+class Counter:
+    """The parameters a model has once `removed` channels of its groups are gone, without
+    narrowing it: conv, linear and BatchNorm sizes from their kept widths."""
+
+    def __init__(self, model: nn.Module, groups: Sequence[ChannelGroup]):
+        self.modules = dict(model.named_modules())
+        self.fixed = sum(p.numel() for p in model.parameters())
+        self.dims: dict[str, dict[str, tuple[str, int]]] = {}  # module -> out/in -> group, per
+        for g in groups:
+            for m in g.members:
+                side = "in" if m.fn.endswith("in_channels") else "out"
+                self.dims.setdefault(m.module, {})[side] = (g.root, len(m.columns[0]))
+        for name in self.dims:
+            self.fixed -= sum(p.numel() for p in self.modules[name].parameters())
+
+    def params(self, removed: dict[str, int]) -> int:
+        """Parameters left when `removed[root]` channels of each group are gone."""
+        return self.fixed + sum(self.module_params(n, removed) for n in self.dims)
+
+    def module_params(self, name: str, removed: dict[str, int]) -> int:
+        """The parameters of module `name` once `removed[root]` channels of each group are
+        gone (a module no group touches keeps its own)."""
+        m, dims = self.modules[name], self.dims.get(name, {})
+
+        def kept(side: str, full: int) -> int:
+            if side not in dims:
+                return full
+            root, per = dims[side]
+            return full - per * removed.get(root, 0)
+
+        if isinstance(m, _BatchNorm):
+            return 2 * kept("out", m.num_features) if m.affine else 0
+        bias = 0 if m.bias is None else 1
+        if isinstance(m, nn.Linear):
+            out = kept("out", m.out_features)
+            return out * kept("in", m.in_features) + bias * out
+        out = kept("out", m.out_channels)
+        taps = math.prod(m.kernel_size)
+        if m.groups > 1:  # depthwise: one filter per channel, in and out the same group
+            return out * taps + bias * out
+        return out * kept("in", m.in_channels) * taps + bias * out
+
+
+def narrow_student(
+    model: nn.Module, removed: dict[str, Sequence[int]], example: Tensor
+) -> list[dict]:
+    """The collapsed student of a `channels` plan made physically narrower, in place: each
+    `Channels` branch becomes its plain layer, then `narrow` removes the channels; what trained
+    before trains after (Torch-Pruning's new parameters would all train). Returns the record."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, Channels):
+            model.set_submodule(name, module.deployable())
+    trains = {n for n, p in model.named_parameters() if p.requires_grad}
+    done = narrow(model, removed, example)
+    for n, p in model.named_parameters():
+        p.requires_grad_(n in trains)
+    return done
