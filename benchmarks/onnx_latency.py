@@ -1,5 +1,7 @@
 """CPU latency of ResNet-20 and its 65%-pruned students: PyTorch eager against onnxruntime, at
 batch 1 and 64, and where the time goes (onnxruntime's per-node profile, summed by op type).
+The students: pointwise, lowrank, and channels (whole channels removed, kept widths multiples
+of 8, the AVX2 block).
 
     python benchmarks/onnx_latency.py [--threads 2] [--seconds 2]
 
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from alphaprune import blend
+from alphaprune import blend, channels
 from alphaprune.branches import count_params
 from alphaprune.budget import allocate
 from alphaprune.models import build_model
@@ -34,10 +36,15 @@ def models() -> dict[str, torch.nn.Module]:
     teacher.train()(torch.randn(64, *SHAPE))
     teacher.eval()
     out = {"teacher": teacher}
-    for kind in ("pointwise", "lowrank"):
-        student = make_student(teacher, allocate(teacher, kind, 0.65, torch.randn(2, *SHAPE)))
+    example = torch.randn(2, *SHAPE)
+    for kind, round_to in (("pointwise", 1), ("lowrank", 1), ("channels", 8)):
+        plan = allocate(teacher, kind, 0.65, example, round_to=round_to)
+        student = make_student(teacher, plan, "pretrained" if kind == "channels" else "random")
         blend.set_alpha(student, 0.0)
-        out[kind] = blend.collapse(student).eval()
+        blend.collapse(student)
+        if kind == "channels":  # physically narrower at α = 0
+            channels.narrow_student(student, plan.removed, example[:1])
+        out[kind] = student.eval()
     return out
 
 

@@ -233,12 +233,21 @@ def _killer(at_epoch):
 
 
 BATCH = {"advance": {"mode": "batch"}, "trainable": "student"}
+CHANNELS = {"branch": "channels", "init": "lsq", "trainable": "student", "round_to": 4}
 
 
 @pytest.mark.parametrize(
     ("recipe", "kill_at"),
-    [({}, 3), ({}, 8), ({}, 11), (BATCH, 3), ({"lr_schedule": "cosine"}, 6)],
-    ids=["3", "8", "11", "batch-3", "one-cosine-6"],
+    [
+        ({}, 3),
+        ({}, 8),
+        ({}, 11),
+        (BATCH, 3),
+        ({"lr_schedule": "cosine"}, 6),
+        (CHANNELS, 3),  # while the channels fade
+        (CHANNELS, 11),  # after the narrowing: resumed, the student is narrowed again
+    ],
+    ids=["3", "8", "11", "batch-3", "one-cosine-6", "channels-3", "channels-11"],
 )
 def test_resume_after_interruption_is_bit_exact(
     tiny_params, prepared_path, teacher_dir, tmp_path, recipe, kill_at

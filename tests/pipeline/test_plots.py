@@ -197,4 +197,20 @@ def test_all_figures_add_the_speedup_figure_once_students_are_timed(tmp_path):
     paths = plots.all_figures(
         {k: _history() for k in keys}, {k: _steps() for k in keys}, metrics, TEACHER, tmp_path
     )
-    assert "speedup_vs_macs.png" in {p.name for p in paths}
+    assert {"speedup_vs_macs.png", "accuracy_vs_speedup.png"} <= {p.name for p in paths}
+
+
+def test_accuracy_vs_speedup_puts_each_timed_variant_against_the_teacher(tmp_path, monkeypatch):
+    runs = ("t0-s0", "t0-s1", "t0-s2")
+    metrics = _timed(_metrics({"a": (350, 0.98), "b": (200, 0.9), "d": (9, 1)}, runs))
+    metrics.loc["b", "ort_latency_speedup"] = [1.9, 2.0, 2.1]
+    metrics.loc["d", [k for k in metrics.columns if k.endswith("_speedup")]] = float("nan")
+    fig = _figure(monkeypatch, plots.accuracy_vs_speedup, metrics, TEACHER, tmp_path / "a.png")
+    latency, throughput = fig.axes
+    assert "latency batch" in latency.get_xlabel() and "throughput" in throughput.get_xlabel()
+    points = next(c for c in latency.containers if hasattr(c, "lines"))
+    xs, ys = points.lines[0].get_xdata(), points.lines[0].get_ydata()
+    assert sorted(zip(xs, ys)) == [(1.2, pytest.approx(0.98)), (2.0, pytest.approx(0.9))]
+    assert sorted(t.get_text() for t in latency.texts) == ["a", "b"]  # d is not timed
+    star = next(c for c in latency.collections if c.get_label() == "teacher")
+    assert star.get_offsets().tolist() == [[1.0, 0.99]]

@@ -310,6 +310,58 @@ def speedup_vs_macs(per_run: pd.DataFrame, out: Path) -> Path:
     return _save(fig, out)
 
 
+def accuracy_vs_speedup(
+    per_run: pd.DataFrame, teacher: dict, out: Path, confidence: float = 0.95
+) -> Path:
+    """The figure a reader decides from: each variant's test accuracy (mean, with its interval)
+    against its measured speedup over the teacher in onnxruntime (mean, with the range over
+    replicates), at the latency batch and at the throughput batch. The teacher is the star at
+    1×; up and to the right is better. Variants at (nearly) the same point share one label."""
+    timed = per_run.dropna(subset=["ort_latency_speedup"])
+    numeric = timed.select_dtypes("number").groupby(level="variant", sort=False)
+    mean, low, high = numeric.mean(), numeric.min(), numeric.max()
+    iv = _intervals(timed, "test_acc", confidence).loc[mean.index]
+    panels = [(k, SPEEDUPS[k][0]) for k in ("ort_latency_speedup", "ort_throughput_speedup")]
+    panels = [(k, label) for k, label in panels if k in mean.columns]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels, strict=True):
+        ax.errorbar(
+            mean[key],
+            iv["mean"],
+            xerr=[mean[key] - low[key], high[key] - mean[key]],
+            yerr=[iv["mean"] - iv["low"], iv["high"] - iv["mean"]],
+            fmt="o",
+            color="steelblue",
+            capsize=3,
+            zorder=2,
+            label=f"{_interval_label(timed, confidence)}; speedup: mean, range",
+        )
+        right = max(mean[key].max(), 1.0) * 1.3
+        gap = 0.03 * right
+        for y, rows in mean.assign(acc=iv["mean"]).sort_values(key).groupby("acc"):
+            for _, group in rows.groupby((rows[key].diff() > gap).cumsum()):
+                ax.annotate(
+                    "\n".join(group.index),
+                    (group[key].max(), y),
+                    fontsize=7,
+                    xytext=(7, 0),
+                    textcoords="offset points",
+                    va="center",
+                )
+        ax.scatter(
+            [1.0], [teacher["test_acc"]], marker="*", s=250, color="crimson", label="teacher"
+        )
+        ax.axvline(1.0, color="crimson", lw=1, ls="--")
+        ax.set_xlim(0, right)
+        ax.margins(y=0.15)
+        ax.set_xlabel(f"speedup over the teacher ({label})")
+        ax.set_ylabel("test accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=7)
+    fig.suptitle("Accuracy against measured speed")
+    return _save(fig, out)
+
+
 def all_figures(
     histories: dict[tuple[str, str], pd.DataFrame],
     steps: dict[tuple[str, str], pd.DataFrame],
@@ -334,4 +386,6 @@ def all_figures(
     paths.append(accuracy_vs_size(per_run, teacher, out_dir / "accuracy_vs_size.png", confidence))
     if "ort_latency_speedup" in per_run.columns:  # not in results from before the latency stage
         paths.append(speedup_vs_macs(per_run, out_dir / "speedup_vs_macs.png"))
+        out = out_dir / "accuracy_vs_speedup.png"
+        paths.append(accuracy_vs_speedup(per_run, teacher, out, confidence))
     return paths
