@@ -194,3 +194,23 @@ def test_a_schedule_with_no_alpha_above_zero_is_one_shot():
     )
     assert not twins.annealed(params.variant("step0"))
     assert twins.pairs(params) == {"anneal": "step0"}  # the first that trains as the twin
+
+
+@pytest.mark.parametrize(
+    "presets",
+    [
+        [],
+        ["cifar10-cpu.yaml", "shared-jpeg.yaml"],
+        ["cifar10-cpu.yaml", "shared-jpeg.yaml", "cifar10-ablation.yaml"],
+        ["cifar10-cpu.yaml", "shared-jpeg.yaml", "cifar10-long.yaml"],
+        ["cifar10-cpu.yaml", "shared-jpeg.yaml", "cifar10-long.yaml", "cifar10-screen.yaml"],
+        ["cifar10-cpu.yaml", "shared-jpeg.yaml", "cifar10-long.yaml", "cifar10-harder.yaml"],
+        ["cifar10-resnet56.yaml"],
+        ["cifar10-vgg16.yaml"],
+    ],
+    ids=lambda presets: "+".join(p.removesuffix(".yaml") for p in presets) or "default",
+)
+def test_every_anneal_of_the_default_grid_and_the_cifar_presets_has_its_twin(presets):
+    params = load_params([ROOT / "params.yaml", *(ROOT / "configs" / p for p in presets)])
+    pairs = twins.pairs(params)
+    assert pairs and all(pairs.values()), [a for a, t in pairs.items() if not t]
