@@ -124,7 +124,7 @@ def test_each_curve_ends_beside_its_one_shot_twin(tmp_path, monkeypatch):
     diamonds = [line for line in accuracy.get_lines() if line.get_marker() == "D"]
     assert len(diamonds) == 1  # `lone` has no twin
     (diamond,) = diamonds
-    assert list(diamond.get_xdata()) == [0.0]
+    assert list(diamond.get_xdata()) == [plots.TWIN_X] and -0.02 < plots.TWIN_X < 0  # by α = 0
     assert diamond.get_ydata()[0] == pytest.approx(0.95)  # the mean of the twin's replicates
     assert diamond.get_color() == curves["anneal"].get_color()
     legend = [t.get_text() for t in loss.get_legend().get_texts()]
@@ -210,7 +210,10 @@ def test_accuracy_vs_speedup_puts_each_timed_variant_against_the_teacher(tmp_pat
     assert "latency batch" in latency.get_xlabel() and "throughput" in throughput.get_xlabel()
     points = next(c for c in latency.containers if hasattr(c, "lines"))
     xs, ys = points.lines[0].get_xdata(), points.lines[0].get_ydata()
-    assert sorted(zip(xs, ys)) == [(1.2, pytest.approx(0.98)), (2.0, pytest.approx(0.9))]
+    assert sorted(zip(xs, ys, strict=True)) == [
+        (1.2, pytest.approx(0.98)),
+        (2.0, pytest.approx(0.9)),
+    ]
     assert sorted(t.get_text() for t in latency.texts) == ["a", "b"]  # d is not timed
     star = next(c for c in latency.collections if c.get_label() == "teacher")
     assert star.get_offsets().tolist() == [[1.0, 0.99]]

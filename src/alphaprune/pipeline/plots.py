@@ -76,6 +76,9 @@ def _styles(n: int):
     return [(colours[i % 20], ("-", "--", ":")[i // 20 % 3]) for i in range(n)]
 
 
+TWIN_X = -0.012  # where a one-shot twin's diamond sits on the α axis (α = 0 throughout)
+
+
 def accuracy_vs_alpha(
     steps: dict[str, list[pd.DataFrame]],
     teacher: dict,
@@ -85,7 +88,8 @@ def accuracy_vs_alpha(
     """Validation accuracy and loss at the end of each α step; α runs from 1 down to 0. The line
     is the mean over a variant's replicates at each α, the band their range. Variants with a
     single step (one-shot) have no curve; the one-shot twin of a curve (`twins`: annealed
-    variant -> its twin, as `twins.pairs` gives) is a diamond of the curve's colour at α = 0,
+    variant -> its twin, as `twins.pairs` gives) is a diamond of the curve's colour at α = 0
+    (drawn just beside it),
     its replicates' mean validation accuracy: the gap between the curve's end and its diamond
     is what the anneal bought."""
     curves = {n: runs for n, runs in steps.items() if max(len(df) for df in runs) > 1}
@@ -95,7 +99,8 @@ def accuracy_vs_alpha(
         twin = twins.get(name)
         if twin in steps:  # a one-shot run's only step is α = 0
             final = pd.concat(steps[twin])["val_acc"].mean()
-            axes[0].plot([0.0], [final], "D", color=colour, mec="black", mew=0.6, ms=6, zorder=3)
+            # just right of α = 0, beside the curve's last point rather than over it
+            axes[0].plot([TWIN_X], [final], "D", color=colour, mec="black", mew=0.6, ms=6, zorder=3)
         # Losses differ between variants (cross-entropy, MSE on logits, KD): compare each to
         # its own value at the first α step, which is unitless.
         both = pd.concat(
