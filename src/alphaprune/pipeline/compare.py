@@ -44,7 +44,8 @@ def table(metrics: pd.DataFrame, teacher_acc: float | None) -> pd.DataFrame:
 
 def versus(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """Experiment `b` against `a`, per variant (b's best first): both test and noisy
-    accuracies with b − a in percentage points, then b's other headline figures."""
+    accuracies with b − a in percentage points, then b's other headline figures but α reached
+    (it matters to plateau variants only, and the 120 columns hold 24 variant names)."""
     b = b.reindex(list(b.index) + [n for n in a.index if n not in b.index], columns=HEADLINE)
     b = b.sort_values("test_acc", ascending=False)
     a = a.reindex(index=b.index, columns=HEADLINE)
@@ -53,7 +54,8 @@ def versus(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
         out[f"{short} A"], out[f"{short} B"] = a[key], b[key]
         out[f"Δ {short}"] = (b[key] - a[key]) * 100
     for key in HEADLINE[2:]:
-        out[_title(key)] = b[key]
+        if key != "alpha_reached":
+            out[_title(key)] = b[key]
     return out
 
 
@@ -66,8 +68,8 @@ def render(frame: pd.DataFrame) -> str:
             return "{:+.2f}".format
         if column == _title("student_macs"):
             return _si
-        if column == _title("wall_time_s"):
-            return "{:.1f}".format
+        if column == _title("wall_time_s"):  # whole seconds: the 120 columns hold 24 variants
+            return "{:.0f}".format
         if column == _title("ort_latency_speedup"):
             return "{:.2f}".format
         if column.startswith("α"):
