@@ -205,6 +205,7 @@ def test_a_schedule_with_no_alpha_above_zero_is_one_shot():
         ["cifar10-cpu.yaml", "shared-jpeg.yaml", "cifar10-long.yaml"],
         ["cifar10-cpu.yaml", "shared-jpeg.yaml", "cifar10-long.yaml", "cifar10-screen.yaml"],
         ["cifar10-cpu.yaml", "shared-jpeg.yaml", "cifar10-long.yaml", "cifar10-harder.yaml"],
+        ["cifar10-cpu.yaml", "shared-jpeg.yaml", "cifar10-long.yaml", "cifar10-channels.yaml"],
         ["cifar10-resnet56.yaml"],
         ["cifar10-vgg16.yaml"],
     ],
