@@ -101,3 +101,31 @@ def test_the_torch_export_program_runs_in_pytorch_without_this_package(tmp_path,
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_channel_student_from_the_prune_stage_is_narrow_and_exports_the_teachers_graph(
+    tiny_params, prepared_path, teacher_dir, tmp_path
+):
+    from alphaprune.branches import count_params
+    from alphaprune.modelfile import load_model
+    from alphaprune.pipeline.stages.prune import prune
+
+    recipe = {"branch": "channels", "init": "lsq", "trainable": "student", "round_to": 4}
+    prune(tiny_params(ch=recipe), "ch", prepared_path, teacher_dir / "model.pt", tmp_path)
+    student, saved = load_model(tmp_path / "student.pt")
+    teacher, _ = load_model(teacher_dir / "model.pt")
+    assert saved["layers"] == [] and saved["narrowing"]  # no branches: narrowed layers
+    assert count_params(student) == saved["plan"]["student_params"] < count_params(teacher)
+    for root, removed in saved["plan"]["removed"].items():
+        kept = student.get_submodule(root).out_channels
+        assert kept == teacher.get_submodule(root).out_channels - len(removed)
+        assert kept % 4 == 0
+    records = []
+    for name, path in (("teacher", teacher_dir / "model.pt"), ("student", tmp_path / "student.pt")):
+        out, record = tmp_path / f"{name}.onnx", tmp_path / f"{name}.json"
+        args = ["export", "--model", str(path), "--out", str(out), "--data", str(prepared_path)]
+        assert main([*args, "--json", str(record)]) == 0
+        records.append(json.loads(record.read_text()))
+    theirs, ours = records
+    assert ours["onnx_nodes"] == theirs["onnx_nodes"]  # the same graph, narrower
+    assert ours["onnx_top1_agreement"] == 1.0 and ours["onnx_params"] < theirs["onnx_params"]
