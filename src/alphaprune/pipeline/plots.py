@@ -206,6 +206,23 @@ def final_accuracy(per_run: pd.DataFrame, teacher: dict, out: Path, confidence=0
     return _save(fig, out)
 
 
+def _label_points(ax, x: pd.Series, y: pd.Series, width: float) -> None:
+    """Name each variant's point (x, y; indexed by variant). Points within 3% of the axis
+    `width` at the same y share one label, written to the right of the rightmost, so close
+    names do not print over each other."""
+    points = pd.DataFrame({"x": x, "y": y}).sort_values("x")
+    for level, row in points.groupby("y"):
+        for _, group in row.groupby((row["x"].diff() > 0.03 * width).cumsum()):
+            ax.annotate(
+                "\n".join(group.index),
+                (group["x"].max(), level),
+                fontsize=7,
+                xytext=(7, 0),
+                textcoords="offset points",
+                va="center",
+            )
+
+
 def accuracy_vs_size(per_run: pd.DataFrame, teacher: dict, out: Path, confidence=0.95) -> Path:
     """Mean test accuracy (with its interval) against parameters and against MACs; the teacher
     is the star. Variants at (nearly) the same point share one label."""
@@ -227,19 +244,7 @@ def accuracy_vs_size(per_run: pd.DataFrame, teacher: dict, out: Path, confidence
             zorder=2,
             label=_interval_label(per_run, confidence),
         )
-        # Points within 3% of the axis width at the same accuracy share one label (written to
-        # the right of the rightmost), so close names do not print over each other.
-        gap = 0.03 * 1.15 * metrics[teacher_col].iloc[0]
-        for y, row in metrics.sort_values(col).groupby("test_acc"):
-            for _, group in row.groupby((row[col].diff() > gap).cumsum()):
-                ax.annotate(
-                    "\n".join(group.index),
-                    (group[col].max(), y),
-                    fontsize=7,
-                    xytext=(7, 0),
-                    textcoords="offset points",
-                    va="center",
-                )
+        _label_points(ax, metrics[col], metrics["test_acc"], 1.15 * metrics[teacher_col].iloc[0])
         ax.scatter(
             [metrics[teacher_col].iloc[0]],
             [teacher["test_acc"]],
@@ -342,17 +347,7 @@ def accuracy_vs_speedup(
             label=f"{_interval_label(timed, confidence)}; speedup: mean, range",
         )
         right = max(mean[key].max(), 1.0) * 1.3
-        gap = 0.03 * right
-        for y, rows in mean.assign(acc=iv["mean"]).sort_values(key).groupby("acc"):
-            for _, group in rows.groupby((rows[key].diff() > gap).cumsum()):
-                ax.annotate(
-                    "\n".join(group.index),
-                    (group[key].max(), y),
-                    fontsize=7,
-                    xytext=(7, 0),
-                    textcoords="offset points",
-                    va="center",
-                )
+        _label_points(ax, mean[key], iv["mean"], right)
         ax.scatter(
             [1.0], [teacher["test_acc"]], marker="*", s=250, color="crimson", label="teacher"
         )
