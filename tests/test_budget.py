@@ -12,6 +12,7 @@ import torch
 from alphaprune import blend
 from alphaprune.branches import build_branch, count_params
 from alphaprune.budget import BudgetError, allocate, candidate_layers
+from alphaprune.costs import count_macs
 from alphaprune.errors import UnknownNameError
 from alphaprune.modelfile import load_model, recipe_for, save_model
 from alphaprune.models import build_model
@@ -83,6 +84,7 @@ def test_budget_collapse_and_round_trip(name, kind, tmp_path):
 
     params, dense = count_params(student), count_params(student, dense=True)
     assert params == plan.student_params
+    assert count_macs(student, x) == plan.student_macs  # a sparse one's: dense
     if kind != "sparse":
         assert dense == params == count_params(student, dense=True)
 
@@ -217,3 +219,37 @@ def test_plan_to_dict_is_consistent():
     removed = sum(lp["params_before"] - lp["params_after"] for lp in d["layers"])
     assert d["student_params"] == d["teacher_params"] - removed
     assert d["achieved"] == pytest.approx(removed / d["teacher_params"])
+
+
+@pytest.mark.parametrize("kind", ["pointwise", "dwsep", "lowrank"])
+@pytest.mark.parametrize("name", ["cnn", "resnet20", "tv:mobilenet_v2"])
+def test_a_mac_target_is_met_and_counted_as_the_collapsed_student_runs(name, kind):
+    model, x = _model(name), _example(name)
+    plan = allocate(model, kind, 0.4, x, target="macs")
+    assert plan.target == "macs" and plan.to_dict()["macs_achieved"] == plan.macs_achieved
+    assert plan.teacher_macs - plan.student_macs >= math.ceil(0.4 * plan.teacher_macs)
+    if kind == "lowrank":  # ranks are fine-grained: close to the target
+        assert plan.macs_achieved - 0.4 <= 0.005
+    student = _student(model, plan)
+    blend.set_alpha(student, 0.0)
+    blend.collapse(student)
+    assert count_macs(student, x) == plan.student_macs
+    assert count_params(student) == plan.student_params  # both fractions, either target
+
+
+def test_a_parameter_target_reports_the_macs_too():
+    model, x = _model("resnet20"), _example("resnet20")
+    plan = allocate(model, "lowrank", 0.65, x)
+    assert plan.target == "params" and plan.teacher_macs == count_macs(model, x)
+    student = _student(model, plan)
+    blend.set_alpha(student, 0.0)
+    blend.collapse(student)
+    assert count_macs(student, x) == plan.student_macs
+    # a mask does not make a layer run faster: a sparse plan keeps every MAC
+    sparse = allocate(_model("resnet20"), "sparse", 0.65, x)
+    assert sparse.student_macs == sparse.teacher_macs and sparse.macs_achieved == 0
+
+
+def test_sparse_cannot_target_macs():
+    with pytest.raises(BudgetError, match="runs densely"):
+        allocate(_model("cnn"), "sparse", 0.5, _example("cnn"), target="macs")

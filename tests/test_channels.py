@@ -14,6 +14,7 @@ from torch import nn
 from alphaprune import blend, channels
 from alphaprune.branches import Channels, count_params
 from alphaprune.budget import allocate
+from alphaprune.costs import count_macs
 from alphaprune.modelfile import load_model, recipe_for, save_model, with_plan
 from alphaprune.models import build_model
 from alphaprune.student import make_student
@@ -78,9 +79,24 @@ def test_the_narrow_student_is_the_alpha_zero_blend(planned):
         after = student.get_submodule(root)
         assert after.weight.shape[0] == before.weight.shape[0] - len(removed) > 0
     assert record and {r["module"] for r in record} >= set(plan.removed)
-    # the plan's count is the narrow student's, and meets the target
+    # the plan's counts are the narrow student's, and meet the target
     assert count_params(student) == plan.student_params
+    assert count_macs(student, example) == plan.student_macs < plan.teacher_macs
     assert plan.achieved >= 0.5
+
+
+@pytest.mark.parametrize(("name", "shape"), MODELS, ids=[m for m, _ in MODELS])
+def test_a_mac_target_is_met_by_the_narrow_student(name, shape):
+    teacher, example = _teacher(name, shape), torch.randn(1, *shape)
+    plan = allocate(teacher, "channels", 0.4, example, target="macs")
+    student = make_student(teacher, plan, "pretrained").eval()
+    blend.set_alpha(student, 0.0)
+    blend.collapse(student)
+    channels.narrow_student(student, plan.removed, example)
+    macs = count_macs(student, example)
+    assert macs == plan.student_macs <= 0.6 * plan.teacher_macs
+    assert count_params(student) == plan.student_params
+    assert 0.4 <= plan.macs_achieved < 0.45  # whole channels of one group overshoot little
 
 
 def test_the_target_is_met_within_one_block_of_the_crossing_group():

@@ -1,7 +1,10 @@
 """The allocator: which layers get a branch, and how small, to remove `amount` of the teacher.
 
-`amount` is a fraction of *all* the teacher's parameters (BatchNorm and biases included). The
-achieved fraction is at least `amount` and exceeds it by as little as the branch kind allows:
+`amount` is a fraction of what `target` counts: ``params``, *all* the teacher's parameters
+(BatchNorm and biases included), or ``macs``, its multiply-accumulates for one example at the
+example's shape (``torch.utils.flop_counter``; a layer's are its weights times the positions it
+is applied at, `alphaprune.costs`). Every plan reports both fractions. The achieved fraction of
+the target is at least `amount` and exceeds it by as little as the branch kind allows:
 
 - ``pointwise``: k×k convs become 1×1, largest saving first; the last one chosen is the smallest
   that closes the gap. Only if all k×k convs cannot reach the target do linear maps (Linear and
@@ -11,7 +14,8 @@ achieved fraction is at least `amount` and exceeds it by as little as the branch
 - ``lowrank``: every eligible layer keeps the same fraction of its weights (ranks found by
   bisection on that fraction), then single ranks are raised while the target still holds.
 - ``sparse``: global magnitude masks over all eligible weights, through
-  ``torch.nn.utils.prune.global_unstructured``, removing exactly the needed count.
+  ``torch.nn.utils.prune.global_unstructured``, removing exactly the needed count (of
+  parameters only: a masked layer runs densely, so its MACs do not fall).
 - ``channels``: whole channels of the groups `alphaprune.channels` finds, the globally least
   important first (Torch-Pruning's group L2 magnitude, as its global pruning ranks them), the
   fewest that meet the target; with `round_to`, every group keeps a multiple of it, so the
@@ -40,8 +44,12 @@ from alphaprune.branches import (
     is_linear_map,
     lowrank_break_even,
 )
+from alphaprune.branches.base import bias_params
 from alphaprune.channels import ChannelGroup, Counter, channel_groups
+from alphaprune.costs import count_macs, layer_positions
 from alphaprune.errors import UserError
+
+TARGETS = ("params", "macs")
 
 
 class BudgetError(UserError, ValueError):
@@ -55,6 +63,8 @@ class LayerPlan:
     size: int | None  # rank (lowrank), weights kept (sparse), None (pointwise, dwsep)
     params_before: int
     params_after: int
+    macs_before: int = 0  # per example, at the plan's input shape
+    macs_after: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,8 @@ class Plan:
     coupled: tuple[LayerPlan, ...] = ()
     removed: dict[str, tuple[int, ...]] = field(default_factory=dict)
     ungrouped: dict[str, str] = field(default_factory=dict)
+    target: str = "params"  # what `amount` is a fraction of: params | macs
+    teacher_macs: int = 0  # per example, at the plan's input shape
 
     @property
     def student_params(self) -> int:
@@ -77,16 +89,31 @@ class Plan:
         return self.teacher_params - sum(lp.params_before - lp.params_after for lp in changed)
 
     @property
+    def student_macs(self) -> int:
+        changed = self.layers + self.coupled
+        return self.teacher_macs - sum(lp.macs_before - lp.macs_after for lp in changed)
+
+    @property
     def achieved(self) -> float:
+        """The fraction of the teacher's parameters the student no longer has."""
         return 1 - self.student_params / self.teacher_params
+
+    @property
+    def macs_achieved(self) -> float:
+        """The fraction of the teacher's MACs the student no longer does."""
+        return 1 - self.student_macs / self.teacher_macs
 
     def to_dict(self) -> dict:
         return {
             "kind": self.kind,
             "amount": self.amount,
+            "target": self.target,
             "teacher_params": self.teacher_params,
             "student_params": self.student_params,
             "achieved": self.achieved,
+            "teacher_macs": self.teacher_macs,
+            "student_macs": self.student_macs,
+            "macs_achieved": self.macs_achieved,
             "excluded": list(self.excluded),
             "layers": [asdict(lp) for lp in self.layers],
             **(
@@ -104,22 +131,7 @@ class Plan:
 # ------------------------------------------------------------------------ layers considered
 def execution_order(model: nn.Module, example: Tensor) -> list[str]:
     """Names of Conv2d/Linear layers in the order a forward pass first calls them."""
-    order: list[str] = []
-    hooks = [
-        module.register_forward_hook(lambda m, i, o, name=name: order.append(name))
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Conv2d | nn.Linear)
-    ]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(example)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-    return list(dict.fromkeys(order))
+    return list(layer_positions(model, example))
 
 
 def candidate_layers(
@@ -129,7 +141,10 @@ def candidate_layers(
 
     `exclude` None keeps the first layer and the final classifier (the defaults of the method);
     otherwise it is a list of glob patterns over module names."""
-    order = execution_order(model, example)
+    return _candidates(model, exclude, execution_order(model, example))
+
+
+def _candidates(model: nn.Module, exclude: list[str] | None, order: list[str]):
     if not order:
         raise BudgetError("the model has no Conv2d or Linear layers to prune")
     if exclude is None:
@@ -156,79 +171,130 @@ def allocate(
     example: Tensor,
     exclude: list[str] | None = None,
     round_to: int = 1,
+    target: str = "params",
 ) -> Plan:
-    """Plan branches that remove at least `amount` of `model`'s parameters (`round_to`: the
-    channel block of kind `channels`)."""
+    """Plan branches that remove at least `amount` of `model`'s parameters (`target` "params")
+    or of its MACs for one example of `example`'s shape ("macs"); `round_to`: the channel block
+    of kind `channels`."""
     if not 0 < amount < 1:
         raise BudgetError(f"amount must be in (0, 1), got {amount}")
-    total = count_params(model)
-    need = math.ceil(amount * total)
-    layers, excluded = candidate_layers(model, exclude, example)
+    if target not in TARGETS:
+        raise BudgetError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
     branch = BRANCHES.lookup(kind)
+    if target == "macs" and branch.allocation == "mask":
+        raise BudgetError(
+            f"target 'macs' cannot be met with branch {kind!r}: a masked layer still runs "
+            "densely, so its MACs do not fall (use target 'params', or a structured branch)"
+        )
+    positions = layer_positions(model, example)
+    units = _Units(kind, amount, target, positions, count_params(model), count_macs(model, example))
+    layers, excluded = _candidates(model, exclude, list(positions))
     eligible = [(n, m) for n, m in layers if branch.eligible(m)]
     if branch.allocation == "spatial":
-        chosen, masks = _spatial(eligible, layers, need, total, amount, kind), {}
+        chosen, masks = _spatial(eligible, layers, units), {}
     elif branch.allocation == "rank":
-        chosen, masks = _lowrank(eligible, need, total, amount, kind), {}
+        chosen, masks = _lowrank(eligible, units.need, units), {}
     elif branch.allocation == "mask":
-        chosen, masks = _sparse(eligible, need, total, amount)
+        chosen, masks = _sparse(eligible, units)
     elif branch.allocation == "channels":
-        return _channels(model, example, excluded, need, total, amount, round_to)
+        return _channels(model, example, excluded, units, round_to)
     else:
         raise ValueError(f"branch kind {kind!r}: unknown allocation {branch.allocation!r}")
-    return Plan(kind, amount, total, tuple(chosen), tuple(excluded), masks)
+    return units.finish(chosen, excluded, masks)
 
 
-def _unreachable(kind: str, amount: float, most: int, total: int) -> BudgetError:
-    return BudgetError(
-        f"prune.amount {amount:g} is unreachable with branch '{kind}': the layers allowed to "
-        f"change can remove at most {most / total:.4f} of the teacher's {total:,} parameters "
-        "(prune fewer, or exclude fewer layers)"
-    )
+@dataclass(frozen=True)
+class _Units:
+    """What `amount` is a fraction of (`target`), and what a layer's plan saves in it."""
+
+    kind: str
+    amount: float
+    target: str  # params | macs
+    positions: dict[str, int]  # per layer: MACs = weights × positions
+    teacher_params: int
+    teacher_macs: int
+
+    @property
+    def total(self) -> int:
+        return self.teacher_params if self.target == "params" else self.teacher_macs
+
+    @property
+    def need(self) -> int:
+        return math.ceil(self.amount * self.total)
+
+    def plan(self, name: str, layer: Layer, branch: str, size: int | None) -> LayerPlan:
+        after = branch_params(layer, branch, size)
+        macs = layer.weight.numel() * self.positions[name]
+        if BRANCHES.lookup(branch).allocation != "mask":  # a masked layer runs densely
+            after_macs = (after - bias_params(layer)) * self.positions[name]
+        else:
+            after_macs = macs
+        return LayerPlan(name, branch, size, count_params(layer), after, macs, after_macs)
+
+    def after(self, lp: LayerPlan) -> int:
+        return lp.params_after if self.target == "params" else lp.macs_after
+
+    def saving(self, lp: LayerPlan) -> int:
+        before = lp.params_before if self.target == "params" else lp.macs_before
+        return before - self.after(lp)
+
+    def unreachable(self, most: int) -> BudgetError:
+        what = "parameters" if self.target == "params" else "MACs"
+        return BudgetError(
+            f"prune.amount {self.amount:g} (of the {what}) is unreachable with branch "
+            f"'{self.kind}': the layers allowed to change can remove at most "
+            f"{most / self.total:.4f} of the teacher's {self.total:,} {what} (prune fewer, or "
+            "exclude fewer layers)"
+        )
+
+    def finish(self, layers, excluded, masks, **channels) -> Plan:
+        return Plan(
+            self.kind,
+            self.amount,
+            self.teacher_params,
+            tuple(layers),
+            tuple(excluded),
+            masks,
+            target=self.target,
+            teacher_macs=self.teacher_macs,
+            **channels,
+        )
 
 
-def _plan(name: str, layer: Layer, branch: str, size: int | None) -> LayerPlan:
-    return LayerPlan(name, branch, size, count_params(layer), branch_params(layer, branch, size))
-
-
-def _saving(lp: LayerPlan) -> int:
-    return lp.params_before - lp.params_after
-
-
-def _spatial(eligible, layers, need, total: int, amount: float, kind: str) -> list[LayerPlan]:
+def _spatial(eligible, layers, units: _Units) -> list[LayerPlan]:
     """pointwise / dwsep: the `eligible` k×k convs replaced largest saving first; low-rank pairs
     on the linear maps of `layers` only if every k×k conv is not enough."""
-    spatial = [_plan(n, m, kind, None) for n, m in eligible]
-    spatial = [lp for lp in spatial if _saving(lp) > 0]
-    if sum(map(_saving, spatial)) >= need:
-        return _largest_first(spatial, need)
+    spatial = [units.plan(n, m, units.kind, None) for n, m in eligible]
+    spatial = [lp for lp in spatial if units.saving(lp) > 0]
+    if sum(map(units.saving, spatial)) >= units.need:
+        return _largest_first(spatial, units.need, units.saving)
     # Every k×k conv is not enough: the rest comes from low-rank pairs on the linear maps.
-    rest = need - sum(map(_saving, spatial))
+    rest = units.need - sum(map(units.saving, spatial))
     linear = [(n, m) for n, m in layers if is_linear_map(m) and LowRank.eligible(m)]
     try:
-        pairs = _lowrank(linear, rest, total, amount, kind)
+        pairs = _lowrank(linear, rest, units)
     except BudgetError:
-        most = sum(map(_saving, spatial)) + sum(
-            _saving(_plan(n, m, "lowrank", 1)) for n, m in linear
+        most = sum(map(units.saving, spatial)) + sum(
+            units.saving(units.plan(n, m, "lowrank", 1)) for n, m in linear
         )
-        raise _unreachable(kind, amount, most, total) from None
+        raise units.unreachable(most) from None
     return spatial + pairs
 
 
-def _largest_first(options: list[LayerPlan], need: int) -> list[LayerPlan]:
+def _largest_first(options: list[LayerPlan], need: int, saving) -> list[LayerPlan]:
     """Largest saving first; once one layer alone closes the gap, the smallest such one."""
-    left = sorted(options, key=_saving, reverse=True)
+    left = sorted(options, key=saving, reverse=True)
     chosen: list[LayerPlan] = []
     while need > 0:
-        closing = [lp for lp in left if _saving(lp) >= need]
-        pick = min(closing, key=_saving) if closing else left[0]
+        closing = [lp for lp in left if saving(lp) >= need]
+        pick = min(closing, key=saving) if closing else left[0]
         chosen.append(pick)
         left.remove(pick)
-        need -= _saving(pick)
+        need -= saving(pick)
     return chosen
 
 
-def _lowrank(layers, need: int, total: int, amount: float, kind: str) -> list[LayerPlan]:
+def _lowrank(layers, need: int, units: _Units) -> list[LayerPlan]:
     """Ranks keeping one common fraction f of each layer's weights, the largest f that still
     removes `need`; then single ranks are raised (cheapest first) while `need` still holds."""
     # From rank full[n] on a pair saves nothing: such a layer keeps no branch at all.
@@ -238,17 +304,18 @@ def _lowrank(layers, need: int, total: int, amount: float, kind: str) -> list[La
         return {n: max(1, min(full[n], math.floor(f * full[n]))) for n, _ in layers}
 
     def saved(r: dict[str, int]) -> int:
-        return sum(_saving(_plan(n, m, "lowrank", r[n])) for n, m in layers if r[n] < full[n])
+        return sum(
+            units.saving(units.plan(n, m, "lowrank", r[n])) for n, m in layers if r[n] < full[n]
+        )
 
     if not layers or saved(ranks(0.0)) < need:
-        most = saved(ranks(0.0)) if layers else 0
-        raise _unreachable(kind, amount, most, total)
+        raise units.unreachable(saved(ranks(0.0)) if layers else 0)
     lo, hi = 0.0, 1.0  # saved(ranks(lo)) >= need > saved(ranks(hi)) (or hi saves nothing)
     for _ in range(50):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if saved(ranks(mid)) >= need else (lo, mid)
     r = ranks(lo)
-    by_step = sorted(layers, key=lambda nm: branch_params(nm[1], "lowrank", 1))
+    by_step = sorted(layers, key=lambda nm: units.after(units.plan(*nm, "lowrank", 1)))
     improved = True
     while improved:  # fill the slack left by integer ranks
         improved = False
@@ -259,30 +326,30 @@ def _lowrank(layers, need: int, total: int, amount: float, kind: str) -> list[La
                     improved = True
                 else:
                     r[n] -= 1
-    return [_plan(n, m, "lowrank", r[n]) for n, m in layers if r[n] < full[n]]
+    return [units.plan(n, m, "lowrank", r[n]) for n, m in layers if r[n] < full[n]]
 
 
-def _sparse(layers, need: int, total: int, amount: float):
+def _sparse(layers, units: _Units):
     """Global magnitude masks, from ``torch.nn.utils.prune``, on copies of the layers."""
     weights = sum(m.weight.numel() for _, m in layers)
     most = weights - len(layers)  # every layer keeps at least one weight
-    if need > most:
-        raise _unreachable("sparse", amount, most, total)
+    if units.need > most:
+        raise units.unreachable(most)
     copies = {n: copy.deepcopy(m) for n, m in layers}
     prune.global_unstructured(
         [(c, "weight") for c in copies.values()],
         pruning_method=prune.L1Unstructured,
-        amount=need,
+        amount=units.need,
     )
     masks = {n: c.weight_mask.detach().clone() for n, c in copies.items()}
-    plans = [_plan(n, m, "sparse", int(masks[n].sum())) for n, m in layers]
+    plans = [units.plan(n, m, "sparse", int(masks[n].sum())) for n, m in layers]
     return plans, masks
 
 
-def _channels(model, example, excluded, need: int, total: int, amount: float, round_to: int):
-    """The fewest of the globally least important channels that remove `need` parameters."""
+def _channels(model, example, excluded, units: _Units, round_to: int) -> Plan:
+    """The fewest of the globally least important channels that remove `units.need`."""
     groups, ungrouped = channel_groups(model, example, excluded)
-    counter = Counter(model, groups)
+    counter = Counter(model, groups, units.positions)
     # every channel as (group, channel), least important first (ties: in order)
     ranked = sorted(
         ((imp, gi, c) for gi, g in enumerate(groups) for c, imp in enumerate(g.importance)),
@@ -299,16 +366,16 @@ def _channels(model, example, excluded, need: int, total: int, amount: float, ro
             if _rounded(g.width, k, round_to)
         }
 
-    def left(n: int) -> int:
-        return counter.params({root: len(idxs) for root, idxs in removal(n).items()})
+    def saved(n: int) -> int:
+        counts = {root: len(idxs) for root, idxs in removal(n).items()}
+        return counter.saving(counts, units.target)
 
-    if not groups or left(len(ranked)) > total - need:
-        most = total - left(len(ranked)) if groups else 0
-        raise _unreachable("channels", amount, most, total)
-    lo, hi = 0, len(ranked)  # left(hi) meets the target; find the fewest channels that do
+    if not groups or saved(len(ranked)) < units.need:
+        raise units.unreachable(saved(len(ranked)) if groups else 0)
+    lo, hi = 0, len(ranked)  # saved(hi) meets the target; find the fewest channels that do
     while lo < hi:
         mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if left(mid) <= total - need else (mid + 1, hi)
+        lo, hi = (lo, mid) if saved(mid) >= units.need else (mid + 1, hi)
     removed = removal(lo)
     counts = {root: len(idxs) for root, idxs in removed.items()}
     modules = dict(model.named_modules())
@@ -322,26 +389,19 @@ def _channels(model, example, excluded, need: int, total: int, amount: float, ro
                 mask[list(r.columns[c])] = 0
     layers, coupled = [], []
     for name in (n for n, _ in model.named_modules() if n in changed):
-        after = counter.module_params(name, counts)
         lp = LayerPlan(
             name,
             "channels",
             int(masks[name].sum()) if name in readers else None,
             count_params(modules[name]),
-            after,
+            counter.module_params(name, counts),
+            counter.module_macs(name, {}),
+            counter.module_macs(name, counts),
         )
         (layers if name in readers else coupled).append(lp)
     masks = {n: m.bool() for n, m in masks.items() if n in readers}
-    return Plan(
-        "channels",
-        amount,
-        total,
-        tuple(layers),
-        tuple(excluded),
-        masks,
-        tuple(coupled),
-        removed,
-        ungrouped,
+    return units.finish(
+        layers, excluded, masks, coupled=tuple(coupled), removed=removed, ungrouped=ungrouped
     )
 
 

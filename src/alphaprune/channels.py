@@ -218,27 +218,48 @@ def narrow(
 
 # ------------------------------------------------------------------------------- counting
 class Counter:
-    """The parameters a model has once `removed` channels of its groups are gone, without
-    narrowing it: conv, linear and BatchNorm sizes from their kept widths."""
+    """What a model costs once `removed` channels of its groups are gone, without narrowing it:
+    conv, linear and BatchNorm sizes from their kept widths; a layer's MACs are its weights
+    times its `positions` (as `alphaprune.costs.layer_positions` counts them; BatchNorm has
+    none, folded into its conv where deployed)."""
 
-    def __init__(self, model: nn.Module, groups: Sequence[ChannelGroup]):
+    def __init__(
+        self,
+        model: nn.Module,
+        groups: Sequence[ChannelGroup],
+        positions: dict[str, int] | None = None,
+    ):
         self.modules = dict(model.named_modules())
-        self.fixed = sum(p.numel() for p in model.parameters())
+        self.positions = positions or {}
         self.dims: dict[str, dict[str, tuple[str, int]]] = {}  # module -> out/in -> group, per
         for g in groups:
             for m in g.members:
                 side = "in" if m.fn.endswith("in_channels") else "out"
                 self.dims.setdefault(m.module, {})[side] = (g.root, len(m.columns[0]))
-        for name in self.dims:
-            self.fixed -= sum(p.numel() for p in self.modules[name].parameters())
 
-    def params(self, removed: dict[str, int]) -> int:
-        """Parameters left when `removed[root]` channels of each group are gone."""
-        return self.fixed + sum(self.module_params(n, removed) for n in self.dims)
+    def saving(self, removed: dict[str, int], target: str = "params") -> int:
+        """The parameters (`target` "params") or MACs ("macs") that go when `removed[root]`
+        channels of each group are gone."""
+        count = self.module_params if target == "params" else self.module_macs
+        return sum(count(n, {}) - count(n, removed) for n in self.dims)
 
     def module_params(self, name: str, removed: dict[str, int]) -> int:
         """The parameters of module `name` once `removed[root]` channels of each group are
         gone (a module no group touches keeps its own)."""
+        m = self.modules[name]
+        weights, bias = self._shape(name, removed)
+        if isinstance(m, _BatchNorm):
+            return 2 * bias if m.affine else 0
+        return weights + (0 if m.bias is None else bias)
+
+    def module_macs(self, name: str, removed: dict[str, int]) -> int:
+        """The MACs per example of module `name` once `removed[root]` channels are gone."""
+        if isinstance(self.modules[name], _BatchNorm):
+            return 0
+        return self._shape(name, removed)[0] * self.positions[name]
+
+    def _shape(self, name: str, removed: dict[str, int]) -> tuple[int, int]:
+        """(weights, output channels) of module `name` at its kept widths."""
         m, dims = self.modules[name], self.dims.get(name, {})
 
         def kept(side: str, full: int) -> int:
@@ -248,16 +269,15 @@ class Counter:
             return full - per * removed.get(root, 0)
 
         if isinstance(m, _BatchNorm):
-            return 2 * kept("out", m.num_features) if m.affine else 0
-        bias = 0 if m.bias is None else 1
+            return 0, kept("out", m.num_features)
         if isinstance(m, nn.Linear):
             out = kept("out", m.out_features)
-            return out * kept("in", m.in_features) + bias * out
+            return out * kept("in", m.in_features), out
         out = kept("out", m.out_channels)
         taps = math.prod(m.kernel_size)
         if m.groups > 1:  # depthwise: one filter per channel, in and out the same group
-            return out * taps + bias * out
-        return out * kept("in", m.in_channels) * taps + bias * out
+            return out * taps, out
+        return out * kept("in", m.in_channels) * taps, out
 
 
 def narrow_student(

@@ -42,6 +42,15 @@ def test_plan_table(capsys):
     assert 0.65 <= removed < 0.75
 
 
+def test_plan_to_a_mac_target_reports_both_fractions(capsys):
+    args = ["plan", "--model", "resnet20", "--branch", "pointwise", "--target", "macs"]
+    assert main([*args, "--amount", "0.6"]) == 0
+    out = capsys.readouterr().out
+    macs = float(re.search(r"MACs per example; removes (0\.\d+) \(target 0.6\)", out).group(1))
+    params = float(re.search(r"parameters; removes (0\.\d+)\n", out).group(1))
+    assert 0.6 <= macs < 0.7 and 0 < params < 1
+
+
 def test_unreachable_plan_is_one_line_exit_2(capsys):
     code = main(["plan", "--model", "cnn", "--input-size", "1", "8", "8", "--amount", "0.99"])
     err = capsys.readouterr().err.strip()

@@ -262,6 +262,13 @@ BAD = [
         "lsq",
     ),
     (
+        "sparse-macs",
+        _set("variants", "exp05", {"branch": "sparse", "target": "macs"}),
+        "variants.exp05",
+        "runs densely",
+    ),
+    ("unknown-target", _set("prune", "target", "flops"), "prune.target", "flops"),
+    (
         "unknown-lr-schedule",
         _set("variants", "exp05", {"lr_schedule": "step"}),
         "variants.exp05.lr_schedule",

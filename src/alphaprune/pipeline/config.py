@@ -215,7 +215,9 @@ Loss = Annotated[CELoss | RegressionLoss | KDLoss, Field(discriminator="kind")]
 
 
 class PruneConfig(_Strict):
-    amount: Fraction = 0.65  # fraction of the teacher's parameters the student no longer has
+    amount: Fraction = 0.65  # fraction of the teacher's `target` the student no longer has
+    # params: of its parameters; macs: of its multiply-accumulates for one example (batch 1)
+    target: Literal["params", "macs"] = "params"
     # The kinds of alphaprune.branches.BRANCHES, spelled out so that the params schema (and so
     # `prepare`) does not depend on the branches' code; a test checks the two agree.
     branch: Literal["pointwise", "lowrank", "dwsep", "sparse", "channels"] = "pointwise"
@@ -258,6 +260,11 @@ class PruneConfig(_Strict):
             raise ValueError(
                 "finetune_lr starts the fine-tune's own cosine; lr_schedule 'cosine' has one "
                 "cosine over the whole prune from optimizer.lr: unset one of them"
+            )
+        if self.branch == "sparse" and self.target == "macs":
+            raise ValueError(
+                "target 'macs' cannot be met with branch 'sparse': a masked layer still runs "
+                "densely, so its MACs do not fall; use target 'params' or a structured branch"
             )
         if self.branch == "sparse" and self.init == "lsq":
             raise ValueError("init 'lsq' is not supported for branch 'sparse'; use 'pretrained'")

@@ -16,6 +16,12 @@ def add_arguments(p) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--branch", default="pointwise", choices=list(BRANCHES))
     p.add_argument("--amount", type=float, default=0.65)
+    p.add_argument(
+        "--target",
+        default="params",
+        choices=["params", "macs"],
+        help="what --amount is a fraction of: the teacher's parameters, or its MACs (batch 1)",
+    )
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--input-size", type=int, nargs=3, default=[3, 32, 32], metavar=("C", "H", "W"))
     p.add_argument("--exclude", nargs="*", default=None, help="glob patterns of layer names")
@@ -29,7 +35,9 @@ def run(args) -> None:
     c, h, w = args.input_size
     model = build_model(args.model, args.num_classes, in_channels=c, image_size=h).eval()
     example = torch.zeros(2, c, h, w)
-    plan = allocate(model, args.branch, args.amount, example, args.exclude, args.round_to)
+    plan = allocate(
+        model, args.branch, args.amount, example, args.exclude, args.round_to, args.target
+    )
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
         return
@@ -43,7 +51,13 @@ def run(args) -> None:
         print(f"group {root}: keeps {width - len(removed)} of {width} channels")
     for root, why in plan.ungrouped.items():
         print(f"group {root}: not pruned, {why}")
+    aim = {"params": "", "macs": ""}
+    aim[plan.target] = f" (target {plan.amount})"
     print(
         f"teacher {plan.teacher_params:,} -> student {plan.student_params:,} parameters; "
-        f"removes {plan.achieved:.4f} (target {plan.amount})"
+        f"removes {plan.achieved:.4f}{aim['params']}"
+    )
+    print(
+        f"teacher {plan.teacher_macs:,} -> student {plan.student_macs:,} MACs per example; "
+        f"removes {plan.macs_achieved:.4f}{aim['macs']}"
     )

@@ -36,5 +36,11 @@ def run(args) -> None:
         params, args.variant, args.data, args.teacher, args.out, seed=args.seed, on_epoch=progress
     )
     progress.close()
-    log.info("%s: achieved=%.4f val_acc=%.4f", args.variant, out["achieved"], out["val_acc"])
+    log.info(
+        "%s: removed %.4f of the parameters, %.4f of the MACs; val_acc=%.4f",
+        args.variant,
+        out["achieved"],
+        out["macs_achieved"],
+        out["val_acc"],
+    )
     write_record(args, "prune", args.variant)

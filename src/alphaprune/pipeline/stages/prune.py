@@ -32,7 +32,7 @@ def make_student(
     teacher: nn.Module, cfg: PruneConfig, example: torch.Tensor, calibration=None
 ) -> tuple[nn.Module, Plan]:
     """A copy of `teacher` with every layer `cfg` plans blended with its initialised branch."""
-    plan = allocate(teacher, cfg.branch, cfg.amount, example, cfg.exclude, cfg.round_to)
+    plan = allocate(teacher, cfg.branch, cfg.amount, example, cfg.exclude, cfg.round_to, cfg.target)
     return student.make_student(teacher, plan, cfg.init, calibration), plan
 
 
@@ -56,12 +56,14 @@ def prune(
     calib = [next(train.batches(cfg.calibration_size))[0]] if cfg.init == "lsq" else None
     model, plan = make_student(teacher, cfg, train.normalise(train.x[:2]), calib)
     log.info(
-        "%s: %d layers get %s branches; removes %.4f of %d parameters",
+        "%s: %d layers get %s branches; removes %.4f of %d parameters and %.4f of %d MACs",
         variant,
         len(plan.layers),
         cfg.branch,
         plan.achieved,
         plan.teacher_params,
+        plan.macs_achieved,
+        plan.teacher_macs,
     )
     fits = cfg.budget_fit()
     (log.warning if fits.certain else log.info)("%s", fits.message(variant))
@@ -101,7 +103,11 @@ def prune(
     }
     save_model(out_dir / "student.pt", model, recipe)
     curves.write(result)
-    return {"achieved": plan.achieved, "val_acc": result.history[-1]["val_acc"]}
+    return {
+        "achieved": plan.achieved,
+        "macs_achieved": plan.macs_achieved,
+        "val_acc": result.history[-1]["val_acc"],
+    }
 
 
 def _fingerprint(cfg: PruneConfig, seed: int, teacher_path: Path, prepared) -> str:
