@@ -27,8 +27,12 @@ TINY = {
     "data": {"name": "digits"},
     "model": {"name": "cnn"},
     "teacher": {"epochs": 6, "batch_size": 64, "optimizer": {"lr": 0.05}},
-    "prune": {
+    "prune": {  # the seed's recipe (params.yaml's `seed`), which the variants change
         "amount": 0.65,
+        "branch": "pointwise",
+        "init": "random",
+        "trainable": "branches",
+        "recalibrate_bn": 0,
         "schedule": {"kind": "exponential", "rate": 0.3, "alpha_min": 0.1},
         "advance": {"patience": 1, "min_epochs": 1, "max_epochs": 2},
         "epochs": 12,

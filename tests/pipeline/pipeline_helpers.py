@@ -23,6 +23,16 @@ PROJECT_FILES = [
     "data/raw/README.md",
 ]  # not data/raw itself: it may hold a downloaded CIFAR-10
 
+# The seed's recipe (params.yaml's variant `seed`): the prune keys where it differs from the
+# defaults, for a test grid whose variants are changes to it.
+SEED = {
+    "branch": "pointwise",
+    "init": "random",
+    "trainable": "branches",
+    "recalibrate_bn": 0,
+    "schedule": {"kind": "exponential"},
+}
+
 TINY = {
     "seed": 0,
     # dvc.yaml expands the replicates from params.yaml itself: the key must be written out.
@@ -31,6 +41,7 @@ TINY = {
     "model": {"name": "cnn"},
     "teacher": {"epochs": 3},
     "prune": {
+        **SEED,
         "schedule": {"kind": "exponential", "rate": 0.5, "alpha_min": 0.2},
         "advance": {"patience": 1, "max_epochs": 1},
         "epochs": 4,
@@ -42,7 +53,7 @@ TINY = {
     "variants": {
         "a": {"schedule": {"rate": 0.5}},
         "b-2": {"branch": "lowrank", "schedule": {"kind": "oneshot"}},
-        "c": {"init": "pretrained", "schedule": {"kind": "oneshot"}},
+        "c": {"branch": "channels", "init": "pretrained"},  # narrowed at α = 0, mid-run
         "d": {"branch": "sparse", "schedule": {"kind": "oneshot"}},
     },
     "eval": {"tolerance_pp": 1.0},  # dvc.yaml declares the key: it must be there

@@ -5,10 +5,13 @@ and the full key path."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
+import preset_recipes
 import pytest
 import yaml
+from pipeline_helpers import SEED
 
 from alphaprune.pipeline.config import (
     RETIRED_KEYS,
@@ -32,6 +35,7 @@ BASE = {
         "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
     },
     "prune": {
+        **SEED,
         "amount": 0.65,
         "schedule": {"kind": "exponential", "rate": 0.05, "alpha_min": 0.07},
         "advance": {"patience": 1, "min_epochs": 1, "max_epochs": 3},
@@ -39,7 +43,7 @@ BASE = {
         "finetune_epochs": 10,
         "optimizer": {"lr": 0.02, "momentum": 0.8},
     },
-    "variants": {"exp05": {}},
+    "variants": {"seed": {}},
 }
 
 
@@ -79,9 +83,14 @@ def test_defaults_of_a_file_with_only_a_variant(tmp_path):
     params = load_params(path)
     assert params.model_copy(update={"variants": {}}) == Params()
     assert params.prune.amount == 0.65
-    assert params.prune.branch == "pointwise"
-    assert params.prune.schedule == ExponentialSchedule(rate=0.05, alpha_min=0.05)
+    # a run that sets nothing gets the best measured recipe, params.yaml's `recommended`
     assert params.variants == {"v": params.prune}
+    repo = load_params(REPO_PARAMS)
+    recipe = ["amount", "target", "branch", "init", "trainable", "recalibrate_bn", "schedule"]
+    for cfg in (params.prune, repo.prune):
+        assert cfg.model_dump(include=set(recipe)) == repo.variant("recommended").model_dump(
+            include=set(recipe)
+        )
 
 
 def test_an_empty_file_has_no_variants_to_run(tmp_path):
@@ -183,8 +192,8 @@ BAD = [
     # (id, mutation, key path in the message, a fragment the message must contain)
     (
         "variant-rate-above-1",
-        _set("variants", "exp05", {"schedule": {"rate": 1.5}}),
-        "variants.exp05.schedule.rate",
+        _set("variants", "seed", {"schedule": {"rate": 1.5}}),
+        "variants.seed.schedule.rate",
         "1.5",
     ),
     ("amount-0", _set("prune", "amount", 0), "prune.amount", "greater than 0"),
@@ -202,14 +211,14 @@ BAD = [
     ),
     (
         "unknown-variant-key",
-        _set("variants", "exp05", {"bogus": 1}),
-        "variants.exp05.bogus",
+        _set("variants", "seed", {"bogus": 1}),
+        "variants.seed.bogus",
         "unknown key",
     ),
     (
         "unknown-variant-schedule-key",
-        _set("variants", "exp05", {"schedule": {"bogus": 1}}),
-        "variants.exp05.schedule.bogus",
+        _set("variants", "seed", {"schedule": {"bogus": 1}}),
+        "variants.seed.schedule.bogus",
         "unknown key",
     ),
     ("string-for-int", _set("teacher", "epochs", "ten"), "teacher.epochs", "integer"),
@@ -230,20 +239,20 @@ BAD = [
     ("unknown-loss", _set("prune", "loss", {"kind": "mse"}), "prune.loss", "mse"),
     (
         "variant-unknown-branch",
-        _set("variants", "exp05", {"branch": "dense"}),
-        "variants.exp05.branch",
+        _set("variants", "seed", {"branch": "dense"}),
+        "variants.seed.branch",
         "dense",
     ),
     (
         "variant-kd-temperature-0",
-        _set("variants", "exp05", {"loss": {"kind": "kd", "temperature": 0}}),
-        "variants.exp05.loss.temperature",
+        _set("variants", "seed", {"loss": {"kind": "kd", "temperature": 0}}),
+        "variants.seed.loss.temperature",
         "greater than 0",
     ),
     (
         "variant-linear-steps-0",
-        _set("variants", "exp05", {"schedule": {"kind": "linear", "steps": 0}}),
-        "variants.exp05.schedule.steps",
+        _set("variants", "seed", {"schedule": {"kind": "linear", "steps": 0}}),
+        "variants.seed.schedule.steps",
         "0",
     ),
     ("variant-uppercase", _set("variants", "Exp05", {}), "variants.Exp05", "lowercase"),
@@ -251,33 +260,33 @@ BAD = [
     ("finetune-ge-epochs", _set("prune", "finetune_epochs", 80), "prune", "finetune_epochs"),
     (
         "variant-finetune-ge-epochs",
-        _set("variants", "exp05", {"epochs": 10}),
-        "variants.exp05",
+        _set("variants", "seed", {"epochs": 10}),
+        "variants.seed",
         "finetune_epochs",
     ),
     (
         "sparse-lsq",
-        _set("variants", "exp05", {"branch": "sparse", "init": "lsq"}),
-        "variants.exp05",
+        _set("variants", "seed", {"branch": "sparse", "init": "lsq"}),
+        "variants.seed",
         "lsq",
     ),
     (
         "sparse-macs",
-        _set("variants", "exp05", {"branch": "sparse", "target": "macs"}),
-        "variants.exp05",
+        _set("variants", "seed", {"branch": "sparse", "target": "macs"}),
+        "variants.seed",
         "runs densely",
     ),
     ("unknown-target", _set("prune", "target", "flops"), "prune.target", "flops"),
     (
         "unknown-lr-schedule",
-        _set("variants", "exp05", {"lr_schedule": "step"}),
-        "variants.exp05.lr_schedule",
+        _set("variants", "seed", {"lr_schedule": "step"}),
+        "variants.seed.lr_schedule",
         "step",
     ),
     (
         "one-cosine-with-finetune-lr",
-        _set("variants", "exp05", {"lr_schedule": "cosine", "finetune_lr": 0.02}),
-        "variants.exp05",
+        _set("variants", "seed", {"lr_schedule": "cosine", "finetune_lr": 0.02}),
+        "variants.seed",
         "unset one of them",
     ),
     (
@@ -295,14 +304,14 @@ BAD = [
     ("min-gt-max-epochs", _set("prune", "advance", "min_epochs", 5), "prune.advance", "min_epochs"),
     (
         "variant-min-gt-max-epochs",
-        _set("variants", "exp05", {"advance": {"min_epochs": 5}}),
-        "variants.exp05.advance",
+        _set("variants", "seed", {"advance": {"min_epochs": 5}}),
+        "variants.seed.advance",
         "min_epochs (5) > max_epochs (3)",
     ),
     (
         "variant-max-epochs-0",
-        _set("variants", "exp05", {"advance": {"max_epochs": 0}}),
-        "variants.exp05.advance.max_epochs",
+        _set("variants", "seed", {"advance": {"max_epochs": 0}}),
+        "variants.seed.advance.max_epochs",
         "0",
     ),
     (
@@ -312,8 +321,8 @@ BAD = [
         "2",
     ),
     ("section-not-mapping", _set("data", "digits"), "data", "digits"),
-    ("variants-not-mapping", _set("variants", ["exp05"]), "variants", "mapping"),
-    ("variant-not-mapping", _set("variants", "exp05", [1]), "variants.exp05", "mapping"),
+    ("variants-not-mapping", _set("variants", ["seed"]), "variants", "mapping"),
+    ("variant-not-mapping", _set("variants", "seed", [1]), "variants.seed", "mapping"),
     ("negative-seed", _set("seed", -1), "seed", "-1"),
     # keys an earlier release read: still refused, with what replaced them and since when
     (
@@ -413,7 +422,7 @@ def test_several_errors_stay_on_one_line():
     assert "prune.amount" in msg and "prune.batch_size" in msg
 
 
-@pytest.mark.parametrize("name", ["exp05\n", "a\nb"])
+@pytest.mark.parametrize("name", ["seed\n", "a\nb"])
 def test_variant_name_with_a_newline_is_rejected_on_one_line(name):
     """Variant names become paths and stage names. `VARIANT_NAME.match` with `$` also accepts
     a name ending in a newline, and the rejection message prints the name raw."""
@@ -456,14 +465,14 @@ def test_set_overrides_take_effect(tmp_path):
         path,
         [
             "prune.amount=0.5",
-            "variants.exp05.schedule.rate=0.1",
+            "variants.seed.schedule.rate=0.1",
             "teacher.optimizer.name=adamw",
             "data.subset=100",
         ],
     )
     assert params.prune.amount == 0.5
-    assert params.variant("exp05").amount == 0.5  # the variant merges over the new prune
-    assert params.variant("exp05").schedule == ExponentialSchedule(rate=0.1, alpha_min=0.07)
+    assert params.variant("seed").amount == 0.5  # the variant merges over the new prune
+    assert params.variant("seed").schedule == ExponentialSchedule(rate=0.1, alpha_min=0.07)
     assert params.prune.schedule.rate == 0.05
     assert params.teacher.optimizer.name == "adamw"
     assert params.data.subset == 100
@@ -479,19 +488,19 @@ def test_set_can_create_a_variant_and_new_sections(tmp_path):
 
 
 def test_set_into_a_variant_written_as_null(tmp_path):
-    """`exp05:` (no value) is a valid empty variant, so `--set variants.exp05.x=…` (what
-    `dvc exp run -S` passes) must work on it as it does on `exp05: {}`."""
+    """`seed:` (no value) is a valid empty variant, so `--set variants.seed.x=…` (what
+    `dvc exp run -S` passes) must work on it as it does on `seed: {}`."""
     path = tmp_path / "params.yaml"
-    path.write_text("variants:\n  exp05:\n")
-    params = load_params(path, ["variants.exp05.amount=0.5"])
-    assert params.variant("exp05").amount == 0.5
+    path.write_text("variants:\n  seed:\n")
+    params = load_params(path, ["variants.seed.amount=0.5"])
+    assert params.variant("seed").amount == 0.5
 
 
 def test_set_with_a_bad_value_names_the_key_path(tmp_path):
     path = _write(tmp_path, _raw())
     with pytest.raises(ConfigError) as info:
-        load_params(path, ["variants.exp05.schedule.rate=1.5"])
-    assert str(info.value).startswith(f"{path}: variants.exp05.schedule.rate: ")
+        load_params(path, ["variants.seed.schedule.rate=1.5"])
+    assert str(info.value).startswith(f"{path}: variants.seed.schedule.rate: ")
 
 
 @pytest.mark.parametrize("text", ["prune.amount", "=0.5"])
@@ -572,7 +581,7 @@ def test_alphas_start_below_one_and_end_at_zero(schedule):
 
 
 def test_default_exponential_alphas():
-    alphas = PruneConfig().alphas()
+    alphas = PruneConfig(schedule={"kind": "exponential"}).alphas()
     assert alphas[:2] == pytest.approx([0.95, 0.95**2])
     assert min(a for a in alphas if a > 0) >= 0.05
     assert alphas[-1] == 0.0
@@ -590,3 +599,36 @@ def test_every_preset_is_valid_over_params_yaml(preset):
         assert params.model.name == raw["model"]["name"]
     if "data" in raw:
         assert params.data.name == raw["data"]["name"]
+
+
+def test_the_presets_with_results_keep_their_recipes():
+    """docs/results.md's tables name variants of these presets: a change to params.yaml's
+    defaults (or to a preset) must not change what any of them trains."""
+    golden = json.loads(preset_recipes.GOLDEN.read_text())
+    now = preset_recipes.resolved()
+    assert now.keys() == golden.keys()
+    for stack, variants in golden.items():
+        for name, recipe in variants.items():
+            assert now[stack].get(name) == recipe, (
+                f"{stack}: variant {name} changed; if on purpose, rerun "
+                "tests/pipeline/preset_recipes.py"
+            )
+
+
+def test_torch_pruning_is_channels_put_in_at_once_from_the_teachers_weights():
+    """In the default grid and every CIFAR-10 preset that compares recipes (not the studies
+    of one question: ablation, long, screen, harder): Torch-Pruning's recipe (whose channel
+    choice tests/test_channels.py checks against Torch-Pruning itself), fine-tuned whole."""
+    configs = REPO_PARAMS.parent / "configs"
+    grids = [[], ["cifar10-cpu"], ["cifar10-resnet56"], ["cifar10-vgg16"]]
+    grids.append(preset_recipes.STACKS["channels"])
+    for presets in grids:
+        params = load_params([REPO_PARAMS] + [configs / f"{p}.yaml" for p in presets])
+        cfg = params.variant("torch_pruning")
+        assert (cfg.branch, cfg.init, cfg.trainable, cfg.schedule.kind) == (
+            "channels",
+            "pretrained",
+            "student",
+            "oneshot",
+        )
+        assert (cfg.recalibrate_bn, cfg.round_to, cfg.target) == (0, 1, "params"), presets

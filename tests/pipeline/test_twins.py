@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pipeline_helpers import SEED
 
 from alphaprune.pipeline import twins
 from alphaprune.pipeline.config import PruneConfig
@@ -16,11 +17,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _grid(**variants) -> dict:
-    return {"prune": {"epochs": 8, "finetune_epochs": 2}, "variants": variants}
+    return {"prune": {**SEED, "epochs": 8, "finetune_epochs": 2}, "variants": variants}
 
 
 def test_the_twin_is_the_recipe_with_alpha_zero_from_the_start():
-    cfg = PruneConfig(branch="lowrank", init="lsq", trainable="student", recalibrate_bn=50)
+    cfg = PruneConfig(schedule={"kind": "exponential"})  # the defaults, annealed
     twin = twins.twin(cfg)
     assert twin.schedule.kind == "oneshot" and twin.alphas() == [0.0]
     assert twin.model_dump(exclude={"schedule"}) == cfg.model_dump(exclude={"schedule"})
@@ -76,13 +77,14 @@ def test_a_oneshot_variant_that_trains_otherwise_is_no_twin(oneshot):
 def test_the_default_grid_pairs_the_schedules_with_oneshot():
     pairs = twins.pairs(load_params(ROOT / "params.yaml"))
     assert {a for a, t in pairs.items() if t == "oneshot"} == {
-        "exp05",
+        "seed",
         "plateau",
         "exp02",
         "linear",
         "cosine",
     }
-    assert "oneshot" not in pairs and "magnitude" not in pairs  # one-shot themselves
+    # one-shot themselves
+    assert not {"oneshot", "magnitude", "recommended", "torch_pruning"} & set(pairs)
     # every other anneal has a twin of its own, named after it
     assert {a: t for a, t in pairs.items() if t != "oneshot"} == {
         a: f"{a}_oneshot"
@@ -95,6 +97,7 @@ def test_the_default_grid_pairs_the_schedules_with_oneshot():
             "unfrozen",
             "lowrank",
             "sparse",
+            "channels",
         )
     }
 
@@ -114,7 +117,7 @@ def test_the_cifar_cpu_preset_twins_every_anneal():
 def test_the_declared_line_makes_the_twin_and_follows_its_recipe(tmp_path):
     recipe = "{branch: lowrank, init: lsq, optimizer: {lr: 0.005}, finetune_lr: 0.02}"
     text = (
-        "prune: {epochs: 8, finetune_epochs: 2}\n"
+        "prune: {epochs: 8, finetune_epochs: 2, schedule: {kind: exponential}}\n"
         f"variants:\n  adapt: &adapt {recipe}\n  {twins.declaration('adapt')}\n"
     )
     path = tmp_path / "params.yaml"

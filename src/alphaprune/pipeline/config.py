@@ -3,7 +3,7 @@
 Everything a run depends on lives in one YAML file; this module turns it into frozen pydantic
 objects so that library code receives a narrow, typed config (``PruneConfig``, ``DataConfig`` …)
 and never a raw dict. Unknown keys and bad values are rejected with the key's full path, e.g.
-``params.yaml: variants.exp05.schedule.rate: Input should be less than 1, got 1.5``.
+``params.yaml: variants.seed.schedule.rate: Input should be less than 1, got 1.5``.
 
 Reading, merging and validating params files is `paramsfile`.
 """
@@ -166,7 +166,7 @@ class StepSchedule(_Schedule):
 
 
 class OneshotSchedule(_Schedule):
-    kind: Literal["oneshot"]
+    kind: Literal["oneshot"] = "oneshot"
 
 
 Schedule = Annotated[
@@ -215,15 +215,19 @@ Loss = Annotated[CELoss | RegressionLoss | KDLoss, Field(discriminator="kind")]
 
 
 class PruneConfig(_Strict):
+    """A prune recipe. The defaults are the best measured one (params.yaml's `recommended`:
+    low-rank branches fitted by least squares, put in at once, the whole student fine-tuned,
+    BatchNorm re-estimated); the seed's recipe is params.yaml's variant `seed`."""
+
     amount: Fraction = 0.65  # fraction of the teacher's `target` the student no longer has
     # params: of its parameters; macs: of its multiply-accumulates for one example (batch 1)
     target: Literal["params", "macs"] = "params"
     # The kinds of alphaprune.branches.BRANCHES, spelled out so that the params schema (and so
     # `prepare`) does not depend on the branches' code; a test checks the two agree.
-    branch: Literal["pointwise", "lowrank", "dwsep", "sparse", "channels"] = "pointwise"
-    init: Literal["random", "pretrained", "lsq"] = "random"
+    branch: Literal["pointwise", "lowrank", "dwsep", "sparse", "channels"] = "lowrank"
+    init: Literal["random", "pretrained", "lsq"] = "lsq"
     exclude: list[str] | None = None  # glob patterns of module names; None: first conv + classifier
-    trainable: Literal["branches", "student", "all"] = "branches"
+    trainable: Literal["branches", "student", "all"] = "student"
     # What trains at α = 0 (after collapse, "student" is everything left); None: as `trainable`.
     finetune_trainable: Literal["branches", "student"] | None = None
     # The learning rate the α = 0 fine-tune starts its cosine from; None: optimizer.lr.
@@ -233,10 +237,10 @@ class PruneConfig(_Strict):
     # anneal and the fine-tune alike (no restart at the collapse; finetune_lr unset).
     lr_schedule: Literal["restart", "cosine"] = "restart"
     # Training batches over which the student's BatchNorm statistics are re-estimated at α = 0.
-    recalibrate_bn: NonNegativeInt = 0
+    recalibrate_bn: NonNegativeInt = 50
     # Weight of the layer-wise distillation term while α > 0 (0: off; see blend.set_distill).
     layer_distill: Annotated[float, Field(ge=0)] = 0.0
-    schedule: Schedule = ExponentialSchedule()
+    schedule: Schedule = OneshotSchedule()
     advance: AdvanceConfig = AdvanceConfig()
     epochs: PositiveInt = 60  # hard cap on the whole prune phase
     finetune_epochs: PositiveInt = 5  # the last epochs, kept for α = 0

@@ -81,7 +81,7 @@ def resolve(raw: Any, source: str = "params") -> Params:
     if not isinstance(variants_raw, dict):
         raise ConfigError(f"{source}: variants: expected a mapping of name -> prune overrides")
     if not variants_raw:  # the pipeline has nothing to run, and prune no recipe to name
-        raise ConfigError(f"{source}: variants: define at least one variant, e.g. exp05: {{}}")
+        raise ConfigError(f"{source}: variants: define at least one variant, e.g. seed: {{}}")
     try:
         base = Params.model_validate(raw)
     except ValidationError as err:
@@ -128,7 +128,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 def set_path(raw: dict[str, Any], path: list[str], value: Any) -> None:
     node = raw
     for part in path[:-1]:
-        if node.get(part) is None:  # absent, or written as `exp05:` (an empty variant)
+        if node.get(part) is None:  # absent, or written as `seed:` (an empty variant)
             node[part] = {}
         node = node[part]
         if not isinstance(node, dict):

@@ -10,15 +10,17 @@ import torch
 from alphaprune.branches import BRANCHES
 from alphaprune.budget import allocate
 from alphaprune.models import build_model
+from alphaprune.pipeline.config import PruneConfig
 
 
 def add_arguments(p) -> None:
     p.add_argument("--model", required=True)
-    p.add_argument("--branch", default="pointwise", choices=list(BRANCHES))
-    p.add_argument("--amount", type=float, default=0.65)
+    defaults = PruneConfig()  # a run's defaults: the best measured recipe
+    p.add_argument("--branch", default=defaults.branch, choices=list(BRANCHES))
+    p.add_argument("--amount", type=float, default=defaults.amount)
     p.add_argument(
         "--target",
-        default="params",
+        default=defaults.target,
         choices=["params", "macs"],
         help="what --amount is a fraction of: the teacher's parameters, or its MACs (batch 1)",
     )
