@@ -502,6 +502,7 @@ def test_host_placement_trains_exactly_like_device_placement(
 def test_a_training_epoch_never_synchronises_with_the_host(augment):
     """CUDA's sync debug mode raises on any host synchronisation inside the epoch."""
     from alphaprune import fit as tr
+    from alphaprune import optim
     from alphaprune.augment import Augment
     from alphaprune.batches import DeviceData
     from alphaprune.fitspec import Advance, Optimizer
@@ -523,9 +524,9 @@ def test_a_training_epoch_never_synchronises_with_the_host(augment):
         loss=make_loss("ce"),
         augment=Augment(**augment),
     )
-    opt = tr.make_optimizer(list(model.parameters()), spec.optimizer)
+    opt = optim.make_optimizer(list(model.parameters()), spec.optimizer)
     gen = torch.Generator(device="cuda").manual_seed(0)
-    lr = tr.lr_schedule(spec, True, 0, 0, 1)
+    lr = optim.lr_schedule(spec, True, 0, 0, 1)
     run = tr._EpochInputs(model, [], data_, opt, spec, gen, None, runtime, None)
     tr._train_epoch(run, lr)  # warm-up (cuDNN)
     torch.cuda.synchronize()

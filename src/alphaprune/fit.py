@@ -33,7 +33,8 @@ from alphaprune import blend, norms, schedules
 from alphaprune import checkpoint as checkpoints
 from alphaprune.batches import DeviceData, predict
 from alphaprune.errors import UserError
-from alphaprune.fitspec import FitSpec, LossFn, Optimizer
+from alphaprune.fitspec import FitSpec, LossFn
+from alphaprune.optim import lr_schedule, make_optimizer, params_of, rebuilt, train_also
 from alphaprune.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -44,22 +45,6 @@ class FitResult:
     history: list[dict] = field(default_factory=list)  # one row per epoch
     steps: list[dict] = field(default_factory=list)  # one row per α step
     seconds: float = 0.0
-
-
-def params_of(opt: torch.optim.Optimizer) -> list[nn.Parameter]:
-    return [p for group in opt.param_groups for p in group["params"]]
-
-
-def make_optimizer(params: list[nn.Parameter], cfg: Optimizer) -> torch.optim.Optimizer:
-    if cfg.name == "sgd":
-        return torch.optim.SGD(
-            params,
-            lr=cfg.lr,
-            momentum=cfg.momentum,
-            nesterov=cfg.nesterov and cfg.momentum > 0,
-            weight_decay=cfg.weight_decay,
-        )
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 # -------------------------------------------------------------------------------------- fit
@@ -111,11 +96,11 @@ def fit(
             blend.set_alpha(model, alpha)
         if alpha == 0 and has_blends:
             trainable = spec.finetune_trainable or spec.trainable  # before the collapse drops
-            _train_also(opt, blend.set_trainable(model, trainable))  # branch from original
+            train_also(opt, blend.set_trainable(model, trainable))  # branch from original
             blend.collapse(model)  # exact at α = 0, and the student trains faster
             if narrow is not None:
                 narrow(model)
-                opt = _rebuilt(opt, model, spec)
+                opt = rebuilt(opt, model, spec)
             _device_layout(model, runtime)  # the collapsed layers are new tensors
             net = _compiled(model, runtime)
         if alpha == 0 and spec.recalibrate_bn:
@@ -207,26 +192,6 @@ def _device_layout(model: nn.Module, runtime: Runtime) -> None:
         model.to(memory_format=torch.channels_last)
 
 
-def _train_also(opt: torch.optim.Optimizer, params: list[nn.Parameter]) -> None:
-    """Give `opt` the parameters it does not hold yet, as a group with its defaults (those it
-    holds keep their momentum; those now frozen get no gradient, so SGD and AdamW skip them)."""
-    held = {id(p) for p in params_of(opt)}
-    new = [p for p in params if id(p) not in held]
-    if new:
-        opt.add_param_group({"params": new})
-
-
-def _rebuilt(opt: torch.optim.Optimizer, model: nn.Module, spec: FitSpec):
-    """A new optimizer over `model`'s trainable parameters; those `opt` held keep their state
-    (momentum), the new ones (narrowed tensors) start afresh."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    new = make_optimizer(params, spec.optimizer)
-    for p in params:
-        if p in opt.state:
-            new.state[p] = opt.state[p]
-    return new
-
-
 def _recalibrate(model: nn.Module, train: DeviceData, spec: FitSpec, generator, runtime) -> None:
     batches = itertools.islice(train.batches(spec.batch_size, generator), spec.recalibrate_bn)
     with runtime.autocast():
@@ -251,22 +216,6 @@ class _BatchAlpha:
         if alpha != self.current:
             blend.set_alpha(self.model, alpha)
             self.current = alpha
-
-
-def lr_schedule(spec: FitSpec, final: bool, epoch: int, e: int, n: int) -> Callable[[float], float]:
-    """lr as a function of the fraction of an epoch done, for the `epoch`-th epoch of the fit
-    (from 0), the `e`-th of its step of `n`. restart: constant at optimizer.lr while α moves,
-    then a cosine from finetune_lr (or optimizer.lr) to 0 over the final step; cosine: one
-    cosine from optimizer.lr to 0 over all of the fit's epochs, α > 0 and α = 0 alike."""
-    if spec.lr_schedule == "cosine":
-        peak, total = spec.optimizer.lr, spec.epochs
-        return lambda frac: peak * 0.5 * (1 + math.cos(math.pi * (epoch + frac) / total))
-    if spec.lr_schedule != "restart":
-        raise ValueError(f"lr_schedule must be 'restart' or 'cosine', got {spec.lr_schedule!r}")
-    if not final:
-        return lambda frac: spec.optimizer.lr
-    peak = spec.finetune_lr or spec.optimizer.lr
-    return lambda frac: peak * 0.5 * (1 + math.cos(math.pi * (e + frac) / n))
 
 
 class _TeacherTargets:

@@ -32,10 +32,11 @@ from alphaprune import blend
 from alphaprune.batches import DeviceData
 from alphaprune.branches import count_params
 from alphaprune.budget import allocate
-from alphaprune.fit import fit, make_optimizer
+from alphaprune.fit import fit
 from alphaprune.fitspec import Advance, FitSpec, Optimizer
 from alphaprune.losses import make_loss
 from alphaprune.models import build_model
+from alphaprune.optim import make_optimizer
 from alphaprune.pipeline.config import PruneConfig
 from alphaprune.pipeline.evaluate import macs
 from alphaprune.runtime import Runtime
