@@ -451,3 +451,47 @@ def test_a_file_of_the_previous_format_says_so(saved):
 
     _rewrite(saved, change)
     _assert_refused(saved, "format version 1, this alphaprune reads 2; re-run")
+
+
+# ------------------------------------------------------------------------ data.image_size
+def test_fit_resizes_the_shorter_side_and_crops_the_centre():
+    wide = np.zeros((3, 8, 24), dtype=np.uint8)
+    wide[:, :, 8:16] = 255  # only the middle third is white
+    assert np.array_equal(data.fit(wide, 8), np.full((3, 8, 8), 255, dtype=np.uint8))
+    tall = np.zeros((1, 40, 20), dtype=np.uint8)
+    tall[:, 6:34] = 200  # a margin for the antialiasing filter
+    out = data.fit(tall, 10)  # 20 wide -> 10: 40 rows become 20, their middle 10 kept
+    assert out.shape == (1, 10, 10) and (out == 200).all()
+    batch = np.stack([wide, wide])
+    assert data.fit(batch, 4).shape == (2, 3, 4, 4)
+
+
+def test_image_size_makes_a_photo_collection_one_tensor(tmp_path):
+    root = tmp_path / "photos"
+    shapes = [(3, 6, 5), (3, 17, 9), (1, 8, 8), (4, 12, 30)]  # sizes, grey and RGBA mixed
+    for split in ("train", "test"):
+        for c, name in enumerate(CLASSES):
+            for i, shape in enumerate(shapes):
+                write_png(root / split / name / f"{i}.png", 10 * c + i, shape=shape)
+    with pytest.raises(DataError, match=r"set data.image_size"):
+        _source(root)
+    src = _source(root, image_size=4)
+    assert src.x_train.shape == (12, 3, 4, 4) and src.x_test.shape == (12, 3, 4, 4)
+    grey = src.x_train[2]  # class 0, image 2: grey repeated into three equal channels
+    assert np.array_equal(grey[0], grey[1]) and np.array_equal(grey[1], grey[2])
+    assert src.y_train.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+
+
+def test_image_size_keeps_a_grey_collection_grey(tmp_path):
+    root = tmp_path / "grey"
+    for split in ("train", "test"):
+        for c, name in enumerate(CLASSES):
+            for i, shape in enumerate([(1, 6, 5), (1, 9, 12)]):
+                write_png(root / split / name / f"{i}.png", 10 * c + i, shape=shape)
+    assert _source(root, image_size=5).x_train.shape == (6, 1, 5, 5)
+
+
+def test_image_size_resizes_any_source_when_prepared():
+    prep = data.prepare(DataConfig(name="digits", image_size=16), seed=0)
+    assert prep.shape == (1, 16, 16)
+    assert prep.split("test")[0].shape[1:] == (1, 16, 16)

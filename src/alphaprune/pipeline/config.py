@@ -78,6 +78,10 @@ class DataConfig(_Strict):
     val_fraction: Fraction = 0.1  # carved from the training split, stratified, fixed seed
     test_fraction: Fraction = 0.2  # only for sources without their own test split (digits)
     subset: PositiveInt | None = None  # cap on training examples (stratified), for quick runs
+    # Every image resized (its shorter side) to image_size and centre-cropped square when
+    # prepared, so a photo collection of many sizes becomes one tensor; grey and RGBA images
+    # among RGB ones become RGB. None: the images are kept as they are (and must share a size).
+    image_size: PositiveInt | None = None
 
 
 class ModelConfig(_Strict):

@@ -92,8 +92,9 @@ def _cifar10(cfg: DataConfig) -> Source:
 @register_source("imagefolder")
 def _imagefolder(cfg: DataConfig) -> Source:
     """`root`/train/<class>/* and `root`/test/<class>/* (any folder level above them), or a
-    .tar.gz of such a tree, read without extracting it. All images must share one size and
-    channel count: the prepared file is one (N, C, H, W) tensor."""
+    .tar.gz of such a tree, read without extracting it. The prepared file is one (N, C, H, W)
+    tensor: the images must share one size and channel count, or `data.image_size` makes them
+    (each resized and centre-cropped as it is decoded, grey and RGBA among RGB made RGB)."""
     root = Path(cfg.root)
     if not root.exists():
         raise DataError(f"data.root: {root} does not exist (an image folder tree or a .tar.gz)")
@@ -117,21 +118,33 @@ def _imagefolder(cfg: DataConfig) -> Source:
     if sorted(files["test"]) != classes:
         extra = sorted(set(files["train"]) ^ set(files["test"]))
         raise DataError(f"{root}: train and test have different classes ({', '.join(extra)})")
-    arrays, shape = {}, None
+    decoded, shape = {}, None
     for split, by_class in files.items():
         xs, ys = [], []
         for label, name in enumerate(classes):
             for path, read in sorted(by_class[name], key=lambda item: item[0]):
                 image = _decode(f"{root}/{path}", read)  # named whole in any error
-                shape = shape or image.shape
-                if image.shape != shape:
-                    raise DataError(
-                        f"{root}: {path} is {_dims(image.shape)}, but the images before it are "
-                        f"{_dims(shape)}; convert them to one size and channel count"
-                    )
-                xs.append(image)
+                if cfg.image_size is not None:
+                    xs.append(fit(image, cfg.image_size))
+                else:
+                    shape = shape or image.shape
+                    if image.shape != shape:
+                        raise DataError(
+                            f"{root}: {path} is {_dims(image.shape)}, but the images before it "
+                            f"are {_dims(shape)}; set data.image_size to resize them to one "
+                            "size, or convert them yourself"
+                        )
+                    xs.append(image)
                 ys.append(label)
-        arrays[split] = (np.stack(xs), np.asarray(ys, dtype=np.int64))
+        decoded[split] = (xs, np.asarray(ys, dtype=np.int64))
+    channels = {x.shape[0] for xs, _ in decoded.values() for x in xs}
+    # one channel count (only data.image_size lets them differ): any colour image, all RGB
+    colour = channels.pop() if len(channels) == 1 else 3 if channels - {1} else 1
+    arrays = {
+        split: (np.stack([_with_channels(x, colour) for x in xs]), ys)
+        for split, (xs, ys) in decoded.items()
+    }
+    shape = arrays["train"][0].shape[1:]
     log.info(
         "decoded %d train and %d test images of %s from %s",
         len(arrays["train"][1]),
@@ -178,6 +191,25 @@ def _decode(path: str, read: Callable[[], bytes]) -> np.ndarray:
         raise DataError(f"{path}: cannot decode this image ({err})") from None
     array = array[:, :, None] if array.ndim == 2 else array
     return array.transpose(2, 0, 1)
+
+
+def fit(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 images (..., C, H, W) resized, the shorter side to `size` (bilinear, antialiased),
+    and centre-cropped to size × size: the evaluation transform of ImageNet-style recipes,
+    without its margin."""
+    from torchvision.transforms.v2 import functional as F
+
+    if images.shape[-2:] == (size, size):
+        return images
+    x = F.resize(torch.from_numpy(np.array(images)), size, antialias=True)  # a writable copy
+    return F.center_crop(x, [size, size]).numpy()
+
+
+def _with_channels(image: np.ndarray, c: int) -> np.ndarray:
+    """(C, H, W) with `c` channels: grey repeated to RGB, an alpha channel dropped."""
+    if image.shape[0] == 1 and c == 3:
+        return np.repeat(image, 3, axis=0)
+    return image[:c]
 
 
 def _dims(shape) -> str:
@@ -227,12 +259,16 @@ def prepare(cfg: DataConfig, seed: int) -> Prepared:
 
     src = SOURCES.lookup(cfg.name)(cfg)
     x, y = src.x_train, src.y_train
+    if cfg.image_size is not None:  # a no-op where the source already fitted its images
+        x = fit(x, cfg.image_size)
     if src.x_test is None:
         x, x_test, y, y_test = train_test_split(
             x, y, test_size=cfg.test_fraction, stratify=y, random_state=seed
         )
     else:
         x_test, y_test = src.x_test, src.y_test
+        if cfg.image_size is not None:
+            x_test = fit(x_test, cfg.image_size)
     x_train, x_val, y_train, y_val = train_test_split(
         x, y, test_size=cfg.val_fraction, stratify=y, random_state=seed
     )
