@@ -20,15 +20,15 @@ JOB = """
 import sys, time
 from pathlib import Path
 from alphaprune import devices
-index = devices.claim({gpus!r}, Path(sys.argv[1]))
+index = devices.claim({gpus!r}, Path(sys.argv[1]), slots=int(sys.argv[2]))
 print(index, flush=True)
 time.sleep(60)
 """
 
 
-def _job(folder) -> tuple[subprocess.Popen, int]:
+def _job(folder, slots: int = 1, gpus=GPUS) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(
-        [sys.executable, "-c", JOB.format(gpus=GPUS), str(folder)],
+        [sys.executable, "-c", JOB.format(gpus=gpus), str(folder), str(slots)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -71,10 +71,35 @@ def test_more_jobs_than_gpus_share_the_first_with_a_warning(tmp_path, caplog):
     try:
         assert sorted(i for _, i in jobs) == [0, 1, 2]
         assert devices.claim(GPUS, tmp_path) == 0
-        assert "all 3 GPUs are claimed" in caplog.text
+        assert "all 3 GPUs are claimed by other alphaprune jobs (1 a GPU)" in caplog.text
     finally:
         for proc, _ in jobs:
             _end(proc)
+
+
+def test_jobs_per_gpu_spread_over_the_gpus_then_share_them(tmp_path, caplog):
+    gpus = GPUS[:2]
+    jobs = [_job(tmp_path, slots=2, gpus=gpus) for _ in range(4)]
+    try:
+        # every GPU takes one job before any takes a second; then two each
+        assert [i for _, i in jobs] == [0, 1, 0, 1]
+        assert devices.claim(gpus, tmp_path, slots=2) == 0  # a fifth job: no slot left
+        assert "all 2 GPUs are claimed by other alphaprune jobs (2 a GPU)" in caplog.text
+        _end(jobs[3][0])  # GPU 1's second job ends (killed): its slot is free again
+        jobs[3] = _job(tmp_path, slots=2, gpus=gpus)
+        assert jobs[3][1] == 1
+    finally:
+        for proc, _ in jobs:
+            _end(proc)
+
+
+def test_one_slot_a_gpu_keeps_the_lock_files_of_earlier_releases(tmp_path):
+    first, a = _job(tmp_path)  # jobs_per_gpu 1: the file a running older release would lock
+    try:
+        assert a == 0 and (tmp_path / "GPU-aaaa.lock").exists()
+        assert not list(tmp_path.glob("*.1.lock"))
+    finally:
+        _end(first)
 
 
 def test_auto_on_this_machine_is_resolved_once(monkeypatch):

@@ -17,6 +17,7 @@ class Runtime:
     eval_batch_size: int = 1024
     data_placement: str = "auto"  # auto | device | host (see DeviceData)
     workers: int = 4  # DataLoader workers when the data stays in host memory
+    jobs_per_gpu: int = 1  # training jobs that may share one GPU (see devices.claim)
 
     @property
     def cuda(self) -> bool:

@@ -201,6 +201,8 @@ BAD = [
     ("teacher-lr-0", _set("teacher", "optimizer", "lr", 0), "teacher.optimizer.lr", "0"),
     ("prune-lr-0", _set("prune", "optimizer", "lr", 0), "prune.optimizer.lr", "0"),
     ("unknown-dataset", _set("data", "name", "mnist"), "data.name", "mnist"),
+    ("image-size-0", _set("data", "image_size", 0), "data.image_size", "equal to 1"),
+    ("jobs-per-gpu-0", _set("runtime", "jobs_per_gpu", 0), "runtime.jobs_per_gpu", "greater"),
     ("unknown-model", _set("model", "name", "resnet21"), "model.name", "resnet21"),
     ("unknown-top-key", _set("bogus", 1), "bogus", "unknown key"),
     (

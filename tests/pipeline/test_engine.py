@@ -41,6 +41,13 @@ def test_the_runtime_is_built_by_name_with_its_device_resolved():
     assert {k: getattr(RuntimeConfig(), k) for k in defaults} == defaults
 
 
+def test_auto_claims_a_gpu_with_the_runtimes_jobs_per_gpu(monkeypatch):
+    asked = []
+    monkeypatch.setattr(engine, "resolve_device", lambda *a: asked.append(a) or torch.device("cpu"))
+    runtime = engine.runtime_from(RuntimeConfig(jobs_per_gpu=3))
+    assert asked == [("auto", 3)] and runtime.jobs_per_gpu == 3
+
+
 def test_a_field_the_two_do_not_share_fails_loudly():
     @dataclasses.dataclass(frozen=True)
     class Narrow:

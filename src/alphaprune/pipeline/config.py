@@ -330,6 +330,9 @@ class RuntimeConfig(_Strict):
     # auto: device when the prepared data takes at most a quarter of the free GPU memory.
     data_placement: Literal["auto", "device", "host"] = Runtime.data_placement
     workers: NonNegativeInt = Runtime.workers  # DataLoader workers for host placement
+    # Training jobs that share one GPU (small prunes leave a large GPU mostly idle): each GPU
+    # has this many slots for `auto` to claim; run snakemake with --resources gpu=<GPUs × this>.
+    jobs_per_gpu: PositiveInt = Runtime.jobs_per_gpu
 
 
 def _distinct_seeds(seeds: list[int]) -> list[int]:

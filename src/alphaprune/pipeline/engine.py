@@ -85,7 +85,7 @@ def prune_spec(cfg: PruneConfig, fingerprint: str = "") -> FitSpec:
 
 def runtime_from(cfg: RuntimeConfig) -> Runtime:
     """The `Runtime` a params file's `runtime` section asks for (claiming a GPU if `auto`)."""
-    return build(Runtime, cfg, device=resolve_device(cfg.device))
+    return build(Runtime, cfg, device=resolve_device(cfg.device, cfg.jobs_per_gpu))
 
 
 def splits(prepared: Prepared, runtime: Runtime, *names: str) -> list[DeviceData]:

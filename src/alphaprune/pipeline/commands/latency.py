@@ -39,7 +39,8 @@ def add_arguments(p) -> None:
 
 def run(args) -> None:
     params = load(args)
-    device = resolve_device(params.runtime.device)  # CUDA timings when training would use it
+    # CUDA timings when training would use it
+    device = resolve_device(params.runtime.device, params.runtime.jobs_per_gpu)
     teacher, _ = load_model(args.teacher)
     student, recipe = load_model(args.student)
     shape = tuple(recipe["model"]["shape"])
