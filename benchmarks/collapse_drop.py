@@ -49,7 +49,7 @@ def main() -> None:
             )
             # the architecture only: the checkpoint's weights replace whatever init builds
             shape = cfg.model_copy(update={"init": "random"})
-            model, _ = make_student(teacher, shape, train.normalise(train.x[:2]))
+            model, _ = make_student(teacher, shape, train.examples(2))
             model.load_state_dict(torch.load(ckpt, weights_only=True)["model"])
             steps = pd.read_csv(run / "steps.csv")
             before = steps.loc[steps["alpha"] > 0, "val_acc"].iloc[-1]

@@ -38,7 +38,7 @@ def test_prune_improves_over_alpha_zero_at_init(tiny_params, prepared_path, teac
     teacher, _ = load_model(teacher_dir / "model.pt")
     (val,) = splits(prepared, CPU, "val")
     torch.manual_seed(params.seed)
-    model, _ = make_student(teacher, params.variant("base"), val.normalise(val.x[:2]))
+    model, _ = make_student(teacher, params.variant("base"), val.examples(2))
     blend.set_alpha(model, 0.0)
     at_init = (predict(model, val, CPU).argmax(1) == val.y).float().mean().item()
 
@@ -411,7 +411,7 @@ def test_steps_record_the_accuracy_where_each_alpha_step_starts(
     teacher, _ = load_model(teacher_dir / "model.pt")
     train, val = splits(prepared, CPU, "train", "val")
     torch.manual_seed(0)  # what the stage does with its seed before building the student
-    model, _ = make_student(teacher, params.variant("hard"), train.normalise(train.x[:2]))
+    model, _ = make_student(teacher, params.variant("hard"), train.examples(2))
     blend.set_alpha(model, 0.0)
     blend.collapse(model)
     at_collapse = (predict(model, val, CPU).argmax(1) == val.y).float().mean().item()

@@ -1,9 +1,10 @@
-"""A data split held as uint8 images and fed as normalised batches (`DeviceData`), on the device
-or, when it does not fit there, from host memory through a DataLoader; and whole-split
+"""A data split fed as normalised batches (`Split`): held as uint8 images (`DeviceData`), on the
+device or, when it does not fit there, in host memory through a DataLoader; and whole-split
 prediction."""
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterator
 
 import torch
@@ -12,26 +13,18 @@ from torch import Tensor, nn
 from alphaprune.runtime import Runtime
 
 
-class DeviceData:
-    """One split as uint8 images, normalised per batch on the device.
+class Split(abc.ABC):
+    """One split's labels (on the device) and how its uint8 images become model inputs:
+    normalised per batch on the device, channels_last where the runtime trains so. Subclasses
+    say where the images come from (`DeviceData`: a uint8 tensor)."""
 
-    Resident (the fast path, airbench-style): the images live on the device and a batch is one
-    gather. Otherwise they stay in host memory (pinned on CUDA) and a DataLoader with workers
-    gathers each batch and copies it asynchronously. Labels always live on the device, and both
-    paths draw the same shuffled order from the same generator, so they give the same batches.
-    """
-
-    def __init__(self, x: Tensor, y: Tensor, mean, std, runtime: Runtime, resident: bool = True):
+    def __init__(self, y: Tensor, mean, std, runtime: Runtime):
         dev = runtime.device
-        self.resident = resident
-        self.workers = runtime.workers
-        # Host placement keeps the images in ordinary memory: a gather from a pinned tensor
-        # is not pinned anyway, and the DataLoader pins each batch it hands over.
-        self.x = x.to(dev, non_blocking=True) if resident else x
         self.y = y.to(dev, non_blocking=True)
         self.mean = torch.tensor(mean, device=dev, dtype=torch.float32).view(1, -1, 1, 1)
         self.inv_std = 1 / torch.tensor(std, device=dev, dtype=torch.float32).view(1, -1, 1, 1)
         self.channels_last = runtime.channels_last
+        self.workers = runtime.workers
         self.pin = runtime.cuda  # host batches are pinned for asynchronous copies to CUDA
 
     def __len__(self) -> int:
@@ -41,11 +34,9 @@ class DeviceData:
         x = (x.to(self.mean.device, non_blocking=True).float() - self.mean) * self.inv_std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def batches(
-        self, batch_size: int, generator: torch.Generator | None = None
-    ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        """(x, y, indices) on the device; shuffled, dropping the last incomplete batch, when
-        `generator` is given (training); in order and complete otherwise (evaluation)."""
+    def order(self, batch_size: int, generator: torch.Generator | None = None) -> list[Tensor]:
+        """The batches' indices, on the labels' device: shuffled, dropping the last incomplete
+        batch, when `generator` is given (training); in order and complete otherwise."""
         n = len(self)
         if generator is None:
             order = torch.arange(n, device=self.y.device)
@@ -54,27 +45,62 @@ class DeviceData:
             order = torch.randperm(n, device=generator.device, generator=generator)
             order = order.to(self.y.device)
             stop = n - n % batch_size if n >= batch_size else n
-        chunks = [order[start : start + batch_size] for start in range(0, stop, batch_size)]
-        if self.resident:
-            for idx in chunks:
-                yield self.normalise(self.x[idx]), self.y[idx], idx
-            return
-        # One synchronisation per epoch on this path: the workers need the order on the host.
-        host_order = order[:stop].cpu()
-        for xb, idx in zip(self._host_batches(host_order, batch_size), chunks, strict=True):
-            yield self.normalise(xb), self.y[idx], idx
+        return [order[start : start + batch_size] for start in range(0, stop, batch_size)]
 
-    def _host_batches(self, order: Tensor, batch_size: int) -> Iterator[Tensor]:
+    @abc.abstractmethod
+    def batches(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """(x, y, indices) on the device, in `order`."""
+
+    @abc.abstractmethod
+    def examples(self, n: int) -> Tensor:
+        """The first `n` images, as model inputs (e.g. to trace a model with)."""
+
+    def loader(self, dataset, chunks: list[Tensor]) -> Iterator:
+        """`dataset[indices]` for each chunk of indices, fetched by DataLoader workers."""
         from torch.utils.data import DataLoader
 
-        loader = DataLoader(
-            _Gather(self.x),
-            sampler=order.split(batch_size),  # one whole batch of indices per fetch
+        # One synchronisation per epoch on this path: the workers need the order on the host.
+        host = torch.cat(chunks).cpu().split([len(c) for c in chunks]) if chunks else []
+        yield from DataLoader(
+            dataset,
+            sampler=host,  # one whole batch of indices per fetch
             batch_size=None,
             num_workers=self.workers,
             pin_memory=self.pin,
         )
-        yield from loader
+
+
+class DeviceData(Split):
+    """One split as uint8 images, normalised per batch on the device.
+
+    Resident (the fast path, airbench-style): the images live on the device and a batch is one
+    gather. Otherwise they stay in host memory (pinned on CUDA) and a DataLoader with workers
+    gathers each batch and copies it asynchronously. Labels always live on the device, and both
+    paths draw the same shuffled order from the same generator, so they give the same batches.
+    """
+
+    def __init__(self, x: Tensor, y: Tensor, mean, std, runtime: Runtime, resident: bool = True):
+        super().__init__(y, mean, std, runtime)
+        self.resident = resident
+        # Host placement keeps the images in ordinary memory: a gather from a pinned tensor
+        # is not pinned anyway, and the DataLoader pins each batch it hands over.
+        self.x = x.to(runtime.device, non_blocking=True) if resident else x
+
+    def examples(self, n: int) -> Tensor:
+        return self.normalise(self.x[:n])
+
+    def batches(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        chunks = self.order(batch_size, generator)
+        if self.resident:
+            for idx in chunks:
+                yield self.normalise(self.x[idx]), self.y[idx], idx
+            return
+        for xb, idx in zip(self.loader(_Gather(self.x), chunks), chunks, strict=True):
+            yield self.normalise(xb), self.y[idx], idx
 
 
 class _Gather(torch.utils.data.Dataset):
@@ -91,7 +117,7 @@ class _Gather(torch.utils.data.Dataset):
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: DeviceData, runtime: Runtime) -> Tensor:
+def predict(model: nn.Module, data: Split, runtime: Runtime) -> Tensor:
     """Float32 logits for the whole split, in order."""
     was = model.training
     model.eval()
@@ -101,5 +127,5 @@ def predict(model: nn.Module, data: DeviceData, runtime: Runtime) -> Tensor:
     return out
 
 
-def accuracy(model: nn.Module, data: DeviceData, runtime: Runtime) -> float:
+def accuracy(model: nn.Module, data: Split, runtime: Runtime) -> float:
     return (predict(model, data, runtime).argmax(1) == data.y).float().mean().item()

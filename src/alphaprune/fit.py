@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from alphaprune import blend, norms, schedules
 from alphaprune import checkpoint as checkpoints
-from alphaprune.batches import DeviceData, predict
+from alphaprune.batches import Split, predict
 from alphaprune.errors import UserError
 from alphaprune.fitspec import FitSpec, LossFn
 from alphaprune.optim import lr_schedule, make_optimizer, params_of, rebuilt, train_also
@@ -53,8 +53,8 @@ StepHook = Callable[[nn.Module], dict]
 
 def fit(
     model: nn.Module,
-    train: DeviceData,
-    val: DeviceData,
+    train: Split,
+    val: Split,
     spec: FitSpec,
     runtime: Runtime,
     generator: torch.Generator,
@@ -192,7 +192,7 @@ def _device_layout(model: nn.Module, runtime: Runtime) -> None:
         model.to(memory_format=torch.channels_last)
 
 
-def _recalibrate(model: nn.Module, train: DeviceData, spec: FitSpec, generator, runtime) -> None:
+def _recalibrate(model: nn.Module, train: Split, spec: FitSpec, generator, runtime) -> None:
     batches = itertools.islice(train.batches(spec.batch_size, generator), spec.recalibrate_bn)
     with runtime.autocast():
         used = norms.recalibrate(model, (x for x, _, _ in batches))
@@ -222,7 +222,7 @@ class _TeacherTargets:
     """Teacher logits for losses that need them. Without augmentation the inputs never change,
     so the teacher runs once per split instead of once per step."""
 
-    def __init__(self, teacher, train: DeviceData, val: DeviceData, runtime: Runtime, spec):
+    def __init__(self, teacher, train: Split, val: Split, runtime: Runtime, spec):
         if teacher is None:
             raise ValueError("this loss needs the teacher's logits, but no teacher was given")
         self.teacher = teacher.eval().requires_grad_(False)
@@ -244,7 +244,7 @@ class _EpochInputs:
 
     net: nn.Module  # the model as called: compiled or not
     frozen: list[nn.Module]  # BatchNorm layers kept in eval mode
-    data: DeviceData
+    data: Split
     opt: torch.optim.Optimizer
     spec: FitSpec
     generator: torch.Generator
@@ -291,7 +291,7 @@ def _train_epoch(run: _EpochInputs, lr: Callable[[float], float]) -> dict:
 
 
 @torch.no_grad()
-def _evaluate(model, data: DeviceData, loss_fn: LossFn, teacher_logits, runtime) -> dict:
+def _evaluate(model, data: Split, loss_fn: LossFn, teacher_logits, runtime) -> dict:
     logits = predict(model, data, runtime)
     return {
         "val_loss": loss_fn(logits, data.y, teacher_logits).item(),

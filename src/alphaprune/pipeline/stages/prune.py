@@ -54,7 +54,7 @@ def prune(
     train, val = splits(prepared, runtime, "train", "val")
     torch.manual_seed(seed)
     calib = [next(train.batches(cfg.calibration_size))[0]] if cfg.init == "lsq" else None
-    model, plan = make_student(teacher, cfg, train.normalise(train.x[:2]), calib)
+    model, plan = make_student(teacher, cfg, train.examples(2), calib)
     log.info(
         "%s: %d layers get %s branches; removes %.4f of %d parameters and %.4f of %d MACs",
         variant,
@@ -74,7 +74,7 @@ def prune(
     curves = Curves(out_dir)
     narrowing: list[dict] | None = None
     if plan.kind == "channels":  # at α = 0 the channels leave every layer coupled to them
-        narrowing, example = [], train.normalise(train.x[:1])
+        narrowing, example = [], train.examples(1)
 
         def narrow(collapsed: nn.Module) -> None:
             narrowing[:] = channels.narrow_student(collapsed, plan.removed, example)
