@@ -16,7 +16,8 @@ from alphaprune.runtime import Runtime
 class Split(abc.ABC):
     """One split's labels (on the device) and how its uint8 images become model inputs:
     normalised per batch on the device, channels_last where the runtime trains so. Subclasses
-    say where the images come from (`DeviceData`: a uint8 tensor)."""
+    say where the images come from (`DeviceData`: a uint8 tensor; `alphaprune.streamed`: their
+    files)."""
 
     def __init__(self, y: Tensor, mean, std, runtime: Runtime):
         dev = runtime.device
@@ -47,15 +48,22 @@ class Split(abc.ABC):
             stop = n - n % batch_size if n >= batch_size else n
         return [order[start : start + batch_size] for start in range(0, stop, batch_size)]
 
+    @property
     @abc.abstractmethod
+    def dataset(self) -> torch.utils.data.Dataset:
+        """`dataset[indices]`: the uint8 images at `indices` (a tensor of them), as one tensor."""
+
     def batches(
         self, batch_size: int, generator: torch.Generator | None = None
     ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        """(x, y, indices) on the device, in `order`."""
+        """(x, y, indices) on the device, in `order`, the images fetched by the DataLoader."""
+        chunks = self.order(batch_size, generator)
+        for xb, idx in zip(self.loader(self.dataset, chunks), chunks, strict=True):
+            yield self.normalise(xb), self.y[idx], idx
 
-    @abc.abstractmethod
     def examples(self, n: int) -> Tensor:
         """The first `n` images, as model inputs (e.g. to trace a model with)."""
+        return self.normalise(self.dataset[torch.arange(min(n, len(self)))])
 
     def loader(self, dataset, chunks: list[Tensor]) -> Iterator:
         """`dataset[indices]` for each chunk of indices, fetched by DataLoader workers."""
@@ -88,19 +96,21 @@ class DeviceData(Split):
         # is not pinned anyway, and the DataLoader pins each batch it hands over.
         self.x = x.to(runtime.device, non_blocking=True) if resident else x
 
+    @property
+    def dataset(self) -> _Gather:
+        return _Gather(self.x)
+
     def examples(self, n: int) -> Tensor:
         return self.normalise(self.x[:n])
 
     def batches(
         self, batch_size: int, generator: torch.Generator | None = None
     ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        chunks = self.order(batch_size, generator)
-        if self.resident:
-            for idx in chunks:
-                yield self.normalise(self.x[idx]), self.y[idx], idx
+        if not self.resident:
+            yield from super().batches(batch_size, generator)
             return
-        for xb, idx in zip(self.loader(_Gather(self.x), chunks), chunks, strict=True):
-            yield self.normalise(xb), self.y[idx], idx
+        for idx in self.order(batch_size, generator):
+            yield self.normalise(self.x[idx]), self.y[idx], idx
 
 
 class _Gather(torch.utils.data.Dataset):

@@ -82,6 +82,22 @@ class DataConfig(_Strict):
     # prepared, so a photo collection of many sizes becomes one tensor; grey and RGBA images
     # among RGB ones become RGB. None: the images are kept as they are (and must share a size).
     image_size: PositiveInt | None = None
+    # How an imagefolder is prepared: resident (decoded into one tensor, the fast path), streamed
+    # (an index of the files, each batch read and decoded from them: needs image_size, and a
+    # folder or an uncompressed .tar), or auto: streamed when the decoded images (as RGB) would
+    # take more than memory_gb. The other sources are always resident.
+    storage: Literal["auto", "resident", "streamed"] = "auto"
+    memory_gb: Annotated[float, Field(gt=0)] = 8.0
+
+    @model_validator(mode="after")
+    def _streamable(self) -> DataConfig:
+        if self.storage == "streamed" and self.name != "imagefolder":
+            raise ValueError(f"data.storage: streamed reads an imagefolder, not {self.name}")
+        if self.storage == "streamed" and self.image_size is None:
+            raise ValueError(
+                "data.storage: streamed needs data.image_size (a batch needs one size)"
+            )
+        return self
 
 
 class ModelConfig(_Strict):

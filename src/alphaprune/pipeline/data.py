@@ -3,24 +3,25 @@
 `prepare` decodes a source once into uint8 tensors (N, C, H, W) with int64 labels, carves a
 stratified validation split from the training data with a fixed seed, and writes them to one
 ``.pt`` file plus a small JSON card (sizes, classes, per-channel mean/std, content hash). Training
-reads only that file: nothing is decoded again, and the whole set can live on the GPU.
+reads only that file: nothing is decoded again, and the whole set can live on the GPU. An image
+folder too large for that is prepared streamed instead: the file then holds an index of the
+image files, which training reads batch by batch (`alphaprune.pipeline.imagefolder`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
-import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from alphaprune import streamed
 from alphaprune.errors import FileFormatError, UserError
 from alphaprune.files import safe_load, torch_save, write_json
 from alphaprune.pipeline.config import DataConfig
@@ -92,140 +93,46 @@ def _cifar10(cfg: DataConfig) -> Source:
 @register_source("imagefolder")
 def _imagefolder(cfg: DataConfig) -> Source:
     """`root`/train/<class>/* and `root`/test/<class>/* (any folder level above them), or a
-    .tar.gz of such a tree, read without extracting it. The prepared file is one (N, C, H, W)
-    tensor: the images must share one size and channel count, or `data.image_size` makes them
-    (each resized and centre-cropped as it is decoded, grey and RGBA among RGB made RGB)."""
-    root = Path(cfg.root)
-    if not root.exists():
-        raise DataError(f"data.root: {root} does not exist (an image folder tree or a .tar.gz)")
-    files: dict[str, dict[str, list[tuple[str, Callable[[], bytes]]]]] = {"train": {}, "test": {}}
-    for path, read in _image_files(root):  # read is None for a folder
-        parts = PurePosixPath(path).parts
-        depth = 2 if read is None else 3  # .../<split>/<class>[/<file>]
-        split = len(parts) - depth  # counted from the end: any folder above may be "train"
-        if split < 0 or parts[split] not in files or parts[-1].startswith("."):
-            continue  # not in a split folder, or hidden (e.g. macOS ._name.jpg)
-        images = files[parts[split]].setdefault(parts[split + 1], [])
-        if read is not None:
-            images.append((path, read))
-    for split, by_class in files.items():
-        if not by_class:
-            raise DataError(f"{root}: no {split}/<class>/<image> files found")
-        empty = [name for name, images in by_class.items() if not images]
-        if empty:
-            raise DataError(f"{root}: class folder {split}/{empty[0]} has no images")
-    classes = sorted(files["train"])
-    if sorted(files["test"]) != classes:
-        extra = sorted(set(files["train"]) ^ set(files["test"]))
-        raise DataError(f"{root}: train and test have different classes ({', '.join(extra)})")
-    decoded, shape = {}, None
-    for split, by_class in files.items():
-        xs, ys = [], []
-        for label, name in enumerate(classes):
-            for path, read in sorted(by_class[name], key=lambda item: item[0]):
-                image = _decode(f"{root}/{path}", read)  # named whole in any error
-                if cfg.image_size is not None:
-                    xs.append(fit(image, cfg.image_size))
-                else:
-                    shape = shape or image.shape
-                    if image.shape != shape:
-                        raise DataError(
-                            f"{root}: {path} is {_dims(image.shape)}, but the images before it "
-                            f"are {_dims(shape)}; set data.image_size to resize them to one "
-                            "size, or convert them yourself"
-                        )
-                    xs.append(image)
-                ys.append(label)
-        decoded[split] = (xs, np.asarray(ys, dtype=np.int64))
-    channels = {x.shape[0] for xs, _ in decoded.values() for x in xs}
-    # one channel count (only data.image_size lets them differ): any colour image, all RGB
-    colour = channels.pop() if len(channels) == 1 else 3 if channels - {1} else 1
-    arrays = {
-        split: (np.stack([_with_channels(x, colour) for x in xs]), ys)
-        for split, (xs, ys) in decoded.items()
-    }
-    shape = arrays["train"][0].shape[1:]
-    log.info(
-        "decoded %d train and %d test images of %s from %s",
-        len(arrays["train"][1]),
-        len(arrays["test"][1]),
-        _dims(shape),
-        root,
-    )
-    return Source(*arrays["train"], *arrays["test"], classes)
+    .tar(.gz) of such a tree, read without extracting it (`alphaprune.pipeline.imagefolder`)."""
+    from alphaprune.pipeline import imagefolder
 
-
-def _image_files(root: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
-    """(path inside root, reader of its bytes) for every image file, and (path, None) for
-    every folder, from a folder tree or a tar archive."""
-    if root.is_dir():
-        for path in sorted(root.rglob("*")):
-            rel = path.relative_to(root).as_posix()
-            if path.is_dir():
-                yield rel, None
-            elif path.suffix.lower() in IMAGE_SUFFIXES:
-                yield rel, path.read_bytes
-        return
-    try:
-        with tarfile.open(root) as tar:
-            for member in tar:
-                if member.isdir():
-                    yield member.name.rstrip("/"), None
-                elif member.isfile() and Path(member.name).suffix.lower() in IMAGE_SUFFIXES:
-                    data = tar.extractfile(member).read()
-                    yield member.name, lambda data=data: data
-    except (tarfile.TarError, OSError, EOFError) as err:
-        raise DataError(f"{root}: not a readable image folder or .tar.gz ({err})") from None
-
-
-def _decode(path: str, read: Callable[[], bytes]) -> np.ndarray:
-    """(C, H, W) uint8 with the file's own channels: grey 1, RGB 3, RGBA 4 (palette -> RGB)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(read())) as image:
-            if image.mode not in ("L", "RGB", "RGBA"):
-                image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
-            array = np.asarray(image)  # decodes fully: a truncated file fails here
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"{path}: cannot decode this image ({err})") from None
-    array = array[:, :, None] if array.ndim == 2 else array
-    return array.transpose(2, 0, 1)
+    return imagefolder.decoded(cfg)
 
 
 def fit(images: np.ndarray, size: int) -> np.ndarray:
-    """uint8 images (..., C, H, W) resized, the shorter side to `size` (bilinear, antialiased),
-    and centre-cropped to size × size: the evaluation transform of ImageNet-style recipes,
-    without its margin."""
-    from torchvision.transforms.v2 import functional as F
-
+    """`alphaprune.streamed.fit` for numpy images (a resized copy: `images` is not changed)."""
     if images.shape[-2:] == (size, size):
         return images
-    x = F.resize(torch.from_numpy(np.array(images)), size, antialias=True)  # a writable copy
-    return F.center_crop(x, [size, size]).numpy()
-
-
-def _with_channels(image: np.ndarray, c: int) -> np.ndarray:
-    """(C, H, W) with `c` channels: grey repeated to RGB, an alpha channel dropped."""
-    if image.shape[0] == 1 and c == 3:
-        return np.repeat(image, 3, axis=0)
-    return image[:c]
-
-
-def _dims(shape) -> str:
-    c, h, w = shape
-    return f"{c}x{h}x{w}"
+    return streamed.fit(torch.from_numpy(np.array(images)), size).numpy()
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """A prepared dataset: uint8 images and labels per split, plus its card."""
+    """A prepared dataset and its card: per split, the uint8 images and labels (resident form),
+    or the labels and where each image's file is (streamed form: `files`)."""
 
-    tensors: dict[str, Tensor]  # x_train, y_train, x_val, y_val, x_test, y_test
+    # resident: x_<split>, y_<split>; streamed: y_, names_ (NUL-separated, as bytes), sizes_ and,
+    # for an archive, offsets_<split>
+    tensors: dict[str, Tensor]
     card: dict
+
+    @property
+    def streamed(self) -> bool:
+        return self.card.get("storage") == "streamed"
 
     def split(self, name: str) -> tuple[Tensor, Tensor]:
         return self.tensors[f"x_{name}"], self.tensors[f"y_{name}"]
+
+    def labels(self, name: str) -> Tensor:
+        return self.tensors[f"y_{name}"]
+
+    def files(self, name: str) -> streamed.Files:
+        """Where the streamed form's images of split `name` are."""
+        t = self.tensors
+        names = bytes(t[f"names_{name}"].numpy()).decode().split("\0")
+        return streamed.Files(
+            self.card["root"], names, t[f"sizes_{name}"], t.get(f"offsets_{name}")
+        )
 
     @property
     def mean(self) -> list[float]:
@@ -254,27 +161,40 @@ def _stratified_cap(x, y, n: int, seed: int):
 
 
 def prepare(cfg: DataConfig, seed: int) -> Prepared:
-    """Load `cfg.name`, split train/val(/test), and compute the card."""
-    from sklearn.model_selection import train_test_split  # slow to import; only needed here
+    """Load `cfg.name`, split train/val(/test), and compute the card. An image folder too large
+    to hold decoded (`data.storage`) is prepared as an index of its files instead."""
+    if cfg.name == "imagefolder" and cfg.storage != "resident":
+        from alphaprune.pipeline import imagefolder
 
+        index = imagefolder.streamed_index(cfg, seed)
+        if index is not None:
+            return index
     src = SOURCES.lookup(cfg.name)(cfg)
-    x, y = src.x_train, src.y_train
+    x, x_test = src.x_train, src.x_test
     if cfg.image_size is not None:  # a no-op where the source already fitted its images
         x = fit(x, cfg.image_size)
-    if src.x_test is None:
+        x_test = None if x_test is None else fit(x_test, cfg.image_size)
+    arrays = split(x, src.y_train, x_test, src.y_test, cfg, seed)
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+    return Prepared(tensors, card(cfg, src.classes, tensors, tensors["x_train"]))
+
+
+def split(x, y, x_test, y_test, cfg: DataConfig, seed: int) -> dict[str, np.ndarray]:
+    """x_ and y_ train, val and test: the test split carved from `x` where the source has none
+    (`x_test` None), then the validation split, both stratified with `seed`, and the training
+    split capped at `cfg.subset`. `x` may be images or their positions."""
+    from sklearn.model_selection import train_test_split  # slow to import; only needed here
+
+    if x_test is None:
         x, x_test, y, y_test = train_test_split(
             x, y, test_size=cfg.test_fraction, stratify=y, random_state=seed
         )
-    else:
-        x_test, y_test = src.x_test, src.y_test
-        if cfg.image_size is not None:
-            x_test = fit(x_test, cfg.image_size)
     x_train, x_val, y_train, y_val = train_test_split(
         x, y, test_size=cfg.val_fraction, stratify=y, random_state=seed
     )
     if cfg.subset is not None:
         x_train, y_train = _stratified_cap(x_train, y_train, cfg.subset, seed)
-    arrays = {
+    return {
         "x_train": x_train,
         "y_train": y_train,
         "x_val": x_val,
@@ -282,21 +202,38 @@ def prepare(cfg: DataConfig, seed: int) -> Prepared:
         "x_test": x_test,
         "y_test": y_test,
     }
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
-    xf = tensors["x_train"].double()
-    card = {
+
+
+def card(cfg: DataConfig, classes, tensors: dict[str, Tensor], sample: Tensor, **extra) -> dict:
+    """The card of prepared `tensors`: sizes, classes, the images' shape, and their
+    per-channel mean and std measured on `sample` (uint8 training images)."""
+    mean, std = moments(sample)
+    return {
         "format_version": FORMAT_VERSION,
         "name": cfg.name,
-        "classes": src.classes,
-        "shape": list(x_train.shape[1:]),
-        "n_train": len(y_train),
-        "n_val": len(y_val),
-        "n_test": len(y_test),
-        "mean": xf.mean(dim=(0, 2, 3)).tolist(),  # in stored (uint8) units
-        "std": xf.std(dim=(0, 2, 3)).clamp_min(1e-6).tolist(),
+        "classes": classes,
+        "shape": list(sample.shape[1:]),
+        **{f"n_{s}": len(tensors[f"y_{s}"]) for s in ("train", "val", "test")},
+        "mean": mean,  # in stored (uint8) units
+        "std": std,
+        **extra,
         "sha256": _digest(tensors),
     }
-    return Prepared(tensors, card)
+
+
+def moments(x: Tensor, chunk: int = 1024) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation (n - 1) of uint8 images (N, C, H, W), summed in
+    float64 a chunk of images at a time (the whole set in float64 would take 8× its size)."""
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for part in x.split(chunk):
+        part = part.double()
+        total += part.sum(dim=(0, 2, 3))
+        squares += part.square().sum(dim=(0, 2, 3))
+    n = x.numel() // x.shape[1]
+    mean = total / n
+    var = (squares - n * mean.square()) / max(n - 1, 1)
+    return mean.tolist(), var.clamp_min(0).sqrt().clamp_min(1e-6).tolist()
 
 
 def _digest(tensors: dict[str, Tensor]) -> str:

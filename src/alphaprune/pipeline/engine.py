@@ -16,13 +16,14 @@ from pydantic import BaseModel
 
 from alphaprune import schedules
 from alphaprune.augment import Augment
-from alphaprune.batches import DeviceData
+from alphaprune.batches import DeviceData, Split
 from alphaprune.devices import resolve_device
 from alphaprune.fitspec import Advance, FitSpec, Optimizer
 from alphaprune.losses import NEEDS_TEACHER, make_loss
 from alphaprune.pipeline.config import PruneConfig, RuntimeConfig, TeacherConfig
 from alphaprune.pipeline.data import Prepared
 from alphaprune.runtime import Runtime
+from alphaprune.streamed import StreamedData
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -88,8 +89,26 @@ def runtime_from(cfg: RuntimeConfig) -> Runtime:
     return build(Runtime, cfg, device=resolve_device(cfg.device, cfg.jobs_per_gpu))
 
 
-def splits(prepared: Prepared, runtime: Runtime, *names: str) -> list[DeviceData]:
-    """The named splits, on the device if all of the prepared data fits there."""
+def splits(prepared: Prepared, runtime: Runtime, *names: str) -> list[Split]:
+    """The named splits: streamed from their files where the data was prepared so, else on the
+    device if all of the prepared data fits there, else in host memory."""
+    if prepared.streamed:
+        log.info(
+            "images stream from %s: %d DataLoader workers read and decode each batch",
+            prepared.card["root"],
+            runtime.workers,
+        )
+        return [
+            StreamedData(
+                prepared.files(n),
+                prepared.labels(n),
+                prepared.mean,
+                prepared.std,
+                runtime,
+                shape=prepared.shape,
+            )
+            for n in names
+        ]
     nbytes = sum(t.numel() * t.element_size() for t in prepared.tensors.values())
     resident = runtime.data_fits(nbytes)
     if not resident:

@@ -1,0 +1,109 @@
+"""A split whose images stay compressed in their files and are read, decoded and fitted to one
+size batch by batch (`StreamedData`): for a dataset whose decoded pixels would not fit in memory
+(ImageNet at 224 px: about 190 GB). The files are an image folder or an uncompressed tar archive,
+read in place (`Files`); DataLoader workers read and decode the next batches while the device
+trains on this one. The batch order is `Split.order`'s, so a streamed split gives the batches
+the resident form of the same images gives, and a resumed run the same order."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from alphaprune.batches import Split
+from alphaprune.errors import FileFormatError
+from alphaprune.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Files:
+    """Where a split's images are: files under the folder `root` at `names`, or members of the
+    uncompressed tar archive `root` at byte `offsets` (`names` then only name them)."""
+
+    root: str
+    names: list[str]
+    sizes: Tensor  # int64 bytes a file
+    offsets: Tensor | None = None  # int64; None: `root` is a folder
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def read(self, i: int, fd: int | None = None) -> bytes:
+        """File `i`'s bytes; `fd`: the archive `root`, opened for reading (else opened here)."""
+        if self.offsets is None:
+            with open(os.path.join(self.root, self.names[i]), "rb") as f:
+                return f.read()
+        if fd is None:
+            with open(self.root, "rb") as f:
+                return os.pread(f.fileno(), int(self.sizes[i]), int(self.offsets[i]))
+        return os.pread(fd, int(self.sizes[i]), int(self.offsets[i]))
+
+
+def decode(data: bytes, channels: int, name: str = "image") -> Tensor:
+    """(channels, H, W) uint8 from an encoded image (JPEG, PNG, GIF, WebP): 3 channels make grey
+    images RGB and drop alpha, 1 makes colour images grey."""
+    from torchvision.io import ImageReadMode, decode_image
+
+    mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
+    try:
+        with warnings.catch_warnings():  # torchvision 0.29 points to TorchCodec; see the README
+            warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)
+            return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=mode)
+    except (RuntimeError, ValueError) as err:
+        raise FileFormatError(f"{name}: cannot decode this image ({err})") from None
+
+
+def fit(images: Tensor, size: int) -> Tensor:
+    """uint8 images (..., C, H, W) resized, the shorter side to `size` (bilinear, antialiased),
+    and centre-cropped to size × size: the evaluation transform of ImageNet-style recipes,
+    without its margin."""
+    from torchvision.transforms.v2 import functional as F
+
+    if images.shape[-2:] == (size, size):
+        return images
+    return F.center_crop(F.resize(images, size, antialias=True), [size, size])
+
+
+class StreamedData(Split):
+    """One split read from its files: each batch's images decoded and fitted to `size` by the
+    DataLoader's workers (`runtime.workers`; 0 decodes in this process), then normalised on the
+    device. Only the labels and the file index are held in memory."""
+
+    def __init__(self, files: Files, y: Tensor, mean, std, runtime: Runtime, *, shape):
+        super().__init__(y, mean, std, runtime)
+        channels, size, width = shape
+        if size != width:
+            raise ValueError(f"streamed images are square, not {size}x{width}")
+        self.files = files
+        self._dataset = DecodedFiles(files, channels, size)
+
+    @property
+    def dataset(self) -> DecodedFiles:
+        return self._dataset
+
+
+class DecodedFiles(torch.utils.data.Dataset):
+    """dataset[indices] -> those images, read, decoded and fitted, as one uint8 tensor."""
+
+    def __init__(self, files: Files, channels: int, size: int):
+        self.files, self.channels, self.size = files, channels, size
+        self._fd: int | None = None  # the archive, opened once a process (pread needs no seek)
+
+    def __getitem__(self, idx: Tensor) -> Tensor:
+        if self.files.offsets is not None and self._fd is None:
+            self._fd = os.open(self.files.root, os.O_RDONLY)
+        return torch.stack([self._image(int(i)) for i in idx])
+
+    def _image(self, i: int) -> Tensor:
+        name = f"{self.files.root}/{self.files.names[i]}"
+        return fit(decode(self.files.read(i, self._fd), self.channels, name), self.size)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getstate__(self) -> dict:  # a worker opens the archive itself
+        return {**self.__dict__, "_fd": None}

@@ -1,0 +1,102 @@
+"""Streamed splits: files read from a folder or in place from an uncompressed tar, decoded and
+fitted to one size; a streamed split gives the batches the resident form of the same images
+gives, with DataLoader workers or without."""
+
+from __future__ import annotations
+
+import tarfile
+
+import pytest
+import torch
+
+from alphaprune import streamed
+from alphaprune.batches import DeviceData
+from alphaprune.errors import FileFormatError
+from alphaprune.runtime import Runtime
+from conftest import write_png
+
+CPU = Runtime(torch.device("cpu"), workers=0)
+SHAPES = [(3, 6, 5), (3, 17, 9), (1, 8, 8), (4, 12, 30)]  # sizes, grey and RGBA mixed
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """Nine PNGs of mixed sizes and channels: (folder Files, tar Files, decoded images)."""
+    names, images = [], []
+    for i in range(9):
+        name = f"d{i % 3}/{i}.png"
+        images.append(write_png(tmp_path / "photos" / name, i, shape=SHAPES[i % 4]))
+        names.append(name)
+    sizes = torch.tensor([(tmp_path / "photos" / n).stat().st_size for n in names])
+    folder = streamed.Files(str(tmp_path / "photos"), names, sizes)
+    archive = tmp_path / "photos.tar"
+    with tarfile.open(archive, "w") as tar:
+        for n in names:
+            tar.add(tmp_path / "photos" / n, arcname=n)
+    with tarfile.open(archive) as tar:
+        members = {m.name: m for m in tar}
+        offsets = torch.tensor([members[n].offset_data for n in names])
+    return folder, streamed.Files(str(archive), names, sizes, offsets), images
+
+
+def test_a_tar_member_reads_as_its_file(photos):
+    folder, archive, _ = photos
+    for i in range(len(folder)):
+        assert archive.read(i) == folder.read(i)
+    with open(archive.root, "rb") as f:
+        assert archive.read(3, f.fileno()) == folder.read(3)
+
+
+def test_decode_gives_the_pixels_in_the_asked_channels(photos):
+    folder, _, images = photos
+    assert torch.equal(streamed.decode(folder.read(0), 3), images[0])
+    grey = streamed.decode(folder.read(2), 3)  # a grey PNG, repeated to RGB
+    assert torch.equal(grey, images[2].expand(3, -1, -1))
+    assert torch.equal(streamed.decode(folder.read(3), 3), images[3][:3])  # alpha dropped
+    assert streamed.decode(folder.read(0), 1).shape == (1, 6, 5)
+
+
+def test_an_undecodable_file_is_named(tmp_path):
+    with pytest.raises(FileFormatError, match=r"broken.png: cannot decode"):
+        streamed.decode(b"\x89PNG not really", 3, "broken.png")
+
+
+def test_fit_resizes_the_shorter_side_and_crops_the_centre():
+    wide = torch.zeros(3, 8, 24, dtype=torch.uint8)
+    wide[:, :, 8:16] = 255  # only the middle third is white
+    assert torch.equal(streamed.fit(wide, 8), torch.full((3, 8, 8), 255, dtype=torch.uint8))
+    square = torch.randint(0, 255, (3, 5, 5), dtype=torch.uint8)
+    assert streamed.fit(square, 5) is square
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("source", ["folder", "tar"])
+def test_streamed_batches_are_the_resident_batches(photos, workers, source):
+    folder, archive, images = photos
+    files = folder if source == "folder" else archive
+    size = 4
+    resident_x = torch.stack(
+        [streamed.fit(streamed.decode(folder.read(i), 3), size) for i in range(9)]
+    )
+    y = torch.arange(9) % 3
+    mean, std = [100.0, 110.0, 120.0], [50.0, 55.0, 60.0]
+    runtime = Runtime(torch.device("cpu"), workers=workers)
+    stream = streamed.StreamedData(files, y, mean, std, runtime, shape=(3, size, size))
+    resident = DeviceData(resident_x, y, mean, std, runtime)
+    for gen in (None, 1):  # evaluation order, then a training shuffle
+
+        def draws(split, gen=gen):
+            g = None if gen is None else torch.Generator().manual_seed(gen)
+            return list(split.batches(4, g))
+
+        got, want = draws(stream), draws(resident)
+        assert len(got) == len(want) == (3 if gen is None else 2)
+        for (xa, ya, ia), (xb, yb, ib) in zip(got, want, strict=True):
+            assert torch.equal(ia, ib) and torch.equal(ya, yb) and torch.equal(xa, xb)
+    assert torch.equal(stream.examples(2), resident.examples(2))
+
+
+def test_streamed_images_must_be_square(photos):
+    folder, _, _ = photos
+    with pytest.raises(ValueError, match="square"):
+        streamed.StreamedData(folder, torch.zeros(9), [0.0], [1.0], CPU, shape=(3, 4, 5))
