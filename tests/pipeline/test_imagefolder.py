@@ -5,6 +5,7 @@ cannot be streamed says why."""
 
 from __future__ import annotations
 
+import os
 import tarfile
 
 import pytest
@@ -75,6 +76,15 @@ def test_a_streamed_file_round_trips_and_its_index_is_hashed(photos, tmp_path):
     torch.save(blob, tmp_path / "p.pt")
     with pytest.raises(data.FileFormatError, match="hash"):
         data.load(tmp_path / "p.pt")
+
+
+def test_a_file_changed_in_place_changes_the_index(photos):
+    folder, _ = photos
+    before = _prepare(folder, storage="streamed").card["sha256"]
+    victim = folder / "train" / CLASSES[0] / "00.png"
+    stat = victim.stat()
+    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # same size, newer
+    assert _prepare(folder, storage="streamed").card["sha256"] != before
 
 
 def test_auto_streams_only_what_would_not_fit_the_memory_budget(photos):

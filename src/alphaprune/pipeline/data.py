@@ -111,8 +111,8 @@ class Prepared:
     """A prepared dataset and its card: per split, the uint8 images and labels (resident form),
     or the labels and where each image's file is (streamed form: `files`)."""
 
-    # resident: x_<split>, y_<split>; streamed: y_, names_ (NUL-separated, as bytes), sizes_ and,
-    # for an archive, offsets_<split>
+    # resident: x_<split>, y_<split>; streamed: y_, names_ (NUL-separated, as bytes), sizes_,
+    # mtimes_ and, for an archive, offsets_<split>
     tensors: dict[str, Tensor]
     card: dict
 

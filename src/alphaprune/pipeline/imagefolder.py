@@ -3,9 +3,9 @@ them), as a folder tree or a tar archive of one, and the two forms they are prep
 
 Resident (`decoded`): every image decoded into one uint8 tensor, read whole by training.
 Streamed (`streamed_index`): an index of the files (names, byte offsets in an uncompressed tar,
-sizes, labels, splits) instead of their pixels, so preparing stays cheap; training reads and
-decodes each batch from the files (`alphaprune.streamed`). `data.storage` chooses, `auto` by
-whether the decoded images would fit `data.memory_gb`.
+sizes, modification times, labels, splits) instead of their pixels, so preparing stays cheap;
+training reads and decodes each batch from the files (`alphaprune.streamed`). `data.storage`
+chooses, `auto` by whether the decoded images would fit `data.memory_gb`.
 """
 
 from __future__ import annotations
@@ -74,13 +74,15 @@ def decoded(cfg: DataConfig) -> Source:
 
 @dataclass(frozen=True)
 class ImageFile:
-    """One image of an image folder: its path inside the root, its class, its size in bytes,
-    and where it lies in an uncompressed tar archive (None in a folder or a compressed one)."""
+    """One image of an image folder: its path inside the root, its class, its size in bytes and
+    modification time (ns), and where it lies in an uncompressed tar archive (None in a folder
+    or a compressed one)."""
 
     path: str
     label: int
     read: Callable[[], bytes]
     size: int
+    mtime_ns: int = 0
     offset: int | None = None
 
 
@@ -132,7 +134,8 @@ def _image_files(root: Path, in_place: bool) -> Iterator[tuple[str, ImageFile | 
             if path.is_dir():
                 yield rel, None
             elif path.suffix.lower() in IMAGE_SUFFIXES:
-                yield rel, ImageFile(rel, -1, path.read_bytes, path.stat().st_size)
+                stat = path.stat()
+                yield rel, ImageFile(rel, -1, path.read_bytes, stat.st_size, stat.st_mtime_ns)
         return
     if in_place and _compressed(root):
         raise DataError(
@@ -148,7 +151,8 @@ def _image_files(root: Path, in_place: bool) -> Iterator[tuple[str, ImageFile | 
                     if in_place:
                         at, n = member.offset_data, member.size
                         read = functools.partial(_read_at, root, at, n)
-                        yield member.name, ImageFile(member.name, -1, read, n, at)
+                        mtime = int(member.mtime * 1e9)
+                        yield member.name, ImageFile(member.name, -1, read, n, mtime, at)
                     else:
                         data = tar.extractfile(member).read()
                         yield member.name, ImageFile(member.name, -1, lambda d=data: d, len(data))
@@ -229,6 +233,8 @@ def streamed_index(cfg: DataConfig, seed: int) -> Prepared | None:
             bytearray("\0".join(f.path for f in files).encode()), dtype=torch.uint8
         )
         tensors[f"sizes_{name}"] = torch.tensor([f.size for f in files], dtype=torch.int64)
+        # in the hash, so that a file changed in place changes the index (and what depends on it)
+        tensors[f"mtimes_{name}"] = torch.tensor([f.mtime_ns for f in files], dtype=torch.int64)
         if root.is_file():
             tensors[f"offsets_{name}"] = torch.tensor([f.offset for f in files], dtype=torch.int64)
     prepared = Prepared(tensors, {"root": str(root.resolve()), "storage": "streamed"})
