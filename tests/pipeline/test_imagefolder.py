@@ -6,6 +6,7 @@ cannot be streamed says why."""
 from __future__ import annotations
 
 import os
+import shutil
 import tarfile
 
 import pytest
@@ -76,6 +77,17 @@ def test_a_streamed_file_round_trips_and_its_index_is_hashed(photos, tmp_path):
     torch.save(blob, tmp_path / "p.pt")
     with pytest.raises(data.FileFormatError, match="hash"):
         data.load(tmp_path / "p.pt")
+
+
+def test_imagenet_layout_val_is_the_test_split(photos, tmp_path):
+    folder, _ = photos
+    imagenet = tmp_path / "imagenet"
+    shutil.copytree(folder / "train", imagenet / "train")
+    shutil.copytree(folder / "test", imagenet / "val")
+    a, b = _prepare(folder, storage="streamed"), _prepare(imagenet, storage="streamed")
+    assert [n.replace("test/", "val/") for n in a.files("test").names] == b.files("test").names
+    shutil.copytree(folder / "test", imagenet / "test")  # a test/ folder wins over val/
+    assert _prepare(imagenet, storage="streamed").files("test").names == a.files("test").names
 
 
 def test_a_file_changed_in_place_changes_the_index(photos):

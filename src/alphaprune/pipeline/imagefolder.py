@@ -89,12 +89,13 @@ class ImageFile:
 def image_listing(
     root: Path, in_place: bool = False
 ) -> tuple[list[str], dict[str, list[ImageFile]]]:
-    """The class names and each split's (train, test) images, by class and then path.
-    `in_place` reads a tar archive's members where they lie, without reading them now, and
-    so refuses a compressed archive."""
+    """The class names and each split's (train, test) images, by class and then path. Without
+    a test/ folder, val/ is the test split (ImageNet's layout: its labelled validation set is
+    what papers report). `in_place` reads a tar archive's members where they lie, without
+    reading them now, and so refuses a compressed archive."""
     if not root.exists():
         raise DataError(f"data.root: {root} does not exist (an image folder tree or a .tar.gz)")
-    found: dict[str, dict[str, list[ImageFile]]] = {"train": {}, "test": {}}
+    found: dict[str, dict[str, list[ImageFile]]] = {"train": {}, "test": {}, "val": {}}
     for path, entry in _image_files(root, in_place):  # entry is None for a folder
         parts = PurePosixPath(path).parts
         depth = 2 if entry is None else 3  # .../<split>/<class>[/<file>]
@@ -104,9 +105,14 @@ def image_listing(
         images = found[parts[split]].setdefault(parts[split + 1], [])
         if entry is not None:
             images.append(entry)
+    val = found.pop("val")
+    if not found["test"] and val:
+        log.info("%s: no test/ folder; val/ is the test split", root)
+        found["test"] = val
     for split, by_class in found.items():
         if not by_class:
-            raise DataError(f"{root}: no {split}/<class>/<image> files found")
+            also = " (or val/<class>/<image>)" if split == "test" else ""
+            raise DataError(f"{root}: no {split}/<class>/<image> files{also} found")
         empty = [name for name, images in by_class.items() if not images]
         if empty:
             raise DataError(f"{root}: class folder {split}/{empty[0]} has no images")
