@@ -332,6 +332,63 @@ def test_dvc_plots_show_follows_a_run_in_progress(tmp_path):
     assert any(0 < n < 60 for n in seen), seen  # rows of a run that had not finished
 
 
+# ------------------------------------------------------------------------ data streamed from disk
+STREAMED_SIZE = 224  # ImageNet's input size
+
+
+def _imagenet_layout(root: Path, classes: int = 10, per_class: int = 12, size: int = 256) -> None:
+    """train/<class>/*.JPEG and val/<class>/*.JPEG, as ImageNet is laid out, at `size` px."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", per_class), ("val", 2)):
+        for c in range(classes):
+            folder = root / split / f"n{c:08d}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                tint = rng.integers(0, 256, 3)  # a class colour, with noise on top
+                noise = rng.integers(0, 64, (size // 8, size // 8, 3))
+                image = Image.fromarray((tint + noise).clip(0, 255).astype("uint8"))
+                image.resize((size, size)).save(folder / f"{split}_{c}_{i}.JPEG", quality=90)
+
+
+@pytest.mark.parametrize("tool", ["snakemake", "dvc"])
+def test_an_imagenet_layout_folder_streams_through_the_pipeline(tmp_path, tool):
+    """10 classes × 12 JPEGs at 256 px in ImageNet's layout, streamed at 224 px through
+    tv:resnet18: `prepare` writes an index of the files, not their pixels, and every stage
+    (teacher, prune, evaluate, export, latency) runs from it."""
+    params = {
+        **TINY,
+        "data": {
+            "name": "imagefolder",
+            "root": "data/raw/imagenet",
+            "image_size": STREAMED_SIZE,
+            "storage": "streamed",
+        },
+        "model": {"name": "tv:resnet18"},
+        "teacher": {"epochs": 1, "batch_size": 16},
+        "prune": {**TINY["prune"], "epochs": 2, "finetune_epochs": 1, "batch_size": 16},
+        "variants": {"b-2": TINY["variants"]["b-2"]},
+        "runtime": {"device": "cpu", "workers": 1},
+    }
+    root = make_project(tmp_path / "p", params)
+    _imagenet_layout(root / "data" / "raw" / "imagenet")
+    if tool == "snakemake":
+        run([BIN / "snakemake", "--cores", "2"], root)
+    else:
+        run([BIN / "dvc", "repro", "-q"], root)
+    card = json.loads((root / "data/prepared/imagefolder.json").read_text())
+    assert card["storage"] == "streamed" and card["shape"] == [3, STREAMED_SIZE, STREAMED_SIZE]
+    assert (card["n_train"], card["n_val"], card["n_test"]) == (108, 12, 20)
+    decoded = 140 * 3 * STREAMED_SIZE**2
+    assert (root / "data/prepared/imagefolder.pt").stat().st_size < decoded / 100
+    metrics = json.loads((root / f"results/variants/b-2/{RUN}/metrics.json").read_text())
+    assert 0 <= metrics["test_acc"] <= 1
+    assert (root / f"results/variants/b-2/{RUN}/latency.json").exists()
+    assert (root / "results/report.md").exists()
+
+
 # ------------------------------------------------------------------------ the finished projects
 # The tests on each finished project (a Snakemake run and a `dvc repro` of the tiny grid) are
 # methods of one class, which makes the project once (a class fixture): pytest-xdist keeps a
