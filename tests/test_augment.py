@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alphaprune.augment import Augment, crop_at, crop_flip, gaussian_noise
+from alphaprune.augment import Augment, crop_at, crop_flip, gaussian_noise, resized_crop
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -192,6 +192,7 @@ def test_augment_defaults_are_inactive_and_identity() -> None:
         (Augment(noise_std=0.5), False),
         (Augment(noise_fraction=0.5, noise_std=0.5), True),
         (Augment(crop_flip=True), True),
+        (Augment(resized_crop=True), True),
     ],
 )
 def test_augment_active(policy: Augment, active: bool) -> None:
@@ -213,3 +214,50 @@ def test_augment_is_frozen_and_validated() -> None:
         Augment(noise_fraction=2.0)
     with pytest.raises(ValueError, match="crop_padding"):
         Augment(crop_padding=-1)
+    with pytest.raises(ValueError, match="resized_crop_scale"):
+        Augment(resized_crop=True, resized_crop_scale=0.0)
+
+
+# -------------------------------------------------------------------------- resized crop
+def test_resized_crop_of_the_whole_image_is_the_image() -> None:
+    x = torch.randn(4, 3, 9, 9, generator=_gen(20))
+    assert torch.allclose(resized_crop(x, 1.0, _gen(1), ratio=(1.0, 1.0)), x, atol=1e-6)
+
+
+def test_resized_crop_enlarges_a_part_of_each_own_image() -> None:
+    # each example a constant of its own: a crop shows only its own value, no border
+    x = torch.arange(16.0).view(16, 1, 1, 1).expand(16, 3, 12, 12).contiguous()
+    out = resized_crop(x, 0.08, _gen(2))
+    assert out.shape == x.shape and torch.allclose(out, x)
+    # a ramp: a crop keeps the ramp's direction and stays within its range, and a small crop
+    # spans less of it than the whole image does
+    ramp = torch.linspace(0, 1, 32).expand(64, 1, 32, 32).contiguous()
+    out = resized_crop(ramp, 0.08, _gen(3))
+    assert out.min() >= 0 and out.max() <= 1
+    assert (out[..., 1:] - out[..., :-1] >= -1e-6).all()  # still increasing left to right
+    spans = out[..., -1].mean((1, 2)) - out[..., 0].mean((1, 2))
+    assert (spans <= 1 + 1e-6).all() and spans.min() < 0.5  # some cover little of the width
+
+
+def test_resized_crop_areas_follow_the_scale() -> None:
+    x = torch.linspace(0, 1, 64).expand(2000, 1, 64, 64).contiguous()
+    out = resized_crop(x, 0.5, _gen(4), ratio=(1.0, 1.0))  # square boxes: width = sqrt(area)
+    width = out[..., -1].mean((1, 2)) - out[..., 0].mean((1, 2))  # ≈ the box's share of it
+    side = torch.sqrt(0.5 + 0.5 * torch.rand(20000, generator=_gen(5)))
+    assert width.mean().item() == pytest.approx(side.mean().item(), abs=0.01)
+    assert width.min() >= 0.5**0.5 - 0.02  # never below sqrt(0.5) of the side
+
+
+def test_resized_crop_is_seeded_and_keeps_the_layout() -> None:
+    x = torch.randn(8, 3, 10, 10, generator=_gen(6)).contiguous(memory_format=torch.channels_last)
+    a, b, c = (resized_crop(x, 0.2, _gen(s)) for s in (7, 7, 8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_augment_is_resized_crop_then_flip() -> None:
+    x = torch.randn(16, 3, 8, 8, generator=_gen(9))
+    policy = Augment(resized_crop=True, resized_crop_scale=0.3, crop_flip=True, crop_padding=0)
+    g = _gen(10)
+    expected = crop_flip(resized_crop(x, 0.3, g), 0, g)
+    assert torch.equal(policy(x, _gen(10)), expected)

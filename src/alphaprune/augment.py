@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Augment", "crop_at", "crop_flip", "gaussian_noise"]
+__all__ = ["Augment", "crop_at", "crop_flip", "gaussian_noise", "resized_crop"]
 
 
 def gaussian_noise(x: Tensor, fraction: float, std: float, generator: torch.Generator) -> Tensor:
@@ -72,13 +72,47 @@ def crop_flip(x: Tensor, padding: int, generator: torch.Generator) -> Tensor:
     return crop_at(x, padding, top, left, flip)
 
 
-# The dataclass field `crop_flip` shadows the function's name inside the class body.
+def resized_crop(
+    x: Tensor, scale: float, generator: torch.Generator, ratio: tuple[float, float] = (3 / 4, 4 / 3)
+) -> Tensor:
+    """ImageNet's RandomResizedCrop as one batched op: each example's box covers a uniform
+    U(`scale`, 1) fraction of its area at a log-uniform aspect ratio in `ratio`, lies uniformly
+    inside the image, and is resampled to the batch's H×W (bilinear, by `roi_align` with one
+    sample an output pixel: a box is never larger than the image, so this only ever enlarges).
+
+    Unlike torchvision's, a box too wide or tall for the image is clamped to it instead of
+    redrawn (up to 10 times) and then centre-cropped: the same boxes in all but the rare
+    extreme draws. The crop is of the batch's images as they are (for streamed data, already
+    fitted to `data.image_size`), not of the files' full frames.
+    """
+    from torchvision.ops import roi_align
+
+    b, _, h, w = x.shape
+    dev = x.device
+    area = (scale + (1 - scale) * torch.rand(b, generator=generator, device=dev)) * (h * w)
+    lo, hi = torch.log(torch.tensor(ratio, device=dev))
+    aspect = torch.exp(lo + (hi - lo) * torch.rand(b, generator=generator, device=dev))
+    cw = torch.sqrt(area * aspect).clamp(max=w)
+    ch = torch.sqrt(area / aspect).clamp(max=h)
+    x0 = torch.rand(b, generator=generator, device=dev) * (w - cw)
+    y0 = torch.rand(b, generator=generator, device=dev) * (h - ch)
+    index = torch.arange(b, device=dev, dtype=x.dtype)
+    boxes = torch.stack([index, x0, y0, x0 + cw, y0 + ch], dim=1).to(x.dtype)
+    out = roi_align(x, boxes, output_size=(h, w), spatial_scale=1.0, sampling_ratio=1, aligned=True)
+    if x.is_contiguous(memory_format=torch.channels_last):
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
+
+
+# The dataclass fields `crop_flip`, `resized_crop` shadow the functions' names in the class body.
 _crop_flip = crop_flip
+_resized_crop = resized_crop
 
 
 @dataclass(frozen=True)
 class Augment:
-    """An augmentation policy: optional crop+flip, then optional Gaussian noise.
+    """An augmentation policy: an optional random resized crop, optional crop+flip (with
+    `crop_padding` 0, a flip alone), then optional Gaussian noise.
 
     Noise is added after the crop so that it covers the zero border too: a noisy example
     never shows a noise-free strip that would give the shift away.
@@ -88,6 +122,8 @@ class Augment:
     noise_std: float = 0.0
     crop_flip: bool = False
     crop_padding: int = 4  # pixels of shift allowed in each direction
+    resized_crop: bool = False  # ImageNet's RandomResizedCrop (see `resized_crop`)
+    resized_crop_scale: float = 0.08  # the smallest share of the image's area a crop covers
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.noise_fraction <= 1.0:
@@ -96,14 +132,21 @@ class Augment:
             raise ValueError(f"noise_std must be >= 0, got {self.noise_std!r}")
         if self.crop_padding < 0:
             raise ValueError(f"crop_padding must be >= 0, got {self.crop_padding!r}")
+        if not 0.0 < self.resized_crop_scale <= 1.0:
+            raise ValueError(
+                f"resized_crop_scale must be in (0, 1], got {self.resized_crop_scale!r}"
+            )
 
     @property
     def active(self) -> bool:
         """Whether calling this policy can change a batch at all."""
-        return self.crop_flip or (self.noise_fraction > 0.0 and self.noise_std > 0.0)
+        noise = self.noise_fraction > 0.0 and self.noise_std > 0.0
+        return self.resized_crop or self.crop_flip or noise
 
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
         """Augment batch `x` (B, C, H, W), drawing from `generator`."""
+        if self.resized_crop:
+            x = _resized_crop(x, self.resized_crop_scale, generator)
         if self.crop_flip:
             x = _crop_flip(x, self.crop_padding, generator)
         return gaussian_noise(x, self.noise_fraction, self.noise_std, generator)

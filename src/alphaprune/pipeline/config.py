@@ -139,6 +139,8 @@ class AugmentConfig(_Strict):
     noise_std: Annotated[float, Field(ge=0)] = Augment.noise_std  # normalised input units
     crop_flip: bool = Augment.crop_flip
     crop_padding: NonNegativeInt = Augment.crop_padding
+    resized_crop: bool = Augment.resized_crop
+    resized_crop_scale: Annotated[float, Field(gt=0, le=1)] = Augment.resized_crop_scale
 
     @model_validator(mode="after")
     def _noise_consistent(self) -> AugmentConfig:
