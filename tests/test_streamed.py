@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import tarfile
 
+import numpy as np
 import pytest
 import torch
 
@@ -28,7 +29,7 @@ def photos(tmp_path):
         images.append(write_png(tmp_path / "photos" / name, i, shape=SHAPES[i % 4]))
         names.append(name)
     sizes = torch.tensor([(tmp_path / "photos" / n).stat().st_size for n in names])
-    folder = streamed.Files(str(tmp_path / "photos"), names, sizes)
+    folder = streamed.Files(str(tmp_path / "photos"), np.array(names, dtype="S"), sizes)
     archive = tmp_path / "photos.tar"
     with tarfile.open(archive, "w") as tar:
         for n in names:
@@ -36,7 +37,8 @@ def photos(tmp_path):
     with tarfile.open(archive) as tar:
         members = {m.name: m for m in tar}
         offsets = torch.tensor([members[n].offset_data for n in names])
-    return folder, streamed.Files(str(archive), names, sizes, offsets), images
+    archived = streamed.Files(str(archive), folder.names, sizes, offsets)
+    return folder, archived, images
 
 
 def test_a_tar_member_reads_as_its_file(photos):
@@ -47,6 +49,25 @@ def test_a_tar_member_reads_as_its_file(photos):
         assert archive.read(3, f.fileno()) == folder.read(3)
 
 
+def test_a_file_changed_or_gone_since_indexing_says_to_prepare_again(photos):
+    folder, archive, _ = photos
+    path = f"{folder.root}/{folder.name(1)}"
+    with open(path, "ab") as f:
+        f.write(b"more")
+    with pytest.raises(
+        FileFormatError, match=r"1.png is \d+ bytes, \d+ when it was indexed.*re-run"
+    ):
+        folder.read(1)
+    import os
+
+    os.unlink(path)
+    with pytest.raises(FileFormatError, match=r"cannot read d1/1.png.*re-run"):
+        folder.read(1)
+    short = streamed.Files(archive.root, archive.names, archive.sizes + 10**6, archive.offsets)
+    with pytest.raises(FileFormatError, match="when it was indexed"):
+        short.read(0)  # past the archive's end: fewer bytes than indexed
+
+
 def test_decode_gives_the_pixels_in_the_asked_channels(photos):
     folder, _, images = photos
     assert torch.equal(streamed.decode(folder.read(0), 3), images[0])
@@ -54,6 +75,15 @@ def test_decode_gives_the_pixels_in_the_asked_channels(photos):
     assert torch.equal(grey, images[2].expand(3, -1, -1))
     assert torch.equal(streamed.decode(folder.read(3), 3), images[3][:3])  # alpha dropped
     assert streamed.decode(folder.read(0), 1).shape == (1, 6, 5)
+
+
+def test_decode_scales_a_16_bit_png_to_8_bits(tmp_path):
+    from PIL import Image
+
+    deep = np.array([[0, 257 * 100], [65535, 257 * 7]], dtype=np.uint16)
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    out = streamed.decode((tmp_path / "deep.png").read_bytes(), 1)
+    assert out.dtype == torch.uint8 and out.flatten().tolist() == [0, 100, 255, 7]
 
 
 def test_an_undecodable_file_is_named(tmp_path):

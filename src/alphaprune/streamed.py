@@ -11,6 +11,7 @@ import os
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -18,43 +19,70 @@ from alphaprune.batches import Split
 from alphaprune.errors import FileFormatError
 from alphaprune.runtime import Runtime
 
+SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp")  # what `decode` reads
+
 
 @dataclass(frozen=True)
 class Files:
     """Where a split's images are: files under the folder `root` at `names`, or members of the
-    uncompressed tar archive `root` at byte `offsets` (`names` then only name them)."""
+    uncompressed tar archive `root` at byte `offsets` (`names` then only name them). `names`
+    is a fixed-width bytes array (file system encoding), not a list of str: DataLoader workers
+    share it with no per-name Python object whose reference counts would copy it into each."""
 
     root: str
-    names: list[str]
+    names: np.ndarray  # dtype S: each file's path under `root`, os.fsencode'd
     sizes: Tensor  # int64 bytes a file
     offsets: Tensor | None = None  # int64; None: `root` is a folder
 
     def __len__(self) -> int:
         return len(self.names)
 
+    def name(self, i: int) -> str:
+        return os.fsdecode(bytes(self.names[i]))
+
     def read(self, i: int, fd: int | None = None) -> bytes:
         """File `i`'s bytes; `fd`: the archive `root`, opened for reading (else opened here)."""
-        if self.offsets is None:
-            with open(os.path.join(self.root, self.names[i]), "rb") as f:
-                return f.read()
-        if fd is None:
-            with open(self.root, "rb") as f:
-                return os.pread(f.fileno(), int(self.sizes[i]), int(self.offsets[i]))
-        return os.pread(fd, int(self.sizes[i]), int(self.offsets[i]))
+        size = int(self.sizes[i])
+        try:
+            if self.offsets is None:
+                with open(os.path.join(self.root, self.name(i)), "rb") as f:
+                    data = f.read()
+            elif fd is None:
+                with open(self.root, "rb") as f:
+                    data = os.pread(f.fileno(), size, int(self.offsets[i]))
+            else:
+                data = os.pread(fd, size, int(self.offsets[i]))
+        except OSError as err:
+            raise FileFormatError(
+                f"{self.root}: cannot read {self.name(i)} ({err}); {_HINT}"
+            ) from None
+        if len(data) != size:
+            raise FileFormatError(
+                f"{self.root}: {self.name(i)} is {len(data)} bytes, {size} when it was indexed; "
+                + _HINT
+            )
+        return data
+
+
+_HINT = "the images changed since `alphaprune prepare` indexed them: re-run it"
 
 
 def decode(data: bytes, channels: int, name: str = "image") -> Tensor:
     """(channels, H, W) uint8 from an encoded image (JPEG, PNG, GIF, WebP): 3 channels make grey
-    images RGB and drop alpha, 1 makes colour images grey."""
+    images RGB and drop alpha, 1 makes colour images grey; 16-bit PNGs are scaled to 8 bits."""
     from torchvision.io import ImageReadMode, decode_image
+    from torchvision.transforms.v2.functional import to_dtype
 
     mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
     try:
         with warnings.catch_warnings():  # torchvision 0.29 points to TorchCodec; see the README
             warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)
-            return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=mode)
+            image = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=mode)
     except (RuntimeError, ValueError) as err:
         raise FileFormatError(f"{name}: cannot decode this image ({err})") from None
+    if image.dim() == 4:  # an animated GIF: its first frame
+        image = image[0]
+    return image if image.dtype == torch.uint8 else to_dtype(image, torch.uint8, scale=True)
 
 
 def fit(images: Tensor, size: int) -> Tensor:
@@ -99,7 +127,7 @@ class DecodedFiles(torch.utils.data.Dataset):
         return torch.stack([self._image(int(i)) for i in idx])
 
     def _image(self, i: int) -> Tensor:
-        name = f"{self.files.root}/{self.files.names[i]}"
+        name = f"{self.files.root}/{self.files.name(i)}"
         return fit(decode(self.files.read(i, self._fd), self.channels, name), self.size)
 
     def __len__(self) -> int:

@@ -9,6 +9,7 @@ import os
 import shutil
 import tarfile
 
+import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
@@ -24,16 +25,29 @@ SHAPES = [(3, 6, 5), (3, 17, 9), (1, 8, 8), (4, 12, 30), (3, 9, 9)]  # sizes, gr
 SPLITS = ("train", "val", "test")
 
 
+def _write_jpeg(path, seed: int, shape) -> None:
+    from PIL import Image
+
+    c, h, w = shape
+    gen = torch.Generator().manual_seed(seed)
+    pixels = torch.randint(0, 256, (h, w, 3), dtype=torch.uint8, generator=gen).numpy()
+    Image.fromarray(pixels[:, :, 0] if c == 1 else pixels).save(path, quality=85)
+
+
 @pytest.fixture
 def photos(tmp_path):
     """A photo collection: 3 classes × 10 train and 5 test images of mixed size and channels,
-    as a folder (root/photos) and as an uncompressed tar of it."""
+    PNG and JPEG, as a folder (root/photos) and as an uncompressed tar of it."""
     root = tmp_path / "photos"
     for split, n in (("train", 10), ("test", 5)):
         for c, name in enumerate(CLASSES):
             for i in range(n):
                 seed = 1000 * (split == "test") + 100 * c + i
-                write_png(root / split / name / f"{i:02d}.png", seed, shape=SHAPES[i % 5])
+                path = root / split / name / f"{i:02d}.png"
+                write_png(path, seed, shape=SHAPES[i % 5])
+                if i % 3 == 1:  # a JPEG instead (CMYK aside, both decoders agree on it)
+                    path.unlink()
+                    _write_jpeg(path.with_suffix(".jpg"), seed, SHAPES[i % 5][:1] + (20, 17))
     archive = tmp_path / "photos.tar"
     with tarfile.open(archive, "w") as tar:
         tar.add(root, arcname="photos")
@@ -44,12 +58,12 @@ def _prepare(root, **kw) -> data.Prepared:
     return data.prepare(DataConfig(name="imagefolder", root=str(root), image_size=4, **kw), 0)
 
 
-@pytest.mark.parametrize("source", ["folder", "tar"])
-def test_streamed_is_the_resident_form_read_from_the_files(photos, source):
+@pytest.mark.parametrize(("source", "subset"), [("folder", None), ("tar", None), ("folder", 12)])
+def test_streamed_is_the_resident_form_read_from_the_files(photos, source, subset):
     folder, archive = photos
     root = folder if source == "folder" else archive
-    resident = _prepare(folder, storage="resident")
-    stream = _prepare(root, storage="streamed")
+    resident = _prepare(folder, storage="resident", subset=subset)
+    stream = _prepare(root, storage="streamed", subset=subset)
     assert stream.streamed and not resident.streamed
     assert not any(k.startswith("x_") for k in stream.tensors)  # no pixels in the index
     for key in ("classes", "shape", "n_train", "n_val", "n_test", "mean", "std"):
@@ -71,7 +85,8 @@ def test_a_streamed_file_round_trips_and_its_index_is_hashed(photos, tmp_path):
     stream = _prepare(folder, storage="streamed")
     data.save(stream, tmp_path / "p.pt")
     back = data.load(tmp_path / "p.pt")
-    assert back.card == stream.card and back.files("val").names == stream.files("val").names
+    assert back.card == stream.card
+    assert np.array_equal(back.files("val").names, stream.files("val").names)
     blob = torch.load(tmp_path / "p.pt", weights_only=True)
     blob["sizes_test"][0] += 1  # a file that changed size since it was indexed
     torch.save(blob, tmp_path / "p.pt")
@@ -85,9 +100,50 @@ def test_imagenet_layout_val_is_the_test_split(photos, tmp_path):
     shutil.copytree(folder / "train", imagenet / "train")
     shutil.copytree(folder / "test", imagenet / "val")
     a, b = _prepare(folder, storage="streamed"), _prepare(imagenet, storage="streamed")
-    assert [n.replace("test/", "val/") for n in a.files("test").names] == b.files("test").names
+
+    def names(p):
+        return [n.decode() for n in p.files("test").names]
+
+    assert [n.replace("test/", "val/") for n in names(a)] == names(b)
     shutil.copytree(folder / "test", imagenet / "test")  # a test/ folder wins over val/
-    assert _prepare(imagenet, storage="streamed").files("test").names == a.files("test").names
+    assert names(_prepare(imagenet, storage="streamed")) == names(a)
+
+
+def test_what_streaming_cannot_decode_is_refused_when_prepared(photos):
+    folder, _ = photos
+    from PIL import Image
+
+    Image.new("RGB", (5, 5)).save(folder / "train" / CLASSES[1] / "zz.bmp")
+    with pytest.raises(DataError, match=r"decodes JPEG, PNG, GIF and WebP files; 1 are not"):
+        _prepare(folder, storage="streamed")
+    assert _prepare(folder, storage="resident").card["n_train"] > 0  # PIL reads it
+
+
+def test_large_sets_take_mean_and_std_from_a_sample_and_are_read_as_rgb(
+    photos, tmp_path, monkeypatch
+):
+    from alphaprune.pipeline import imagefolder
+
+    grey = tmp_path / "grey"
+    for split, n in (("train", 8), ("test", 2)):
+        for c, name in enumerate(CLASSES):
+            for i in range(n):
+                write_png(grey / split / name / f"{i}.png", 100 * c + i, shape=(1, 6, 6))
+    assert _prepare(grey, storage="streamed").shape == (1, 4, 4)  # every image grey
+    monkeypatch.setattr(imagefolder, "STATS_SAMPLE", 5)
+    sampled = _prepare(grey, storage="streamed")
+    assert sampled.shape == (3, 4, 4)  # too many to check each: RGB, grey repeated
+    stats = imagefolder._stats_sample(sampled, 1, 4, 0)
+    assert stats.shape == (5, 1, 4, 4)  # five of the training images, by the seed
+    assert sampled.card["mean"] != _prepare(grey, storage="resident").card["mean"]
+
+
+def test_a_moved_folder_says_to_prepare_again(photos, tmp_path):
+    folder, _ = photos
+    stream = _prepare(folder, storage="streamed")
+    folder.rename(tmp_path / "elsewhere")
+    with pytest.raises(data.FileFormatError, match=r"which is not there.*re-run"):
+        splits(stream, Runtime(torch.device("cpu")), "train")
 
 
 def test_a_file_changed_in_place_changes_the_index(photos):

@@ -28,7 +28,7 @@ from alphaprune.pipeline.config import DataConfig
 from alphaprune.registry import Registry
 
 FORMAT = "alphaprune-data"
-FORMAT_VERSION = 2  # 2: the file names its format (1 did not)
+FORMAT_VERSION = 3  # 2: the file names its format (1 did not); 3: it may be an index (streamed)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,8 @@ class Prepared:
     def files(self, name: str) -> streamed.Files:
         """Where the streamed form's images of split `name` are."""
         t = self.tensors
-        names = bytes(t[f"names_{name}"].numpy()).decode().split("\0")
+        joined = bytes(t[f"names_{name}"].numpy())
+        names = np.array(joined.split(b"\0") if joined else [], dtype="S")
         return streamed.Files(
             self.card["root"], names, t[f"sizes_{name}"], t.get(f"offsets_{name}")
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -18,6 +19,7 @@ from alphaprune import schedules
 from alphaprune.augment import Augment
 from alphaprune.batches import DeviceData, Split
 from alphaprune.devices import resolve_device
+from alphaprune.errors import FileFormatError
 from alphaprune.fitspec import Advance, FitSpec, Optimizer
 from alphaprune.losses import NEEDS_TEACHER, make_loss
 from alphaprune.pipeline.config import PruneConfig, RuntimeConfig, TeacherConfig
@@ -93,6 +95,11 @@ def splits(prepared: Prepared, runtime: Runtime, *names: str) -> list[Split]:
     """The named splits: streamed from their files where the data was prepared so, else on the
     device if all of the prepared data fits there, else in host memory."""
     if prepared.streamed:
+        if not os.path.exists(prepared.card["root"]):
+            raise FileFormatError(
+                f"the prepared data streams its images from {prepared.card['root']}, which is not "
+                "there (moved, or prepared on another machine): re-run `alphaprune prepare`"
+            )
         log.info(
             "images stream from %s: %d DataLoader workers read and decode each batch",
             prepared.card["root"],

@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import io
 import logging
+import os
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -226,6 +227,12 @@ def streamed_index(cfg: DataConfig, seed: int) -> Prepared | None:
             f"{root}: set data.image_size: the images are streamed from their files ({why}), "
             "and a batch needs one size"
         )
+    other = [f.path for f in train + test if Path(f.path).suffix.lower() not in streamed.SUFFIXES]
+    if other:
+        raise DataError(
+            f"{root}: streamed data decodes JPEG, PNG, GIF and WebP files; {len(other)} are not "
+            f"(e.g. {other[0]}): convert them, or set data.storage: resident"
+        )
     labels = np.asarray([f.label for f in train], dtype=np.int64)
     test_labels = np.asarray([f.label for f in test], dtype=np.int64)
     positions = data.split(
@@ -235,16 +242,18 @@ def streamed_index(cfg: DataConfig, seed: int) -> Prepared | None:
     for name in ("train", "val", "test"):
         files = [(test if name == "test" else train)[i] for i in positions[f"x_{name}"]]
         tensors[f"y_{name}"] = torch.from_numpy(np.ascontiguousarray(positions[f"y_{name}"]))
-        tensors[f"names_{name}"] = torch.frombuffer(
-            bytearray("\0".join(f.path for f in files).encode()), dtype=torch.uint8
-        )
+        names = b"\0".join(os.fsencode(f.path) for f in files)
+        tensors[f"names_{name}"] = torch.frombuffer(bytearray(names), dtype=torch.uint8)
         tensors[f"sizes_{name}"] = torch.tensor([f.size for f in files], dtype=torch.int64)
         # in the hash, so that a file changed in place changes the index (and what depends on it)
         tensors[f"mtimes_{name}"] = torch.tensor([f.mtime_ns for f in files], dtype=torch.int64)
         if root.is_file():
             tensors[f"offsets_{name}"] = torch.tensor([f.offset for f in files], dtype=torch.int64)
     prepared = Prepared(tensors, {"root": str(root.resolve()), "storage": "streamed"})
-    sample = _stats_sample(prepared, cfg.image_size, seed)
+    grey = len(train) + len(test) <= STATS_SAMPLE and all(
+        _header(f)[0] == "L" for f in train + test
+    )
+    sample = _stats_sample(prepared, 1 if grey else 3, cfg.image_size, seed)
     log.info(
         "indexed %d train, %d val and %d test images under %s, to be streamed at %d px "
         "(decoded they would take %.1f GB)",
@@ -257,23 +266,24 @@ def streamed_index(cfg: DataConfig, seed: int) -> Prepared | None:
     return Prepared(tensors, data.card(cfg, classes, tensors, sample, **extra))
 
 
-def _stats_sample(prepared: Prepared, size: int, seed: int) -> torch.Tensor:
+def _stats_sample(prepared: Prepared, channels: int, size: int, seed: int) -> torch.Tensor:
     """Up to STATS_SAMPLE training images (all of them, in order, when there are no more),
-    decoded as training will decode them; colour unless every one of them is grey."""
+    decoded as training will decode them."""
     files = prepared.files("train")
     n = len(files)
     picked = np.arange(n)
     if n > STATS_SAMPLE:
         picked = np.sort(np.random.default_rng(seed).choice(n, STATS_SAMPLE, replace=False))
-    grey = all(_header(files, int(i))[0] == "L" for i in picked)
-    dataset = streamed.DecodedFiles(files, 1 if grey else 3, size)
+    dataset = streamed.DecodedFiles(files, channels, size)
     return dataset[torch.from_numpy(picked)]
 
 
-def _header(files, i: int | None = None) -> tuple[str, tuple[int, int]]:
-    """An image's mode and size, from its header alone (an `ImageFile`, or `files`' i-th)."""
-    from PIL import Image
+def _header(file: ImageFile) -> tuple[str, tuple[int, int]]:
+    """An image's mode and size, from its header alone."""
+    from PIL import Image, UnidentifiedImageError
 
-    encoded = files.read() if i is None else files.read(i)
-    with Image.open(io.BytesIO(encoded)) as image:
-        return image.mode, image.size
+    try:
+        with Image.open(io.BytesIO(file.read())) as image:
+            return image.mode, image.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DataError(f"{file.path}: cannot read this image ({err})") from None
