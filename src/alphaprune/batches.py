@@ -58,21 +58,21 @@ class Split(abc.ABC):
     ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         """(x, y, indices) on the device, in `order`, the images fetched by the DataLoader."""
         chunks = self.order(batch_size, generator)
-        for xb, idx in zip(self.loader(self.dataset, chunks), chunks, strict=True):
+        for xb, idx in zip(self._loader(chunks), chunks, strict=True):
             yield self.normalise(xb), self.y[idx], idx
 
     def examples(self, n: int) -> Tensor:
         """The first `n` images, as model inputs (e.g. to trace a model with)."""
         return self.normalise(self.dataset[torch.arange(min(n, len(self)))])
 
-    def loader(self, dataset, chunks: list[Tensor]) -> Iterator:
-        """`dataset[indices]` for each chunk of indices, fetched by DataLoader workers."""
+    def _loader(self, chunks: list[Tensor]) -> Iterator:
+        """`self.dataset[indices]` for each chunk of indices, fetched by DataLoader workers."""
         from torch.utils.data import DataLoader
 
         # One synchronisation per epoch on this path: the workers need the order on the host.
         host = torch.cat(chunks).cpu().split([len(c) for c in chunks]) if chunks else []
         yield from DataLoader(
-            dataset,
+            self.dataset,
             sampler=host,  # one whole batch of indices per fetch
             batch_size=None,
             num_workers=self.workers,
@@ -99,9 +99,6 @@ class DeviceData(Split):
     @property
     def dataset(self) -> _Gather:
         return _Gather(self.x)
-
-    def examples(self, n: int) -> Tensor:
-        return self.normalise(self.x[:n])
 
     def batches(
         self, batch_size: int, generator: torch.Generator | None = None
