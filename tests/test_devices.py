@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from alphaprune import devices
@@ -108,3 +109,43 @@ def test_auto_on_this_machine_is_resolved_once(monkeypatch):
     assert devices.resolve_device("auto") == first  # one claim per process
     if not torch.cuda.is_available():
         assert first.type in ("cpu", "mps")
+
+
+def test_a_run_of_several_processes_claims_as_many_different_gpus(tmp_path, monkeypatch):
+    monkeypatch.setattr(devices, "_HELD", [])  # the claims end with the test
+    other, taken = _job(tmp_path)  # another job holds GPU 0
+    try:
+        assert taken == 0
+        assert devices.claim_several(GPUS, 2, tmp_path) == [1, 2]
+    finally:
+        _end(other)
+
+
+def test_a_run_that_cannot_have_its_gpus_holds_none(tmp_path, monkeypatch):
+    monkeypatch.setattr(devices, "_HELD", [])
+    jobs = [_job(tmp_path) for _ in range(2)]
+    try:
+        with pytest.raises(devices.DeviceError, match=r"only 1 of the 3 GPUs have a slot free"):
+            devices.claim_several(GPUS, 2, tmp_path)
+        assert devices._HELD == []  # the one it could take is let go again
+        _end(jobs.pop()[0])
+        assert devices.claim_several(GPUS, 2, tmp_path) == [1, 2]
+    finally:
+        for proc, _ in jobs:
+            _end(proc)
+
+
+def test_the_processes_of_a_run_see_only_the_gpus_claimed_for_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(devices, "_HELD", [])
+    monkeypatch.setenv("ALPHAPRUNE_GPU_LOCKS", str(tmp_path))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(devices, "_gpu_ids", lambda: GPUS)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,7")  # e.g. what a scheduler gave the job
+    other, _ = _job(tmp_path)
+    try:
+        assert devices.visible_gpus(2) == "5,7"
+        assert devices.visible_gpus(3) is None  # every GPU it sees: nothing to choose
+        with pytest.raises(devices.DeviceError, match="shows only 3 GPUs"):
+            devices.visible_gpus(4)
+    finally:
+        _end(other)

@@ -5,6 +5,11 @@ per-example Python loop, so augmentation costs a few kernel launches on the GPU 
 CPU-bound data loader. Every random draw comes from an explicit `torch.Generator` (on the same
 device as the batch) so that a run is reproducible from its seed. The draws depend only on the
 batch's shape, never on its values.
+
+`part=(rows, total)` says that the batch is the rows `rows` of a batch of `total` examples (one
+process's share, when a run spans several; `alphaprune.distributed`): the draws are made for
+all `total` and the batch takes its rows' own, so every process's generator moves alike and an
+example is augmented as it would be in the whole batch on one process.
 """
 
 from __future__ import annotations
@@ -17,8 +22,17 @@ from torch import Tensor
 
 __all__ = ["Augment", "crop_at", "crop_flip", "gaussian_noise", "resized_crop"]
 
+Part = tuple[slice, int]  # (rows, total): the batch is these rows of a batch of `total`
 
-def gaussian_noise(x: Tensor, fraction: float, std: float, generator: torch.Generator) -> Tensor:
+
+def _drawn(x: Tensor, part: Part | None) -> tuple[int, slice]:
+    """How many examples to draw for, and which of them are `x`'s."""
+    return (x.shape[0], slice(None)) if part is None else (part[1], part[0])
+
+
+def gaussian_noise(
+    x: Tensor, fraction: float, std: float, generator: torch.Generator, part: Part | None = None
+) -> Tensor:
     """Add N(0, std²) noise to every pixel of a random `fraction` of the examples.
 
     Each example is picked independently with probability `fraction`; the others are returned
@@ -31,8 +45,10 @@ def gaussian_noise(x: Tensor, fraction: float, std: float, generator: torch.Gene
     if fraction == 0.0 or std == 0.0:
         return x
     # rand is in [0, 1), so fraction 1 picks every example.
-    picked = torch.rand(x.shape[0], generator=generator, device=x.device) < fraction
-    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    b, rows = _drawn(x, part)
+    picked = (torch.rand(b, generator=generator, device=x.device) < fraction)[rows]
+    shape = (b, *x.shape[1:])
+    noise = torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)[rows]
     return torch.where(picked.view(-1, *([1] * (x.dim() - 1))), x + std * noise, x)
 
 
@@ -55,7 +71,9 @@ def crop_at(x: Tensor, padding: int, top: Tensor, left: Tensor, flip: Tensor) ->
     return out.view(b, c, h, w)
 
 
-def crop_flip(x: Tensor, padding: int, generator: torch.Generator) -> Tensor:
+def crop_flip(
+    x: Tensor, padding: int, generator: torch.Generator, part: Part | None = None
+) -> Tensor:
     """Random translation by up to `padding` pixels per axis (zero fill), then a random flip.
 
     Equivalent to torchvision's RandomCrop(H×W, padding) then RandomHorizontalFlip(0.5) applied
@@ -64,16 +82,20 @@ def crop_flip(x: Tensor, padding: int, generator: torch.Generator) -> Tensor:
     """
     if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
         raise ValueError(f"padding must be an integer >= 0, got {padding!r}")
-    b = x.shape[0]
+    b, rows = _drawn(x, part)
     shape, device = (b,), x.device
-    top = torch.randint(0, 2 * padding + 1, shape, generator=generator, device=device)
-    left = torch.randint(0, 2 * padding + 1, shape, generator=generator, device=device)
-    flip = torch.rand(shape, generator=generator, device=device) < 0.5
+    top = torch.randint(0, 2 * padding + 1, shape, generator=generator, device=device)[rows]
+    left = torch.randint(0, 2 * padding + 1, shape, generator=generator, device=device)[rows]
+    flip = (torch.rand(shape, generator=generator, device=device) < 0.5)[rows]
     return crop_at(x, padding, top, left, flip)
 
 
 def resized_crop(
-    x: Tensor, scale: float, generator: torch.Generator, ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    x: Tensor,
+    scale: float,
+    generator: torch.Generator,
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    part: Part | None = None,
 ) -> Tensor:
     """ImageNet's RandomResizedCrop as one batched op: each example's box covers a uniform
     U(`scale`, 1) fraction of its area at a log-uniform aspect ratio in `ratio`, lies uniformly
@@ -87,7 +109,8 @@ def resized_crop(
     """
     from torchvision.ops import roi_align
 
-    b, _, h, w = x.shape
+    _, _, h, w = x.shape
+    b, rows = _drawn(x, part)
     dev = x.device
     area = (scale + (1 - scale) * torch.rand(b, generator=generator, device=dev)) * (h * w)
     lo, hi = torch.log(torch.tensor(ratio, device=dev))
@@ -96,7 +119,8 @@ def resized_crop(
     ch = torch.sqrt(area / aspect).clamp(max=h)
     x0 = torch.rand(b, generator=generator, device=dev) * (w - cw)
     y0 = torch.rand(b, generator=generator, device=dev) * (h - ch)
-    index = torch.arange(b, device=dev, dtype=x.dtype)
+    x0, y0, cw, ch = x0[rows], y0[rows], cw[rows], ch[rows]
+    index = torch.arange(x.shape[0], device=dev, dtype=x.dtype)
     boxes = torch.stack([index, x0, y0, x0 + cw, y0 + ch], dim=1).to(x.dtype)
     out = roi_align(x, boxes, output_size=(h, w), spatial_scale=1.0, sampling_ratio=1, aligned=True)
     if x.is_contiguous(memory_format=torch.channels_last):
@@ -143,10 +167,10 @@ class Augment:
         noise = self.noise_fraction > 0.0 and self.noise_std > 0.0
         return self.resized_crop or self.crop_flip or noise
 
-    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        """Augment batch `x` (B, C, H, W), drawing from `generator`."""
+    def __call__(self, x: Tensor, generator: torch.Generator, part: Part | None = None) -> Tensor:
+        """Augment batch `x` (B, C, H, W), drawing from `generator`; `part`: see the module."""
         if self.resized_crop:
-            x = _resized_crop(x, self.resized_crop_scale, generator)
+            x = _resized_crop(x, self.resized_crop_scale, generator, part=part)
         if self.crop_flip:
-            x = _crop_flip(x, self.crop_padding, generator)
-        return gaussian_noise(x, self.noise_fraction, self.noise_std, generator)
+            x = _crop_flip(x, self.crop_padding, generator, part)
+        return gaussian_noise(x, self.noise_fraction, self.noise_std, generator, part)

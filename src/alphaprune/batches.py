@@ -27,6 +27,7 @@ class Split(abc.ABC):
         self.channels_last = runtime.channels_last
         self.workers = runtime.workers
         self.pin = runtime.cuda  # host batches are pinned for asynchronous copies to CUDA
+        self.world = runtime.world  # the processes a run spans, each with its share (`order`)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -35,18 +36,30 @@ class Split(abc.ABC):
         x = (x.to(self.mean.device, non_blocking=True).float() - self.mean) * self.inv_std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def order(self, batch_size: int, generator: torch.Generator | None = None) -> list[Tensor]:
+    def order(
+        self, batch_size: int, generator: torch.Generator | None = None, shard: bool = False
+    ) -> list[Tensor]:
         """The batches' indices, on the labels' device: shuffled, dropping the last incomplete
-        batch, when `generator` is given (training); in order and complete otherwise."""
-        n = len(self)
+        batch, when `generator` is given (training); in order and complete otherwise.
+
+        `shard`: this process's share of them when a run spans several (`self.world`), every
+        process drawing the same order: in training its rows of each batch of `batch_size`
+        (so the batch stays `batch_size` in all), otherwise its contiguous block of the split
+        in batches of `batch_size`."""
+        n, world = len(self), self.world
         if generator is None:
             order = torch.arange(n, device=self.y.device)
-            stop = n
+            if shard and world.distributed:
+                order = order[world.rows(n)]
+            stop = len(order)
         else:
             order = torch.randperm(n, device=generator.device, generator=generator)
             order = order.to(self.y.device)
             stop = n - n % batch_size if n >= batch_size else n
-        return [order[start : start + batch_size] for start in range(0, stop, batch_size)]
+        chunks = [order[start : start + batch_size] for start in range(0, stop, batch_size)]
+        if generator is not None and shard and world.distributed:
+            chunks = [c[world.rows(len(c))] for c in chunks]
+        return chunks
 
     @property
     @abc.abstractmethod
@@ -54,10 +67,10 @@ class Split(abc.ABC):
         """`dataset[indices]`: the uint8 images at `indices` (a tensor of them), as one tensor."""
 
     def batches(
-        self, batch_size: int, generator: torch.Generator | None = None
+        self, batch_size: int, generator: torch.Generator | None = None, shard: bool = False
     ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         """(x, y, indices) on the device, in `order`, the images fetched by the DataLoader."""
-        chunks = self.order(batch_size, generator)
+        chunks = self.order(batch_size, generator, shard)
         for xb, idx in zip(self._loader(chunks), chunks, strict=True):
             yield self.normalise(xb), self.y[idx], idx
 
@@ -101,12 +114,12 @@ class DeviceData(Split):
         return _Gather(self.x)
 
     def batches(
-        self, batch_size: int, generator: torch.Generator | None = None
+        self, batch_size: int, generator: torch.Generator | None = None, shard: bool = False
     ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         if not self.resident:
-            yield from super().batches(batch_size, generator)
+            yield from super().batches(batch_size, generator, shard)
             return
-        for idx in self.order(batch_size, generator):
+        for idx in self.order(batch_size, generator, shard):
             yield self.normalise(self.x[idx]), self.y[idx], idx
 
 
@@ -125,13 +138,17 @@ class _Gather(torch.utils.data.Dataset):
 
 @torch.no_grad()
 def predict(model: nn.Module, data: Split, runtime: Runtime) -> Tensor:
-    """Float32 logits for the whole split, in order."""
+    """Float32 logits for the whole split, in order. When a run spans several processes, each
+    predicts its block of the split and every one gets all the logits."""
     was = model.training
     model.eval()
+    world = data.world
+    shard = world.distributed and len(data) >= world.size  # else every block must be non-empty
     with runtime.autocast():
-        out = torch.cat([model(x).float() for x, _, _ in data.batches(runtime.eval_batch_size)])
+        batches = data.batches(runtime.eval_batch_size, shard=shard)
+        out = torch.cat([model(x).float() for x, _, _ in batches])
     model.train(was)
-    return out
+    return world.gather(out, len(data)) if shard else out
 
 
 def accuracy(model: nn.Module, data: Split, runtime: Runtime) -> float:

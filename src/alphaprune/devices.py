@@ -21,12 +21,18 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from alphaprune.errors import UserError
+
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
 _HELD: list = []  # open lock files: closing one would release its GPU
 _AUTO: list = []  # what `auto` resolved to: one claim per process
+
+
+class DeviceError(UserError, RuntimeError):
+    """The GPUs a run needs are not there, or not free."""
 
 
 def lock_dir() -> Path:
@@ -42,9 +48,43 @@ def claim(ids: list[str], folder: Path | None = None, slots: int = 1) -> int:
     process: the first free slot of each device in turn, then the second of each, and so on, so
     that jobs spread over the devices before any device takes two. If every slot is claimed
     (more jobs than GPUs × slots), share the first device, with a warning."""
-    folder = folder or lock_dir()
+    index = _take(ids, folder or lock_dir(), slots)
+    if index is not None:
+        return index
+    log.warning(
+        "all %d GPUs are claimed by other alphaprune jobs (%d a GPU); sharing GPU 0 (run "
+        "snakemake with --resources gpu=<number of GPUs × runtime.jobs_per_gpu>)",
+        len(ids),
+        slots,
+    )
+    return 0
+
+
+def claim_several(ids: list[str], n: int, folder: Path | None = None, slots: int = 1) -> list[int]:
+    """Indices in `ids` of `n` different devices, a slot of each now held by this process, as
+    `claim` picks them: for a run of `n` processes, one a device. Fails, holding none, if fewer
+    than `n` devices have a slot free (a process of its own on each is what DDP needs)."""
+    taken: list[int] = []
+    while len(taken) < n:
+        index = _take(ids, folder or lock_dir(), slots, skip=taken)
+        if index is None:
+            for handle in _HELD[len(_HELD) - len(taken) :]:
+                handle.close()
+            del _HELD[len(_HELD) - len(taken) :]
+            raise DeviceError(
+                f"runtime.processes {n}: only {len(taken)} of the {len(ids)} GPUs have a slot "
+                "free (other alphaprune jobs hold the rest); run fewer jobs at once"
+            )
+        taken.append(index)
+    return taken
+
+
+def _take(ids: list[str], folder: Path, slots: int, skip: list[int] = ()) -> int | None:
+    """Claim the first free slot (see `claim`) of a device not in `skip`; None if none is."""
     folder.mkdir(parents=True, exist_ok=True)
     for slot, (index, ident) in ((k, d) for k in range(slots) for d in enumerate(ids)):
+        if index in skip:
+            continue
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", ident) + (f".{slot}" if slot else "")
         handle = open(folder / f"{name}.lock", "a")  # noqa: SIM115
         try:
@@ -57,13 +97,25 @@ def claim(ids: list[str], folder: Path | None = None, slots: int = 1) -> int:
         handle.flush()
         _HELD.append(handle)
         return index
-    log.warning(
-        "all %d GPUs are claimed by other alphaprune jobs (%d a GPU); sharing GPU 0 (run "
-        "snakemake with --resources gpu=<number of GPUs × runtime.jobs_per_gpu>)",
-        len(ids),
-        slots,
-    )
-    return 0
+    return None
+
+
+def visible_gpus(n: int, jobs_per_gpu: int = 1) -> str | None:
+    """CUDA_VISIBLE_DEVICES for a run of `n` processes on this machine, one a GPU: `n` GPUs
+    claimed (see `claim_several`) for as long as this process lives. None when there is no
+    CUDA, or no more GPUs are visible than the run needs (a SLURM job sees its own only)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    ids = _gpu_ids()
+    if len(ids) < n:
+        raise DeviceError(f"runtime.processes {n}: this machine shows only {len(ids)} GPUs")
+    if len(ids) == n:
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    names = visible.split(",") if visible else [str(i) for i in range(len(ids))]
+    return ",".join(names[i] for i in claim_several(ids, n, slots=jobs_per_gpu))
 
 
 def _gpu_ids() -> list[str]:
@@ -72,12 +124,20 @@ def _gpu_ids() -> list[str]:
     return [str(torch.cuda.get_device_properties(i).uuid) for i in range(torch.cuda.device_count())]
 
 
-def resolve_device(name: str = "auto", jobs_per_gpu: int = 1) -> torch.device:
+def resolve_device(
+    name: str = "auto", jobs_per_gpu: int = 1, local_rank: int | None = None
+) -> torch.device:
     """`auto`: a free CUDA GPU (claimed, see above; `jobs_per_gpu` slots each), then MPS, then
-    CPU; otherwise a torch device string such as `cuda:1`, used as given."""
+    CPU; otherwise a torch device string such as `cuda:1`, used as given. `local_rank`: this
+    process is that one of a run's processes on this machine, and takes that visible GPU
+    (`auto` or `cuda`; the launcher claimed them, see `claim_for`)."""
     import torch  # here, so that claiming a GPU (above) stays cheap to import
 
-    if name != "auto":
+    cuda = name in ("auto", "cuda") and torch.cuda.is_available()
+    if local_rank is not None and cuda:
+        # A task that SLURM bound to its own GPU sees only that one.
+        device = torch.device("cuda", local_rank if torch.cuda.device_count() > 1 else 0)
+    elif name != "auto":
         device = torch.device(name)
     else:
         if not _AUTO:

@@ -14,6 +14,10 @@ GPU habits: the data lives on the device as uint8 and is normalised per batch; a
 batched tensor ops; metrics accumulate in device tensors and are read once per epoch, so there
 is no host synchronisation inside an epoch. bf16 autocast on CUDA; channels_last on CUDA and on
 the CPU (`Runtime.channels_last`).
+
+A run may span several processes (`runtime.world`, see `alphaprune.distributed`): each trains on
+its share of every batch under DDP, evaluation is gathered, and only the main process calls
+`on_epoch` and `on_update` and writes the checkpoint; everything else runs in every process.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from alphaprune import blend, norms, schedules
+from alphaprune import blend, distributed, norms, schedules
 from alphaprune import checkpoint as checkpoints
 from alphaprune.batches import Split, predict
 from alphaprune.errors import UserError
@@ -76,6 +80,11 @@ def fit(
     the optimizer is rebuilt on what trains, the parameters it keeps keeping their state."""
     has_blends = any(True for _ in blend.blends(model))
     _device_layout(model, runtime)
+    _sync_batchnorm(model, runtime)
+    if not runtime.world.main:  # the main process alone reports and writes
+        on_epoch = on_update = checkpoint_to = None
+    else:
+        checkpoint_to = checkpoint
     params = blend.set_trainable(model, spec.trainable) if has_blends else list(model.parameters())
     opt = make_optimizer(params, spec.optimizer)
     blend.set_distill(model, spec.layer_distill > 0)
@@ -83,7 +92,7 @@ def fit(
     targets = _TeacherTargets(teacher, train, val, runtime, spec) if spec.needs_teacher else None
     val_targets = targets.val if targets else None
     start = time.perf_counter() - result.seconds
-    net = _compiled(model, runtime)
+    net = _training_net(model, runtime)
 
     for k, alpha in enumerate(spec.alphas):
         epochs = step_budget(spec, k, epoch)
@@ -102,7 +111,7 @@ def fit(
                 narrow(model)
                 opt = rebuilt(opt, model, spec)
             _device_layout(model, runtime)  # the collapsed layers are new tensors
-            net = _compiled(model, runtime)
+            net = _training_net(model, runtime)
         if alpha == 0 and spec.recalibrate_bn:
             _recalibrate(model, train, spec, generator, runtime)
         move = _BatchAlpha(model, spec, k, len(train)) if spec.batch_anneal and alpha else None
@@ -136,7 +145,7 @@ def fit(
         result.seconds = time.perf_counter() - start
         if on_update:
             on_update(result)
-        if checkpoint is not None and not final:
+        if checkpoint_to is not None and not final:
             checkpoints.save(
                 checkpoint, spec.fingerprint, k + 1, epoch, model, opt, generator, result
             )
@@ -171,10 +180,25 @@ def _resume(checkpoint, spec, model, opt, generator, on_update) -> tuple[FitResu
     return result, saved.next_step, saved.epoch
 
 
-def _compiled(model: nn.Module, runtime: Runtime) -> nn.Module:
-    """What the epochs call: `model` compiled (once per phase: before the loop, and again for
-    the collapsed student), or `model` itself."""
-    return torch.compile(model) if runtime.compile else model
+def _training_net(model: nn.Module, runtime: Runtime) -> nn.Module:
+    """What the epochs call (made once per phase: before the loop, and again for the collapsed
+    student): `model` under DDP when the run spans several processes, compiled if asked."""
+    net = distributed.wrap(model, runtime.world, runtime.device)
+    return torch.compile(net) if runtime.compile else net
+
+
+def _sync_batchnorm(model: nn.Module, runtime: Runtime) -> None:
+    """`runtime.sync_batchnorm`: BatchNorm layers normalise with the whole batch's statistics,
+    gathered from every process (in place: the layers keep their parameters and buffers)."""
+    if not (runtime.sync_batchnorm and runtime.world.distributed):
+        return
+    if not runtime.cuda:
+        raise UserError(
+            "runtime.sync_batchnorm: PyTorch synchronises BatchNorm on GPUs only; set it to "
+            "false on the CPU (each process then normalises with its share of the batch)"
+        )
+    for name, child in list(model.named_children()):
+        setattr(model, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
 
 
 def _measure(hook: StepHook | None, model: nn.Module) -> dict:
@@ -264,9 +288,12 @@ def _train_epoch(run: _EpochInputs, lr: Callable[[float], float]) -> dict:
     correct = torch.zeros((), device=dev, dtype=torch.long)
     seen = 0
     steps = max(1, len(run.data) // spec.batch_size)
-    for i, (x, y, idx) in enumerate(run.data.batches(spec.batch_size, run.generator)):
+    world = run.data.world
+    whole = min(spec.batch_size, len(run.data))  # a batch, all processes' shares together
+    part = (world.rows(whole), whole) if world.distributed else None
+    for i, (x, y, idx) in enumerate(run.data.batches(spec.batch_size, run.generator, shard=True)):
         if spec.augment.active:
-            x = spec.augment(x, run.generator)
+            x = spec.augment(x, run.generator, part)
         for group in opt.param_groups:
             group["lr"] = lr(i / steps)
         if run.move is not None:
@@ -287,6 +314,9 @@ def _train_epoch(run: _EpochInputs, lr: Callable[[float], float]) -> dict:
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
+    if world.distributed:  # every process's examples
+        totals = world.sum(torch.stack([loss_sum, correct.float(), torch.tensor(seen, device=dev)]))
+        loss_sum, correct, seen = totals[0], totals[1], totals[2]
     return {"train_loss": loss_sum / seen, "train_acc": correct / seen}  # device tensors
 
 

@@ -1,6 +1,6 @@
 """Where and how training runs: the device, the precision (bf16 autocast on CUDA, float32
-elsewhere), the memory layout, whether to compile, and whether the data lives on the device
-(`Runtime`)."""
+elsewhere), the memory layout, whether to compile, whether the data lives on the device, and
+the processes one run spans (`Runtime`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+
+from alphaprune.distributed import World
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,9 @@ class Runtime:
     data_placement: str = "auto"  # auto | device | host (see DeviceData)
     workers: int = 4  # DataLoader workers when the data stays in host memory
     jobs_per_gpu: int = 1  # training jobs that may share one GPU (see devices.claim)
+    processes: int = 1  # processes (one a GPU) one training run spans (see alphaprune.distributed)
+    sync_batchnorm: bool = False  # BatchNorm statistics over the whole batch, not a process's share
+    world: World = World()  # this process among the run's
 
     @property
     def cuda(self) -> bool:

@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command).parse_args(argv)
+    args.argv = argv  # to start the command again in several processes (`launch`)
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(name)s: %(message)s",

@@ -351,6 +351,11 @@ class RuntimeConfig(_Strict):
     # Training jobs that share one GPU (small prunes leave a large GPU mostly idle): each GPU
     # has this many slots for `auto` to claim; run snakemake with --resources gpu=<GPUs × this>.
     jobs_per_gpu: PositiveInt = Runtime.jobs_per_gpu
+    # Processes one training run spans, one a GPU (DDP): the stage starts them with torchrun;
+    # each trains on batch_size / processes examples of every batch.
+    processes: PositiveInt = Runtime.processes
+    # BatchNorm over the whole batch rather than each process's share (GPUs only).
+    sync_batchnorm: bool = Runtime.sync_batchnorm
 
 
 def _distinct_seeds(seeds: list[int]) -> list[int]:
@@ -402,6 +407,18 @@ class Params(_Strict):
     eval: EvalConfig = EvalConfig()
     latency: LatencyConfig = LatencyConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+
+    @model_validator(mode="after")
+    def _batches_split_evenly(self) -> Params:
+        n = self.runtime.processes
+        sizes = {"teacher": self.teacher.batch_size, "prune": self.prune.batch_size}
+        sizes |= {f"variants.{k}": v.batch_size for k, v in self.variants.items()}
+        for where, size in sizes.items():
+            if size % n:
+                raise ValueError(
+                    f"{where}.batch_size {size} does not split evenly over runtime.processes {n}"
+                )
+        return self
 
     @property
     def reference(self) -> str:

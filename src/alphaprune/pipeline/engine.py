@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from alphaprune import schedules
+from alphaprune import distributed, schedules
 from alphaprune.augment import Augment
 from alphaprune.batches import DeviceData, Split
 from alphaprune.devices import resolve_device
@@ -87,8 +87,12 @@ def prune_spec(cfg: PruneConfig, fingerprint: str = "") -> FitSpec:
 
 
 def runtime_from(cfg: RuntimeConfig) -> Runtime:
-    """The `Runtime` a params file's `runtime` section asks for (claiming a GPU if `auto`)."""
-    return build(Runtime, cfg, device=resolve_device(cfg.device, cfg.jobs_per_gpu))
+    """The `Runtime` a params file's `runtime` section asks for (claiming a GPU if `auto`); in
+    one of a run's several processes, its own GPU, and the run's process group joined."""
+    rank = distributed.environment()
+    local = rank.local_rank if rank.distributed else None
+    device = resolve_device(cfg.device, cfg.jobs_per_gpu, local_rank=local)
+    return build(Runtime, cfg, device=device, world=distributed.join(device))
 
 
 def splits(prepared: Prepared, runtime: Runtime, *names: str) -> list[Split]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from alphaprune.distributed import environment
+
 log = logging.getLogger("alphaprune")
 
 
@@ -15,7 +17,7 @@ class Progress:
     def __init__(self, label: str, total: int):
         self.label = label
         self.bar = None
-        if sys.stderr.isatty():
+        if sys.stderr.isatty() and environment().main:  # one bar for a run's processes
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=label, unit="epoch", leave=False)

@@ -12,6 +12,7 @@ from alphaprune.pipeline.commands import (
     load,
     write_record,
 )
+from alphaprune.pipeline.launch import relaunched
 from alphaprune.pipeline.progress import Progress
 from alphaprune.pipeline.stages.pretrain import pretrain
 
@@ -28,6 +29,8 @@ def add_arguments(p) -> None:
 
 def run(args) -> None:
     params = load(args)
+    if relaunched(args.argv, params.runtime):
+        return  # its processes did the work
     progress = Progress("teacher", params.teacher.epochs)
     metrics = pretrain(params, args.data, args.out, seed=args.seed, on_epoch=progress)
     progress.close()

@@ -12,6 +12,7 @@ from alphaprune.pipeline.commands import (
     load,
     write_record,
 )
+from alphaprune.pipeline.launch import relaunched
 from alphaprune.pipeline.progress import Progress
 from alphaprune.pipeline.stages.prune import prune
 
@@ -30,6 +31,8 @@ def add_arguments(p) -> None:
 
 def run(args) -> None:
     params = load(args)
+    if relaunched(args.argv, params.runtime):
+        return  # its processes did the work
     cfg = params.variant(args.variant)
     progress = Progress(args.variant, cfg.epochs)
     out = prune(

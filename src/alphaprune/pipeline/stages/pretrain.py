@@ -56,8 +56,6 @@ def pretrain(
         prepared.std,
         prepared.card["classes"],
     )
-    save_model(out_dir / "model.pt", model, recipe)
-    curves.write(result)
     last = result.history[-1]
     metrics = {
         "test_acc": accuracy(model, test, runtime),
@@ -68,5 +66,8 @@ def pretrain(
         "seed": seed,
         "wall_time_s": result.seconds,
     }
-    write_json(out_dir / "metrics.json", metrics)
+    if runtime.world.main:  # one of a run's processes writes
+        save_model(out_dir / "model.pt", model, recipe)
+        curves.write(result)
+        write_json(out_dir / "metrics.json", metrics)
     return metrics

@@ -101,8 +101,9 @@ def prune(
         "variant": variant,
         "prune": cfg.model_dump(),
     }
-    save_model(out_dir / "student.pt", model, recipe)
-    curves.write(result)
+    if runtime.world.main:  # one of a run's processes writes
+        save_model(out_dir / "student.pt", model, recipe)
+        curves.write(result)
     return {
         "achieved": plan.achieved,
         "macs_achieved": plan.macs_achieved,

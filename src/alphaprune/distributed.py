@@ -1,0 +1,130 @@
+"""One run across several processes, one a GPU (`World`): who this process is among them, and
+the few collective operations the fit loop needs.
+
+A run is split by *data*, never by recipe: every process holds the same model, draws the same
+random numbers from the same generator (so the batch order, the augmentation draws and the α
+schedule agree without being sent anywhere), and trains on its own contiguous share of each
+global batch of `batch_size` examples. DDP averages the gradients, so a step is the step one
+process takes on the whole batch, and the result does not depend on the number of processes
+(BatchNorm aside: in training mode each process normalises with its own share's statistics
+unless `runtime.sync_batchnorm` makes them the whole batch's, which PyTorch does on GPUs only).
+Evaluation splits a set into one contiguous block a process and gathers the logits, so every
+process sees the same metrics and takes the same early-stopping decisions.
+
+The processes are started by torchrun (`torch.distributed.run`), which sets RANK, WORLD_SIZE,
+LOCAL_RANK, MASTER_ADDR and MASTER_PORT; `join` reads them. Under srun with one task a process
+(and no torchrun), SLURM's own variables give the same: SLURM_PROCID, SLURM_NTASKS,
+SLURM_LOCALID.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class World:
+    """This process among the run's: `rank` of `size`, `local_rank` on its machine."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """The one process that writes outputs, checkpoints and logs."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    def rows(self, n: int, rank: int | None = None) -> slice:
+        """This process's (or `rank`'s) contiguous share of `n` items: `n // size` each, the
+        first `n % size` processes one more (`torch.tensor_split`'s shares)."""
+        r = self.rank if rank is None else rank
+        base, extra = divmod(n, self.size)
+        start = r * base + min(r, extra)
+        return slice(start, start + base + (r < extra))
+
+    def sum(self, t: Tensor) -> Tensor:
+        """`t` summed over the processes, in place (and returned)."""
+        if self.distributed:
+            torch.distributed.all_reduce(t)
+        return t
+
+    def gather(self, t: Tensor, n: int) -> Tensor:
+        """The rows of `n` items that the processes hold as their `rows(n)`, in order: `t` is
+        this process's share (padded, since a collective moves equal shapes)."""
+        if not self.distributed:
+            return t
+        most = self.rows(n, 0).stop
+        padded = t.new_zeros((most, *t.shape[1:]))
+        padded[: len(t)] = t
+        parts = [torch.empty_like(padded) for _ in range(self.size)]
+        torch.distributed.all_gather(parts, padded)
+        lengths = [len(range(n)[self.rows(n, r)]) for r in range(self.size)]
+        return torch.cat([p[:k] for p, k in zip(parts, lengths, strict=True)])
+
+
+def environment() -> World:
+    """This process's place from torchrun's variables, else srun's, else a world of one."""
+    env = os.environ
+    if "WORLD_SIZE" in env and "RANK" in env:
+        return World(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)))
+    if int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env and "MASTER_ADDR" in env:
+        return World(
+            int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), int(env.get("SLURM_LOCALID", 0))
+        )
+    return World()
+
+
+def join(device: torch.device) -> World:
+    """Join the run's process group (once; NCCL on CUDA, gloo on the CPU) if this process is
+    one of several, and return its place. The processes other than the main one log only
+    errors, so that a run's log holds each line once."""
+    world = environment()
+    if not world.distributed:
+        return world
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(
+            backend,
+            init_method="env://",
+            rank=world.rank,
+            world_size=world.size,
+            device_id=device if device.type == "cuda" else None,
+        )
+        atexit.register(leave)
+        if world.main:
+            log.info("one run across %d processes (%s)", world.size, backend)
+    if not world.main:
+        logging.getLogger("alphaprune").setLevel(logging.ERROR)
+    return world
+
+
+def wrap(model: torch.nn.Module, world: World, device: torch.device) -> torch.nn.Module:
+    """`model` as the fit loop calls it in training: under DDP, which averages the gradients
+    of what trains over the processes, when there are several (itself otherwise). The wrapper
+    shares `model`'s parameters; wrap again after the trainable set or the modules change."""
+    if not world.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    )
+
+
+def leave() -> None:
+    """Leave the process group (at the end of a process's run)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()

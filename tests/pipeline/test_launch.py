@@ -1,0 +1,167 @@
+"""One run across two processes (`runtime.processes: 2`): the command starts itself again under
+torchrun, the processes train on halves of every batch (DDP over gloo, on the CPU), and the
+student is the one a single process makes with the same global batch, to float tolerance. A run
+killed outright resumes from its checkpoint."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from alphaprune.modelfile import load_model
+from alphaprune.pipeline.config import ConfigError
+from alphaprune.pipeline.paramsfile import resolve
+
+pytestmark = pytest.mark.slow
+ALPHAPRUNE = [sys.executable, "-m", "alphaprune.pipeline.cli"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # two processes, one core each
+
+# The frozen-teacher recipe (BatchNorm in eval mode: see `_trains_batchnorm` below) with every
+# per-example random draw there is: crop, flip and noise on half the examples, and α moving at
+# every batch.
+RECIPE = {
+    "augment": {"crop_flip": True, "crop_padding": 1, "noise_fraction": 0.5, "noise_std": 0.3},
+    "advance": {"mode": "batch"},
+    "epochs": 6,
+    "finetune_epochs": 2,
+}
+
+
+def _params(tmp_path, tiny_raw, **variant) -> str:
+    raw = {**tiny_raw, "variants": {"v": {**RECIPE, **variant}}}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+def _prune(params, prepared_path, teacher_dir, out, processes, **popen):
+    args = [
+        *ALPHAPRUNE,
+        "prune",
+        "--params",
+        params,
+        "--set",
+        f"runtime.processes={processes}",
+        "--variant",
+        "v",
+        "--data",
+        str(prepared_path),
+        "--teacher",
+        str(teacher_dir / "model.pt"),
+        "--out",
+        str(out),
+        "--record",
+        str(out / "record.json"),
+    ]
+    if popen:
+        return subprocess.Popen(args, env=ENV, **popen)
+    done = subprocess.run(args, env=ENV, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def _students(a, b) -> float:
+    """The largest difference between two students' weights (same layers, same shapes)."""
+    sa, sb = (load_model(p / "student.pt")[0].state_dict() for p in (a, b))
+    assert sa.keys() == sb.keys()
+    return max((sa[k].double() - sb[k].double()).abs().max().item() for k in sa)
+
+
+def test_two_processes_make_the_student_one_process_makes(
+    tiny_raw, prepared_path, teacher_dir, tmp_path
+):
+    params = _params(tmp_path, tiny_raw)
+    _prune(params, prepared_path, teacher_dir, tmp_path / "one", 1)
+    two = _prune(params, prepared_path, teacher_dir, tmp_path / "two", 2)
+    assert "one run across 2 processes (gloo)" in two.stderr
+    # Only the main process logs: each epoch's line once.
+    assert two.stderr.count("v: epoch 6 ") == 1
+    # The same batches, augmentation draws, α at every batch, and gradients averaged: the same
+    # weights but for the order of float sums (the gradient's halves are added, not summed as
+    # one batch).
+    assert _students(tmp_path / "one", tmp_path / "two") < 1e-5
+    a = pd.read_csv(tmp_path / "one" / "history.csv").drop(columns="seconds")
+    b = pd.read_csv(tmp_path / "two" / "history.csv").drop(columns="seconds")
+    pd.testing.assert_frame_equal(a, b, rtol=1e-5)  # metrics gathered over both processes
+    assert (tmp_path / "two" / "record.json").exists()
+
+
+def test_a_killed_two_process_prune_resumes(tiny_raw, prepared_path, teacher_dir, tmp_path):
+    # even: one epoch an α step, so a checkpoint follows the first epoch and the run has 12
+    params = _params(
+        tmp_path,
+        tiny_raw,
+        advance={"mode": "even"},
+        schedule={"kind": "linear", "steps": 10},
+        epochs=12,
+    )
+    _prune(params, prepared_path, teacher_dir, tmp_path / "whole", 2)
+    cut = tmp_path / "cut"
+    first = _prune(
+        params,
+        prepared_path,
+        teacher_dir,
+        cut,
+        2,
+        start_new_session=True,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        while not (cut / "checkpoint" / "last.pt").exists():
+            assert first.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.05)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the launcher, torchrun and both processes
+        first.wait()
+    assert not (cut / "student.pt").exists()
+    done = _prune(params, prepared_path, teacher_dir, cut, 2)
+    assert "resumed from" in done.stderr
+    history = pd.read_csv(cut / "history.csv")
+    assert history["epoch"].tolist() == list(range(1, 13))
+    whole = pd.read_csv(tmp_path / "whole" / "history.csv")
+    pd.testing.assert_frame_equal(
+        whole.drop(columns="seconds"), history.drop(columns="seconds"), rtol=1e-6
+    )
+    assert _students(tmp_path / "whole", cut) < 1e-6
+
+
+def test_a_batch_that_does_not_split_over_the_processes_is_refused(tiny_raw):
+    raw = {**tiny_raw, "runtime": {"device": "cpu", "processes": 3}}
+    with pytest.raises(ConfigError, match=r"teacher.batch_size 64 does not split evenly"):
+        resolve(raw, "tiny")
+
+
+def test_the_launchers_error_names_the_failure(tiny_raw, prepared_path, tmp_path):
+    params = _params(tmp_path, tiny_raw)
+    args = [*ALPHAPRUNE, "prune", "--params", params, "--set", "runtime.processes=2"]
+    args += ["--variant", "v", "--data", str(prepared_path), "--teacher", str(tmp_path / "none")]
+    done = subprocess.run(
+        [*args, "--out", str(tmp_path / "o")], env=ENV, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert "alphaprune prune: error: the run's 2 processes failed" in done.stderr
+    assert "none" in done.stderr  # the processes' own error, above it
+
+
+def test_batchnorm_in_training_mode_is_what_differs(tiny_raw, prepared_path, teacher_dir, tmp_path):
+    """Training the BatchNorm layers (`trainable: student`), each process normalises with its
+    half of the batch: the students differ, by more than float error, unless the statistics are
+    synchronised (`runtime.sync_batchnorm`, GPUs only; refused on the CPU)."""
+    params = _params(tmp_path, tiny_raw, trainable="student", epochs=2, finetune_epochs=1)
+    _prune(params, prepared_path, teacher_dir, tmp_path / "one", 1)
+    _prune(params, prepared_path, teacher_dir, tmp_path / "two", 2)
+    assert _students(tmp_path / "one", tmp_path / "two") > 1e-3
+    args = [*ALPHAPRUNE, "prune", "--params", params, "--set", "runtime.processes=2"]
+    args += ["--set", "runtime.sync_batchnorm=true", "--variant", "v"]
+    args += ["--data", str(prepared_path), "--teacher", str(teacher_dir / "model.pt")]
+    done = subprocess.run(
+        [*args, "--out", str(tmp_path / "s")], env=ENV, capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "synchronises BatchNorm on GPUs only" in done.stderr
