@@ -223,3 +223,28 @@ def test_the_pipeline_runs_on_slurm(cluster, tmp_path):
     # Jobs ran (and re-read the Snakefile) on the node; the submit host recorded them in DVC.
     assert "Recorded in DVC's lock" in log
     assert json.loads(run([BIN / "dvc", "status", "--json"], root).stdout) == {}
+
+
+def test_a_two_task_ddp_prune_runs_on_slurm(cluster, tmp_path):
+    """runtime.processes: 2 makes each training job a SLURM job of two tasks and two GPUs; the
+    command in it starts a process a task with srun, and they train one student over gloo."""
+    grid = {**TINY, "variants": {"a": TINY["variants"]["a"]}, "runtime": {"processes": 2}}
+    root = make_project(tmp_path / "p", grid)
+    target = "results/variants/a/t0-s0/student.pt"
+    args = [BIN / "snakemake", target, "--profile", "workflow/profiles/slurm", *PLUGIN, *SMALL]
+    out = run(args, root)
+    log = out.stdout + out.stderr
+    submitted = dict(re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*rule_(\w+)", log))
+    print("SLURM job ids:", ", ".join(f"{j} ({rule})" for j, rule in submitted.items()))
+    assert sorted(submitted.values()) == ["prepare", "pretrain", "prune"], log
+    for job, rule in submitted.items():
+        shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True)
+        assert "JobState=COMPLETED" in shown.stdout, shown.stdout
+        if rule != "prepare":
+            assert "NumTasks=2" in shown.stdout and "gres:gpu:2" in shown.stdout, shown.stdout
+    for stage in ("pretrain/t0", "prune/a/t0-s0"):
+        text = (root / "logs" / f"{stage}.log").read_text()
+        assert "one run in 2 processes: srun --kill-on-bad-exit=1 --ntasks=2" in text, text
+        assert "--gpus-per-task=1" in text, text  # each process its own GPU
+        assert "one run across 2 processes (gloo)" in text, text
+    assert (root / target).exists()

@@ -54,6 +54,15 @@ def code(stage):
 
 DATA = f"data/prepared/{PARAMS.data.name}"
 
+# A training job (pretrain, prune) runs as runtime.processes processes, one a GPU: it asks for
+# as many GPUs, and on SLURM for a task each (srun starts them: alphaprune.pipeline.launch);
+# `mpi` tells the SLURM executor that the job starts its own tasks. Several nodes: add
+# `nodes` to the rule's resources in the profile.
+PROCESSES = PARAMS.runtime.processes
+TRAINING = {"gpu": PROCESSES}
+if PROCESSES > 1:
+    TRAINING |= {"tasks": PROCESSES, "tasks_per_gpu": 1, "mpi": "srun"}
+
 
 
 def every_core(wildcards):

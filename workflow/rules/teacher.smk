@@ -16,9 +16,9 @@ rule pretrain:
     params:
         files=params_files,
         out=lambda w, output: os.path.dirname(output.model),
-    threads: 2
+    threads: max(2, PROCESSES)
     resources:
-        gpu=1,
+        **TRAINING,
     conda:
         "../envs/alphaprune.yaml"
     log:

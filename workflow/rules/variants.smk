@@ -16,12 +16,12 @@ rule prune:
     params:
         files=params_files,
         out=lambda w, output: os.path.dirname(output.student),
-    threads: 1
+    threads: PROCESSES
     # Prunes are the long jobs: started first, they run side by side and the short evaluate
     # and export jobs fill in after them, rather than one prune left running alone at the end.
     priority: 1
     resources:
-        gpu=1,
+        **TRAINING,
     conda:
         "../envs/alphaprune.yaml"
     log:
