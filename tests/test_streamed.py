@@ -130,3 +130,51 @@ def test_streamed_images_must_be_square(photos):
     folder, _, _ = photos
     with pytest.raises(ValueError, match="square"):
         streamed.StreamedData(folder, torch.zeros(9), [0.0], [1.0], CPU, shape=(3, 4, 5))
+
+
+@pytest.fixture
+def jpegs(tmp_path):
+    """Eight JPEGs of mixed sizes, one grey, under a folder: its Files."""
+    from PIL import Image
+
+    names = []
+    gen = torch.Generator().manual_seed(0)
+    for i, (h, w) in enumerate([(12, 9), (7, 20), (16, 16), (9, 11)] * 2):
+        image = torch.randint(0, 256, (h, w, 3), dtype=torch.uint8, generator=gen).numpy()
+        name = f"c{i % 2}/{i}.JPEG"  # ImageNet's suffix, in capitals
+        (tmp_path / "j" / name).parent.mkdir(parents=True, exist_ok=True)
+        picture = Image.fromarray(image)
+        (picture.convert("L") if i == 3 else picture).save(tmp_path / "j" / name, quality=90)
+        names.append(name)
+    sizes = torch.tensor([(tmp_path / "j" / n).stat().st_size for n in names])
+    return streamed.Files(str(tmp_path / "j"), np.array(names, dtype="S"), sizes)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_jpegs_decoded_a_batch_at_a_time_on_the_device_are_the_workers_images(jpegs, workers):
+    """`decode_on` (CUDA in a run; the CPU here): the workers only read the files, and the
+    batch is decoded in one call where training runs. The images are the ones the workers
+    decode (on a GPU, nvJPEG's may differ from libjpeg's by rounding: not measured here)."""
+    y = torch.arange(8) % 2
+    runtime = Runtime(torch.device("cpu"), workers=workers)
+    args = (jpegs, y, [120.0] * 3, [60.0] * 3, runtime)
+    by_workers = streamed.StreamedData(*args, shape=(3, 6, 6))
+    on_device = streamed.StreamedData(*args, shape=(3, 6, 6), decode_on=torch.device("cpu"))
+    assert isinstance(on_device.dataset[torch.tensor([0, 1])], list)  # bytes, not pixels
+    for gen in (None, 3):
+        g = None if gen is None else torch.Generator().manual_seed(gen)
+        h = None if gen is None else torch.Generator().manual_seed(gen)
+        got, want = list(on_device.batches(3, g)), list(by_workers.batches(3, h))
+        assert len(got) == len(want) > 0
+        for (xa, ya, ia), (xb, yb, ib) in zip(got, want, strict=True):
+            assert torch.equal(ia, ib) and torch.equal(ya, yb) and torch.equal(xa, xb)
+    assert torch.equal(on_device.examples(2), by_workers.examples(2))
+
+
+def test_only_jpegs_are_decoded_on_the_device(photos, jpegs):
+    folder, _, _ = photos
+    assert jpegs.jpeg_only and not folder.jpeg_only
+    with pytest.raises(ValueError, match="only JPEG"):
+        streamed.StreamedData(
+            folder, torch.zeros(9), [0.0], [1.0], CPU, shape=(3, 4, 4), decode_on=CPU.device
+        )

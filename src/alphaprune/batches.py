@@ -71,12 +71,17 @@ class Split(abc.ABC):
     ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         """(x, y, indices) on the device, in `order`, the images fetched by the DataLoader."""
         chunks = self.order(batch_size, generator, shard)
-        for xb, idx in zip(self._loader(chunks), chunks, strict=True):
-            yield self.normalise(xb), self.y[idx], idx
+        for fetched, idx in zip(self._loader(chunks), chunks, strict=True):
+            yield self.normalise(self.images(fetched)), self.y[idx], idx
+
+    def images(self, fetched) -> Tensor:
+        """The uint8 images of what the dataset fetched for a batch: itself, unless a subclass
+        fetches something else (e.g. still-encoded files, to decode on the device)."""
+        return fetched
 
     def examples(self, n: int) -> Tensor:
         """The first `n` images, as model inputs (e.g. to trace a model with)."""
-        return self.normalise(self.dataset[torch.arange(min(n, len(self)))])
+        return self.normalise(self.images(self.dataset[torch.arange(min(n, len(self)))]))
 
     def _loader(self, chunks: list[Tensor]) -> Iterator:
         """`self.dataset[indices]` for each chunk of indices, fetched by DataLoader workers."""

@@ -40,6 +40,12 @@ class Files:
     def name(self, i: int) -> str:
         return os.fsdecode(bytes(self.names[i]))
 
+    @property
+    def jpeg_only(self) -> bool:
+        """Whether every file is a JPEG (by its suffix): what `decode_jpegs` can decode."""
+        lower = np.char.lower(self.names)
+        return bool((np.char.endswith(lower, b".jpg") | np.char.endswith(lower, b".jpeg")).all())
+
     def read(self, i: int, fd: int | None = None) -> bytes:
         """File `i`'s bytes; `fd`: the archive `root`, opened for reading (else opened here)."""
         size = int(self.sizes[i])
@@ -85,6 +91,21 @@ def decode(data: bytes, channels: int, name: str = "image") -> Tensor:
     return image if image.dtype == torch.uint8 else to_dtype(image, torch.uint8, scale=True)
 
 
+def decode_jpegs(data: list[Tensor], channels: int, size: int, device: torch.device) -> Tensor:
+    """A batch of encoded JPEGs (uint8 byte tensors in host memory) decoded in one batched call
+    on `device` (nvJPEG on CUDA) and fitted to `size`: (B, channels, size, size) uint8 there."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
+    try:
+        with warnings.catch_warnings():  # as in `decode`
+            warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)
+            images = decode_jpeg(data, mode=mode, device=device)
+    except (RuntimeError, ValueError) as err:
+        raise FileFormatError(f"a JPEG of this batch cannot be decoded ({err})") from None
+    return torch.stack([fit(image, size) for image in images])
+
+
 def fit(images: Tensor, size: int) -> Tensor:
     """uint8 images (..., C, H, W) resized, the shorter side to `size` (bilinear, antialiased),
     and centre-cropped to size × size: the evaluation transform of ImageNet-style recipes,
@@ -99,32 +120,59 @@ def fit(images: Tensor, size: int) -> Tensor:
 class StreamedData(Split):
     """One split read from its files: each batch's images decoded and fitted to `size` by the
     DataLoader's workers (`runtime.workers`; 0 decodes in this process), then normalised on the
-    device. Only the labels and the file index are held in memory."""
+    device. Only the labels and the file index are held in memory.
 
-    def __init__(self, files: Files, y: Tensor, mean, std, runtime: Runtime, *, shape):
+    `decode_on`: the workers only read the files, and each batch is decoded there in one
+    batched call (`decode_jpegs`; the engine asks for it on CUDA when every file is a JPEG),
+    which spares the CPU cores that decoding ImageNet at GPU speed would need."""
+
+    def __init__(
+        self,
+        files: Files,
+        y: Tensor,
+        mean,
+        std,
+        runtime: Runtime,
+        *,
+        shape,
+        decode_on: torch.device | None = None,
+    ):
         super().__init__(y, mean, std, runtime)
         channels, size, width = shape
         if size != width:
             raise ValueError(f"streamed images are square, not {size}x{width}")
-        self.files = files
-        self._dataset = DecodedFiles(files, channels, size)
+        if decode_on is not None and not files.jpeg_only:
+            raise ValueError("only JPEG files are decoded on the device")
+        self.files, self.channels, self.size, self.decode_on = files, channels, size, decode_on
+        self._dataset = DecodedFiles(files, channels, size, encoded=decode_on is not None)
 
     @property
     def dataset(self) -> DecodedFiles:
         return self._dataset
 
+    def images(self, fetched) -> Tensor:
+        if self.decode_on is None:
+            return fetched
+        return decode_jpegs(fetched, self.channels, self.size, self.decode_on)
+
 
 class DecodedFiles(torch.utils.data.Dataset):
-    """dataset[indices] -> those images, read, decoded and fitted, as one uint8 tensor."""
+    """dataset[indices] -> those images, read, decoded and fitted, as one uint8 tensor; or,
+    `encoded`, only read: a list of their files' bytes as uint8 tensors."""
 
-    def __init__(self, files: Files, channels: int, size: int):
-        self.files, self.channels, self.size = files, channels, size
+    def __init__(self, files: Files, channels: int, size: int, encoded: bool = False):
+        self.files, self.channels, self.size, self.encoded = files, channels, size, encoded
         self._fd: int | None = None  # the archive, opened once a process (pread needs no seek)
 
-    def __getitem__(self, idx: Tensor) -> Tensor:
+    def __getitem__(self, idx: Tensor) -> Tensor | list[Tensor]:
         if self.files.offsets is not None and self._fd is None:
             self._fd = os.open(self.files.root, os.O_RDONLY)
+        if self.encoded:
+            return [self._bytes(int(i)) for i in idx]
         return torch.stack([self._image(int(i)) for i in idx])
+
+    def _bytes(self, i: int) -> Tensor:
+        return torch.frombuffer(bytearray(self.files.read(i, self._fd)), dtype=torch.uint8)
 
     def _image(self, i: int) -> Tensor:
         name = f"{self.files.root}/{self.files.name(i)}"

@@ -109,17 +109,7 @@ def splits(prepared: Prepared, runtime: Runtime, *names: str) -> list[Split]:
             prepared.card["root"],
             runtime.workers,
         )
-        return [
-            StreamedData(
-                prepared.files(n),
-                prepared.labels(n),
-                prepared.mean,
-                prepared.std,
-                runtime,
-                shape=prepared.shape,
-            )
-            for n in names
-        ]
+        return [_streamed(prepared, runtime, n) for n in names]
     nbytes = sum(t.numel() * t.element_size() for t in prepared.tensors.values())
     resident = runtime.data_fits(nbytes)
     if not resident:
@@ -133,3 +123,22 @@ def splits(prepared: Prepared, runtime: Runtime, *names: str) -> list[Split]:
         DeviceData(*prepared.split(n), prepared.mean, prepared.std, runtime, resident)
         for n in names
     ]
+
+
+def _streamed(prepared: Prepared, runtime: Runtime, name: str) -> StreamedData:
+    """Split `name` streamed from its files; on CUDA, JPEGs are decoded there (nvJPEG, batched)
+    rather than by the DataLoader's workers on the CPU."""
+    files = prepared.files(name)
+    decode_on = runtime.device if runtime.cuda and files.jpeg_only else None
+    if decode_on is not None:
+        log.info("%s: JPEGs decoded on %s, a batch at a time", name, decode_on)
+    labels = prepared.labels(name)
+    return StreamedData(
+        files,
+        labels,
+        prepared.mean,
+        prepared.std,
+        runtime,
+        shape=prepared.shape,
+        decode_on=decode_on,
+    )
