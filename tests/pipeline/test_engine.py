@@ -37,15 +37,22 @@ def test_a_default_config_builds_the_engine_types_defaults(engine_type, config):
 def test_the_runtime_is_built_by_name_with_its_device_resolved():
     runtime = engine.runtime_from(RuntimeConfig(device="cpu", workers=2, eval_batch_size=7))
     assert runtime == Runtime(torch.device("cpu"), workers=2, eval_batch_size=7)
-    defaults = {f.name: f.default for f in dataclasses.fields(Runtime) if f.name != "device"}
+    resolved = ("device", "world")  # what the run finds, not what params say
+    defaults = {f.name: f.default for f in dataclasses.fields(Runtime) if f.name not in resolved}
     assert {k: getattr(RuntimeConfig(), k) for k in defaults} == defaults
 
 
 def test_auto_claims_a_gpu_with_the_runtimes_jobs_per_gpu(monkeypatch):
     asked = []
-    monkeypatch.setattr(engine, "resolve_device", lambda *a: asked.append(a) or torch.device("cpu"))
+
+    def resolve(*a, **kw):
+        asked.append((a, kw))
+        return torch.device("cpu")
+
+    monkeypatch.setattr(engine, "resolve_device", resolve)
     runtime = engine.runtime_from(RuntimeConfig(jobs_per_gpu=3))
-    assert asked == [("auto", 3)] and runtime.jobs_per_gpu == 3
+    # local_rank None: not one of a run's several processes, so `auto` claims a GPU itself
+    assert asked == [(("auto", 3), {"local_rank": None})] and runtime.jobs_per_gpu == 3
 
 
 def test_a_field_the_two_do_not_share_fails_loudly():
