@@ -144,8 +144,12 @@ def test_the_processes_of_a_run_see_only_the_gpus_claimed_for_it(tmp_path, monke
     other, _ = _job(tmp_path)
     try:
         assert devices.visible_gpus(2) == "5,7"
-        assert devices.visible_gpus(3) is None  # every GPU it sees: nothing to choose
         with pytest.raises(devices.DeviceError, match="shows only 3 GPUs"):
             devices.visible_gpus(4)
     finally:
         _end(other)
+    # every GPU it sees is the run's: nothing to hide, but they are claimed all the same
+    monkeypatch.setenv("ALPHAPRUNE_GPU_LOCKS", str(tmp_path / "other"))
+    assert devices.visible_gpus(3) is None
+    with pytest.raises(devices.DeviceError, match="only 0 of the 3 GPUs have a slot free"):
+        devices.claim_several(GPUS, 1, tmp_path / "other")

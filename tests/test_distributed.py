@@ -12,7 +12,7 @@ import torch
 
 from alphaprune import augment
 from alphaprune.batches import DeviceData
-from alphaprune.distributed import World, environment
+from alphaprune.distributed import SRUN_MARK, World, environment
 from alphaprune.runtime import Runtime
 
 
@@ -88,15 +88,18 @@ def test_one_process_draws_as_before():
 
 
 def test_the_environment_names_the_process(monkeypatch):
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_NTASKS", "SLURM_PROCID", "MASTER_ADDR"):
+    names = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_NTASKS", "SLURM_PROCID", SRUN_MARK)
+    for key in names:
         monkeypatch.delenv(key, raising=False)
     assert environment() == World()
-    # srun's tasks, one a GPU, once the launcher has named where they meet
+    # a SLURM job's own step, even where the site sets MASTER_ADDR, is no run of several ...
     monkeypatch.setenv("SLURM_NTASKS", "4")
     monkeypatch.setenv("SLURM_PROCID", "3")
     monkeypatch.setenv("SLURM_LOCALID", "1")
-    assert environment() == World(), "a SLURM job's own step is no run of several"
     monkeypatch.setenv("MASTER_ADDR", "node7")
+    assert environment() == World()
+    # ... the tasks the launcher starts with srun are
+    monkeypatch.setenv(SRUN_MARK, "1")
     assert environment() == World(3, 4, 1)
     # torchrun's variables come first
     monkeypatch.setenv("RANK", "1")

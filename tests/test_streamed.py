@@ -4,7 +4,9 @@ gives, with DataLoader workers or without."""
 
 from __future__ import annotations
 
+import os
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -160,7 +162,9 @@ def test_jpegs_decoded_a_batch_at_a_time_on_the_device_are_the_workers_images(jp
     args = (jpegs, y, [120.0] * 3, [60.0] * 3, runtime)
     by_workers = streamed.StreamedData(*args, shape=(3, 6, 6))
     on_device = streamed.StreamedData(*args, shape=(3, 6, 6), decode_on=torch.device("cpu"))
-    assert isinstance(on_device.dataset[torch.tensor([0, 1])], list)  # bytes, not pixels
+    flat, lengths = on_device.dataset[torch.tensor([0, 1])]  # the files' bytes, not pixels
+    assert lengths.tolist() == [int(jpegs.sizes[0]), int(jpegs.sizes[1])]
+    assert flat.dtype == torch.uint8 and len(flat) == lengths.sum()
     for gen in (None, 3):
         g = None if gen is None else torch.Generator().manual_seed(gen)
         h = None if gen is None else torch.Generator().manual_seed(gen)
@@ -178,3 +182,16 @@ def test_only_jpegs_are_decoded_on_the_device(photos, jpegs):
         streamed.StreamedData(
             folder, torch.zeros(9), [0.0], [1.0], CPU, shape=(3, 4, 4), decode_on=CPU.device
         )
+
+
+def test_a_batch_with_a_png_named_jpeg_is_decoded_image_by_image(jpegs):
+    """ImageNet's training set holds a PNG named .JPEG: the batched JPEG decode fails on its
+    batch, which is then decoded one image at a time, as the workers would."""
+    write_png(Path(jpegs.root) / "c1/5.JPEG", 5, shape=(3, 10, 10))
+    sizes = torch.tensor([os.path.getsize(f"{jpegs.root}/{jpegs.name(i)}") for i in range(8)])
+    files = streamed.Files(jpegs.root, jpegs.names, sizes)
+    args = (files, torch.zeros(8, dtype=torch.long), [0.0] * 3, [1.0] * 3, CPU)
+    on_device = streamed.StreamedData(*args, shape=(3, 6, 6), decode_on=CPU.device)
+    by_workers = streamed.StreamedData(*args, shape=(3, 6, 6))
+    for (xa, _, _), (xb, _, _) in zip(on_device.batches(4), by_workers.batches(4), strict=True):
+        assert torch.equal(xa, xb)

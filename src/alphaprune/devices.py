@@ -103,7 +103,8 @@ def _take(ids: list[str], folder: Path, slots: int, skip: list[int] = ()) -> int
 def visible_gpus(n: int, jobs_per_gpu: int = 1) -> str | None:
     """CUDA_VISIBLE_DEVICES for a run of `n` processes on this machine, one a GPU: `n` GPUs
     claimed (see `claim_several`) for as long as this process lives. None when there is no
-    CUDA, or no more GPUs are visible than the run needs (a SLURM job sees its own only)."""
+    CUDA, or when every visible GPU is the run's (claimed all the same, so that other jobs
+    keep off them)."""
     import torch
 
     if not torch.cuda.is_available():
@@ -111,11 +112,12 @@ def visible_gpus(n: int, jobs_per_gpu: int = 1) -> str | None:
     ids = _gpu_ids()
     if len(ids) < n:
         raise DeviceError(f"runtime.processes {n}: this machine shows only {len(ids)} GPUs")
+    taken = claim_several(ids, n, slots=jobs_per_gpu)
     if len(ids) == n:
         return None
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     names = visible.split(",") if visible else [str(i) for i in range(len(ids))]
-    return ",".join(names[i] for i in claim_several(ids, n, slots=jobs_per_gpu))
+    return ",".join(names[i] for i in taken)
 
 
 def _gpu_ids() -> list[str]:
@@ -130,10 +132,10 @@ def resolve_device(
     """`auto`: a free CUDA GPU (claimed, see above; `jobs_per_gpu` slots each), then MPS, then
     CPU; otherwise a torch device string such as `cuda:1`, used as given. `local_rank`: this
     process is that one of a run's processes on this machine, and takes that visible GPU
-    (`auto` or `cuda`; the launcher claimed them, see `claim_for`)."""
+    (for `auto` and any `cuda` name: the launcher claimed them, see `visible_gpus`)."""
     import torch  # here, so that claiming a GPU (above) stays cheap to import
 
-    cuda = name in ("auto", "cuda") and torch.cuda.is_available()
+    cuda = (name == "auto" or name.startswith("cuda")) and torch.cuda.is_available()
     if local_rank is not None and cuda:
         # A task that SLURM bound to its own GPU sees only that one.
         device = torch.device("cuda", local_rank if torch.cuda.device_count() > 1 else 0)

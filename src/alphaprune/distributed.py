@@ -13,8 +13,8 @@ process sees the same metrics and takes the same early-stopping decisions.
 
 The processes are started by torchrun (`torch.distributed.run`), which sets RANK, WORLD_SIZE,
 LOCAL_RANK, MASTER_ADDR and MASTER_PORT; `join` reads them. Under srun with one task a process
-(and no torchrun), SLURM's own variables give the same: SLURM_PROCID, SLURM_NTASKS,
-SLURM_LOCALID.
+started by `alphaprune.pipeline.launch` (no torchrun), SLURM's own variables give the same:
+SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 log = logging.getLogger(__name__)
+SRUN_MARK = "ALPHAPRUNE_SRUN"  # set by the launcher for the tasks it starts with srun
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def environment() -> World:
     env = os.environ
     if "WORLD_SIZE" in env and "RANK" in env:
         return World(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)))
-    if int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env and "MASTER_ADDR" in env:
+    if env.get(SRUN_MARK) and "SLURM_PROCID" in env and "MASTER_ADDR" in env:
         return World(
             int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), int(env.get("SLURM_LOCALID", 0))
         )
@@ -122,6 +123,15 @@ def wrap(model: torch.nn.Module, world: World, device: torch.device) -> torch.nn
     return DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None
     )
+
+
+def share_buffers(model: torch.nn.Module, world: World) -> None:
+    """Every process's buffers (BatchNorm's running statistics) made the main process's: DDP
+    sends them at each training forward, so after an epoch's last batch each process holds its
+    own update until this."""
+    if world.distributed:
+        for buffer in model.buffers():
+            torch.distributed.broadcast(buffer, 0)
 
 
 def leave() -> None:

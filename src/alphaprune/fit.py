@@ -127,6 +127,7 @@ def fit(
             t0 = time.perf_counter()
             lr = lr_schedule(spec, final, first_epoch + e, e, n_max)
             tr = _train_epoch(inputs, lr)
+            distributed.share_buffers(model, runtime.world)  # evaluate the model main saves
             tr = {name: v.item() for name, v in tr.items()}  # the epoch's one host sync
             va = _evaluate(model, val, spec.loss, val_targets, runtime)
             epoch += 1

@@ -123,8 +123,10 @@ class StreamedData(Split):
     device. Only the labels and the file index are held in memory.
 
     `decode_on`: the workers only read the files, and each batch is decoded there in one
-    batched call (`decode_jpegs`; the engine asks for it on CUDA when every file is a JPEG),
-    which spares the CPU cores that decoding ImageNet at GPU speed would need."""
+    batched call (`decode_jpegs`; the engine asks for it on CUDA when every file is named a
+    JPEG), which spares the CPU cores that decoding ImageNet at GPU speed would need. A batch
+    that call cannot decode (a file named .JPEG that is not one) is decoded image by image on
+    the CPU, as the workers would."""
 
     def __init__(
         self,
@@ -153,26 +155,31 @@ class StreamedData(Split):
     def images(self, fetched) -> Tensor:
         if self.decode_on is None:
             return fetched
-        return decode_jpegs(fetched, self.channels, self.size, self.decode_on)
+        flat, lengths = fetched
+        data = list(flat.split(lengths.tolist()))
+        try:
+            return decode_jpegs(data, self.channels, self.size, self.decode_on)
+        except FileFormatError:  # e.g. a PNG named .JPEG (ImageNet has one): one at a time
+            images = [fit(decode(d.numpy().tobytes(), self.channels), self.size) for d in data]
+            return torch.stack(images).to(self.decode_on)
 
 
 class DecodedFiles(torch.utils.data.Dataset):
     """dataset[indices] -> those images, read, decoded and fitted, as one uint8 tensor; or,
-    `encoded`, only read: a list of their files' bytes as uint8 tensors."""
+    `encoded`, only read: their files' bytes end to end (uint8) and each file's length."""
 
     def __init__(self, files: Files, channels: int, size: int, encoded: bool = False):
         self.files, self.channels, self.size, self.encoded = files, channels, size, encoded
         self._fd: int | None = None  # the archive, opened once a process (pread needs no seek)
 
-    def __getitem__(self, idx: Tensor) -> Tensor | list[Tensor]:
+    def __getitem__(self, idx: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         if self.files.offsets is not None and self._fd is None:
             self._fd = os.open(self.files.root, os.O_RDONLY)
-        if self.encoded:
-            return [self._bytes(int(i)) for i in idx]
+        if self.encoded:  # one tensor, not one a file: each would hold a shared-memory handle
+            data = [self.files.read(int(i), self._fd) for i in idx]
+            flat = torch.frombuffer(bytearray(b"".join(data)), dtype=torch.uint8)
+            return flat, torch.tensor([len(d) for d in data])
         return torch.stack([self._image(int(i)) for i in idx])
-
-    def _bytes(self, i: int) -> Tensor:
-        return torch.frombuffer(bytearray(self.files.read(i, self._fd)), dtype=torch.uint8)
 
     def _image(self, i: int) -> Tensor:
         name = f"{self.files.root}/{self.files.name(i)}"

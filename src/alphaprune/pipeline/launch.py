@@ -72,6 +72,9 @@ def _srun(env: dict, job: dict[str, str], argv: list[str]) -> list[str]:
         check=True,
     ).stdout.split()
     env["MASTER_ADDR"] = hosts[0]
+    env[distributed.SRUN_MARK] = "1"  # these tasks are one run's processes
+    for inherited in ("SLURM_NTASKS_PER_GPU", "SLURM_NTASKS_PER_TRES"):  # vs --gpus-per-task
+        env.pop(inherited, None)
     env.setdefault("MASTER_PORT", str(20000 + int(job["JobId"]) % 20000))
     cpus = job.get("CPUs/Task", "1")
     env.setdefault("OMP_NUM_THREADS", cpus)
