@@ -1,8 +1,8 @@
 """The pipeline on a real SLURM cluster, through Snakemake's SLURM executor and the project's
 profile (workflow/profiles/slurm): a single-node cluster (munged, slurmctld, slurmd) is started
 on this machine, the tiny configuration runs with every job submitted to it, each training job
-asks SLURM for one GPU, students are timed on a node they hold alone (--exclusive), and a second
-run has nothing to do.
+is one run of two processes (DDP: two tasks and two GPUs, started with srun), students are timed
+on a node they hold alone (--exclusive), and a second run has nothing to do.
 
 It needs root and Debian's slurm-wlm and munge (installed here with apt-get when missing), so it
 is marked `slurm`, left out of `make test`, and run by `make test-slurm` (CI runs both). The
@@ -190,8 +190,14 @@ PLUGIN = [
 ]
 
 
-# Two variants are enough to show every rule on SLURM, and keep the test short.
-GRID = {**TINY, "variants": {v: TINY["variants"][v] for v in ("a", "b-2")}}
+# Two variants are enough to show every rule on SLURM, and keep the test short. Each training
+# job is one run of two processes (runtime.processes): a SLURM job of two tasks and two GPUs,
+# whose command starts a process a task with srun; they train over gloo on the node's CPUs.
+GRID = {
+    **TINY,
+    "variants": {v: TINY["variants"][v] for v in ("a", "b-2")},
+    "runtime": {**TINY["runtime"], "processes": 2},
+}
 
 
 def test_the_pipeline_runs_on_slurm(cluster, tmp_path):
@@ -209,11 +215,20 @@ def test_the_pipeline_runs_on_slurm(cluster, tmp_path):
     for job, rule in submitted.items():
         shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True)
         assert "JobState=COMPLETED" in shown.stdout, shown.stdout
-        if rule in ("pretrain", "prune", "latency"):
-            assert "gres:gpu:1" in shown.stdout  # each training (and timing) job asked for a GPU
+        if rule in ("pretrain", "prune"):  # a task and a GPU for each of the run's processes
+            assert "NumTasks=2" in shown.stdout and "gres:gpu:2" in shown.stdout, shown.stdout
+        if rule == "latency":
+            assert (
+                "gres:gpu:1" in shown.stdout
+            )  # students are timed on the kind of node they train on
         # students are timed with the node to themselves; other jobs share it
         exclusive = "OverSubscribe=NO" in shown.stdout
         assert exclusive == (rule == "latency"), shown.stdout
+    for stage in ("pretrain/t0", "prune/a/t0-s0", "prune/b-2/t0-s0"):
+        text = (root / "logs" / f"{stage}.log").read_text()
+        assert "one run in 2 processes: srun --kill-on-bad-exit=1 --ntasks=2" in text, text
+        assert "--gpus-per-task=1" in text, text  # each process its own GPU
+        assert "one run across 2 processes (gloo)" in text, text
     for v in GRID["variants"]:
         assert (root / "results" / "variants" / v / "t0-s0" / "metrics.json").exists()
         assert (root / "results" / "plots" / f"training_{v}.png").exists()
@@ -223,28 +238,3 @@ def test_the_pipeline_runs_on_slurm(cluster, tmp_path):
     # Jobs ran (and re-read the Snakefile) on the node; the submit host recorded them in DVC.
     assert "Recorded in DVC's lock" in log
     assert json.loads(run([BIN / "dvc", "status", "--json"], root).stdout) == {}
-
-
-def test_a_two_task_ddp_prune_runs_on_slurm(cluster, tmp_path):
-    """runtime.processes: 2 makes each training job a SLURM job of two tasks and two GPUs; the
-    command in it starts a process a task with srun, and they train one student over gloo."""
-    grid = {**TINY, "variants": {"a": TINY["variants"]["a"]}, "runtime": {"processes": 2}}
-    root = make_project(tmp_path / "p", grid)
-    target = "results/variants/a/t0-s0/student.pt"
-    args = [BIN / "snakemake", target, "--profile", "workflow/profiles/slurm", *PLUGIN, *SMALL]
-    out = run(args, root)
-    log = out.stdout + out.stderr
-    submitted = dict(re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*rule_(\w+)", log))
-    print("SLURM job ids:", ", ".join(f"{j} ({rule})" for j, rule in submitted.items()))
-    assert sorted(submitted.values()) == ["prepare", "pretrain", "prune"], log
-    for job, rule in submitted.items():
-        shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True)
-        assert "JobState=COMPLETED" in shown.stdout, shown.stdout
-        if rule != "prepare":
-            assert "NumTasks=2" in shown.stdout and "gres:gpu:2" in shown.stdout, shown.stdout
-    for stage in ("pretrain/t0", "prune/a/t0-s0"):
-        text = (root / "logs" / f"{stage}.log").read_text()
-        assert "one run in 2 processes: srun --kill-on-bad-exit=1 --ntasks=2" in text, text
-        assert "--gpus-per-task=1" in text, text  # each process its own GPU
-        assert "one run across 2 processes (gloo)" in text, text
-    assert (root / target).exists()
