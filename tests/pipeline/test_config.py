@@ -14,7 +14,6 @@ import yaml
 from pipeline_helpers import SEED
 
 from alphaprune.pipeline.config import (
-    RETIRED_KEYS,
     ConfigError,
     ExponentialSchedule,
     LinearSchedule,
@@ -22,6 +21,7 @@ from alphaprune.pipeline.config import (
     PruneConfig,
 )
 from alphaprune.pipeline.paramsfile import deep_merge, load_params, resolve
+from alphaprune.pipeline.retired import RETIRED_KEYS
 
 REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
@@ -390,10 +390,10 @@ def _lookup(obj, path: str):
 
 
 def test_a_retired_prune_key_is_named_in_a_variant_too(monkeypatch):
-    from alphaprune.pipeline import config
+    from alphaprune.pipeline import retired
 
     monkeypatch.setitem(
-        config.RETIRED_KEYS, "prune.old_rate", config.Retired("9.9", "prune.schedule.rate", "x")
+        retired.RETIRED_KEYS, "prune.old_rate", retired.Retired("9.9", "prune.schedule.rate", "x")
     )
     with pytest.raises(ConfigError) as info:
         resolve({"variants": {"a": {"old_rate": 0.1}}}, "p.yaml")

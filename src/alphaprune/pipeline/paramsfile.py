@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from alphaprune.pipeline.config import VARIANT_NAME, ConfigError, Params, PruneConfig, retired
+from alphaprune.pipeline.config import VARIANT_NAME, ConfigError, Params, PruneConfig
+from alphaprune.pipeline.retired import retired
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
