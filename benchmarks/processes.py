@@ -6,10 +6,10 @@ gloo on the CPU; issue 24): seconds an epoch, and whether the students agree.
 Prepares the CIFAR-10 JPEG archive (resident), trains a ResNet-20 teacher for one epoch (its
 accuracy does not matter here), then prunes it with the seed's recipe (pointwise branches,
 frozen teacher: BatchNorm in eval mode, so the processes train the same student) for
-`--epochs` epochs (the last at α = 0) with `runtime.processes` 1 and N, each through the `alphaprune prune` command
-as the pipeline runs it. Every process of N gets an equal share of the cores. Prints the median
-epoch time of each and the largest weight difference between the two students. Run it with
-nothing else running.
+`--epochs` epochs (the last at α = 0) with `runtime.processes` 1 and N, each through the
+`alphaprune prune` command as the pipeline runs it. Every process of N gets an equal share of
+the cores. Prints the median epoch time of each and the largest weight difference between the
+two students. Run it with nothing else running.
 """
 
 from __future__ import annotations
