@@ -81,10 +81,9 @@ def fit(
     has_blends = any(True for _ in blend.blends(model))
     _device_layout(model, runtime)
     _sync_batchnorm(model, runtime)
-    if not runtime.world.main:  # the main process alone reports and writes
-        on_epoch = on_update = checkpoint_to = None
-    else:
-        checkpoint_to = checkpoint
+    main = runtime.world.main  # the main process alone reports and writes
+    if not main:
+        on_epoch = on_update = None
     params = blend.set_trainable(model, spec.trainable) if has_blends else list(model.parameters())
     opt = make_optimizer(params, spec.optimizer)
     blend.set_distill(model, spec.layer_distill > 0)
@@ -146,7 +145,7 @@ def fit(
         result.seconds = time.perf_counter() - start
         if on_update:
             on_update(result)
-        if checkpoint_to is not None and not final:
+        if main and checkpoint is not None and not final:
             checkpoints.save(
                 checkpoint, spec.fingerprint, k + 1, epoch, model, opt, generator, result
             )
