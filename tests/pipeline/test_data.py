@@ -359,6 +359,61 @@ def test_imagefolder_bad_data_names_the_file(image_tree, damage, message):
     assert "\n" not in str(info.value)
 
 
+# Split sizes no stratified split can meet: `prepare` says what to set instead of ending in
+# scikit-learn's traceback. The tree has 3 classes with 12 training images each (36) and 3 test
+# images each; `subset` caps the 36 (after validation is carved) at 18.
+@pytest.mark.parametrize(
+    "settings,message",
+    [
+        (  # the ImageNet preset's fraction on 18 images: one validation image for 3 classes
+            {"val_fraction": 0.01, "subset": None},
+            r"^data\.val_fraction 0\.01 holds out 1 of the 36 images for validation, fewer "
+            r"than the 3 classes \(.*\): set data\.val_fraction between 0\.084 and 0\.916, "
+            r"or add images$",
+        ),
+        (
+            {"val_fraction": 0.99},
+            r"^data\.val_fraction 0\.99 leaves 0 of the 36 images for training, fewer than the "
+            r"3 classes .*: set data\.val_fraction between 0\.084 and 0\.916, or add images$",
+        ),
+        (
+            {"val_fraction": 0.25, "subset": 2},
+            r"^data\.subset 2 is fewer than the 3 classes: .* set data\.subset to at least 3$",
+        ),
+    ],
+    ids=["val-fraction-too-small", "val-fraction-too-large", "subset-below-the-classes"],
+)
+def test_split_sizes_no_stratified_split_can_meet_are_one_sentence(image_tree, settings, message):
+    root, _ = image_tree
+    cfg = DataConfig(name="imagefolder", root=str(root), **settings)
+    with pytest.raises(DataError, match=message):
+        data.prepare(cfg, seed=0)
+
+
+def test_a_class_with_one_image_to_split_is_named(image_tree):
+    root, _ = image_tree
+    for extra in (root / "images/train/emu").iterdir():
+        if extra.name != "00.png":
+            extra.unlink()
+    cfg = DataConfig(name="imagefolder", root=str(root))
+    with pytest.raises(DataError, match=r"data\.val_fraction 0\.1: class 2 has 1 image left"):
+        data.prepare(cfg, seed=0)
+
+
+def test_a_test_split_too_small_for_the_classes_names_test_fraction():
+    cfg = DataConfig(name="digits", test_fraction=0.001)
+    with pytest.raises(DataError, match=r"^data\.test_fraction 0\.001 holds out 2 of the 1797 "):
+        data.prepare(cfg, seed=0)
+
+
+def test_a_subset_dropping_fewer_images_than_classes_keeps_a_seeded_draw(image_tree):
+    root, _ = image_tree
+    cfg = DataConfig(name="imagefolder", root=str(root), val_fraction=0.25, subset=26)
+    first, again = data.prepare(cfg, seed=0), data.prepare(cfg, seed=0)
+    assert first.card["n_train"] == 26  # of 27: one dropped, fewer than the 3 classes
+    assert torch.equal(first.tensors["x_train"], again.tensors["x_train"])
+
+
 def test_imagefolder_missing_root_and_not_an_archive(tmp_path):
     with pytest.raises(DataError, match=r"nowhere does not exist"):
         _source(tmp_path / "nowhere")

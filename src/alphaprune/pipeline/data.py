@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,12 +154,51 @@ class Prepared:
 
 
 def _stratified_cap(x, y, n: int, seed: int):
+    """The training split capped at `n` examples (`data.subset`), in the classes' proportions."""
     from sklearn.model_selection import train_test_split
 
     if n >= len(y):
         return x, y
+    classes = len(np.unique(y))
+    if n < classes:
+        raise DataError(
+            f"data.subset {n} is fewer than the {classes} classes: a stratified subset keeps at "
+            f"least one training image of each; set data.subset to at least {classes}"
+        )
+    if len(y) - n < classes:  # fewer dropped than classes: nothing to stratify; a seeded draw
+        keep = np.sort(np.random.default_rng(seed).permutation(len(y))[:n])
+        return x[keep], y[keep]
     x, _, y, _ = train_test_split(x, y, train_size=n, stratify=y, random_state=seed)
     return x, y
+
+
+def _carve(x, y, fraction: float, key: str, held: str, seed: int):
+    """`train_test_split(stratify=y)` holding out `fraction` of the examples as the `held`
+    split, refused with a sentence naming `key` where no stratified split exists (scikit-learn
+    would end in a traceback): every class needs an example on each side, so each needs two,
+    and each side as many examples as there are classes."""
+    from sklearn.model_selection import train_test_split  # slow to import; only needed here
+
+    n = len(y)
+    labels, counts = np.unique(y, return_counts=True)
+    k = len(labels)
+    out = math.ceil(fraction * n)  # how scikit-learn rounds a fractional test_size
+    if counts.min() < 2:
+        raise DataError(
+            f"{key} {fraction}: class {labels[counts.argmin()]} has {counts.min()} image left to "
+            f"split, and a stratified split needs at least 2 of each class (one for {held}, one "
+            "for training): add images of that class"
+        )
+    if out < k or n - out < k:
+        low, high = math.ceil(1000 * k / n) / 1000, math.floor(1000 * (n - k) / n) / 1000
+        fix = f"between {low} and {high}" if low < high else f"to {k / n:.6g}"
+        side = f"holds out {out}" if out < k else f"leaves {n - out}"
+        raise DataError(
+            f"{key} {fraction} {side} of the {n} images for {held if out < k else 'training'}, "
+            f"fewer than the {k} classes (a stratified split needs one image of each class on "
+            f"each side): set {key} {fix}, or add images"
+        )
+    return train_test_split(x, y, test_size=fraction, stratify=y, random_state=seed)
 
 
 def prepare(cfg: DataConfig, seed: int) -> Prepared:
@@ -184,14 +224,10 @@ def split(x, y, x_test, y_test, cfg: DataConfig, seed: int) -> dict[str, np.ndar
     """x_ and y_ train, val and test: the test split carved from `x` where the source has none
     (`x_test` None), then the validation split, both stratified with `seed`, and the training
     split capped at `cfg.subset`. `x` may be images or their positions."""
-    from sklearn.model_selection import train_test_split  # slow to import; only needed here
-
     if x_test is None:
-        x, x_test, y, y_test = train_test_split(
-            x, y, test_size=cfg.test_fraction, stratify=y, random_state=seed
-        )
-    x_train, x_val, y_train, y_val = train_test_split(
-        x, y, test_size=cfg.val_fraction, stratify=y, random_state=seed
+        x, x_test, y, y_test = _carve(x, y, cfg.test_fraction, "data.test_fraction", "test", seed)
+    x_train, x_val, y_train, y_val = _carve(
+        x, y, cfg.val_fraction, "data.val_fraction", "validation", seed
     )
     if cfg.subset is not None:
         x_train, y_train = _stratified_cap(x_train, y_train, cfg.subset, seed)

@@ -47,7 +47,8 @@ def _fmt_errors(err: ValidationError, source: str, prefix: tuple = ()) -> str:
         if e["type"] == "extra_forbidden":
             old = retired(path)
             msg = "unknown key" if old is None else _retired_message(old)
-        lines.append(f"{source}: {loc}: {msg}{got}")
+        # A check across sections (a model validator) has no key path: its message names them.
+        lines.append(f"{source}: {loc}: {msg}{got}" if loc else f"{source}: {msg}{got}")
     return "; ".join(lines)
 
 
