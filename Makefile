@@ -7,7 +7,7 @@ CORES  ?= all
 # Version ceilings for the install (see the file); `make install CONSTRAINTS=` drops them.
 CONSTRAINTS ?= constraints.txt
 
-.PHONY: install test test-slurm run report lint dvc-code clean
+.PHONY: install test test-isa test-slurm run report lint dvc-code clean
 
 install: $(STAMP)
 
@@ -25,6 +25,14 @@ TEST_WORKERS ?= auto
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
+
+# The tests of float results (the `numerics` marker) as a CPU with SSE4.1 only would run them:
+# ATen's default kernels and oneDNN capped at SSE4.1. With `make test` on this CPU's own kernels
+# (AVX2, or AVX-512 and AMX), that is the widest spread of kernels one machine can show.
+ISA_ENV ?= ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41
+
+test-isa: $(STAMP)
+	$(ISA_ENV) $(PY) -m pytest -m numerics -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 # The pipeline on a one-node SLURM cluster started on this machine (root; installs slurm-wlm and
 # munge with apt-get if missing). -s shows the SLURM job ids.

@@ -88,10 +88,42 @@ def pytest_configure(config) -> None:
         torch.set_num_threads(threads)
 
 
+# The modules whose assertions are about float results the CPU's kernels could change (a
+# tolerance, or two computations said to be equal): `make test-isa` runs them as a CPU with
+# SSE4.1 only would (ATen's default kernels, oneDNN capped at SSE4.1), beside `make test`'s
+# native run. What they compare is either exactly equal by construction (the same computation
+# twice) or held to a bound derived from the arithmetic, not fitted to one machine.
+NUMERICS = {
+    "test_augment",
+    "test_blend",
+    "test_budget",
+    "test_channels",
+    "test_costs",
+    "test_distributed",
+    "test_launch",
+    "test_lsq",
+    "test_layers",
+    "test_modelfile",
+    "test_norms",
+    "test_runtime",
+    "test_student",
+    "test_deploy",
+    "test_channel_readers",
+    "test_dwsep",
+    "test_lowrank",
+    "test_pointwise",
+    "test_sparse",
+}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow modules' tests first, their classes (a finished pipeline each) before their
-    functions: pytest-xdist hands a worker a class or a module's functions at a time, in this
-    order, so the longest units start first and the short ones fill in around them."""
+    """Marks the NUMERICS modules' tests; then the slow modules' tests first, their classes (a
+    finished pipeline each) before their functions: pytest-xdist hands a worker a class or a
+    module's functions at a time, in this order, so the longest units start first and the
+    short ones fill in around them."""
+    for item in items:
+        if item.path.stem in NUMERICS:
+            item.add_marker(pytest.mark.numerics)
     items.sort(key=lambda item: (item.get_closest_marker("slow") is None, item.cls is None))
 
 

@@ -494,6 +494,29 @@ def test_host_placement_trains_exactly_like_device_placement(
     pd.testing.assert_frame_equal(a, b, check_exact=True)
 
 
+@pytest.mark.parametrize("loss", [{"kind": "ce"}, {"kind": "kd"}, {"kind": "regression"}])
+def test_a_float64_run_trains_and_saves_in_float64(
+    tiny_params, prepared_path, teacher_dir, tmp_path, loss
+):
+    """`runtime.precision: float64`: the teacher's copy, the branches, the batches, the teacher
+    targets and the losses all in float64 (a float32 tensor anywhere would stop the run with a
+    dtype error), and the student saved as it trained; loading it gives a float32 model."""
+    from alphaprune.files import safe_load
+
+    params = tiny_params(base={"loss": loss, "init": "lsq", "recalibrate_bn": 2})
+    params = params.model_copy(
+        update={"runtime": params.runtime.model_copy(update={"precision": "float64"})}
+    )
+    _prune(params, "base", prepared_path, teacher_dir, tmp_path)
+    blob = safe_load(tmp_path / "student.pt", "model file", format=None, version=None)
+    assert {t.dtype for t in blob["state_dict"].values() if t.is_floating_point()} == {
+        torch.float64
+    }
+    student, _ = load_model(tmp_path / "student.pt")
+    assert next(student.parameters()).dtype == torch.float32
+    assert pd.read_csv(tmp_path / "history.csv")["val_acc"].iloc[-1] > 0.8
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from alphaprune.runtime import Runtime
+from alphaprune.runtime import Runtime, widened
 
 
 class Split(abc.ABC):
@@ -22,8 +22,9 @@ class Split(abc.ABC):
     def __init__(self, y: Tensor, mean, std, runtime: Runtime):
         dev = runtime.device
         self.y = y.to(dev, non_blocking=True)
-        self.mean = torch.tensor(mean, device=dev, dtype=torch.float32).view(1, -1, 1, 1)
-        self.inv_std = 1 / torch.tensor(std, device=dev, dtype=torch.float32).view(1, -1, 1, 1)
+        dtype = runtime.dtype
+        self.mean = torch.tensor(mean, device=dev, dtype=dtype).view(1, -1, 1, 1)
+        self.inv_std = 1 / torch.tensor(std, device=dev, dtype=dtype).view(1, -1, 1, 1)
         self.channels_last = runtime.channels_last
         self.workers = runtime.workers
         self.pin = runtime.cuda  # host batches are pinned for asynchronous copies to CUDA
@@ -33,7 +34,8 @@ class Split(abc.ABC):
         return len(self.y)
 
     def normalise(self, x: Tensor) -> Tensor:
-        x = (x.to(self.mean.device, non_blocking=True).float() - self.mean) * self.inv_std
+        x = x.to(self.mean.device, non_blocking=True).to(self.mean.dtype)
+        x = (x - self.mean) * self.inv_std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def order(
@@ -143,15 +145,16 @@ class _Gather(torch.utils.data.Dataset):
 
 @torch.no_grad()
 def predict(model: nn.Module, data: Split, runtime: Runtime) -> Tensor:
-    """Float32 logits for the whole split, in order. When a run spans several processes, each
-    predicts its block of the split and every one gets all the logits."""
+    """The logits for the whole split, in order (float32; float64 in a float64 run). When a
+    run spans several processes, each predicts its block of the split and every one gets all
+    the logits."""
     was = model.training
     model.eval()
     world = data.world
     shard = world.distributed and len(data) >= world.size  # else every block must be non-empty
     with runtime.autocast():
         batches = data.batches(runtime.eval_batch_size, shard=shard)
-        out = torch.cat([model(x).float() for x, _, _ in batches])
+        out = torch.cat([widened(model(x)) for x, _, _ in batches])
     model.train(was)
     return world.gather(out, len(data)) if shard else out
 

@@ -39,7 +39,7 @@ from alphaprune.batches import Split, predict
 from alphaprune.errors import UserError
 from alphaprune.fitspec import FitSpec, LossFn
 from alphaprune.optim import lr_schedule, make_optimizer, params_of, rebuilt, train_also
-from alphaprune.runtime import Runtime
+from alphaprune.runtime import Runtime, widened
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +210,10 @@ def _measure(hook: StepHook | None, model: nn.Module) -> dict:
 
 
 def _device_layout(model: nn.Module, runtime: Runtime) -> None:
-    """channels_last weights where the batches are (`Runtime.channels_last`): the fast NHWC
-    kernels without a layout conversion per call. In place: the optimizer's tensors remain."""
+    """The run's dtype (float64 in a float64 run), and channels_last weights where the batches
+    are (`Runtime.channels_last`): the fast NHWC kernels without a layout conversion per call.
+    In place: the optimizer's tensors remain."""
+    model.to(runtime.dtype)
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)
 
@@ -249,7 +251,7 @@ class _TeacherTargets:
     def __init__(self, teacher, train: Split, val: Split, runtime: Runtime, spec):
         if teacher is None:
             raise ValueError("this loss needs the teacher's logits, but no teacher was given")
-        self.teacher = teacher.eval().requires_grad_(False)
+        self.teacher = teacher.eval().requires_grad_(False).to(runtime.dtype)
         self.runtime = runtime
         self.val = predict(self.teacher, val, runtime)
         self.train = None if spec.augment.active else predict(self.teacher, train, runtime)
@@ -259,7 +261,7 @@ class _TeacherTargets:
         if self.train is not None:
             return self.train[idx]
         with self.runtime.autocast():
-            return self.teacher(x).float()
+            return widened(self.teacher(x))
 
 
 @dataclass(frozen=True)
@@ -284,7 +286,7 @@ def _train_epoch(run: _EpochInputs, lr: Callable[[float], float]) -> dict:
     for m in run.frozen:
         m.eval()
     dev = run.data.y.device
-    loss_sum = torch.zeros((), device=dev)
+    loss_sum = torch.zeros((), device=dev, dtype=run.runtime.dtype)
     correct = torch.zeros((), device=dev, dtype=torch.long)
     seen = 0
     steps = max(1, len(run.data) // spec.batch_size)
@@ -299,7 +301,7 @@ def _train_epoch(run: _EpochInputs, lr: Callable[[float], float]) -> dict:
         if run.move is not None:
             run.move(i)
         with run.runtime.autocast():
-            logits = run.net(x).float()
+            logits = widened(run.net(x))
         t = run.targets(x, idx) if run.targets is not None else None
         loss = spec.loss(logits, y, t)
         if spec.layer_distill:
@@ -314,8 +316,10 @@ def _train_epoch(run: _EpochInputs, lr: Callable[[float], float]) -> dict:
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
+    correct = correct.to(loss_sum.dtype)  # the accuracy in the loss's dtype, however many runs
     if world.distributed:  # every process's examples
-        totals = world.sum(torch.stack([loss_sum, correct.float(), torch.tensor(seen, device=dev)]))
+        seen_t = torch.tensor(seen, device=dev, dtype=loss_sum.dtype)
+        totals = world.sum(torch.stack([loss_sum, correct, seen_t]))
         loss_sum, correct, seen = totals[0], totals[1], totals[2]
     return {"train_loss": loss_sum / seen, "train_acc": correct / seen}  # device tensors
 

@@ -1,8 +1,9 @@
 """Training losses for the blended student, all with the signature ``(logits, targets, teacher)``.
 
 A common signature lets the fit loop call any loss the same way; `teacher_logits` is None for
-losses that only use labels. Every loss is computed in float32, because bf16 sums over a batch
-and over classes lose too many digits for a loss that is small near convergence. Teacher
+losses that only use labels. Every loss is computed in float32 (float64 in a float64 run), because
+bf16 sums over a batch and over classes lose too many digits for a loss that is small near
+convergence. Teacher
 logits are treated as a fixed target (detached): gradients flow only into the student.
 """
 
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from alphaprune.registry import Registry
+from alphaprune.runtime import widened
 
 __all__ = ["LOSSES", "NEEDS_TEACHER", "ce", "kd", "make_loss", "regression"]
 
@@ -25,7 +27,7 @@ Loss = Callable[[Tensor, Tensor, Tensor | None], Tensor]
 def _teacher(kind: str, teacher_logits: Tensor | None) -> Tensor:
     if teacher_logits is None:
         raise ValueError(f"loss {kind!r} needs teacher_logits, got None")
-    return teacher_logits.detach().float()
+    return widened(teacher_logits.detach())
 
 
 def ce(
@@ -39,7 +41,7 @@ def ce(
 
     `teacher_logits` is accepted and ignored, so every loss shares one signature.
     """
-    return F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
+    return F.cross_entropy(widened(logits), targets, label_smoothing=label_smoothing)
 
 
 def regression(logits: Tensor, targets: Tensor, teacher_logits: Tensor | None) -> Tensor:
@@ -48,7 +50,7 @@ def regression(logits: Tensor, targets: Tensor, teacher_logits: Tensor | None) -
     Summing over classes (not averaging) keeps the gradient per logit independent of the
     number of classes, as in the seed method. `targets` is ignored.
     """
-    diff = logits.float() - _teacher("regression", teacher_logits)
+    diff = widened(logits) - _teacher("regression", teacher_logits)
     return (diff**2).mean(dim=0).sum()
 
 
@@ -70,10 +72,10 @@ def kd(
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"weight must be in [0, 1], got {weight!r}")
     teacher = _teacher("kd", teacher_logits)
-    student_log_p = F.log_softmax(logits.float() / temperature, dim=-1)
+    student_log_p = F.log_softmax(widened(logits) / temperature, dim=-1)
     teacher_log_p = F.log_softmax(teacher / temperature, dim=-1)
     soft = F.kl_div(student_log_p, teacher_log_p, reduction="batchmean", log_target=True)
-    hard = F.cross_entropy(logits.float(), targets)
+    hard = F.cross_entropy(widened(logits), targets)
     return weight * temperature**2 * soft + (1.0 - weight) * hard
 
 

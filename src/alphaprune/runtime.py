@@ -1,6 +1,6 @@
-"""Where and how training runs: the device, the precision (bf16 autocast on CUDA, float32
-elsewhere), the memory layout, whether to compile, whether the data lives on the device, and
-the processes one run spans (`Runtime`)."""
+"""Where and how training runs: the device, the precision (`auto`: bf16 autocast on CUDA,
+float32 elsewhere; or float32 or float64 everywhere), the memory layout, whether to compile,
+whether the data lives on the device, and the processes one run spans (`Runtime`)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,25 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
 from alphaprune.distributed import World
+
+
+def widened(t: Tensor) -> Tensor:
+    """`t` in float32 if it is in a narrower float (bf16 under autocast), else as it is: losses
+    and metrics are summed in float32, or in float64 in a float64 run."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
 @dataclass(frozen=True)
 class Runtime:
     device: torch.device
     compile: bool = False
+    # auto: bf16 autocast on CUDA, float32 elsewhere. float32: no autocast anywhere. float64:
+    # weights, batches and losses in float64, for numerical checks (two processes against one
+    # agree to float64's rounding, not float32's: tests/pipeline/test_launch.py); slow.
+    precision: str = "auto"
     eval_batch_size: int = 1024
     data_placement: str = "auto"  # auto | device | host (see DeviceData)
     workers: int = 4  # DataLoader workers when the data stays in host memory
@@ -38,9 +49,18 @@ class Runtime:
         where it is untested."""
         return self.device.type in ("cuda", "cpu")
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the weights and normalised batches (autocast aside)."""
+        return torch.float64 if self.precision == "float64" else torch.float32
+
+    def place(self, model: torch.nn.Module) -> torch.nn.Module:
+        """`model` on the device, in the run's dtype (in place)."""
+        return model.to(device=self.device, dtype=self.dtype)
+
     def autocast(self):
         # bf16 needs no loss scaling; on the CPU, float32 keeps the results exactly reproducible.
-        if self.cuda:
+        if self.cuda and self.precision == "auto":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return nullcontext()
 

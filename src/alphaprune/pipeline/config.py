@@ -309,6 +309,8 @@ class LatencyConfig(_Strict):
 class RuntimeConfig(_Strict):
     device: str = "auto"  # auto: cuda, then mps, then cpu
     compile: bool = Runtime.compile  # torch.compile the training model
+    # auto: bf16 autocast on CUDA, float32 elsewhere; float32; float64 (numerical checks: slow)
+    precision: Literal["auto", "float32", "float64"] = Runtime.precision
     eval_batch_size: PositiveInt = Runtime.eval_batch_size
     # device: images live on the GPU (fastest); host: pinned host memory + DataLoader workers;
     # auto: device when the prepared data takes at most a quarter of the free GPU memory.

@@ -45,8 +45,8 @@ def run(args) -> None:
     params.variant(args.variant)  # an unknown name ends here, with one line
     prepared = data.load(args.data)
     runtime = runtime_from(params.runtime)
-    teacher, _ = load_model(args.teacher, runtime.device)
-    student, _ = load_model(args.student, runtime.device)
+    teacher = runtime.place(load_model(args.teacher, runtime.device)[0])
+    student = runtime.place(load_model(args.student, runtime.device)[0])
     (test,) = splits(prepared, runtime, "test")
     metrics, predicted = evaluate(
         student,

@@ -33,7 +33,7 @@ def pretrain(
             f"model.name: {err} (the prepared {prepared.card['name']} images are "
             f"{c}x{h}x{prepared.shape[2]})"
         ) from None
-    model = model.to(runtime.device)
+    model = runtime.place(model)
     train, val, test = splits(prepared, runtime, "train", "val", "test")
     spec = teacher_spec(params.teacher)
     curves = Curves(out_dir, steps=False)

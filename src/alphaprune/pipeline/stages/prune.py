@@ -51,6 +51,7 @@ def prune(
     prepared = data.load(data_path)
     runtime = runtime_from(params.runtime)
     teacher, recipe = load_model(teacher_path, runtime.device)
+    teacher = runtime.place(teacher)  # float64 in a float64 run: the plan and inits too
     train, val = splits(prepared, runtime, "train", "val")
     torch.manual_seed(seed)
     calib = [next(train.batches(cfg.calibration_size))[0]] if cfg.init == "lsq" else None
