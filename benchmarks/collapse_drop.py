@@ -21,7 +21,7 @@ import torch
 
 from alphaprune import blend, norms
 from alphaprune.batches import accuracy
-from alphaprune.modelfile import load_model
+from alphaprune.loading import load_model
 from alphaprune.pipeline import data
 from alphaprune.pipeline.engine import runtime_from, splits
 from alphaprune.pipeline.paramsfile import load_params

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from alphaprune import blend, channels
-from alphaprune.branches import count_params
+from alphaprune.branches.base import count_params
 from alphaprune.budget import allocate
 from alphaprune.models import build_model
 from alphaprune.pipeline import deploy, latency

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from alphaprune.modelfile import load_model
+from alphaprune.loading import load_model
 
 CLI = [sys.executable, "-m", "alphaprune.pipeline.cli"]
 

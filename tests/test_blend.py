@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from alphaprune import blend
-from alphaprune.branches import build_branch
+from alphaprune.branches.kinds import build_branch
 from alphaprune.budget import allocate
 from alphaprune.models import build_model
 

@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from alphaprune import blend
-from alphaprune.branches import build_branch, count_params
+from alphaprune.branches.base import count_params
+from alphaprune.branches.kinds import build_branch
 from alphaprune.budget import BudgetError, allocate, candidate_layers
 from alphaprune.costs import count_macs
 from alphaprune.errors import UnknownNameError
-from alphaprune.modelfile import load_model, recipe_for, save_model
+from alphaprune.loading import load_model
+from alphaprune.modelfile import recipe_for, save_model
 from alphaprune.models import build_model
 
 MODELS = {

@@ -12,10 +12,12 @@ import torch_pruning as tp
 from torch import nn
 
 from alphaprune import blend, channels
-from alphaprune.branches import Channels, count_params
+from alphaprune.branches.base import count_params
+from alphaprune.branches.channels import Channels
 from alphaprune.budget import allocate
 from alphaprune.costs import count_macs
-from alphaprune.modelfile import load_model, recipe_for, save_model, with_plan
+from alphaprune.loading import load_model
+from alphaprune.modelfile import recipe_for, save_model, with_plan
 from alphaprune.models import build_model
 from alphaprune.student import make_student
 

@@ -13,7 +13,7 @@ import torch
 from alphaprune import blend
 from alphaprune.batches import predict
 from alphaprune.fit import DivergenceError
-from alphaprune.modelfile import load_model
+from alphaprune.loading import load_model
 from alphaprune.pipeline import data
 from alphaprune.pipeline.engine import splits
 from alphaprune.pipeline.stages.prune import make_student, prune

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from alphaprune import blend, lsq
-from alphaprune.branches import build_branch
+from alphaprune.branches.kinds import build_branch
 from alphaprune.models import build_model
 from alphaprune.pipeline.config import PruneConfig
 from alphaprune.pipeline.stages.prune import make_student

@@ -14,16 +14,11 @@ from torch import nn
 
 from alphaprune import blend
 from alphaprune.blend import Blend
-from alphaprune.branches import BRANCHES, Sparse
+from alphaprune.branches.kinds import BRANCHES
+from alphaprune.branches.sparse import Sparse
 from alphaprune.errors import FileFormatError
-from alphaprune.modelfile import (
-    FORMAT,
-    FORMAT_VERSION,
-    build_from_recipe,
-    load_model,
-    recipe_for,
-    save_model,
-)
+from alphaprune.loading import build_from_recipe, load_model
+from alphaprune.modelfile import FORMAT, FORMAT_VERSION, recipe_for, save_model
 from alphaprune.models import build_model
 from alphaprune.pipeline.config import PruneConfig
 from alphaprune.pipeline.stages.prune import make_student

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from alphaprune.branches import BRANCHES
+from alphaprune.branches.kinds import BRANCHES
 from alphaprune.errors import UnknownNameError, UserError
 from alphaprune.losses import LOSSES
 from alphaprune.models import MODELS

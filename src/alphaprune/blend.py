@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from alphaprune.branches import Branch, Layer
+from alphaprune.branches.base import Branch, Layer
 
 
 class Blend(nn.Module):

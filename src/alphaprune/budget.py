@@ -35,16 +35,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import prune
 
-from alphaprune.branches import (
-    BRANCHES,
-    Layer,
-    LowRank,
-    branch_params,
-    count_params,
-    is_linear_map,
-    lowrank_break_even,
-)
-from alphaprune.branches.base import bias_params
+from alphaprune.branches.base import Layer, bias_params, count_params, is_linear_map
+from alphaprune.branches.kinds import BRANCHES, branch_params
+from alphaprune.branches.lowrank import LowRank, lowrank_break_even
 from alphaprune.channels import ChannelGroup, Counter, channel_groups
 from alphaprune.costs import count_macs, layer_positions
 from alphaprune.errors import UserError

@@ -34,13 +34,37 @@ import torch
 import torch_pruning as tp
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch_pruning.pruner import function as prune_functions
 
-from alphaprune.branches import Channels
-from alphaprune.modelfile import FUNCTIONS, replay
+from alphaprune.branches.channels import Channels
 
 TOLERANCE = 1e-9  # pruned vs readers zeroed in float64, relative to the outputs' scale (≥ 1)
 
 READS = ("prune_conv_in_channels", "prune_linear_in_channels")
+
+# Torch-Pruning's prune functions a narrowing uses, by the name a student's recipe stores.
+FUNCTIONS = {
+    name: getattr(prune_functions, name)
+    for name in (
+        "prune_conv_out_channels",
+        "prune_conv_in_channels",
+        "prune_depthwise_conv_out_channels",
+        "prune_depthwise_conv_in_channels",
+        "prune_batchnorm_out_channels",
+        "prune_linear_out_channels",
+        "prune_linear_in_channels",
+    )
+}
+
+
+def replay(model: nn.Module, done: Iterable[dict]) -> nn.Module:
+    """Apply the record of `narrow` to a model of the same architecture (in place): no tracing,
+    only Torch-Pruning's per-module prune functions."""
+    for step in done:
+        if step["fn"] not in FUNCTIONS:
+            raise ValueError(f"unknown prune function {step['fn']!r}")
+        FUNCTIONS[step["fn"]](model.get_submodule(step["module"]), list(step["idxs"]))
+    return model
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from alphaprune.branches import Branch, Layer, grouped_rows
+from alphaprune.branches.base import Branch, Layer, grouped_rows
 
 RIDGE = 1e-6  # relative to the mean input variance: only keeps dead (all-zero) inputs solvable
 

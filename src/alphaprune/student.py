@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from torch import Tensor, nn
 
 from alphaprune import blend, lsq
-from alphaprune.branches import build_branch
+from alphaprune.branches.kinds import build_branch
 from alphaprune.budget import Plan
 
 INITS = ("random", "pretrained", "lsq")

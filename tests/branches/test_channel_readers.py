@@ -9,7 +9,7 @@ from branch_geometries import GEOMETRIES
 from torch import nn
 
 from alphaprune import lsq
-from alphaprune.branches import Channels
+from alphaprune.branches.channels import Channels
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same'")

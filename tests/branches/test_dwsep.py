@@ -8,7 +8,8 @@ import torch
 from branch_geometries import GEOMETRIES
 from torch import nn
 
-from alphaprune.branches import DepthwiseSeparable, build_branch
+from alphaprune.branches.dwsep import DepthwiseSeparable
+from alphaprune.branches.kinds import build_branch
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same'")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from alphaprune.branches import BRANCHES, branch_params, build_branch
+from alphaprune.branches.kinds import BRANCHES, branch_params, build_branch
 
 
 @pytest.mark.parametrize("kind", list(BRANCHES))

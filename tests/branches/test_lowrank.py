@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from alphaprune.branches import LowRank, build_branch
+from alphaprune.branches.kinds import build_branch
+from alphaprune.branches.lowrank import LowRank
 
 
 @pytest.mark.parametrize("rank", [1, 3])

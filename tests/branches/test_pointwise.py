@@ -8,7 +8,8 @@ import torch
 from branch_geometries import GEOMETRIES
 from torch import nn
 
-from alphaprune.branches import PointwiseConv, build_branch
+from alphaprune.branches.kinds import build_branch
+from alphaprune.branches.pointwise import PointwiseConv
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same'")

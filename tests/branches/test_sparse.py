@@ -6,7 +6,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from alphaprune.branches import Sparse, build_branch, count_params
+from alphaprune.branches.base import count_params
+from alphaprune.branches.kinds import build_branch
+from alphaprune.branches.sparse import Sparse
 
 
 def test_sparse_masks_weights_and_counts_kept_ones():

@@ -57,12 +57,22 @@ def test_closures_keep_edits_local():
     # small engine modules: augment, fitspec, runtime, registry).
     training = {"alphaprune.fit", "alphaprune.blend", "alphaprune.branches", "alphaprune.lsq"}
     assert not training & modules("prepare")
-    # The teacher does not run the pruning machinery, so editing it keeps a long teacher.
+    # The teacher does not run the pruning machinery, so editing it keeps a long teacher: not
+    # the allocator, not the branch kinds (adding or editing one reruns the prunes and what
+    # reads students, never a teacher), not the code that reads a student back.
+    kinds = {
+        f"alphaprune.branches.{p.stem}" for p in (SRC / "alphaprune" / "branches").glob("*.py")
+    }
+    kinds -= {"alphaprune.branches.__init__", "alphaprune.branches.base"}
+    assert {"alphaprune.branches.kinds", "alphaprune.branches.lowrank"} <= kinds
     assert not {
         "alphaprune.budget",
         "alphaprune.lsq",
+        "alphaprune.loading",
         "alphaprune.pipeline.stages.prune",
+        *kinds,
     } & modules("pretrain")
+    assert kinds <= modules("prune") and kinds <= modules("evaluate")
 
 
 def test_no_module_imports_by_name_but_the_dispatcher():

@@ -106,8 +106,8 @@ def test_the_torch_export_program_runs_in_pytorch_without_this_package(tmp_path,
 def test_a_channel_student_from_the_prune_stage_is_narrow_and_exports_the_teachers_graph(
     tiny_params, prepared_path, teacher_dir, tmp_path
 ):
-    from alphaprune.branches import count_params
-    from alphaprune.modelfile import load_model
+    from alphaprune.branches.base import count_params
+    from alphaprune.loading import load_model
     from alphaprune.pipeline.stages.prune import prune
 
     recipe = {"branch": "channels", "init": "lsq", "trainable": "student", "round_to": 4}

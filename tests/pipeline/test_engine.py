@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from alphaprune.augment import Augment
-from alphaprune.branches import BRANCHES
+from alphaprune.branches.kinds import BRANCHES
 from alphaprune.fitspec import Advance, Optimizer
 from alphaprune.pipeline import engine
 from alphaprune.pipeline.config import (

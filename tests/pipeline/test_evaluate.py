@@ -10,7 +10,7 @@ from torch import nn
 
 from alphaprune import blend
 from alphaprune.batches import DeviceData
-from alphaprune.branches import Sparse
+from alphaprune.branches.sparse import Sparse
 from alphaprune.pipeline.config import EvalConfig
 from alphaprune.pipeline.evaluate import (
     alpha_held,

@@ -179,7 +179,7 @@ def test_what_cannot_be_streamed_says_why(photos, tmp_path):
 
 
 def test_a_teacher_trains_the_same_on_streamed_and_resident_data(photos, tmp_path):
-    from alphaprune.modelfile import load_model
+    from alphaprune.loading import load_model
     from alphaprune.pipeline.stages.pretrain import pretrain
 
     folder, _ = photos

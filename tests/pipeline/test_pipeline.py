@@ -56,6 +56,11 @@ AFTER_CODE_EDIT = {
     "src/alphaprune/pipeline/deploy.py": jobs("export", "latency")
     | {"export_teacher@0", "plots", "report"},
     "src/alphaprune/pipeline/latency.py": jobs("latency") | {"plots", "report"},
+    # a branch kind (or a new one, registered in branches/kinds.py): every stage that builds or
+    # reads a student, and the teacher's export, which reads model files the same way; never
+    # the teacher itself
+    "src/alphaprune/branches/lowrank.py": jobs(*RUN_STAGES)
+    | {"export_teacher@0", "plots", "report"},
 }
 # A params edit that changes no student reruns neither its export nor (unless it is about
 # timing) its latency.

@@ -20,7 +20,7 @@ import torch
 import yaml
 
 import alphaprune
-from alphaprune.modelfile import load_model
+from alphaprune.loading import load_model
 from conftest import TINY
 
 pytestmark = pytest.mark.slow

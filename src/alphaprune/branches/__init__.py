@@ -16,57 +16,8 @@ Per-layer branch kinds (a layer's plan names one), one module each:
 - ``sparse``: a copy of the layer with a fixed binary mask (``torch.nn.utils.prune``'s reparam).
 - ``channels``: a layer that reads channels being removed, those input columns zeroed; at α = 0
   the channels leave every coupled layer (``alphaprune.channels``).
+
+`base` holds what every kind shares (`Branch`, `count_params`); `kinds` the registry of every
+kind by name (`BRANCHES`, `build_branch`). This file defines and imports nothing, so that code
+that only needs `base` (the fit loop, the teacher's stage) does not depend on the kinds.
 """
-
-from __future__ import annotations
-
-from torch import Tensor
-
-from alphaprune.branches.base import (
-    Branch,
-    Layer,
-    balanced_factors,
-    count_params,
-    grouped_rows,
-    has_spatial_kernel,
-    is_linear_map,
-)
-from alphaprune.branches.channels import Channels
-from alphaprune.branches.dwsep import DepthwiseSeparable
-from alphaprune.branches.lowrank import LowRank, lowrank_break_even
-from alphaprune.branches.pointwise import PointwiseConv
-from alphaprune.branches.sparse import Sparse
-from alphaprune.registry import Registry
-
-__all__ = [
-    "BRANCHES",
-    "Branch",
-    "Channels",
-    "DepthwiseSeparable",
-    "Layer",
-    "LowRank",
-    "PointwiseConv",
-    "Sparse",
-    "balanced_factors",
-    "branch_params",
-    "build_branch",
-    "count_params",
-    "grouped_rows",
-    "has_spatial_kernel",
-    "is_linear_map",
-    "lowrank_break_even",
-]
-
-BRANCHES: Registry[type[Branch]] = Registry("branch kind")
-for _cls in (PointwiseConv, LowRank, DepthwiseSeparable, Sparse, Channels):
-    BRANCHES.register(_cls.kind)(_cls)
-
-
-def branch_params(layer: Layer, kind: str, size: int | None) -> int:
-    """Student parameters of a `kind` branch for `layer` (size: rank, or weights kept)."""
-    return BRANCHES.lookup(kind).cost(layer, size)
-
-
-def build_branch(layer: Layer, kind: str, size: int | None, mask: Tensor | None = None) -> Branch:
-    """A branch for `layer` with the default init of its layers: the `random` init."""
-    return BRANCHES.lookup(kind).create(layer, size, mask)

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from alphaprune import blend
 from alphaprune.batches import DeviceData
-from alphaprune.branches import count_params
+from alphaprune.branches.base import count_params
 from alphaprune.budget import allocate
 from alphaprune.fit import fit
 from alphaprune.fitspec import Advance, FitSpec, Optimizer

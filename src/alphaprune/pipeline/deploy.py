@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from alphaprune.batches import DeviceData, predict
-from alphaprune.branches import Branch
+from alphaprune.branches.base import Branch
 from alphaprune.files import atomic_path
 from alphaprune.runtime import Runtime
 

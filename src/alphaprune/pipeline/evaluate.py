@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from alphaprune.batches import DeviceData, predict
-from alphaprune.branches import count_params
+from alphaprune.branches.base import count_params
 from alphaprune.costs import count_macs
 from alphaprune.pipeline.config import EvalConfig
 from alphaprune.runtime import Runtime

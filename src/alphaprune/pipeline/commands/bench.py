@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alphaprune.branches import BRANCHES
+from alphaprune.branches.kinds import BRANCHES
 from alphaprune.devices import resolve_device
 from alphaprune.files import write_json
 from alphaprune.pipeline import bench

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from alphaprune.files import atomic_path, write_json
-from alphaprune.modelfile import load_model
+from alphaprune.loading import load_model
 from alphaprune.pipeline import data
 from alphaprune.pipeline.commands import (
     add_params_arguments,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from alphaprune.errors import UserError
 from alphaprune.files import write_json
-from alphaprune.modelfile import load_model
+from alphaprune.loading import load_model
 from alphaprune.pipeline import data, deploy
 from alphaprune.pipeline.engine import splits
 from alphaprune.runtime import Runtime

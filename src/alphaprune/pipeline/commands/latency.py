@@ -11,7 +11,7 @@ from pathlib import Path
 
 from alphaprune.devices import resolve_device
 from alphaprune.files import write_json
-from alphaprune.modelfile import load_model
+from alphaprune.loading import load_model
 from alphaprune.pipeline import latency
 from alphaprune.pipeline.commands import (
     add_params_arguments,

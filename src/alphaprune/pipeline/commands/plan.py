@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import torch
 
-from alphaprune.branches import BRANCHES
+from alphaprune.branches.kinds import BRANCHES
 from alphaprune.budget import allocate
 from alphaprune.models import build_model
 from alphaprune.pipeline.config import PruneConfig

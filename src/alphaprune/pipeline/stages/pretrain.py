@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from alphaprune.batches import accuracy
-from alphaprune.branches import count_params
+from alphaprune.branches.base import count_params
 from alphaprune.files import write_json
 from alphaprune.fit import fit
 from alphaprune.modelfile import recipe_for, save_model

@@ -14,7 +14,8 @@ from torch import nn
 from alphaprune import channels, student
 from alphaprune.budget import Plan, allocate
 from alphaprune.fit import DivergenceError, fit
-from alphaprune.modelfile import load_model, save_model, with_plan
+from alphaprune.loading import load_model
+from alphaprune.modelfile import save_model, with_plan
 from alphaprune.pipeline import data
 from alphaprune.pipeline.codedeps import code_digest
 from alphaprune.pipeline.config import Params, PruneConfig
