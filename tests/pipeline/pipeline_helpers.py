@@ -21,6 +21,7 @@ PROJECT_FILES = [
     "workflow",
     "src/alphaprune",
     "data/raw/README.md",
+    ".gitignore",
 ]  # not data/raw itself: it may hold a downloaded CIFAR-10
 
 # The seed's recipe (params.yaml's variant `seed`): the prune keys where it differs from the
@@ -58,7 +59,8 @@ TINY = {
     },
     "eval": {"tolerance_pp": 1.0},  # dvc.yaml declares the key: it must be there
     "latency": {"seconds": 0.01, "rounds": 1, "throughput_batch": 8},
-    "runtime": {"device": "cpu"},
+    # dvc.yaml declares the keys that can change a result: they must be there
+    "runtime": {"device": "cpu", "precision": "auto", "compile": False, "sync_batchnorm": False},
 }
 
 

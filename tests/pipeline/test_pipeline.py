@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,6 +68,10 @@ AFTER_CODE_EDIT = {
 AFTER_PARAMS_EDIT = {
     "eval.noise_std": (("eval", "noise_std", 0.3), jobs("evaluate") | {"plots", "report"}),
     "latency.rounds": (("latency", "rounds", 2), jobs("latency") | {"plots", "report"}),
+    # how a run is spread over processes changes no result: nothing reruns; the precision the
+    # runs train in does: the teacher and everything after it
+    "runtime.processes": (("runtime", "processes", 2), set()),
+    "runtime.precision": (("runtime", "precision", "float64"), AFTER_TEACHER),
 }
 
 
@@ -185,14 +190,16 @@ def test_snakemake_lint_is_clean():
     assert "Congratulations" in out.stdout + out.stderr
 
 
-def test_cached_dvc_outputs_are_git_ignored_and_small_results_are_not():
-    """DVC refuses to cache a file git tracks, so a cached output left committable breaks the
-    stage for whoever commits it; the small text results (metrics, histories, records, report)
-    are uncached and not ignored, so a researcher can commit them for `dvc metrics diff`."""
+def test_every_dvc_output_is_cached_and_git_ignored():
+    """A queued or --temp experiment runs in a fresh copy of the last commit, where only
+    cached outputs can be restored: an uncached one (say a history left for git) is missing
+    there, and DVC reruns its stage (and everything after it). And DVC refuses to cache a file
+    git tracks, so every output is ignored. The resume point (checkpoint/) is no output at all:
+    DVC leaves undeclared files alone, so a killed prune still resumes."""
     code = (
         "import json, sys\nfrom dvc.repo import Repo\n"
-        "print(json.dumps([(str(o.def_path), o.use_cache) for s in Repo(sys.argv[1]).index.stages"
-        " for o in s.outs if not o.persist]))"  # persist: resume state, never committed
+        "print(json.dumps([(str(o.def_path), o.use_cache, o.persist)"
+        " for s in Repo(sys.argv[1]).index.stages for o in s.outs]))"
     )
     outs = json.loads(run([sys.executable, "-c", code, str(REPO)], REPO).stdout)
 
@@ -202,8 +209,9 @@ def test_cached_dvc_outputs_are_git_ignored_and_small_results_are_not():
             == 0
         )
 
-    assert {c for _, c in outs} == {True, False}
-    assert [p for p, cached in outs if cached != ignored(p)] == []
+    assert outs and all(cached and not persist for _, cached, persist in outs)
+    assert [p for p, _, _ in outs if not ignored(p)] == []
+    assert not [p for p, _, _ in outs if "checkpoint" in p]
 
 
 # ------------------------------------------------------------------- what the tools would run
@@ -375,7 +383,7 @@ def test_an_imagenet_layout_folder_streams_through_the_pipeline(tmp_path, tool):
         "teacher": {"epochs": 1, "batch_size": 16},
         "prune": {**TINY["prune"], "epochs": 2, "finetune_epochs": 1, "batch_size": 16},
         "variants": {"b-2": TINY["variants"]["b-2"]},
-        "runtime": {"device": "cpu", "workers": 1},
+        "runtime": {**TINY["runtime"], "workers": 1},
     }
     root = make_project(tmp_path / "p", params)
     _imagenet_layout(root / "data" / "raw" / "imagenet")
@@ -423,20 +431,31 @@ class _AfterAFinishedRun:
 
     tool: str
 
-    def test_changed_raw_data_reruns_prepare(self, project):
-        """data.root is an input of prepare. Snakemake sees a folder change by its mtime (a file
-        added or removed); DVC by content."""
+    def test_raw_data_is_compared_by_content_not_time(self, project):
+        """data.root is an input of prepare, by content in both tools: a `touch` or a copy
+        without -p (new time, new inode, the same bytes) reruns nothing; one byte changed, or a
+        file added, reruns prepare and everything after it."""
         raw = project / "data" / "raw"
-        times = raw.stat()
+        readme = raw / "README.md"
+        text = readme.read_bytes()
         try:
-            (raw / "new.jpg").write_bytes(b"more data")
-            os.utime(raw, (times.st_atime, time.time() + 10))  # newer than the outputs
+            os.utime(readme, (time.time() + 10, time.time() + 10))  # touch, newer than outputs
+            assert would_run(project, self.tool) == set()
+            copy = project / "README.copy"
+            shutil.copyfile(readme, copy)  # cp without -p, then moved over the original
+            os.replace(copy, readme)
+            os.utime(raw, (time.time() + 10, time.time() + 10))
+            assert would_run(project, self.tool) == set()
+            readme.write_bytes(text.replace(b"a", b"b", 1))
             if self.tool == "dvc":
                 assert dvc_changed(project) == {"prepare"}
             assert would_run(project, self.tool) == AFTER_RAW_DATA
+            readme.write_bytes(text)
+            (raw / "new.jpg").write_bytes(b"more data")
+            assert would_run(project, self.tool) == AFTER_RAW_DATA
         finally:
-            (raw / "new.jpg").unlink()
-            os.utime(raw, (times.st_atime, times.st_mtime))
+            readme.write_bytes(text)
+            (raw / "new.jpg").unlink(missing_ok=True)
         assert up_to_date(project, self.tool)
 
     @pytest.mark.parametrize("source", AFTER_CODE_EDIT)
@@ -590,7 +609,10 @@ class TestSnakemakeRun(_AfterAFinishedRun):
             assert dry_run_jobs(root) == set() and dvc_changed(root) == set()
         finally:
             (root / "params.yaml").write_text(before)
-        assert dvc_ran(run([BIN / "dvc", "repro"], root).stdout) == AFTER_B2  # back as it was
+        # Back as it was: DVC has the earlier outputs in its cache (the Snakemake run's, which
+        # it recorded) and puts them back instead of training again.
+        out = run([BIN / "dvc", "repro"], root).stdout
+        assert dvc_ran(out) == set() and f"Stage 'prune@b-2-{JOB}' is cached" in out
         assert dry_run_jobs(root) == set() and dvc_changed(root) == set()
 
     def test_presets_and_partial_runs_keep_the_tools_honest(self, snakemake_project):
@@ -683,15 +705,23 @@ class TestDvcRepro(_AfterAFinishedRun):
 
     def test_dvc_exp_run_with_a_changed_setting(self, dvc_project):
         """DESIGN 6: `dvc exp run -S variants.<v>.schedule.rate=...`, then `dvc exp show` lists the
-        experiment with its params and every variant's metrics; only variant a reruns. The README's
-        summary view shows each experiment's accuracy per variant in one readable row, and
-        `alphaprune compare` the two experiments variant by variant."""
+        experiment with its params and every variant's metrics; only variant a reruns, in the
+        workspace and in queued experiments alike (each runs in a fresh copy of the last commit,
+        and restores from DVC's cache what its change does not touch). The README's summary
+        view shows each experiment's accuracy per variant in one readable row, and `alphaprune
+        compare` the two experiments variant by variant."""
         root = dvc_project
+        git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+        run(["git", "add", "-A"], root)  # dvc.lock: the results are DVC's (git-ignored)
+        run([*git, "commit", "-qm", "the finished grid"], root)
         run([BIN / "dvc", "exp", "run", "-n", "base"], root)  # nothing to run: the baseline as is
-        out = run(
-            [BIN / "dvc", "exp", "run", "-n", "rate03", "-S", "variants.a.schedule.rate=0.3"], root
-        ).stdout
-        assert f"Running stage 'prune@a-{JOB}'" in out and "Running stage 'prune@b-2" not in out
+        for name, rate in (("rate03", 0.3), ("rate01", 0.1)):
+            change = ("-S", f"variants.a.schedule.rate={rate}")
+            run([BIN / "dvc", "exp", "run", "--queue", "-n", name, *change], root)
+        run([BIN / "dvc", "exp", "run", "--run-all", "--jobs", "2"], root)
+        a_only = {f"{stage}@a-{JOB}" for stage in RUN_STAGES} | {"plots", "report"}
+        for name in ("rate03", "rate01"):
+            assert dvc_ran(run([BIN / "dvc", "queue", "logs", name], root).stdout) == a_only
         shown = json.loads(run([BIN / "dvc", "exp", "show", "--json"], root).stdout)
         exps = {
             rev["name"]: rev["data"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from alphaprune.pipeline.provenance import (
     STAGE_PARAMS,
     record_matches,
     set_trigger,
+    source_digest,
     stage_values,
 )
 
@@ -43,6 +46,10 @@ def test_stage_values_read_the_merged_params():
     assert stage_values(RAW, "prune", "a") == {
         "prune": {"amount": 0.5},
         "variants.a": {"init": "lsq"},
+        "runtime.device": None,
+        "runtime.precision": None,
+        "runtime.compile": None,
+        "runtime.sync_batchnorm": None,
     }
     # absent keys and empty variants are None, as DVC sees them
     assert stage_values(RAW, "pretrain")["model"] is None
@@ -52,6 +59,19 @@ def test_stage_values_read_the_merged_params():
         "replicates": None,
         "eval": RAW["eval"],
     }
+
+
+def test_only_the_runtime_keys_that_can_change_a_result_are_params_of_a_stage():
+    """runtime.processes, workers, data_placement, jobs_per_gpu and eval_batch_size spread the
+    same computation differently: changing one reruns nothing (README, "What reruns")."""
+    keys = {k for keys in STAGE_PARAMS.values() for k in keys if k.startswith("runtime")}
+    assert keys == {
+        "runtime.device",
+        "runtime.precision",
+        "runtime.compile",
+        "runtime.sync_batchnorm",
+    }
+    assert "runtime" not in {k for keys in STAGE_PARAMS.values() for k in keys}
 
 
 @pytest.mark.parametrize("stage", STAGE_PARAMS)
@@ -98,3 +118,52 @@ def test_a_stale_trigger_is_newer_than_the_record_whatever_the_clock(tmp_path):
     assert path.stat().st_mtime >= ahead + 1
     set_trigger(path, stale=False, newer_than=ahead)
     assert path.stat().st_mtime == LONG_AGO
+
+
+# ----------------------------------------------------------------- the raw data, by content
+def test_source_digest_follows_bytes_not_times(tmp_path):
+    archive = tmp_path / "cifar.tar.gz"
+    archive.write_bytes(b"\x1f\x8b some archive")
+    first = source_digest(archive)
+    os.utime(archive, (time.time() + 100, time.time() + 100))  # touch
+    assert source_digest(archive) == first
+    copy = tmp_path / "copy.tar.gz"
+    shutil.copyfile(archive, copy)  # cp without -p: another inode, another time
+    assert source_digest(copy) == first
+    archive.write_bytes(b"\x1f\x8b some archivE")
+    assert source_digest(archive) != first
+    assert source_digest(tmp_path / "none") is None
+
+
+def test_source_digest_of_a_folder_holds_every_file_and_its_path(tmp_path):
+    root = tmp_path / "images"
+    (root / "train" / "cat").mkdir(parents=True)
+    (root / "train" / "cat" / "0.png").write_bytes(b"pixels")
+    first = source_digest(root)
+    (root / "train" / "cat" / "0.png").rename(root / "train" / "cat" / "1.png")
+    assert source_digest(root) != first  # a renamed image is another dataset
+    (root / "train" / "cat" / "1.png").rename(root / "train" / "cat" / "0.png")
+    assert source_digest(root) == first
+    (root / "train" / "dog").mkdir()
+    (root / "train" / "dog" / "0.png").write_bytes(b"more")
+    assert source_digest(root) != first
+
+
+def test_source_digest_reads_again_only_files_whose_stat_changed(tmp_path, monkeypatch):
+    from alphaprune.pipeline import provenance
+
+    root, cache = tmp_path / "raw", tmp_path / "cache.json"
+    root.mkdir()
+    for name in ("a", "b", "c"):
+        (root / name).write_bytes(name.encode())
+    read = []
+    real = provenance._file_sha256
+    monkeypatch.setattr(provenance, "_file_sha256", lambda p: read.append(p.name) or real(p))
+    first = source_digest(root, cache)
+    assert sorted(read) == ["a", "b", "c"]
+    read.clear()
+    assert source_digest(root, cache) == first and read == []  # stat only
+    os.utime(root / "b", (time.time() + 100, time.time() + 100))
+    assert source_digest(root, cache) == first and read == ["b"]  # re-read, same bytes
+    cache.write_text("{not json")  # a damaged cache: every file read again, same digest
+    assert source_digest(root, cache) == first

@@ -1,6 +1,7 @@
 # Shared by every rule: the validated params, the variant names, the paths, and what keeps
 # Snakemake and DVC in step.
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from snakemake.logging import logger
 from alphaprune.pipeline.codedeps import STAGES, stage_code
 from alphaprune.pipeline.config import ConfigError
 from alphaprune.pipeline.paramsfile import merge_files, resolve
-from alphaprune.pipeline.provenance import record_matches, set_trigger, stage_values
+from alphaprune.pipeline.provenance import record_matches, set_trigger, source_digest, stage_values
 
 if workflow.config_settings.config:  # --config key=value (presets come as --configfile)
     raise WorkflowError(
@@ -120,6 +121,22 @@ def _job(variant, teacher, seed):
     if teacher is None:
         return None
     return f"t{teacher}" if variant is None else f"{variant}/t{teacher}-s{seed}"
+
+
+def data_changed():
+    """An input of prepare that is newer than its outputs exactly when the bytes under
+    data.root differ from those prepare last read (the digest its card holds), whichever tool
+    ran it. Snakemake itself would compare times: a `touch`, or a copy without -p, of a CIFAR
+    archive would rerun prepare and then the teacher, whose old outputs it deletes first."""
+    card = Path(f"{DATA}.json")
+    try:
+        made = json.loads(card.read_text()).get("source_digest")
+    except (OSError, ValueError):
+        made = None
+    live = source_digest(PARAMS.data.root, cache=Path(".snakemake", "alphaprune", "source-hashes.json"))
+    path = os.path.join(".snakemake", "alphaprune", "data-changed", "prepare")
+    set_trigger(path, made is None or made != live, card.stat().st_mtime if card.exists() else None)
+    return path
 
 
 def _set_params_trigger(stage, variant, job):

@@ -2,9 +2,10 @@ rule prepare:
     input:
         code=code("prepare"),
         params=params_changed("prepare"),
-        # The raw files (a folder or archive; for digits a placeholder folder): editing them
-        # reruns prepare. dvc.yaml lists the same path.
-        raw=PARAMS.data.root,
+        # The raw files (a folder or archive; for digits a placeholder folder), by content, as
+        # dvc.yaml's dependency on the same path: editing a byte reruns prepare; a touch or a
+        # copy without -p does not.
+        raw=data_changed(),
     output:
         data=f"{DATA}.pt",
         card=f"{DATA}.json",

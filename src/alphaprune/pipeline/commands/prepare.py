@@ -12,6 +12,7 @@ from alphaprune.pipeline.commands import (
     load,
     write_record,
 )
+from alphaprune.pipeline.provenance import source_digest
 
 log = logging.getLogger("alphaprune")
 
@@ -25,6 +26,8 @@ def add_arguments(p) -> None:
 def run(args) -> None:
     params = load(args)
     prepared = data.prepare(params.data, params.seed)
+    # What the Snakefile compares data.root with (`data_changed`): its bytes, not its times.
+    prepared.card["source_digest"] = source_digest(params.data.root)
     data.save(prepared, args.out)
     card = prepared.card
     log.info(
