@@ -165,10 +165,14 @@ def allocate(
     exclude: list[str] | None = None,
     round_to: int = 1,
     target: str = "params",
+    *,
+    teacher_macs: int | None = None,
 ) -> Plan:
     """Plan branches that remove at least `amount` of `model`'s parameters (`target` "params")
     or of its MACs for one example of `example`'s shape ("macs"); `round_to`: the channel block
-    of kind `channels`."""
+    of kind `channels`; `teacher_macs`: the model's MACs for one example if known (a model file
+    records them), else counted with `torch.utils.flop_counter` (whose first use imports
+    `torch._dynamo`: 1.5 s a process)."""
     if not 0 < amount < 1:
         raise BudgetError(f"amount must be in (0, 1), got {amount}")
     if target not in TARGETS:
@@ -180,7 +184,8 @@ def allocate(
             "densely, so its MACs do not fall (use target 'params', or a structured branch)"
         )
     positions = layer_positions(model, example)
-    units = _Units(kind, amount, target, positions, count_params(model), count_macs(model, example))
+    macs = count_macs(model, example) if teacher_macs is None else teacher_macs
+    units = _Units(kind, amount, target, positions, count_params(model), macs)
     layers, excluded = _candidates(model, exclude, list(positions))
     eligible = [(n, m) for n, m in layers if branch.eligible(m)]
     if branch.allocation == "spatial":

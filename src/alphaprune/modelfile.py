@@ -33,13 +33,17 @@ def recipe_for(
     std=None,
     classes=None,
     plan=None,
+    macs: int | None = None,
 ) -> dict[str, Any]:
     """The recipe of a model built by `models.build_model(model_name)` for inputs of `shape`
     (C, H, W); with `plan`, of its student (`with_plan`). `mean` and `std` are the input
-    normalisation in stored units (default: none), `classes` the class names (default: 0, 1, …)."""
+    normalisation in stored units (default: none), `classes` the class names (default: 0, 1, …);
+    `macs`, the model's multiply-accumulates for one example, counted once when it is saved so
+    that the stages reading it need not count again (`recorded_macs`)."""
     c = shape[0]
     recipe = {
         "model": {"name": model_name, "num_classes": num_classes, "shape": list(shape)},
+        **({} if macs is None else {"macs": int(macs)}),
         "normalization": {  # in stored (uint8) units
             "mean": [0.0] * c if mean is None else list(mean),
             "std": [1.0] * c if std is None else list(std),
@@ -74,3 +78,13 @@ def save_model(path: str | Path, model: nn.Module, recipe: dict[str, Any]) -> No
             "state_dict": state,
         },
     )
+
+
+def recorded_macs(recipe: dict[str, Any]) -> int | None:
+    """The MACs a model file records for one example: a teacher's (`recipe_for(macs=)`), or a
+    student's from its plan (the allocator's arithmetic, which tests hold equal to the flop
+    counter's count of the student for every branch kind); None if it records none (a file from
+    before they were recorded: count them with `alphaprune.costs.count_macs`)."""
+    if "plan" in recipe:
+        return recipe["plan"].get("student_macs")
+    return recipe.get("macs")

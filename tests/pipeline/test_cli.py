@@ -145,14 +145,19 @@ def test_stage_commands_end_to_end(tmp_path, params_file, tiny_raw):
         "seed": tiny_raw["seed"],
         "data": tiny_raw["data"],
     }
+    runtime = {f"runtime.{k}": tiny_raw["runtime"].get(k) for k in ("device", "precision")}
     assert json.loads((rec / "prune.json").read_text()) == {
         "prune": tiny_raw["prune"],
         "variants.base": {},
+        **runtime,
+        "runtime.compile": None,  # absent from the params: None, as DVC sees it
+        "runtime.sync_batchnorm": None,
     }
-    assert set(json.loads((rec / "evaluate.json").read_text())) == {
+    assert json.loads((rec / "evaluate.json").read_text()).keys() == {
         "eval",
         "prune",
         "variants.base",
+        *runtime,
     }
     assert sorted(p.name for p in rec.iterdir()) == ["evaluate.json", "prepare.json", "prune.json"]
     unknown = [

@@ -71,6 +71,22 @@ def test_macs_of_a_conv_by_hand():
     assert macs(conv, (3, 8, 8)) == 8 * 3 * 9 * 8 * 8
 
 
+def test_a_teacher_file_records_the_macs_the_flop_counter_counts(teacher_dir, monkeypatch):
+    """pretrain counts the teacher's MACs once and its file keeps them; evaluate reads them
+    (and a student's from its plan, which tests/test_budget.py holds equal to a count of the
+    student for every kind) instead of paying the flop counter's 1.5 s of imports again."""
+    from alphaprune.costs import count_macs
+    from alphaprune.loading import load_model
+    from alphaprune.modelfile import recorded_macs
+    from alphaprune.pipeline import evaluate as evaluation
+
+    teacher, recipe = load_model(teacher_dir / "model.pt")
+    shape = tuple(recipe["model"]["shape"])
+    assert recorded_macs(recipe) == count_macs(teacher, torch.zeros(1, *shape)) > 0
+    monkeypatch.setattr(evaluation, "count_macs", lambda *a: pytest.fail("counted again"))
+    assert macs(teacher, shape, recipe) == recorded_macs(recipe)
+
+
 def _data(n=64):
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 255, (n, 1, 8, 8), generator=g, dtype=torch.uint8)

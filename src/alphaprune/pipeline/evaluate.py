@@ -1,8 +1,10 @@
 """Evaluation of a student against its teacher: accuracy (clean and noisy), agreement, size,
 MACs, and "α held". (Latency is timed by `alphaprune latency`, in a job holding the machine alone.)
 
-MACs come from ``torch.utils.flop_counter`` (FLOPs / 2, `alphaprune.costs`); ``achieved`` and
-``macs_achieved`` are the fractions of the teacher's parameters and MACs the student removed.
+MACs come from ``torch.utils.flop_counter`` (FLOPs / 2, `alphaprune.costs`), counted when the
+model files were written (`modelfile.recorded_macs`) or, for a file that records none, now;
+``achieved`` and ``macs_achieved`` are the fractions of the teacher's parameters and MACs the
+student removed.
 A sparse student is counted by its non-zero parameters (``student_params``) and reported with its
 dense count too; its MACs are dense, since a masked layer still runs densely.
 """
@@ -18,13 +20,19 @@ from torch import nn
 from alphaprune.batches import DeviceData, predict
 from alphaprune.branches.base import count_params
 from alphaprune.costs import count_macs
+from alphaprune.modelfile import recorded_macs
 from alphaprune.pipeline.config import EvalConfig
 from alphaprune.runtime import Runtime
 
 
-def macs(model: nn.Module, shape: tuple[int, ...]) -> int:
-    """Multiply-accumulates of one forward pass of one example of `shape`."""
-    return count_macs(model, torch.zeros(1, *shape))
+def macs(model: nn.Module, shape: tuple[int, ...], recipe: dict | None = None) -> int:
+    """Multiply-accumulates of one forward pass of one example of `shape`: as `recipe` (the
+    model file's) records them, else counted (the flop counter's first use in a process costs
+    1.5 s of imports)."""
+    recorded = None if recipe is None else recorded_macs(recipe)
+    if recorded is not None:
+        return recorded
+    return count_macs(model, torch.zeros(1, *shape, dtype=next(model.parameters()).dtype))
 
 
 def alpha_held(steps: list[dict], key: str, teacher_acc: float, tolerance_pp: float) -> float:
@@ -79,8 +87,11 @@ def evaluate(
     cfg: EvalConfig,
     runtime: Runtime,
     seed: int = 0,
+    recipes: tuple[dict, dict] | None = None,
 ) -> tuple[dict, torch.Tensor]:
-    """The metrics of DESIGN.md §5 for one student, and its predicted class per test image."""
+    """The metrics of DESIGN.md §5 for one student, and its predicted class per test image;
+    `recipes`, the (student, teacher) model files' recipes, whose recorded MACs are used."""
+    s_recipe, t_recipe = recipes or (None, None)
     s_logits = predict(student, test, runtime)
     t_logits = predict(teacher, test, runtime)
     s_params, s_dense = count_params(student), count_params(student, dense=True)
@@ -95,8 +106,8 @@ def evaluate(
         "student_params": s_params,
         "student_params_dense": s_dense,
         "achieved": 1 - s_params / t_params,
-        "teacher_macs": (t_macs := macs(teacher, shape)),
-        "student_macs": (s_macs := macs(student, shape)),
+        "teacher_macs": (t_macs := macs(teacher, shape, t_recipe)),
+        "student_macs": (s_macs := macs(student, shape, s_recipe)),
         "macs_achieved": 1 - s_macs / t_macs,
         "epochs": len(history),
         "wall_time_s": sum(row["seconds"] for row in history),

@@ -45,8 +45,9 @@ def run(args) -> None:
     params.variant(args.variant)  # an unknown name ends here, with one line
     prepared = data.load(args.data)
     runtime = runtime_from(params.runtime)
-    teacher = runtime.place(load_model(args.teacher, runtime.device)[0])
-    student = runtime.place(load_model(args.student, runtime.device)[0])
+    teacher, t_recipe = load_model(args.teacher, runtime.device)
+    student, s_recipe = load_model(args.student, runtime.device)
+    teacher, student = runtime.place(teacher), runtime.place(student)
     (test,) = splits(prepared, runtime, "test")
     metrics, predicted = evaluate(
         student,
@@ -59,6 +60,7 @@ def run(args) -> None:
         cfg=params.eval,
         runtime=runtime,
         seed=args.seed,
+        recipes=(s_recipe, t_recipe),
     )
     write_json(args.out, metrics)
     if args.predictions:

@@ -8,6 +8,7 @@ import torch
 
 from alphaprune.batches import accuracy
 from alphaprune.branches.base import count_params
+from alphaprune.costs import count_macs
 from alphaprune.files import write_json
 from alphaprune.fit import fit
 from alphaprune.modelfile import recipe_for, save_model
@@ -55,6 +56,7 @@ def pretrain(
         prepared.mean,
         prepared.std,
         prepared.card["classes"],
+        macs=count_macs(model, torch.zeros(1, *prepared.shape, dtype=runtime.dtype)),
     )
     last = result.history[-1]
     metrics = {

@@ -15,7 +15,7 @@ from alphaprune import channels, student
 from alphaprune.budget import Plan, allocate
 from alphaprune.fit import DivergenceError, fit
 from alphaprune.loading import load_model
-from alphaprune.modelfile import save_model, with_plan
+from alphaprune.modelfile import recorded_macs, save_model, with_plan
 from alphaprune.pipeline import data
 from alphaprune.pipeline.codedeps import code_digest
 from alphaprune.pipeline.config import Params, PruneConfig
@@ -30,10 +30,24 @@ def file_digest(path: str | Path) -> str:
 
 
 def make_student(
-    teacher: nn.Module, cfg: PruneConfig, example: torch.Tensor, calibration=None
+    teacher: nn.Module,
+    cfg: PruneConfig,
+    example: torch.Tensor,
+    calibration=None,
+    teacher_macs: int | None = None,
 ) -> tuple[nn.Module, Plan]:
-    """A copy of `teacher` with every layer `cfg` plans blended with its initialised branch."""
-    plan = allocate(teacher, cfg.branch, cfg.amount, example, cfg.exclude, cfg.round_to, cfg.target)
+    """A copy of `teacher` with every layer `cfg` plans blended with its initialised branch;
+    `teacher_macs`, the teacher's MACs if its file records them (else they are counted)."""
+    plan = allocate(
+        teacher,
+        cfg.branch,
+        cfg.amount,
+        example,
+        cfg.exclude,
+        cfg.round_to,
+        cfg.target,
+        teacher_macs=teacher_macs,
+    )
     return student.make_student(teacher, plan, cfg.init, calibration), plan
 
 
@@ -56,7 +70,7 @@ def prune(
     train, val = splits(prepared, runtime, "train", "val")
     torch.manual_seed(seed)
     calib = [next(train.batches(cfg.calibration_size))[0]] if cfg.init == "lsq" else None
-    model, plan = make_student(teacher, cfg, train.examples(2), calib)
+    model, plan = make_student(teacher, cfg, train.examples(2), calib, recorded_macs(recipe))
     log.info(
         "%s: %d layers get %s branches; removes %.4f of %d parameters and %.4f of %d MACs",
         variant,
