@@ -197,3 +197,58 @@ def test_cuda_latency_is_timed_with_events():
     _, student = _pair()
     ms = latency.cuda_latency_ms(student, SHAPE, 8, torch.device("cuda"), 0.05)
     assert 0 < ms < 1000
+
+
+def test_the_grid_times_each_architecture_once_and_twins_share_it(monkeypatch):
+    """Two teachers of one architecture, two students of the same plan (twins: other weights,
+    the same layers), one sparse student (deployed dense: the teacher's architecture) and one
+    of another plan: three architectures, each timed once per setting and round; a student's
+    speedup is its teacher's round ÷ its own, and a sparse one's exactly 1."""
+    torch.manual_seed(0)
+    t0 = build_model("cnn", num_classes=10, in_channels=1, image_size=8).eval()
+    t1 = build_model("cnn", num_classes=10, in_channels=1, image_size=8).eval()
+    x = torch.randn(2, *SHAPE)
+
+    def student(teacher, kind, amount=0.65):
+        s = make_student(teacher, allocate(teacher, kind, amount, x))
+        blend.set_alpha(s, 0.0)
+        return blend.collapse(s).eval()
+
+    models = {
+        "t0": t0,
+        "t1": t1,
+        "a/t0-s0": student(t0, "pointwise"),
+        "a/t1-s0": student(t1, "pointwise"),  # the twin of a/t0-s0 on another teacher
+        "d/t0-s0": student(t0, "sparse"),
+        "b/t0-s0": student(t0, "lowrank"),
+    }
+    teacher_of = {name: f"t{name[3]}" for name in models if "/" in name}
+    arch = {name: latency.architecture(m) for name, m in models.items()}
+    assert arch["t0"] == arch["t1"] == arch["d/t0-s0"]
+    assert arch["a/t0-s0"] == arch["a/t1-s0"] != arch["b/t0-s0"] != arch["t0"]
+    ms = {arch["t0"]: 12.0, arch["a/t0-s0"]: 4.0, arch["b/t0-s0"]: 6.0}
+    timed = []
+
+    def fake(model_or_path, _shape, batch, *_):
+        a = (
+            model_or_path.stem
+            if isinstance(model_or_path, Path)
+            else latency.architecture(model_or_path)
+        )
+        timed.append((a, batch))
+        return ms[a] * (1 + 0.1 * sum(1 for t in timed if t == (a, batch)))  # drifts up
+
+    monkeypatch.setattr(latency, "ort_latency_ms", fake)
+    monkeypatch.setattr(latency, "eager_latency_ms", fake)
+    cfg = LatencyConfig(rounds=3, throughput_batch=8)
+    got = latency.measure_grid(models, teacher_of, SHAPE, cfg)
+    # 2 engines x 2 batches x 3 rounds x 3 architectures
+    assert len(timed) == 2 * 2 * 3 * 3 and len(set(timed)) == 3 * 2
+    assert got["d/t0-s0"]["ort_latency_speedup"] == 1.0  # the teacher against itself
+    assert got["d/t0-s0"]["ort_latency_speedup_range"] == [1.0, 1.0]
+    for name in ("a/t0-s0", "a/t1-s0"):
+        assert got[name]["ort_latency_speedup"] == pytest.approx(3.0)  # same drift both sides
+        assert got[name]["architecture"] == arch["a/t0-s0"]
+    assert got["a/t0-s0"]["timed_with"] == ["a/t1-s0"]
+    assert got["b/t0-s0"]["eager_throughput_speedup"] == pytest.approx(2.0)
+    assert all(g["architectures_timed"] == 3 for g in got.values())

@@ -167,3 +167,13 @@ def test_source_digest_reads_again_only_files_whose_stat_changed(tmp_path, monke
     assert source_digest(root, cache) == first and read == ["b"]  # re-read, same bytes
     cache.write_text("{not json")  # a damaged cache: every file read again, same digest
     assert source_digest(root, cache) == first
+
+
+def test_a_trigger_replaces_a_folder_of_per_job_triggers(tmp_path):
+    """The latency stage had a trigger per job (a folder of them) before it timed the grid in
+    one job: a project run before that must not stop the Snakefile."""
+    path = tmp_path / "params-changed" / "latency"
+    (path / "a").mkdir(parents=True)
+    (path / "a" / "t0-s0").write_text("old")
+    set_trigger(path, stale=False)
+    assert path.is_file() and path.stat().st_mtime == LONG_AGO

@@ -16,12 +16,15 @@ def _write(folder, name, data):
 
 
 def test_a_row_joins_the_onnx_check_and_the_timings_and_has_the_ratios(tmp_path):
-    run = tmp_path / "a" / "t0-s0"
+    run = tmp_path / "variants" / "a" / "t0-s0"
     metrics = {"test_acc": 0.9, "teacher_params": 1000, "student_params": 250}
     _write(run, "metrics.json", metrics | {"teacher_macs": 9000, "student_macs": 3000})
     _write(run, "onnx.json", {"onnx_top1_agreement": 1.0})
-    _write(run, "latency.json", {"ort_latency_speedup": 1.5})
-    row = read_metrics(["a"], ["t0-s0"], tmp_path).loc[("a", "t0-s0")]
+    # the latency stage's, in its own folder with the same layout
+    _write(tmp_path / "latency" / "a" / "t0-s0", "latency.json", {"ort_latency_speedup": 1.5})
+    row = read_metrics(
+        ["a"], ["t0-s0"], tmp_path / "variants", latency_dir=tmp_path / "latency"
+    ).loc[("a", "t0-s0")]
     assert row["test_acc"] == 0.9 and row["onnx_top1_agreement"] == 1.0
     assert row["ort_latency_speedup"] == 1.5
     assert row["params_ratio"] == pytest.approx(4.0) and row["macs_ratio"] == pytest.approx(3.0)

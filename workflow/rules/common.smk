@@ -102,7 +102,7 @@ def params_changed(stage):
     by its three seeds' targets failed with a MissingInputException)."""
     grid = {"pretrain": [(None, t, None) for t in TEACHERS],
             "prune": [(v, t, s) for v in VARIANTS for t, s in RUNS]}
-    grid["evaluate"] = grid["latency"] = grid["prune"]
+    grid["evaluate"] = grid["prune"]
     made = {}
     for variant, teacher, seed in grid.get(stage, [(None, None, None)]):
         job = _job(variant, teacher, seed)
@@ -167,9 +167,9 @@ def record_in_dvc():
     stages = [STAGES[i] + (f"@{name}" if name else "") for i, name in jobs]
     # Naming stages costs DVC a search of the whole pipeline each (minutes for a grid of
     # replicates); when the run's DAG is the whole pipeline, commit everything in one pass.
-    whole = {"prepare", "plots", "report",
+    whole = {"prepare", "latency", "plots", "report",
              *(f"{s}@{t}" for s in ("pretrain", "export_teacher") for t in TEACHERS),
-             *(f"{s}@{v}-{t}-{seed}" for s in ("prune", "evaluate", "export", "latency")
+             *(f"{s}@{v}-{t}-{seed}" for s in ("prune", "evaluate", "export")
                for v in VARIANTS for t, seed in RUNS)}
     targets = [] if set(stages) == whole else stages
     # Committing a cached output may put a fresh copy of it from DVC's cache in its place:

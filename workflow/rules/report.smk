@@ -9,7 +9,7 @@ rule plots:
         histories=every_run(rules.prune.output.history),
         steps=every_run(rules.prune.output.steps),
         onnx_checks=every_run(rules.export.output.check),
-        latencies=every_run(rules.latency.output.latency),
+        latency=rules.latency.output.latency,
     output:
         plots=report(
             directory("results/plots"),
@@ -26,7 +26,7 @@ rule plots:
         "logs/plots.log",
     shell:
         "alphaprune plots {params.files} --teacher results/teacher --variants results/variants"
-        " --out {output.plots} --record {output.record} 2> {log}"
+        " --latency {input.latency} --out {output.plots} --record {output.record} 2> {log}"
 
 
 rule report:
@@ -37,7 +37,7 @@ rule report:
         metrics=every_run(rules.evaluate.output.metrics),
         predictions=every_run(rules.evaluate.output.predictions),
         onnx_checks=every_run(rules.export.output.check),
-        latencies=every_run(rules.latency.output.latency),
+        latency=rules.latency.output.latency,
         plots=rules.plots.output.plots,
     output:
         report="results/report.md",
@@ -51,5 +51,6 @@ rule report:
         "logs/report.log",
     shell:
         "alphaprune report {params.files} --teacher results/teacher --variants results/variants"
-        " --plots {input.plots} --out {output.report} --summary {output.summary}"
+        " --latency {input.latency} --plots {input.plots} --out {output.report}"
+        " --summary {output.summary}"
         " --record {output.record} 2> {log}"

@@ -85,19 +85,24 @@ rule export:
 
 
 rule latency:
-    """Teacher and student timed in turns. The job takes every core (and the GPU), so that
-    Snakemake runs nothing beside it: what it measures is the models, not the contention (on
-    SLURM, the profile asks for the node --exclusive)."""
+    """Every student of the grid and its teacher timed in one job, each distinct architecture
+    once (twins, and recipes that leave the same layers, share a timing), in turns. The job
+    takes every core (and the GPU), so that Snakemake runs nothing beside it: what it measures
+    is the models, not the contention (on SLURM, the profile asks for the node --exclusive).
+    Its inputs are what dvc.yaml's dependency on results/teacher and results/variants covers,
+    every file written there (an evaluation's too: DVC hashes the folders whole), so that both
+    tools rerun it alike."""
     input:
         code=code("latency"),
         params=params_changed("latency"),
-        teacher=rules.pretrain.output.model,
-        student=rules.prune.output.student,
-        onnx=rules.export.output.onnx,
-        teacher_onnx=rules.export_teacher.output.onnx,
+        teachers=expand(rules.pretrain.output, teacher=TEACHERS),
+        teacher_onnx=expand(rules.export_teacher.output, teacher=TEACHERS),
+        students=[f for pattern in rules.prune.output for f in every_run(pattern)],
+        evaluations=[f for pattern in rules.evaluate.output for f in every_run(pattern)],
+        onnx=[f for pattern in rules.export.output for f in every_run(pattern)],
     output:
-        latency="results/variants/{variant}/t{teacher}-s{seed}/latency.json",
-        record=record("latency", "{variant}/t{teacher}-s{seed}"),
+        latency=directory("results/latency"),
+        record=record("latency"),
     params:
         files=params_files,
     threads: every_core
@@ -106,8 +111,7 @@ rule latency:
     conda:
         "../envs/alphaprune.yaml"
     log:
-        "logs/latency/{variant}/t{teacher}-s{seed}.log",
+        "logs/latency.log",
     shell:
-        "alphaprune latency {params.files} --teacher {input.teacher} --student {input.student}"
-        " --onnx {input.onnx} --teacher-onnx {input.teacher_onnx} --out {output.latency}"
-        " --record {output.record} 2> {log}"
+        "alphaprune latency {params.files} --teacher results/teacher --variants results/variants"
+        " --out {output.latency} --record {output.record} 2> {log}"

@@ -2,22 +2,25 @@
 latency batch and a throughput batch on a stated number of threads, and PyTorch on CUDA (timed
 with CUDA events) at a latency batch and a large one.
 
-`measure` times teacher and student in turns (`rounds` times, who goes first alternating), each
-figure the median of repeated forward passes after a warm-up, each speedup the median over rounds
-of that round's teacher ÷ student, and records the machine, the threads and the
-batches, and how busy other processes kept the CPUs this process may run on meanwhile: timings
-taken beside a training job measure the contention, not the models. The pipeline runs it in a
-job that holds the machine alone (`alphaprune latency`).
+`measure_grid` times every distinct architecture of a grid's teachers and students once, in
+turns (`rounds` times, who goes first alternating), each figure the median of repeated forward
+passes after a warm-up, each speedup the median over rounds of that round's teacher ÷ student
+with its spread over rounds, and records the machine, the threads and the batches, and how busy
+other processes kept the CPUs this process may run on meanwhile: timings taken beside a
+training job measure the contention, not the models. The pipeline runs it in one job that holds
+the machine alone (`alphaprune latency`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import statistics
 import tempfile
 import time
 import timeit
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +175,103 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def architecture(model: nn.Module) -> str:
+    """What decides how fast `model` runs, as a short hash: its deployed form's modules (name
+    and class) and tensors (name, shape, dtype), not their values. Models that share it run the
+    same computation and are timed once; a sparse student deploys dense, so it shares the
+    teacher's (and its speedup is exactly 1)."""
+    deployed = deploy.deployable(model)
+    h = hashlib.sha256()
+    for name, module in deployed.named_modules():
+        h.update(f"m {name} {type(module).__qualname__}\n".encode())
+    for name, t in deployed.state_dict().items():
+        h.update(f"t {name} {tuple(t.shape)} {t.dtype}\n".encode())
+    return h.hexdigest()[:12]
+
+
+def measure_grid(
+    models: Mapping[str, nn.Module],
+    teacher_of: Mapping[str, str],
+    shape: tuple[int, ...],
+    cfg: LatencyConfig,
+    device: torch.device | None = None,
+    onnx: Mapping[str, str | Path] | None = None,
+) -> dict[str, dict]:
+    """Every student's latency and speedup against its teacher, each distinct architecture
+    timed once (`architecture`): twins, and recipes that leave the same layers, share one
+    timing. `models`: teachers and students by name; `teacher_of`: each student's teacher's
+    name; `onnx`: ONNX files by model name (a model without one is exported to a temporary
+    folder). In each of `cfg.rounds` rounds every architecture is timed in turn, the order
+    reversed every other round (no fixed warm side); a speedup is the median over rounds of
+    that round's teacher ms ÷ student ms, and its spread (`…_speedup_range`) the least and the
+    greatest of them.
+
+    The keys of each student's dict: ``{teacher,student}_{ort,eager,cuda}_{latency,throughput}
+    _ms``, ``{ort,eager,cuda}_{latency,throughput}_speedup`` and ``…_speedup_range``; latency
+    is at `cfg.batch`, throughput at `cfg.throughput_batch` on the CPU and `cfg.cuda_batch` on
+    CUDA (CUDA only when `device` is; None: the CPU only); ``architecture``, the names it shares
+    its timing with, and the conditions (machine, threads, batches, rounds, other processes'
+    CPU use)."""
+    device = device or torch.device("cpu")
+    onnx = dict(onnx or {})
+    arch = {name: architecture(m) for name, m in models.items()}
+    first = {}  # architecture -> the model that stands for it
+    for name in models:
+        first.setdefault(arch[name], name)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {}
+        for a, name in first.items():
+            given = next((onnx[n] for n in models if arch[n] == a and n in onnx), None)
+            if given is None:
+                given = Path(tmp) / f"{a}.onnx"
+                deploy.export_onnx(models[name], shape, given)
+            files[a] = given
+        timers = {
+            "ort": lambda a, b: ort_latency_ms(files[a], shape, b, cfg.threads, cfg.seconds),
+            "eager": lambda a, b: eager_latency_ms(
+                models[first[a]], shape, b, cfg.threads, cfg.seconds
+            ),
+        }
+        batches = {"ort": cfg.throughput_batch, "eager": cfg.throughput_batch}
+        if device.type == "cuda":
+            timers["cuda"] = lambda a, b: cuda_latency_ms(
+                models[first[a]], shape, b, device, cfg.seconds
+            )
+            batches["cuda"] = cfg.cuda_batch
+        ms: dict[tuple[str, str], dict[str, list[float]]] = {}
+        with OtherCpuUse() as other:
+            for engine, timer in timers.items():
+                for kind, batch in (("latency", cfg.batch), ("throughput", batches[engine])):
+                    times = ms[engine, kind] = {a: [] for a in first}
+                    for i in range(cfg.rounds):  # who goes first alternates
+                        for a in list(first)[:: 1 if i % 2 == 0 else -1]:
+                            times[a].append(timer(a, batch))
+    conditions = {
+        "latency_threads": cfg.threads,
+        "latency_batch": cfg.batch,
+        "throughput_batch": cfg.throughput_batch,
+        **({"cuda_batch": cfg.cuda_batch} if device.type == "cuda" else {}),
+        "latency_rounds": cfg.rounds,
+        "latency_seconds": cfg.seconds,
+        "other_cpu_use_cores": other.cores,
+        "architectures_timed": len(first),
+        **machine(device),
+    }
+    out = {}
+    for student, teacher in teacher_of.items():
+        s, t = arch[student], arch[teacher]
+        row: dict = {}
+        for (engine, kind), times in ms.items():
+            row[f"teacher_{engine}_{kind}_ms"] = statistics.median(times[t])
+            row[f"student_{engine}_{kind}_ms"] = statistics.median(times[s])
+            ratios = [a / b for a, b in zip(times[t], times[s], strict=True)]
+            row[f"{engine}_{kind}_speedup"] = statistics.median(ratios)
+            row[f"{engine}_{kind}_speedup_range"] = [min(ratios), max(ratios)]
+        shared = sorted(n for n in teacher_of if n != student and arch[n] == s)
+        out[student] = {**row, "architecture": s, "timed_with": shared, **conditions}
+    return out
+
+
 def measure(
     teacher: nn.Module,
     student: nn.Module,
@@ -181,60 +281,9 @@ def measure(
     device: torch.device | None = None,
     teacher_onnx: str | Path | None = None,
 ) -> dict:
-    """Teacher's and student's latency (ms) in every setting (the median over rounds), the
-    student's speedup in each (the median over rounds of teacher ms / student ms: the pair timed
-    together), and the conditions: machine, threads, batches, rounds and the
-    other processes' CPU use. Without `teacher_onnx` (the teacher's ONNX file, as the
-    pipeline's export_teacher stage writes it) the teacher is exported to a temporary folder.
-
-    Keys: ``{teacher,student}_{ort,eager,cuda}_{latency,throughput}_ms`` and
-    ``{ort,eager,cuda}_{latency,throughput}_speedup``; latency is at `cfg.batch`, throughput at
-    `cfg.throughput_batch` on the CPU and `cfg.cuda_batch` on CUDA (CUDA only when `device` is;
-    None: the CPU only)."""
-    device = device or torch.device("cpu")
-    with tempfile.TemporaryDirectory() as tmp:
-        if teacher_onnx is None:
-            teacher_onnx = Path(tmp) / "teacher.onnx"
-            deploy.export_onnx(teacher, shape, teacher_onnx)
-        timers = {
-            "ort": lambda who, b: ort_latency_ms(
-                teacher_onnx if who == "teacher" else student_onnx,
-                shape,
-                b,
-                cfg.threads,
-                cfg.seconds,
-            ),
-            "eager": lambda who, b: eager_latency_ms(
-                teacher if who == "teacher" else student, shape, b, cfg.threads, cfg.seconds
-            ),
-        }
-        batches = {"ort": cfg.throughput_batch, "eager": cfg.throughput_batch}
-        if device.type == "cuda":
-            timers["cuda"] = lambda who, b: cuda_latency_ms(
-                teacher if who == "teacher" else student, shape, b, device, cfg.seconds
-            )
-            batches["cuda"] = cfg.cuda_batch
-        out: dict = {}
-        with OtherCpuUse() as other:
-            for engine, timer in timers.items():
-                for kind, batch in (("latency", cfg.batch), ("throughput", batches[engine])):
-                    ms: dict[str, list[float]] = {"teacher": [], "student": []}
-                    for i in range(cfg.rounds):  # who goes first alternates: no fixed warm side
-                        for who in ("teacher", "student")[:: 1 if i % 2 == 0 else -1]:
-                            ms[who].append(timer(who, batch))
-                    for who, values in ms.items():
-                        out[f"{who}_{engine}_{kind}_ms"] = statistics.median(values)
-                    out[f"{engine}_{kind}_speedup"] = statistics.median(
-                        t / s for t, s in zip(ms["teacher"], ms["student"], strict=True)
-                    )
-    return {
-        **out,
-        "latency_threads": cfg.threads,
-        "latency_batch": cfg.batch,
-        "throughput_batch": cfg.throughput_batch,
-        **({"cuda_batch": cfg.cuda_batch} if device.type == "cuda" else {}),
-        "latency_rounds": cfg.rounds,
-        "latency_seconds": cfg.seconds,
-        "other_cpu_use_cores": other.cores,
-        **machine(device),
-    }
+    """One student against its teacher (`measure_grid` of the pair). Without `teacher_onnx`
+    (the teacher's ONNX file, as the pipeline's export_teacher stage writes it) the teacher is
+    exported to a temporary folder."""
+    onnx = {"student": student_onnx, **({"teacher": teacher_onnx} if teacher_onnx else {})}
+    models = {"teacher": teacher, "student": student}
+    return measure_grid(models, {"student": "teacher"}, shape, cfg, device, onnx)["student"]

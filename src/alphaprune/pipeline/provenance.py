@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,8 @@ STAGE_PARAMS = {
     "evaluate": ("eval", "prune", "variants.{variant}", "runtime.device", "runtime.precision"),
     "export": (),  # reads no params: it reruns when its student changes, and only then
     "export_teacher": (),  # the same for the teacher
-    # runtime.device: timing on CUDA too where the runs train on it
-    "latency": ("latency", "runtime.device"),
+    # runtime.device: timing on CUDA too where the runs train on it; the grid: which runs
+    "latency": ("latency", "runtime.device", "variants", "replicates"),
     "plots": ("variants", "replicates", "eval"),
     "report": ("variants", "replicates", "eval"),
 }
@@ -78,6 +79,8 @@ def set_trigger(path: str | Path, stale: bool, newer_than: float | None = None) 
     ignores an input newer than the outputs if its checksum equals the one recorded when the
     job last ran, so a new time alone is not enough.) Up to date: modified long ago."""
     path = Path(path)
+    if path.is_dir():  # a stage whose jobs had a trigger each before (latency, until 0.3.0)
+        shutil.rmtree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if stale:
         now = time.time()

@@ -1,7 +1,8 @@
 """Reading a pipeline's results back. Per variant and replicate,
 `<variants>/<variant>/<replicate>/` holds metrics.json, predictions.csv (one row per test image),
-history.csv (one row per epoch), steps.csv (one row per α step), onnx.json (the ONNX file's check)
-and latency.json (teacher and student timed); per teacher,
+history.csv (one row per epoch), steps.csv (one row per α step) and onnx.json (the ONNX file's
+check), and `<latency>/<variant>/<replicate>/latency.json` the timings of student and teacher
+(one stage times the whole grid, each architecture once); per teacher,
 `<teachers>/<teacher>/` holds metrics.json and history.csv. Also the titles of the metrics'
 columns, shared by the report and `alphaprune compare`."""
 
@@ -47,7 +48,8 @@ DEPLOY_TITLES = {
     "onnx_max_abs_logit_diff": "ONNX max abs Δlogit",
 }
 # Beside metrics.json (evaluate), read into the same row when they are there.
-RUN_FILES = ("onnx.json", "latency.json")
+RUN_FILES = ("onnx.json",)
+LATENCY_FILE = "latency.json"  # under the latency stage's folder, in the same layout
 Reader = Callable[[Path], str]
 Run = tuple[str, str]  # (variant, replicate)
 
@@ -58,11 +60,13 @@ def read_metrics(
     variants_dir: Path,
     read_text: Reader = Path.read_text,
     missing_ok: bool = False,
+    latency_dir: Path | None = None,
 ) -> pd.DataFrame:
-    """metrics.json of every variant and replicate, with its onnx.json and latency.json where
-    they are there: one row each, indexed by (variant, replicate) in the order given, with the
-    ratios teacher ÷ student of parameters and MACs. `read_text` reads a file (e.g. as a DVC
-    experiment has it); with `missing_ok`, a run without metrics (not run yet) is a row of NaN."""
+    """metrics.json of every variant and replicate, with its onnx.json and (from `latency_dir`)
+    latency.json where they are there: one row each, indexed by (variant, replicate) in the
+    order given, with the ratios teacher ÷ student of parameters and MACs. `read_text` reads a
+    file (e.g. as a DVC experiment has it); with `missing_ok`, a run without metrics (not run
+    yet) is a row of NaN."""
     rows = []
     for name in names:
         for run in runs:
@@ -73,9 +77,12 @@ def read_metrics(
                 if not missing_ok:
                     raise
                 row = {}
-            for extra in RUN_FILES:
+            extras = [folder / f for f in RUN_FILES]
+            if latency_dir is not None:
+                extras.append(latency_dir / name / run / LATENCY_FILE)
+            for extra in extras:
                 with contextlib.suppress(FileNotFoundError):
-                    row |= json.loads(read_text(folder / extra))
+                    row |= json.loads(read_text(extra))
             rows.append(row)
     index = pd.MultiIndex.from_product([names, runs], names=["variant", "replicate"])
     table = pd.DataFrame(rows, index=index)

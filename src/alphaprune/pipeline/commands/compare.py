@@ -35,6 +35,12 @@ def add_arguments(p) -> None:
         help="folder of the teachers' folders (default: %(default)s)",
     )
     p.add_argument(
+        "--latency",
+        type=Path,
+        default=Path("results/latency"),
+        help="folder of the latency stage's timings (default: %(default)s)",
+    )
+    p.add_argument(
         "--exp",
         action="append",
         metavar="NAME",
@@ -79,7 +85,9 @@ DELTA_NOTE = f"{compare.DELTA}: test acc − teacher's, in points; {SPEEDUP_NOTE
 def _results(args, names: list[str], runs: list[str], teachers: list[str], read_text: Reader):
     """Each variant's figures and the teachers' test accuracy, means over the replicates (the
     folders `runs` under each variant's, `teachers` under the teachers')."""
-    per_run = read_metrics(names, runs, args.variants, read_text, missing_ok=True)
+    per_run = read_metrics(
+        names, runs, args.variants, read_text, missing_ok=True, latency_dir=args.latency
+    )
     accs = []
     for name in teachers:
         try:

@@ -1,8 +1,9 @@
-"""`alphaprune latency`: time a student and its teacher where they run (latency.json).
+"""`alphaprune latency`: time every student of the grid and its teacher where they run, each
+distinct architecture once (`<out>/<variant>/<replicate>/latency.json`).
 
 Run it with nothing else running: the pipeline gives the job every core (Snakemake) or runs it
-alone (DVC runs one stage at a time), and latency.json records how busy other processes kept
-the CPUs while it timed."""
+alone (DVC runs one stage at a time), and each latency.json records how busy other processes
+kept the CPUs while it timed."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from alphaprune.pipeline.commands import (
     load,
     write_record,
 )
+from alphaprune.pipeline.config import run_name
 
 log = logging.getLogger("alphaprune")
 
@@ -26,38 +28,59 @@ log = logging.getLogger("alphaprune")
 def add_arguments(p) -> None:
     add_params_arguments(p)
     add_record_argument(p)
-    p.add_argument("--teacher", type=Path, required=True, help="the teacher's model.pt")
-    p.add_argument("--student", type=Path, required=True, help="the student's student.pt")
-    p.add_argument("--onnx", type=Path, required=True, help="the student's student.onnx")
     p.add_argument(
-        "--teacher-onnx",
+        "--teacher",
         type=Path,
-        help="the teacher as ONNX (alphaprune export); without it, it is exported here",
+        required=True,
+        help="folder of the teachers' folders (t<seed>/model.pt, and model.onnx if exported)",
     )
-    p.add_argument("--out", type=Path, required=True, help="latency.json to write")
+    p.add_argument(
+        "--variants",
+        type=Path,
+        required=True,
+        help="folder of variant folders (<variant>/<replicate>/student.pt and student.onnx)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="folder for the latency.json files")
 
 
 def run(args) -> None:
     params = load(args)
     # CUDA timings when training would use it
     device = resolve_device(params.runtime.device, params.runtime.jobs_per_gpu)
-    teacher, _ = load_model(args.teacher)
-    student, recipe = load_model(args.student)
-    shape = tuple(recipe["model"]["shape"])
-    got = latency.measure(
-        teacher, student, args.onnx, shape, params.latency, device, teacher_onnx=args.teacher_onnx
-    )
-    write_json(args.out, got)
-    other = got["other_cpu_use_cores"]
+    models, onnx, teacher_of, shapes = {}, {}, {}, set()
+    for t in params.replicates.teachers:
+        folder = args.teacher / f"t{t}"
+        models[f"t{t}"], recipe = load_model(folder / "model.pt")
+        shapes.add(tuple(recipe["model"]["shape"]))
+        if (folder / "model.onnx").exists():
+            onnx[f"t{t}"] = folder / "model.onnx"
+    for v in params.variants:
+        for t, s in params.replicates.runs():
+            name, folder = f"{v}/{run_name(t, s)}", args.variants / v / run_name(t, s)
+            models[name], _ = load_model(folder / "student.pt")
+            onnx[name], teacher_of[name] = folder / "student.onnx", f"t{t}"
+    (shape,) = shapes  # one prepared dataset: one input shape
+    timed = latency.measure_grid(models, teacher_of, shape, params.latency, device, onnx)
+    for name, got in timed.items():
+        write_json(args.out / name / "latency.json", got)
+        log.info(
+            "%s: onnxruntime speedup %.2fx at batch %d, %.2fx at batch %d",
+            name,
+            got["ort_latency_speedup"],
+            got["latency_batch"],
+            got["ort_throughput_speedup"],
+            got["throughput_batch"],
+        )
+    some = next(iter(timed.values()))
+    other = some["other_cpu_use_cores"]
     log.info(
-        "%s: onnxruntime speedup %.2fx at batch %d, %.2fx at batch %d (%d thread%s)%s",
-        args.student,
-        got["ort_latency_speedup"],
-        got["latency_batch"],
-        got["ort_throughput_speedup"],
-        got["throughput_batch"],
-        got["latency_threads"],
-        "" if got["latency_threads"] == 1 else "s",
+        "%d students and %d teacher%s timed as %d architectures (%d thread%s)%s",
+        len(teacher_of),
+        len(params.replicates.teachers),
+        "" if len(params.replicates.teachers) == 1 else "s",
+        some["architectures_timed"],
+        some["latency_threads"],
+        "" if some["latency_threads"] == 1 else "s",
         "" if other is None else f"; other processes used {other:.2f} cores meanwhile",
     )
     write_record(args, "latency")

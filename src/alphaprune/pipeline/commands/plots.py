@@ -22,6 +22,9 @@ def add_arguments(p) -> None:
     add_record_argument(p)
     p.add_argument("--teacher", type=Path, required=True, help="folder of the teachers' folders")
     p.add_argument("--variants", type=Path, required=True, help="folder of variant folders")
+    p.add_argument(
+        "--latency", type=Path, help="folder of the latency stage's timings (alphaprune latency)"
+    )
     p.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
 
 
@@ -29,7 +32,7 @@ def run(args) -> None:
     params = load(args)
     names, runs = list(params.variants), params.replicates.names()
     histories, steps = read_curves(names, runs, args.variants)
-    per_run = read_metrics(names, runs, args.variants)
+    per_run = read_metrics(names, runs, args.variants, latency_dir=args.latency)
     teacher = read_teachers(params.replicates.teacher_names(), args.teacher).mean().to_dict()
     paths = plots.all_figures(
         histories,

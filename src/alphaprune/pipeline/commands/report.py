@@ -23,6 +23,9 @@ def add_arguments(p) -> None:
     add_record_argument(p)
     p.add_argument("--teacher", type=Path, required=True, help="folder of the teachers' folders")
     p.add_argument("--variants", type=Path, required=True, help="folder of variant folders")
+    p.add_argument(
+        "--latency", type=Path, help="folder of the latency stage's timings (alphaprune latency)"
+    )
     p.add_argument("--plots", type=Path, required=True, help="folder of the figures")
     p.add_argument("--out", type=Path, required=True, help="the report's .md file")
     p.add_argument(
@@ -37,7 +40,7 @@ def add_arguments(p) -> None:
 def run(args) -> None:
     params = load(args)
     names, runs = list(params.variants), params.replicates.names()
-    per_run = read_metrics(names, runs, args.variants)
+    per_run = read_metrics(names, runs, args.variants, latency_dir=args.latency)
     correct = read_correct(names, runs, args.variants)
     table = stats.summarise(per_run, correct, params.reference, params.eval.confidence)
     pairs = twins.pairs(params)
