@@ -40,12 +40,86 @@ def command(stage: str) -> str:
 def stage_code(stage: str, src: str | Path) -> list[Path]:
     """The package's source files that `stage`'s command imports, found under `src` (the
     folder holding the package), as paths starting with `src`."""
-    finder = ModuleFinder(path=[str(src)])  # only the package is searched: torch etc. are skipped
-    for module in (f"{PACKAGE}.pipeline.cli", f"{PACKAGE}.pipeline.commands.{command(stage)}"):
-        finder.import_hook(module)
+    graph = _graph(Path(src))
+    roots = [f"{PACKAGE}.pipeline.cli", f"{PACKAGE}.pipeline.commands.{command(stage)}"]
+    seen, todo = set(), [name for root in roots for name in graph.reached[root]]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(graph.edges.get(name, ()))
     root = Path(src).resolve()
-    ours = (m for name, m in finder.modules.items() if name.split(".")[0] == PACKAGE)
-    return sorted(Path(src) / Path(m.__file__).resolve().relative_to(root) for m in ours)
+    files = {graph.files[n] for n in seen if n.split(".")[0] == PACKAGE and n in graph.files}
+    return sorted(Path(src) / Path(f).resolve().relative_to(root) for f in files)
+
+
+class _Graph(ModuleFinder):
+    """`modulefinder` over the package once, recording which module imports which (`edges`)
+    and what importing each stage's root modules loads (`reached`), so that every stage's
+    closure comes from one scan of the sources rather than one each (the Snakefile asks for
+    nine at every run)."""
+
+    def __init__(self, src: Path):
+        super().__init__(path=[str(src)])  # only the package is searched: torch etc. are skipped
+        self.edges: dict[str, set[str]] = {}
+        self.reached: dict[str, set[str]] = {}
+        self._callers: list[str] = []
+
+    def load(self, root: str) -> None:
+        self._callers.append(f"<{root}>")
+        try:
+            self.import_hook(root)
+        finally:
+            self._callers.pop()
+        self.reached[root] = self.edges.pop(f"<{root}>", set())
+
+    def _safe_import_hook(self, name, caller, fromlist, level=-1):
+        self._callers.append(caller.__name__ if caller else "")
+        try:
+            super()._safe_import_hook(name, caller, fromlist, level)
+        finally:
+            self._callers.pop()
+
+    def import_module(self, partname, fqname, parent):
+        module = super().import_module(partname, fqname, parent)
+        if module is not None:
+            self._edge(fqname)
+        return module
+
+    def ensure_fromlist(self, m, fromlist, recursive=0):
+        super().ensure_fromlist(m, fromlist, recursive)
+        for sub in fromlist:  # `from package import module`, the module loaded before
+            if f"{m.__name__}.{sub}" in self.modules:
+                self._edge(f"{m.__name__}.{sub}")
+
+    def _edge(self, fqname: str) -> None:
+        if self._callers:
+            self.edges.setdefault(self._callers[-1], set()).add(fqname)
+
+    @property
+    def files(self) -> dict[str, str]:
+        return {name: m.__file__ for name, m in self.modules.items() if m.__file__}
+
+
+_GRAPHS: dict[tuple, _Graph] = {}
+
+
+def _graph(src: Path) -> _Graph:
+    """The import graph of the package under `src`, rebuilt when a source file changes."""
+    root = src.resolve()
+    stamp = tuple(
+        (str(p), p.stat().st_mtime_ns, p.stat().st_size)
+        for p in sorted((root / PACKAGE).rglob("*.py"))
+    )
+    key = (str(root), stamp)
+    if key not in _GRAPHS:
+        graph = _Graph(root)
+        graph.load(f"{PACKAGE}.pipeline.cli")
+        for stage in STAGES:
+            graph.load(f"{PACKAGE}.pipeline.commands.{command(stage)}")
+        _GRAPHS.clear()
+        _GRAPHS[key] = graph
+    return _GRAPHS[key]
 
 
 def installed_src() -> Path:
