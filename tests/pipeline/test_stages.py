@@ -135,10 +135,11 @@ def _assert_same_results(a: Path, b: Path) -> None:
 
 def test_sigkill_at_random_moments_then_rerun_gives_the_same_results(prune_cmd, whole, tmp_path):
     """Trial 0 is killed at a random moment of start-up (nothing to resume: the rerun starts
-    over); trials 1-3 at a random moment after the first α-step checkpoint (the rerun resumes)."""
+    over); trials 1 and 2 at a random moment after the first α-step checkpoint (the rerun
+    resumes)."""
     reference, _ = whole
     rng = random.Random(0)
-    for trial in range(4):
+    for trial in range(3):
         out = tmp_path / f"cut{trial}"
         proc = _start(prune_cmd(out))
         if trial == 0:
