@@ -28,7 +28,10 @@ def add_arguments(p) -> None:
     p.add_argument("--input-size", type=int, nargs=3, default=[3, 32, 32], metavar=("C", "H", "W"))
     p.add_argument("--exclude", nargs="*", default=None, help="glob patterns of layer names")
     p.add_argument(
-        "--round-to", type=int, default=1, help="channels: kept widths are multiples of this"
+        "--round-to",
+        type=int,
+        default=defaults.channel_block,
+        help="channels: kept widths are multiples of this (default: %(default)s; 1: any width)",
     )
     p.add_argument("--json", action="store_true")
 

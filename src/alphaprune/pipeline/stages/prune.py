@@ -44,7 +44,7 @@ def make_student(
         cfg.amount,
         example,
         cfg.exclude,
-        cfg.round_to,
+        cfg.channel_block,
         cfg.target,
         teacher_macs=teacher_macs,
     )
