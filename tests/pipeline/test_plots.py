@@ -8,9 +8,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
-from matplotlib import pyplot as plt
 
 from alphaprune.pipeline import plots
 
@@ -155,14 +155,27 @@ def test_final_accuracy_draws_every_replicate_and_an_interval(tmp_path, monkeypa
     assert bars, "the means carry interval error bars"
 
 
-def test_close_points_share_one_label(tmp_path, monkeypatch):
-    # 320 and 349 are 3% of the axis apart; 700 is far away.
+def test_close_points_share_one_label():
+    # 320 and 349 are 3% of the axis (1000) apart; 700 is far away.
+    fig, ax = plt.subplots()
+    x = pd.Series({"x": 320, "y": 349, "z": 700, "w": 320})
+    y = pd.Series({"x": 0.98, "y": 0.98, "z": 0.98, "w": 0.97})
+    plots._label_points(ax, x, y, 1000)
+    assert sorted(t.get_text() for t in ax.texts) == ["w", "x\ny", "z"]
+    plt.close(fig)
+
+
+def test_only_the_best_trade_offs_are_named_and_the_rest_keyed(tmp_path, monkeypatch):
+    """On accuracy against size the front is smaller and more accurate: y is bigger than x at
+    the same accuracy, w smaller than x but less accurate (still on the front), v beaten by x
+    on both. 27 names printed over each other in make run's figure before."""
     labels = _labels(
         tmp_path,
         monkeypatch,
-        {"x": (320, 0.98), "y": (349, 0.98), "z": (700, 0.98), "w": (320, 0.97)},
+        {"x": (320, 0.98), "y": (349, 0.98), "z": (700, 0.99), "w": (300, 0.97), "v": (400, 0.9)},
     )
-    assert sorted(labels) == ["w", "x\ny", "z"]
+    assert sorted(labels) == ["w", "x", "z"]
+    assert plots.front(pd.Series({"a": 1.0, "b": 2.0}), pd.Series({"a": 0.9, "b": 0.9})) == ["b"]
 
 
 def _timed(metrics: pd.DataFrame) -> pd.DataFrame:

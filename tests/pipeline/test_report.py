@@ -48,8 +48,22 @@ def test_render_sorts_by_test_accuracy_and_links_figures(tiny_params, tmp_path):
     params = tiny_params(low={}, high={"init": "pretrained"})
     figure = tmp_path / "plots" / "final_accuracy.png"
     text = _render(params, {"low": [0.9], "high": [0.95]}, tmp_path, [figure])
-    rows = [line for line in text.splitlines() if line.startswith("| ")]
-    assert rows[0].split("|")[2].strip() == "recipe"  # header: name, recipe, then the metrics
+    tables = text.split("### Each variant's recipe and other figures")
+    rows = [line for line in tables[0].splitlines() if line.startswith("| ")]
+    titles = [c.strip() for c in rows[0].split("|")[1:-1]]
+    assert titles == [
+        "variant",
+        "test acc [95%]",
+        "Δ test pp [95%]",
+        "verdict",
+        "removed",
+        "ORT × b1",
+        "ORT × b64",
+    ]
+    assert [r.split("|")[1].strip() for r in rows[1:]] == ["high", "low"]
+    # the recipe and the other figures follow, in the same order
+    rows = [line for line in tables[1].splitlines() if line.startswith("| ")]
+    assert rows[0].split("|")[2].strip() == "recipe"
     assert [r.split("|")[1].strip() for r in rows[1:]] == ["high", "low"]
     assert "![final_accuracy](plots/final_accuracy.png)" in text
     assert "24,058 parameters" in text and "remove 65%" in text
@@ -210,3 +224,33 @@ def test_deployment_says_when_runs_were_timed_unalike_or_not_at_all():
     assert "on Test CPU (2 CPUs)" in text  # the first timed run's conditions
     row = next(line for line in text.splitlines() if line.startswith("| b"))
     assert "–" in row  # b was not timed: a dash, not nan
+
+
+def test_the_headline_table_fits_a_screen_with_speedups_and_their_spread(tiny_params, tmp_path):
+    """27 variants with long names, the widest cells the table can hold: under 160 columns.
+    A speedup whose spread is wider than its distance from 1 is marked."""
+    names = [f"v{i:02d}_pretrained_oneshot" for i in range(27)]  # 23 characters
+    params = tiny_params(**{n: {} for n in names})
+    per_run, correct = _results({n: [0.9 + i / 1000] for i, n in enumerate(names)})
+    per_run = _deployed(per_run).assign(ort_latency_speedup=1.02, ort_throughput_speedup=1.45)
+    per_run["ort_latency_speedup_range"] = [[0.93, 1.08]] * len(per_run)
+    per_run["ort_throughput_speedup_range"] = [[1.43, 1.50]] * len(per_run)
+    table = stats.summarise(per_run, correct, params.reference)
+    text = report.render(
+        variant_means(per_run), table, TEACHERS, params, [], tmp_path, per_run=per_run
+    )
+    head = text.split("### Each variant's recipe")[0]
+    rows = [line for line in head.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 27 and max(map(len, rows)) <= 160
+    assert "1.02 [0.93, 1.08] ?" in rows[1] and "1.45 [1.43, 1.50] |" in rows[1]
+
+
+def test_students_slower_than_their_teacher_in_every_round_are_named_with_the_likely_cause():
+    per_run, _ = _results({"fast": [0.9], "slow": [0.9], "unsure": [0.9]})
+    deployed = _deployed(per_run)
+    deployed["ort_latency_speedup_range"] = [[1.2, 1.3], [0.80, 0.95], [0.9, 1.1]]
+    deployed["ort_throughput_speedup_range"] = [[1.2, 1.3], [1.0, 1.1], [0.9, 1.1]]
+    text = "\n".join(report.deployment(deployed, variant_means(deployed)))
+    assert "**Slower than their teacher** in onnxruntime, in every timing round: `slow` (" in text
+    assert "`fast`" not in text.split("Slower")[1] and "`unsure`" not in text.split("Slower")[1]
+    assert "`prune.round_to`" in text

@@ -223,9 +223,48 @@ def _label_points(ax, x: pd.Series, y: pd.Series, width: float) -> None:
             )
 
 
+def front(x: pd.Series, y: pd.Series, smaller_x: bool = False) -> list[str]:
+    """The variants (the index) no other variant beats on both axes: higher `y` and higher `x`
+    (lower with `smaller_x`), one at least strictly. On a grid of 27 these are the few worth a
+    name in a trade-off figure; the rest are points a reader can look up in the report."""
+    sx = -x if smaller_x else x
+    beaten = [
+        n for n in x.index if ((sx >= sx[n]) & (y >= y[n]) & ((sx > sx[n]) | (y > y[n]))).any()
+    ]
+    return [n for n in x.index if n not in beaten]
+
+
+def _points_with_front(ax, x, y, iv, xerr, front_names, label) -> None:
+    """Every variant's point (mean, with its interval and `xerr`); those on the front in
+    colour and named, the others grey and unnamed (keyed in the legend)."""
+    others = [n for n in x.index if n not in front_names]
+    for names, colour, text in (
+        (others, "0.6", f"{len(others)} others (see the report's table)"),
+        (front_names, "steelblue", f"{label}; named: the best trade-offs"),
+    ):
+        if not names:
+            continue
+        ax.errorbar(
+            x[names],
+            iv.loc[names, "mean"],
+            xerr=None if xerr is None else [xerr[0][names], xerr[1][names]],
+            yerr=[
+                iv.loc[names, "mean"] - iv.loc[names, "low"],
+                iv.loc[names, "high"] - iv.loc[names, "mean"],
+            ],
+            fmt="o",
+            ms=4 if colour == "0.6" else 6,
+            color=colour,
+            capsize=2,
+            zorder=2 if colour == "0.6" else 3,
+            label=text,
+        )
+
+
 def accuracy_vs_size(per_run: pd.DataFrame, teacher: dict, out: Path, confidence=0.95) -> Path:
     """Mean test accuracy (with its interval) against parameters and against MACs; the teacher
-    is the star. Variants at (nearly) the same point share one label."""
+    is the star. Only the variants on the front (no other both smaller and more accurate) are
+    named; variants at (nearly) the same point share one label."""
     metrics = per_run.select_dtypes("number").groupby(level="variant", sort=False).mean()
     iv = _intervals(per_run, "test_acc", confidence).loc[metrics.index]
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
@@ -234,17 +273,12 @@ def accuracy_vs_size(per_run: pd.DataFrame, teacher: dict, out: Path, confidence
         (axes[1], "student_macs", "teacher_macs", "MACs per example (sparse layers counted dense)"),
     ]
     for ax, col, teacher_col, label in panels:
-        ax.errorbar(
-            metrics[col],
-            iv["mean"],
-            yerr=[iv["mean"] - iv["low"], iv["high"] - iv["mean"]],
-            fmt="o",
-            color="steelblue",
-            capsize=3,
-            zorder=2,
-            label=_interval_label(per_run, confidence),
+        best = front(metrics[col], iv["mean"], smaller_x=True)
+        _points_with_front(
+            ax, metrics[col], None, iv, None, best, _interval_label(per_run, confidence)
         )
-        _label_points(ax, metrics[col], metrics["test_acc"], 1.15 * metrics[teacher_col].iloc[0])
+        width = 1.15 * metrics[teacher_col].iloc[0]
+        _label_points(ax, metrics.loc[best, col], iv.loc[best, "mean"], width)
         ax.scatter(
             [metrics[teacher_col].iloc[0]],
             [teacher["test_acc"]],
@@ -301,7 +335,8 @@ def speedup_vs_macs(per_run: pd.DataFrame, out: Path) -> Path:
         )
     for _, group in mean.groupby(mean["macs_ratio"].round(3), sort=False):
         names = list(group.index)
-        text = "\n".join(", ".join(names[i : i + 3]) for i in range(0, len(names), 3))
+        shown = names if len(names) <= 3 else [*names[:2], f"+{len(names) - 2} more"]
+        text = ", ".join(shown)
         ax.annotate(
             text,
             (group["macs_ratio"].iloc[0], ys[names].max()),
@@ -326,7 +361,9 @@ def accuracy_vs_speedup(
     """The figure a reader decides from: each variant's test accuracy (mean, with its interval)
     against its measured speedup over the teacher in onnxruntime (mean, with the range over
     replicates), at the latency batch and at the throughput batch. The teacher is the star at
-    1×; up and to the right is better. Variants at (nearly) the same point share one label."""
+    1×; up and to the right is better. Only the variants on the front (no other both faster
+    and more accurate) are named, the rest grey: 27 names did not fit. Variants at (nearly) the
+    same point share one label."""
     timed = per_run.dropna(subset=["ort_latency_speedup"])
     numeric = timed.select_dtypes("number").groupby(level="variant", sort=False)
     mean, low, high = numeric.mean(), numeric.min(), numeric.max()
@@ -335,19 +372,12 @@ def accuracy_vs_speedup(
     panels = [(k, label) for k, label in panels if k in mean.columns]
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
     for ax, (key, label) in zip(axes[0], panels, strict=True):
-        ax.errorbar(
-            mean[key],
-            iv["mean"],
-            xerr=[mean[key] - low[key], high[key] - mean[key]],
-            yerr=[iv["mean"] - iv["low"], iv["high"] - iv["mean"]],
-            fmt="o",
-            color="steelblue",
-            capsize=3,
-            zorder=2,
-            label=f"{_interval_label(timed, confidence)}; speedup: mean, range",
-        )
+        best = front(mean[key], iv["mean"])
+        spread = (mean[key] - low[key], high[key] - mean[key])
+        text = f"{_interval_label(timed, confidence)}; speedup: mean, range"
+        _points_with_front(ax, mean[key], None, iv, spread, best, text)
         right = max(mean[key].max(), 1.0) * 1.3
-        _label_points(ax, mean[key], iv["mean"], right)
+        _label_points(ax, mean.loc[best, key], iv.loc[best, "mean"], right)
         ax.scatter(
             [1.0], [teacher["test_acc"]], marker="*", s=250, color="crimson", label="teacher"
         )

@@ -43,20 +43,67 @@ def _flat(d: dict) -> dict:
     return pd.json_normalize(d).iloc[0].to_dict()
 
 
-def variant_table(means: pd.DataFrame, stats: pd.DataFrame, params: Params) -> pd.DataFrame:
-    """One row per variant, best mean test accuracy first: recipe, replicates, the intervals,
-    the difference from the reference with its test, then the means of the other figures."""
+HEADLINE_SPEEDUPS = {  # latency.json key -> the headline table's column
+    "ort_latency_speedup": "ORT × b{batch}",
+    "ort_throughput_speedup": "ORT × b{throughput}",
+}
+UNSURE = "?"  # a speedup whose spread over rounds is wider than its distance from 1
+
+
+def headline_table(
+    means: pd.DataFrame, stats: pd.DataFrame, params: Params, per_run: pd.DataFrame | None
+) -> pd.DataFrame:
+    """The table a reader decides from, narrow enough for a screen: per variant (best mean test
+    accuracy first) its test accuracy with its interval, the difference from the reference
+    with its verdict, the fraction removed, and its onnxruntime speedups at the latency and
+    throughput batches with their spread."""
+    order = means["test_acc"].sort_values(ascending=False, kind="stable").index
+    level = f"{params.eval.confidence:.0%}"
+    table = pd.DataFrame(index=order)
+    table[f"test acc [{level}]"] = [str(i) for i in stats.loc[order, "test_acc"]]
+    table[f"Δ test pp [{level}]"] = [_diff(c) for c in stats.loc[order, "comparison"]]
+    table["verdict"] = stats.loc[order, "verdict"]
+    table["removed"] = means.reindex(index=order)["achieved"].map(lambda v: f"{v:.3f}")
+    for key, title in HEADLINE_SPEEDUPS.items():
+        title = title.format(batch=params.latency.batch, throughput=params.latency.throughput_batch)
+        table[title] = [speedup_cell(per_run, n, key) for n in order]
+    return table
+
+
+def speedup_cell(per_run: pd.DataFrame | None, variant: str, key: str) -> str:
+    """A variant's speedup: the mean over its replicates, and its spread (the least and the
+    greatest round of any replicate); UNSURE where the spread is wider than the speedup's
+    distance from 1, so that the timing cannot tell the student from its teacher."""
+    if per_run is None or key not in per_run.columns:
+        return "–"
+    runs = per_run.loc[variant]
+    values = runs[key].dropna()
+    if values.empty:
+        return "–"
+    mean = values.mean()
+    spans = runs.get(f"{key}_range")
+    if spans is None or spans.dropna().empty:
+        return f"{mean:.2f}"
+    low = min(r[0] for r in spans.dropna())
+    high = max(r[1] for r in spans.dropna())
+    flag = f" {UNSURE}" if high - low > abs(mean - 1) else ""
+    return f"{mean:.2f} [{low:.2f}, {high:.2f}]{flag}"
+
+
+def details_table(means: pd.DataFrame, stats: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """The rest of each variant's figures, in the headline table's order: what its recipe
+    changes, its replicates, the other intervals and the paired test, then the means of the
+    other metrics."""
     order = means["test_acc"].sort_values(ascending=False, kind="stable").index
     level = f"{params.eval.confidence:.0%}"
     table = pd.DataFrame(index=order)
     table["recipe"] = [recipe_summary(params, n) for n in order]
     table["n"] = stats.loc[order, "n"]
     for key, title in INTERVAL_TITLES.items():
-        table[f"{title} [{level}]"] = [str(i) for i in stats.loc[order, key]]
-    table[f"Δ test pp [{level}]"] = [_diff(c) for c in stats.loc[order, "comparison"]]
+        if key != "test_acc":
+            table[f"{title} [{level}]"] = [str(i) for i in stats.loc[order, key]]
     table["p (Holm)"] = [_p(stats.loc[n]) for n in order]
-    table["verdict"] = stats.loc[order, "verdict"]
-    rest = [k for k in TITLES if k not in INTERVAL_TITLES]
+    rest = [k for k in TITLES if k not in INTERVAL_TITLES and k != "achieved"]
     # reindex: results written before a metric existed have no column for it (shown as nan)
     return pd.concat(
         [table, means.reindex(index=order, columns=rest).rename(columns=TITLES)], axis=1
@@ -112,7 +159,9 @@ def render(
     `per_run` (read_metrics), also the deployment section; with `twins` (stats.compare_pairs of
     the annealed variants and their one-shot twins) or `untwinned` (annealed variants without
     one), the section on what the anneal buys."""
-    table = variant_table(means, stats, params)
+    timed = per_run is not None and "ort_latency_speedup" in per_run.columns
+    table = headline_table(means, stats, params, per_run)
+    details = details_table(means, stats, params)
     test_size = int(means["test_size"].iloc[0])
     n_runs = int(stats["n"].max())
     reference = params.reference
@@ -167,16 +216,29 @@ def render(
         "",
         "## Variants (sorted by mean test accuracy)",
         "",
-        "`removed`: fraction of the teacher's parameters the student no longer has. `params` "
-        "counts only the weights a sparse student keeps; `params (dense)` is its dense size. "
-        "`α reached`: the last α > 0 trained before α dropped to 0. `α held`: the smallest α down "
-        "to which every α step stayed within the tolerance of the teacher's accuracy. `worst α "
-        "step`: the largest fall of validation accuracy between consecutive α steps (at their "
-        "ends, the teacher at α = 1); `drop at α=0`: the fall at the replacement itself, from the "
-        "last α > 0 step to the collapsed student before fine-tuning. Figures without an "
-        "interval are means over the replicates.",
+        "`removed`: fraction of the teacher's parameters the student no longer has. `ORT ×`: "
+        "the student's speedup over its teacher in onnxruntime (teacher time ÷ student time, "
+        f"{params.latency.threads} thread{'s' if params.latency.threads != 1 else ''}) at the "
+        "latency and the throughput batch, the mean over replicates with its spread: the least "
+        f"and the greatest of the timing rounds. `{UNSURE}`: the spread is wider than the "
+        "speedup's distance from 1, so this timing cannot tell the student from its teacher "
+        "(time longer: `latency.seconds`, `latency.rounds`)."
+        + (" More in *Deployment* below." if timed else ""),
         "",
-        table.to_markdown(floatfmt=".4g"),
+        table.to_markdown(),
+        "",
+        "### Each variant's recipe and other figures",
+        "",
+        "`recipe`: what the variant changes from `prune`. `params` counts only the weights a "
+        "sparse student keeps; `params (dense)` is its dense size. `α reached`: the last α > 0 "
+        "trained before α dropped to 0. `α held`: the smallest α down to which every α step "
+        "stayed within the tolerance of the teacher's accuracy. `worst α step`: the largest "
+        "fall of validation accuracy between consecutive α steps (at their ends, the teacher "
+        "at α = 1); `drop at α=0`: the fall at the replacement itself, from the last α > 0 step "
+        "to the collapsed student before fine-tuning. Figures without an interval are means "
+        "over the replicates.",
+        "",
+        details.to_markdown(floatfmt=".4g"),
         "",
     ]
     if n_runs > 1:
@@ -336,6 +398,7 @@ def deployment(per_run: pd.DataFrame, means: pd.DataFrame) -> list[str]:
     table = means[columns].rename(columns=DEPLOY_TITLES)
     table = table.astype(object).where(table.notna(), None)  # missingval is for None, not NaN
     lines += [table.to_markdown(floatfmt=".4g", missingval="–"), ""]
+    lines += slower_than_the_teacher(per_run)
     if "onnx_sparse_as_dense" in per_run.columns:
         sparse = per_run["onnx_sparse_as_dense"].fillna(False).astype(bool)
         names = list(dict.fromkeys(sparse[sparse].index.get_level_values("variant")))
@@ -360,6 +423,32 @@ def deployment(per_run: pd.DataFrame, means: pd.DataFrame) -> list[str]:
                 "",
             ]
     return lines
+
+
+def slower_than_the_teacher(per_run: pd.DataFrame) -> list[str]:
+    """The students that ran slower than their teacher in onnxruntime beyond their timing's
+    spread (every round slower), and what has made such students slow where we looked."""
+    slow = []
+    for key, what in (("ort_latency_speedup", "latency"), ("ort_throughput_speedup", "throughput")):
+        spans = per_run.get(f"{key}_range")
+        if spans is None:
+            continue
+        for (variant, _), span in spans.dropna().items():
+            if span[1] < 1 and variant not in [v for v, _ in slow]:
+                slow.append((variant, f"{speedup_cell(per_run, variant, key)} at the {what} batch"))
+    if not slow:
+        return []
+    return [
+        "**Slower than their teacher** in onnxruntime, in every timing round: "
+        + "; ".join(f"`{v}` ({cell})" for v, cell in slow)
+        + ". Fewer MACs did not turn into time here. Where we looked, two things did this: "
+        "layer widths that are not multiples of the CPU's SIMD block (the digits CNN's channel "
+        "student with widths 16, 17, 34 ran 0.97× its teacher for 2.4× fewer MACs, and 1.45× "
+        "rounded to 16, 16, 32: `prune.round_to`, 8 unless set), and more layers than the "
+        "teacher on inputs so small that each layer's fixed cost outweighs its arithmetic (a "
+        "low-rank branch is two convolutions where there was one).",
+        "",
+    ]
 
 
 def mcnemar_table(stats: pd.DataFrame) -> pd.DataFrame:
