@@ -12,12 +12,15 @@ import math
 
 import torch
 from torch import Tensor, nn
-from torch.utils.flop_counter import FlopCounterMode
 
 
 def count_macs(model: nn.Module, example: Tensor) -> int:
     """Multiply-accumulates of one forward pass of one example (`example`'s first row), in eval
     mode on the CPU, from a copy (the model is not changed)."""
+    # imported here: the module imports triton (0.1 s), and the first count torch._dynamo
+    # (1.5 s), which a stage that reads recorded MACs need not pay
+    from torch.utils.flop_counter import FlopCounterMode
+
     model = copy.deepcopy(model).cpu().eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(example[:1].cpu())

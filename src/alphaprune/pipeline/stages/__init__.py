@@ -5,12 +5,12 @@ Nothing is re-exported here, so the teacher's stage does not import the pruning 
 
 from __future__ import annotations
 
+import csv
 import math
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from alphaprune.batches import DeviceData, accuracy
@@ -20,8 +20,14 @@ from alphaprune.runtime import Runtime
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
-    with atomic_path(path) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False)
+    """`rows` as CSV: a column per key in the order keys first appear, empty where a row has
+    none (or None), floats as Python writes them (what pandas writes too; the csv module
+    spares a training job pandas' 0.3 s import)."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, columns, restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 OnEpoch = Callable[[dict], None] | None
