@@ -230,3 +230,12 @@ def test_accuracy_vs_speedup_puts_each_timed_variant_against_the_teacher(tmp_pat
     assert sorted(t.get_text() for t in latency.texts) == ["a", "b"]  # d is not timed
     star = next(c for c in latency.collections if c.get_label() == "teacher")
     assert star.get_offsets().tolist() == [[1.0, 0.99]]
+
+
+def test_variants_at_one_speed_are_named_once_by_the_most_accurate(tmp_path, monkeypatch):
+    """Twins and recipes that leave the same layers share one timing: one column of points,
+    one name (its most accurate variant) and how many stand below it."""
+    metrics = _timed(_metrics({"a": (350, 0.98), "b": (350, 0.97), "c": (350, 0.96)}))
+    metrics.loc["c", ["ort_latency_speedup", "ort_throughput_speedup"]] = 2.0
+    fig = _figure(monkeypatch, plots.accuracy_vs_speedup, metrics, TEACHER, tmp_path / "a.png")
+    assert sorted(t.get_text() for t in fig.axes[0].texts) == ["a (+1)", "c"]

@@ -240,7 +240,7 @@ def _points_with_front(ax, x, y, iv, xerr, front_names, label) -> None:
     others = [n for n in x.index if n not in front_names]
     for names, colour, text in (
         (others, "0.6", f"{len(others)} others (see the report's table)"),
-        (front_names, "steelblue", f"{label}; named: the best trade-offs"),
+        (front_names, "steelblue", f"{label}; the best trade-offs"),
     ):
         if not names:
             continue
@@ -258,6 +258,22 @@ def _points_with_front(ax, x, y, iv, xerr, front_names, label) -> None:
             capsize=2,
             zorder=2 if colour == "0.6" else 3,
             label=text,
+        )
+
+
+def _label_columns(ax, x: pd.Series, y: pd.Series) -> None:
+    """Variants at one speed share an architecture (timed once): name the most accurate of
+    each such column, with how many others stand below it."""
+    for _, column in y.groupby(x.round(3), sort=False):
+        best = column.idxmax()
+        more = f" (+{len(column) - 1})" if len(column) > 1 else ""
+        ax.annotate(
+            f"{best}{more}",
+            (x[best], y[best]),
+            fontsize=7,
+            xytext=(7, 0),
+            textcoords="offset points",
+            va="center",
         )
 
 
@@ -361,9 +377,9 @@ def accuracy_vs_speedup(
     """The figure a reader decides from: each variant's test accuracy (mean, with its interval)
     against its measured speedup over the teacher in onnxruntime (mean, with the range over
     replicates), at the latency batch and at the throughput batch. The teacher is the star at
-    1×; up and to the right is better. Only the variants on the front (no other both faster
-    and more accurate) are named, the rest grey: 27 names did not fit. Variants at (nearly) the
-    same point share one label."""
+    1×; up and to the right is better. Variants at one speed share an architecture: each such
+    column names its most accurate variant and how many stand below it (27 names printed over
+    each other before); the front (no other both faster and more accurate) is in colour."""
     timed = per_run.dropna(subset=["ort_latency_speedup"])
     numeric = timed.select_dtypes("number").groupby(level="variant", sort=False)
     mean, low, high = numeric.mean(), numeric.min(), numeric.max()
@@ -377,7 +393,7 @@ def accuracy_vs_speedup(
         text = f"{_interval_label(timed, confidence)}; speedup: mean, range"
         _points_with_front(ax, mean[key], None, iv, spread, best, text)
         right = max(mean[key].max(), 1.0) * 1.3
-        _label_points(ax, mean.loc[best, key], iv.loc[best, "mean"], right)
+        _label_columns(ax, mean[key], iv["mean"])
         ax.scatter(
             [1.0], [teacher["test_acc"]], marker="*", s=250, color="crimson", label="teacher"
         )
