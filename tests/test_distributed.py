@@ -12,8 +12,8 @@ import torch
 
 from alphaprune import augment
 from alphaprune.batches import DeviceData
-from alphaprune.distributed import SRUN_MARK, World, environment
 from alphaprune.runtime import Runtime
+from alphaprune.world import SRUN_MARK, World, environment
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 8])

@@ -6,7 +6,6 @@ import os
 import stat
 
 import pytest
-import torch
 
 from alphaprune.files import atomic_path, write_json
 
@@ -37,21 +36,3 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
     other.write_text("in progress")
     write_json(tmp_path / "m.json", {"v": 2})
     assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "m.json"]
-
-
-# ---------------------------------------------------------------------------- safe_load
-def test_safe_load_checks_format_and_version_and_names_the_file(tmp_path):
-    from alphaprune.errors import FileFormatError
-    from alphaprune.files import safe_load, torch_save
-
-    path = tmp_path / "x.pt"
-    torch_save(path, {"format": "f", "format_version": 2, "t": torch.ones(2)})
-    assert torch.equal(safe_load(path, "thing", format="f", version=2)["t"], torch.ones(2))
-    for kwargs, fragment in (
-        ({"format": "g", "version": 2}, "not an alphaprune thing"),
-        ({"format": "f", "version": 3}, "format version 2, this alphaprune reads 3"),
-    ):
-        with pytest.raises(FileFormatError, match=rf"^{tmp_path}/x\.pt: {fragment}; fix it$"):
-            safe_load(path, "thing", hint="fix it", **kwargs)
-    with pytest.raises(FileFormatError, match="no such thing"):
-        safe_load(tmp_path / "missing.pt", "thing", format=None, version=None)

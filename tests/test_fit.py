@@ -501,7 +501,7 @@ def test_a_float64_run_trains_and_saves_in_float64(
     """`runtime.precision: float64`: the teacher's copy, the branches, the batches, the teacher
     targets and the losses all in float64 (a float32 tensor anywhere would stop the run with a
     dtype error), and the student saved as it trained; loading it gives a float32 model."""
-    from alphaprune.files import safe_load
+    from alphaprune.torchfiles import safe_load
 
     params = tiny_params(base={"loss": loss, "init": "lsq", "recalibrate_bn": 2})
     params = params.model_copy(

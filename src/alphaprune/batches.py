@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
+from alphaprune import distributed
 from alphaprune.runtime import Runtime, widened
 
 
@@ -156,7 +157,7 @@ def predict(model: nn.Module, data: Split, runtime: Runtime) -> Tensor:
         batches = data.batches(runtime.eval_batch_size, shard=shard)
         out = torch.cat([widened(model(x)) for x, _, _ in batches])
     model.train(was)
-    return world.gather(out, len(data)) if shard else out
+    return distributed.gather(world, out, len(data)) if shard else out
 
 
 def accuracy(model: nn.Module, data: Split, runtime: Runtime) -> float:

@@ -3,7 +3,7 @@
 A checkpoint holds the model's and optimizer's state, both random streams (the fit's generator
 and torch's global one), the history so far and the step and epoch to resume at, tagged with
 the *fingerprint* of the configuration it belongs to. Writes are atomic; reads run no pickled
-code (`files.safe_load`).
+code (`torchfiles.safe_load`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from alphaprune.files import safe_load, torch_save
+from alphaprune.torchfiles import safe_load, torch_save
 
 log = logging.getLogger(__name__)
 VERSION = 1

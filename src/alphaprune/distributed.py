@@ -1,5 +1,5 @@
-"""One run across several processes, one a GPU (`World`): who this process is among them, and
-the few collective operations the fit loop needs.
+"""One run across several processes, one a GPU: joining them, and the few collective
+operations the fit loop needs (who this process is among them is `alphaprune.world`).
 
 A run is split by *data*, never by recipe: every process holds the same model, draws the same
 random numbers from the same generator (so the batch order, the augmentation draws and the α
@@ -21,71 +21,34 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from alphaprune.world import World, environment
+
 log = logging.getLogger(__name__)
-SRUN_MARK = "ALPHAPRUNE_SRUN"  # set by the launcher for the tasks it starts with srun
 
 
-@dataclass(frozen=True)
-class World:
-    """This process among the run's: `rank` of `size`, `local_rank` on its machine."""
+def all_sum(world: World, t: Tensor) -> Tensor:
+    """`t` summed over the processes, in place (and returned)."""
+    if world.distributed:
+        torch.distributed.all_reduce(t)
+    return t
 
-    rank: int = 0
-    size: int = 1
-    local_rank: int = 0
 
-    @property
-    def main(self) -> bool:
-        """The one process that writes outputs, checkpoints and logs."""
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.size > 1
-
-    def rows(self, n: int, rank: int | None = None) -> slice:
-        """This process's (or `rank`'s) contiguous share of `n` items: `n // size` each, the
-        first `n % size` processes one more (`torch.tensor_split`'s shares)."""
-        r = self.rank if rank is None else rank
-        base, extra = divmod(n, self.size)
-        start = r * base + min(r, extra)
-        return slice(start, start + base + (r < extra))
-
-    def sum(self, t: Tensor) -> Tensor:
-        """`t` summed over the processes, in place (and returned)."""
-        if self.distributed:
-            torch.distributed.all_reduce(t)
+def gather(world: World, t: Tensor, n: int) -> Tensor:
+    """The rows of `n` items that the processes hold as their `world.rows(n)`, in order: `t` is
+    this process's share (padded, since a collective moves equal shapes)."""
+    if not world.distributed:
         return t
-
-    def gather(self, t: Tensor, n: int) -> Tensor:
-        """The rows of `n` items that the processes hold as their `rows(n)`, in order: `t` is
-        this process's share (padded, since a collective moves equal shapes)."""
-        if not self.distributed:
-            return t
-        most = self.rows(n, 0).stop
-        padded = t.new_zeros((most, *t.shape[1:]))
-        padded[: len(t)] = t
-        parts = [torch.empty_like(padded) for _ in range(self.size)]
-        torch.distributed.all_gather(parts, padded)
-        lengths = [len(range(n)[self.rows(n, r)]) for r in range(self.size)]
-        return torch.cat([p[:k] for p, k in zip(parts, lengths, strict=True)])
-
-
-def environment() -> World:
-    """This process's place from torchrun's variables, else srun's, else a world of one."""
-    env = os.environ
-    if "WORLD_SIZE" in env and "RANK" in env:
-        return World(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)))
-    if env.get(SRUN_MARK) and "SLURM_PROCID" in env and "MASTER_ADDR" in env:
-        return World(
-            int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), int(env.get("SLURM_LOCALID", 0))
-        )
-    return World()
+    most = world.rows(n, 0).stop
+    padded = t.new_zeros((most, *t.shape[1:]))
+    padded[: len(t)] = t
+    parts = [torch.empty_like(padded) for _ in range(world.size)]
+    torch.distributed.all_gather(parts, padded)
+    lengths = [len(range(n)[world.rows(n, r)]) for r in range(world.size)]
+    return torch.cat([p[:k] for p, k in zip(parts, lengths, strict=True)])
 
 
 def join(device: torch.device) -> World:

@@ -8,7 +8,7 @@ class UserError(Exception):
 
 class FileFormatError(UserError, ValueError):
     """A file alphaprune wrote (a model, a checkpoint, prepared data) is missing, unreadable,
-    holds pickled code, or is of another format or version (see `files.safe_load`)."""
+    holds pickled code, or is of another format or version (see `torchfiles.safe_load`)."""
 
 
 class UnknownNameError(UserError, ValueError):

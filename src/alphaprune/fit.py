@@ -319,7 +319,7 @@ def _train_epoch(run: _EpochInputs, lr: Callable[[float], float]) -> dict:
     correct = correct.to(loss_sum.dtype)  # the accuracy in the loss's dtype, however many runs
     if world.distributed:  # every process's examples
         seen_t = torch.tensor(seen, device=dev, dtype=loss_sum.dtype)
-        totals = world.sum(torch.stack([loss_sum, correct, seen_t]))
+        totals = distributed.all_sum(world, torch.stack([loss_sum, correct, seen_t]))
         loss_sum, correct, seen = totals[0], totals[1], totals[2]
     return {"train_loss": loss_sum / seen, "train_acc": correct / seen}  # device tensors
 

@@ -16,9 +16,9 @@ from alphaprune.branches.base import Branch
 from alphaprune.branches.kinds import build_branch
 from alphaprune.channels import replay
 from alphaprune.errors import FileFormatError
-from alphaprune.files import safe_load
 from alphaprune.modelfile import FORMAT, FORMAT_VERSION
 from alphaprune.models import build_model
+from alphaprune.torchfiles import safe_load
 
 
 def build_from_recipe(recipe: dict[str, Any]) -> nn.Module:

@@ -19,7 +19,7 @@ from typing import Any
 from torch import nn
 
 from alphaprune.branches.base import Branch
-from alphaprune.files import torch_save
+from alphaprune.torchfiles import torch_save
 
 FORMAT = "alphaprune-model"
 FORMAT_VERSION = 1

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from alphaprune.distributed import World
+from alphaprune.world import World
 
 
 def widened(t: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""The engine's objects built from the params schema: defaults in one place, fields by name."""
+"""The engine's objects built from the params schema: the same defaults, fields by name."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import torch
 from alphaprune.augment import Augment
 from alphaprune.branches.kinds import BRANCHES
 from alphaprune.fitspec import Advance, Optimizer
+from alphaprune.models import MODELS
 from alphaprune.pipeline import engine
 from alphaprune.pipeline.config import (
+    MODEL_NAMES,
     AdvanceConfig,
     AugmentConfig,
     OptimizerConfig,
@@ -30,7 +32,8 @@ PAIRS = [
 
 @pytest.mark.parametrize(("engine_type", "config"), PAIRS, ids=lambda c: c.__name__)
 def test_a_default_config_builds_the_engine_types_defaults(engine_type, config):
-    """The drift this replaces: Augment's crop_padding defaulted to 2, the config's to 4."""
+    """The schema writes the engine's defaults out (it imports no torch): they must agree. (The
+    drift this once caught: Augment's crop_padding defaulted to 2, the config's to 4.)"""
     assert engine.build(engine_type, config()) == engine_type()
 
 
@@ -64,8 +67,10 @@ def test_a_field_the_two_do_not_share_fails_loudly():
         engine.build(Narrow, AugmentConfig())
 
 
-def test_the_schemas_branch_kinds_are_the_registrys():
+def test_the_schemas_branch_kinds_and_models_are_the_registrys():
+    """The schema spells them out (it imports no torch): they must be the registries' names."""
     assert list(PruneConfig.model_fields["branch"].annotation.__args__) == list(BRANCHES)
+    assert sorted(MODEL_NAMES) == sorted(MODELS)
 
 
 def test_specs_carry_the_recipe():

@@ -16,9 +16,9 @@ import pytest
 import torch
 import yaml
 
-from alphaprune.files import safe_load
 from alphaprune.pipeline.config import ConfigError
 from alphaprune.pipeline.paramsfile import resolve
+from alphaprune.torchfiles import safe_load
 
 pytestmark = pytest.mark.slow
 ALPHAPRUNE = [sys.executable, "-m", "alphaprune.pipeline.cli"]

@@ -16,10 +16,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from alphaprune import schedules
-from alphaprune.augment import Augment
 from alphaprune.errors import UserError
-from alphaprune.fitspec import Advance, Optimizer
-from alphaprune.runtime import Runtime
+from alphaprune.registry import Registry
 
 ROUND_TO = 8  # prune.round_to unset: widths in blocks of 8 (see PruneConfig.round_to)
 VARIANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -67,31 +65,40 @@ class DataConfig(_Strict):
         return self
 
 
+# The names of alphaprune.models.MODELS, spelled out so that the schema imports no torch (the
+# models' module does); tests/pipeline/test_engine.py checks the two agree.
+MODEL_NAMES = ("cnn", "resnet20", "resnet56", "vgg11", "vgg13", "vgg16", "vgg19")
+
+
 class ModelConfig(_Strict):
-    name: str = "cnn"
+    name: str = "cnn"  # one of MODEL_NAMES, or tv:<torchvision name>
 
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        from alphaprune.models import MODELS
-
-        if not name.startswith("tv:"):
-            MODELS.lookup(name)
+        if not name.startswith("tv:") and name not in MODEL_NAMES:
+            known = Registry("model", hint=", or tv:<torchvision name>")
+            known.update(dict.fromkeys(MODEL_NAMES))
+            raise ValueError(known.unknown(name))
         return name
 
 
 # ------------------------------------------------------------------------------ optimisation
-# Each engine type's config takes its defaults from the engine type (one place), adds the
-# validation, and becomes it through `alphaprune.pipeline.engine.build`.
+# Each engine type's config (`Optimizer`, `Augment`, `Advance`, `Runtime`) has the engine
+# type's fields and defaults, adds the validation, and becomes it through
+# `alphaprune.pipeline.engine.build`. The defaults are written out here rather than read from
+# the engine types, whose modules import torch: this module is what Snakemake loads to plan a
+# run, and torch would add 1.2 s to every `snakemake -n`. tests/pipeline/test_engine.py holds
+# the two equal.
 class OptimizerConfig(_Strict):
-    name: Literal["sgd", "adamw"] = Optimizer.name
-    lr: Annotated[float, Field(gt=0, le=10)] = Optimizer.lr  # per batch, not scaled
-    momentum: Annotated[float, Field(ge=0, lt=1)] = Optimizer.momentum
-    nesterov: bool = Optimizer.nesterov
-    weight_decay: Annotated[float, Field(ge=0, lt=1)] = Optimizer.weight_decay
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: Annotated[float, Field(gt=0, le=10)] = 0.05  # per batch, not scaled
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    nesterov: bool = True
+    weight_decay: Annotated[float, Field(ge=0, lt=1)] = 5e-4
     # Max global gradient norm (None: no clipping). Guards the product of a low-rank pair,
     # whose sharpness can outgrow the learning rate when BatchNorm statistics are frozen.
-    grad_clip: Annotated[float, Field(gt=0)] | None = Optimizer.grad_clip
+    grad_clip: Annotated[float, Field(gt=0)] | None = None
 
 
 class PruneOptimizerConfig(OptimizerConfig):
@@ -102,12 +109,12 @@ class PruneOptimizerConfig(OptimizerConfig):
 
 
 class AugmentConfig(_Strict):
-    noise_fraction: Probability = Augment.noise_fraction  # share of examples given noise
-    noise_std: Annotated[float, Field(ge=0)] = Augment.noise_std  # normalised input units
-    crop_flip: bool = Augment.crop_flip
-    crop_padding: NonNegativeInt = Augment.crop_padding
-    resized_crop: bool = Augment.resized_crop
-    resized_crop_scale: Annotated[float, Field(gt=0, le=1)] = Augment.resized_crop_scale
+    noise_fraction: Probability = 0.0  # share of examples given noise
+    noise_std: Annotated[float, Field(ge=0)] = 0.0  # normalised input units
+    crop_flip: bool = False
+    crop_padding: NonNegativeInt = 4
+    resized_crop: bool = False
+    resized_crop_scale: Annotated[float, Field(gt=0, le=1)] = 0.08
 
     @model_validator(mode="after")
     def _noise_consistent(self) -> AugmentConfig:
@@ -172,11 +179,11 @@ class AdvanceConfig(_Strict):
     batch: as even, but the steps share the budget's training batches, so α moves a little at
     every batch instead of jumping once per epoch."""
 
-    mode: Literal["plateau", "even", "batch"] = Advance.mode
-    monitor: Literal["val_acc", "val_loss"] = Advance.monitor
-    patience: PositiveInt = Advance.patience
-    min_epochs: PositiveInt = Advance.min_epochs
-    max_epochs: PositiveInt = Advance.max_epochs
+    mode: Literal["plateau", "even", "batch"] = "plateau"
+    monitor: Literal["val_acc", "val_loss"] = "val_acc"
+    patience: PositiveInt = 2
+    min_epochs: PositiveInt = 1
+    max_epochs: PositiveInt = 10
 
     @model_validator(mode="after")
     def _ordered(self) -> AdvanceConfig:
@@ -316,22 +323,22 @@ class LatencyConfig(_Strict):
 
 class RuntimeConfig(_Strict):
     device: str = "auto"  # auto: cuda, then mps, then cpu
-    compile: bool = Runtime.compile  # torch.compile the training model
+    compile: bool = False  # torch.compile the training model
     # auto: bf16 autocast on CUDA, float32 elsewhere; float32; float64 (numerical checks: slow)
-    precision: Literal["auto", "float32", "float64"] = Runtime.precision
-    eval_batch_size: PositiveInt = Runtime.eval_batch_size
+    precision: Literal["auto", "float32", "float64"] = "auto"
+    eval_batch_size: PositiveInt = 1024
     # device: images live on the GPU (fastest); host: pinned host memory + DataLoader workers;
     # auto: device when the prepared data takes at most a quarter of the free GPU memory.
-    data_placement: Literal["auto", "device", "host"] = Runtime.data_placement
-    workers: NonNegativeInt = Runtime.workers  # DataLoader workers for host placement
+    data_placement: Literal["auto", "device", "host"] = "auto"
+    workers: NonNegativeInt = 4  # DataLoader workers for host placement
     # Training jobs that share one GPU (small prunes leave a large GPU mostly idle): each GPU
     # has this many slots for `auto` to claim; run snakemake with --resources gpu=<GPUs × this>.
-    jobs_per_gpu: PositiveInt = Runtime.jobs_per_gpu
+    jobs_per_gpu: PositiveInt = 1
     # Processes one training run spans, one a GPU (DDP): the stage starts them with torchrun;
     # each trains on batch_size / processes examples of every batch.
-    processes: PositiveInt = Runtime.processes
+    processes: PositiveInt = 1
     # BatchNorm over the whole batch rather than each process's share (GPUs only).
-    sync_batchnorm: bool = Runtime.sync_batchnorm
+    sync_batchnorm: bool = False
 
 
 def _distinct_seeds(seeds: list[int]) -> list[int]:

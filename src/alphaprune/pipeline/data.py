@@ -24,9 +24,10 @@ from torch import Tensor
 
 from alphaprune import streamed
 from alphaprune.errors import FileFormatError, UserError
-from alphaprune.files import safe_load, torch_save, write_json
+from alphaprune.files import write_json
 from alphaprune.pipeline.config import DataConfig
 from alphaprune.registry import Registry
+from alphaprune.torchfiles import safe_load, torch_save
 
 FORMAT = "alphaprune-data"
 FORMAT_VERSION = 3  # 2: the file names its format (1 did not); 3: it may be an index (streamed)

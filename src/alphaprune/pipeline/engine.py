@@ -1,9 +1,10 @@
 """The engine's objects built from the params schema.
 
 Each engine type (`Augment`, `Optimizer`, `Advance`, `Runtime`) has a config class in
-`alphaprune.pipeline.config` that takes its defaults from the engine type and adds validation;
-`build` turns one into the other by field name, so no field or default is copied by hand, and a
-field the two do not share fails loudly instead of being dropped.
+`alphaprune.pipeline.config` with the same fields and defaults (written out there, so that the
+schema imports no torch; tests/pipeline/test_engine.py holds them equal) and validation;
+`build` turns one into the other by field name, so a field the two do not share fails loudly
+instead of being dropped.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from alphaprune import distributed, schedules
+from alphaprune import distributed, schedules, world
 from alphaprune.augment import Augment
 from alphaprune.batches import DeviceData, Split
 from alphaprune.devices import resolve_device
@@ -89,7 +90,7 @@ def prune_spec(cfg: PruneConfig, fingerprint: str = "") -> FitSpec:
 def runtime_from(cfg: RuntimeConfig) -> Runtime:
     """The `Runtime` a params file's `runtime` section asks for (claiming a GPU if `auto`); in
     one of a run's several processes, its own GPU, and the run's process group joined."""
-    rank = distributed.environment()
+    rank = world.environment()
     local = rank.local_rank if rank.distributed else None
     device = resolve_device(cfg.device, cfg.jobs_per_gpu, local_rank=local)
     return build(Runtime, cfg, device=device, world=distributed.join(device))

@@ -19,7 +19,7 @@ import shlex
 import subprocess
 import sys
 
-from alphaprune import devices, distributed
+from alphaprune import devices, world
 from alphaprune.errors import UserError
 from alphaprune.pipeline.config import RuntimeConfig
 
@@ -32,7 +32,7 @@ def relaunched(argv: list[str], runtime: RuntimeConfig) -> bool:
     processes if it asks for several and this is not one of them already; True when it did
     (and they all succeeded), False when this process is to do the work."""
     n = runtime.processes
-    if n == 1 or distributed.environment().distributed:
+    if n == 1 or world.environment().distributed:
         return False
     env = dict(os.environ)
     job = _slurm_job(env.get("SLURM_JOB_ID"))
@@ -72,7 +72,7 @@ def _srun(env: dict, job: dict[str, str], argv: list[str]) -> list[str]:
         check=True,
     ).stdout.split()
     env["MASTER_ADDR"] = hosts[0]
-    env[distributed.SRUN_MARK] = "1"  # these tasks are one run's processes
+    env[world.SRUN_MARK] = "1"  # these tasks are one run's processes
     for inherited in ("SLURM_NTASKS_PER_GPU", "SLURM_NTASKS_PER_TRES"):  # vs --gpus-per-task
         env.pop(inherited, None)
     env.setdefault("MASTER_PORT", str(20000 + int(job["JobId"]) % 20000))

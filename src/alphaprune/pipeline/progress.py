@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from alphaprune.distributed import environment
+from alphaprune.world import environment
 
 log = logging.getLogger("alphaprune")
 

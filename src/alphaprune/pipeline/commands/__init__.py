@@ -74,9 +74,9 @@ def add_record_argument(p: argparse.ArgumentParser) -> None:
 def write_record(args: argparse.Namespace, stage: str, variant: str | None = None) -> None:
     """The record of `--record`, written last: it exists only beside complete outputs. It holds
     the values of the params keys dvc.yaml declares for the stage, as `load` read them."""
-    from alphaprune.distributed import environment
     from alphaprune.files import write_json
     from alphaprune.pipeline.provenance import stage_values
+    from alphaprune.world import environment
 
     if args.record and environment().main:  # one of a run's processes writes it
         write_json(args.record, stage_values(args.raw_params, stage, variant))
