@@ -162,16 +162,26 @@ def record_in_dvc():
         return
     # In pipeline order: committing a stage writes .gitignore files into the folders that the
     # stages after it depend on (results/variants), which must be hashed after that.
-    jobs = sorted((STAGES.index(job.rule.name), dvc_name(job.wildcards))
-                  for job in workflow.dag.jobs if job.rule.name in STAGES)
-    stages = [STAGES[i] + (f"@{name}" if name else "") for i, name in jobs]
-    # Naming stages costs DVC a search of the whole pipeline each (minutes for a grid of
-    # replicates); when the run's DAG is the whole pipeline, commit everything in one pass.
+    dag = sorted((job for job in workflow.dag.jobs if job.rule.name in STAGES),
+                 key=lambda job: (STAGES.index(job.rule.name), dvc_name(job.wildcards)))
+    stages = [_dvc_stage(job) for job in dag]
+    # Naming a stage costs DVC a parse of the whole pipeline (0.8 s each on the tiny test grid,
+    # more on a grid of replicates). When the run's DAG is the whole pipeline, everything is
+    # committed in one pass; else its last stages with their dependencies (`--with-deps`: a
+    # DAG Snakemake builds for some targets holds every job upstream of them, as DVC's does),
+    # or, where that is more targets, each stage by name.
     whole = {"prepare", "latency", "plots", "report",
              *(f"{s}@{t}" for s in ("pretrain", "export_teacher") for t in TEACHERS),
              *(f"{s}@{v}-{t}-{seed}" for s in ("prune", "evaluate", "export")
                for v in VARIANTS for t, seed in RUNS)}
-    targets = [] if set(stages) == whole else stages
+    upstream = {dep for job in dag for dep in workflow.dag.dependencies[job]}
+    last = sorted(_dvc_stage(job) for job in dag if job not in upstream)
+    if set(stages) == whole:
+        targets = []
+    elif len(last) < len(stages):
+        targets = ["--with-deps", *last]
+    else:
+        targets = stages
     # Committing a cached output may put a fresh copy of it from DVC's cache in its place:
     # the same bytes with a new mtime, which would make the jobs that read it look stale to the
     # next run. Their times are put back.
@@ -188,6 +198,12 @@ def record_in_dvc():
         logger.warning(f"dvc commit failed, so `dvc status` may list stages: {error[:2]}")
     else:
         logger.info(f"Recorded in DVC's lock (dvc commit): the {len(stages)} stages of this run.")
+
+
+def _dvc_stage(job):
+    """DVC's name for a Snakemake job: <stage>, or <stage>@<dvc_name>."""
+    name = dvc_name(job.wildcards)
+    return job.rule.name + (f"@{name}" if name else "")
 
 
 def dvc_name(wildcards):
