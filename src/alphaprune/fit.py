@@ -39,7 +39,7 @@ from alphaprune.batches import Split, predict
 from alphaprune.errors import UserError
 from alphaprune.fitspec import FitSpec, LossFn
 from alphaprune.optim import lr_schedule, make_optimizer, params_of, rebuilt, train_also
-from alphaprune.runtime import Runtime, widened
+from alphaprune.runtime import SYNC_BATCHNORM_NEEDS_CUDA, Runtime, widened
 
 log = logging.getLogger(__name__)
 
@@ -193,10 +193,7 @@ def _sync_batchnorm(model: nn.Module, runtime: Runtime) -> None:
     if not (runtime.sync_batchnorm and runtime.world.distributed):
         return
     if not runtime.cuda:
-        raise UserError(
-            "runtime.sync_batchnorm: PyTorch synchronises BatchNorm on GPUs only; set it to "
-            "false on the CPU (each process then normalises with its share of the batch)"
-        )
+        raise UserError(SYNC_BATCHNORM_NEEDS_CUDA)
     for name, child in list(model.named_children()):
         setattr(model, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
 

@@ -12,6 +12,13 @@ from torch import Tensor
 
 from alphaprune.world import World
 
+# What a run asking for `sync_batchnorm` off CUDA is told (by the fit, and by the launcher before
+# it starts the processes).
+SYNC_BATCHNORM_NEEDS_CUDA = (
+    "runtime.sync_batchnorm: PyTorch synchronises BatchNorm on GPUs only; set it to "
+    "false on the CPU (each process then normalises with its share of the batch)"
+)
+
 
 def widened(t: Tensor) -> Tensor:
     """`t` in float32 if it is in a narrower float (bf16 under autocast), else as it is: losses

@@ -19,9 +19,12 @@ import shlex
 import subprocess
 import sys
 
+import torch
+
 from alphaprune import devices, world
 from alphaprune.errors import UserError
 from alphaprune.pipeline.config import RuntimeConfig
+from alphaprune.runtime import SYNC_BATCHNORM_NEEDS_CUDA
 
 log = logging.getLogger(__name__)
 CLI = [sys.executable, "-m", "alphaprune.pipeline.cli"]
@@ -91,6 +94,9 @@ def _srun(env: dict, job: dict[str, str], argv: list[str]) -> list[str]:
 
 def _torchrun(env: dict, n: int, runtime: RuntimeConfig, argv: list[str]) -> list[str]:
     """torchrun on this machine, its GPUs claimed (see the module) and shown in `env`."""
+    cuda = runtime.device == "auto" or runtime.device.startswith("cuda")
+    if runtime.sync_batchnorm and not (cuda and torch.cuda.is_available()):
+        raise UserError(SYNC_BATCHNORM_NEEDS_CUDA)  # now, not from each process it would start
     if runtime.device in ("auto", "cuda"):
         visible = devices.visible_gpus(n, runtime.jobs_per_gpu)
         if visible is not None:
