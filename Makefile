@@ -59,7 +59,7 @@ lint: $(STAMP)
 # After changing what a stage's command imports: list each stage's source files in dvc.yaml
 # (Snakemake finds them itself at every run; tests/pipeline/test_dvcyaml.py fails until this is run).
 dvc-code: $(STAMP)
-	$(PY) -m alphaprune.pipeline.dvcyaml dvc.yaml
+	$(PY) -m alphaprune.pipeline.provenance.dvcyaml dvc.yaml
 
 clean:
 	rm -rf results data/prepared logs .snakemake

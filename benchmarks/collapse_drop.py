@@ -22,9 +22,9 @@ import torch
 from alphaprune import blend, norms
 from alphaprune.batches import accuracy
 from alphaprune.loading import load_model
-from alphaprune.pipeline import data
-from alphaprune.pipeline.engine import runtime_from, splits
-from alphaprune.pipeline.paramsfile import load_params
+from alphaprune.pipeline.data.prepared import load_data
+from alphaprune.pipeline.params.loader import load_params
+from alphaprune.pipeline.stages.engine import runtime_from, splits
 from alphaprune.pipeline.stages.prune import make_student
 
 
@@ -35,7 +35,7 @@ def main() -> None:
     args = p.parse_args()
     params = load_params(args.params)
     runtime = runtime_from(params.runtime)
-    prepared = data.load(Path("data/prepared") / f"{params.data.name}.pt")
+    prepared = load_data(Path("data/prepared") / f"{params.data.name}.pt")
     train, val = splits(prepared, runtime, "train", "val")
     rows = []
     for name, cfg in params.variants.items():

@@ -23,8 +23,8 @@ from alphaprune.budget import allocate
 from alphaprune.costs import count_macs
 from alphaprune.loading import load_model
 from alphaprune.models import build_model
-from alphaprune.pipeline import latency
-from alphaprune.pipeline.config import LatencyConfig
+from alphaprune.pipeline.deploy import latency
+from alphaprune.pipeline.params.schema import LatencyConfig
 from alphaprune.student import make_student
 
 SHAPE = (1, 8, 8)

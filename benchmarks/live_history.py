@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from alphaprune.pipeline.paramsfile import load_params
-from alphaprune.pipeline.stages import Curves
+from alphaprune.pipeline.params.loader import load_params
 from alphaprune.pipeline.stages.prune import prune
+from alphaprune.pipeline.stages.training import Curves
 
 POLICIES = {
     "at most once a second": Curves.update,

@@ -22,9 +22,9 @@ import torch
 from alphaprune import blend, channels
 from alphaprune.branches.base import count_params
 from alphaprune.budget import allocate
+from alphaprune.costs import model_macs
 from alphaprune.models import build_model
-from alphaprune.pipeline import deploy, latency
-from alphaprune.pipeline.evaluate import macs
+from alphaprune.pipeline.deploy import export, latency
 from alphaprune.student import make_student
 
 SHAPE = (3, 32, 32)
@@ -75,7 +75,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=2.0)
     args = p.parse_args()
     nets = models()
-    base_params, base_macs = count_params(nets["teacher"]), macs(nets["teacher"], SHAPE)
+    base_params, base_macs = count_params(nets["teacher"]), model_macs(nets["teacher"], SHAPE)
     print(f"threads {args.threads}, torch {torch.__version__}, median of >= {args.seconds} s")
     print("| model | params | MACs | batch | eager ms | onnxruntime ms | eager/ort |")
     print("|---|---|---|---|---|---|---|")
@@ -83,9 +83,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, model in nets.items():
             path = Path(tmp) / f"{name}.onnx"
-            deploy.export_onnx(model, SHAPE, path)
+            export.export_onnx(model, SHAPE, path)
             ratio_p = count_params(model) / base_params
-            ratio_m = macs(model, SHAPE) / base_macs
+            ratio_m = model_macs(model, SHAPE) / base_macs
             for batch in (1, 64):
                 eager = latency.eager_latency_ms(model, SHAPE, batch, args.threads, args.seconds)
                 ort = latency.ort_latency_ms(path, SHAPE, batch, args.threads, args.seconds)

@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 from alphaprune.models import build_model
-from alphaprune.pipeline import data
-from alphaprune.pipeline.config import DataConfig
-from alphaprune.pipeline.engine import splits
+from alphaprune.pipeline.data.sources import prepare
+from alphaprune.pipeline.params.schema import DataConfig
+from alphaprune.pipeline.stages.engine import splits
 from alphaprune.runtime import Runtime
 
 
@@ -71,7 +71,7 @@ def throughput(args) -> None:
         for form, root in (("resident", args.archive), ("streamed", tar)):
             cfg = DataConfig(name="imagefolder", root=str(root), image_size=32, storage=form)
             start = time.perf_counter()
-            prepared = data.prepare(cfg, 0)
+            prepared = prepare(cfg, 0)
             seconds = time.perf_counter() - start
             (forms[form],) = splits(prepared, runtime, "train")
             print(f"prepare {form}: {seconds:.1f} s, {len(forms[form])} training images")
@@ -126,7 +126,7 @@ def memory(args) -> None:
         cfg = DataConfig(
             name="imagefolder", root=str(root), image_size=args.size, memory_gb=args.budget_gb
         )
-        prepared = data.prepare(cfg, 0)
+        prepared = prepare(cfg, 0)
         decoded = len(prepared.labels("train")) * 3 * args.size**2 / 1e9
         print(
             f"prepared {'streamed' if prepared.streamed else 'RESIDENT'} (data.memory_gb "

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from alphaprune.pipeline import data
-from alphaprune.pipeline.config import Params
-from alphaprune.pipeline.paramsfile import resolve
+from alphaprune.pipeline.data.prepared import save_data
+from alphaprune.pipeline.data.sources import prepare
+from alphaprune.pipeline.params.loader import resolve
+from alphaprune.pipeline.params.schema import Params
 from alphaprune.pipeline.stages.pretrain import pretrain
 
 TINY = {
@@ -134,7 +135,7 @@ def make_shared(root: Path) -> Path:
     """The tiny configuration's prepared digits (data/digits.pt) and its trained teacher
     (teacher/) under `root`: the session's read-only set-ups."""
     params = tiny_params()
-    data.save(data.prepare(params.data, params.seed), root / "data" / "digits.pt")
+    save_data(prepare(params.data, params.seed), root / "data" / "digits.pt")
     pretrain(params, root / "data" / "digits.pt", root / "teacher")
     return root
 

@@ -6,7 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from alphaprune.costs import count_macs, layer_positions
+from alphaprune import costs
+from alphaprune.costs import count_macs, layer_positions, model_macs
+from alphaprune.loading import load_model
+from alphaprune.modelfile import recorded_macs
 from alphaprune.models import build_model
 
 
@@ -35,3 +38,19 @@ def test_the_flop_counter_is_the_sum_of_weights_times_positions(name, shape):
     by_layer = sum(modules[n].weight.numel() * p for n, p in positions.items())
     assert count_macs(model, example) == by_layer
     assert model.training  # neither changes the model's mode
+
+
+def test_macs_of_a_conv_by_hand():
+    conv = nn.Conv2d(3, 8, 3, padding=1)
+    assert model_macs(conv, (3, 8, 8)) == 8 * 3 * 9 * 8 * 8
+
+
+def test_a_teacher_file_records_the_macs_the_flop_counter_counts(teacher_dir, monkeypatch):
+    """pretrain counts the teacher's MACs once and its file keeps them; evaluate reads them
+    (and a student's from its plan, which tests/test_budget.py holds equal to a count of the
+    student for every kind) instead of paying the flop counter's 1.5 s of imports again."""
+    teacher, recipe = load_model(teacher_dir / "model.pt")
+    shape = tuple(recipe["model"]["shape"])
+    assert recorded_macs(recipe) == count_macs(teacher, torch.zeros(1, *shape)) > 0
+    monkeypatch.setattr(costs, "count_macs", lambda *a: pytest.fail("counted again"))
+    assert model_macs(teacher, shape, recipe) == recorded_macs(recipe)

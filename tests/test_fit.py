@@ -14,8 +14,8 @@ from alphaprune import blend
 from alphaprune.batches import predict
 from alphaprune.fit import DivergenceError
 from alphaprune.loading import load_model
-from alphaprune.pipeline import data
-from alphaprune.pipeline.engine import splits
+from alphaprune.pipeline.data.prepared import load_data
+from alphaprune.pipeline.stages.engine import splits
 from alphaprune.pipeline.stages.prune import make_student, prune
 from alphaprune.runtime import Runtime
 
@@ -34,7 +34,7 @@ def test_teacher_learns(teacher_dir):
 
 def test_prune_improves_over_alpha_zero_at_init(tiny_params, prepared_path, teacher_dir, tmp_path):
     params = tiny_params(base={})
-    prepared = data.load(prepared_path)
+    prepared = load_data(prepared_path)
     teacher, _ = load_model(teacher_dir / "model.pt")
     (val,) = splits(prepared, CPU, "val")
     torch.manual_seed(params.seed)
@@ -210,7 +210,7 @@ def test_recipes_the_twins_call_alike_train_bit_for_bit_alike(
     tiny_params, prepared_path, teacher_dir, tmp_path, a, b
 ):
     """The premise of `twins.trains_as`: what it ignores does nothing to the run."""
-    from alphaprune.pipeline.twins import trains_as
+    from alphaprune.pipeline.params.twins import trains_as
 
     params = tiny_params(a=a, b=b)
     assert trains_as(params.variant("a")) == trains_as(params.variant("b"))
@@ -407,7 +407,7 @@ def test_steps_record_the_accuracy_where_each_alpha_step_starts(
     params = tiny_params(hard={"schedule": {"kind": "oneshot"}, "epochs": 2})
     _prune(params, "hard", prepared_path, teacher_dir, tmp_path)
     steps = pd.read_csv(tmp_path / "steps.csv")
-    prepared = data.load(prepared_path)
+    prepared = load_data(prepared_path)
     teacher, _ = load_model(teacher_dir / "model.pt")
     train, val = splits(prepared, CPU, "train", "val")
     torch.manual_seed(0)  # what the stage does with its seed before building the student

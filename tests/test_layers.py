@@ -4,6 +4,7 @@ check that the contract covers every engine module and that the engine runs with
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -64,12 +65,13 @@ def test_planning_a_run_imports_no_torch():
     and lists each stage's code without importing torch (1.2 s a `snakemake -n`)."""
     smk = (REPO / "workflow" / "rules" / "common.smk").read_text()
     imported = {line.split()[1] for line in smk.splitlines() if line.startswith("from alphaprune")}
-    assert imported <= set(_contract(PLANNING_CONTRACT)["source_modules"])
+    rooms = _contract(PLANNING_CONTRACT)["source_modules"]
+    assert all(any(m == r or m.startswith(f"{r}.") for r in rooms) for m in imported), imported
     code = (
         "import sys\n"
-        "from alphaprune.pipeline.codedeps import STAGES, stage_code\n"
-        "from alphaprune.pipeline.paramsfile import merge_files, resolve\n"
-        "from alphaprune.pipeline.provenance import source_digest, stage_values\n"
+        "from alphaprune.pipeline.provenance.codedeps import STAGES, stage_code\n"
+        "from alphaprune.pipeline.params.loader import merge_files, resolve\n"
+        "from alphaprune.pipeline.provenance.records import source_digest, stage_values\n"
         f"raw = merge_files([{str(REPO / 'params.yaml')!r}])\n"
         "params = resolve(raw)\n"
         f"[stage_code(s, {str(REPO / 'src')!r}) for s in STAGES]\n"
@@ -80,3 +82,32 @@ def test_planning_a_run_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+ROOMS_CONTRACT = "the pipeline's rooms are layers"
+PIPELINE = ENGINE / "pipeline"
+
+
+def test_every_pipeline_module_is_in_a_room():
+    """Beside the CLI (cli.py, commands/), the pipeline's code lives in the rooms the layers
+    contract orders: a module added loose at the top, or in a new room, escapes the contract."""
+    layers = _contract(ROOMS_CONTRACT)["layers"]
+    rooms = {name.split(".")[-1] for layer in layers for name in layer.split(" | ")}
+    assert {p.name for p in PIPELINE.glob("*.py")} == {"__init__.py", "cli.py"}
+    assert {p.name for p in PIPELINE.iterdir() if p.is_dir() and p.name != "__pycache__"} == (
+        rooms - {"cli"}
+    )
+
+
+def test_every_package_of_the_pipeline_holds_a_docstring_only():
+    """A package's __init__ runs whenever any module in it is imported: a definition there
+    would join every stage's code closure that touches the package."""
+    for init in [*PIPELINE.glob("**/__init__.py"), ENGINE / "branches" / "__init__.py"]:
+        tree = ast.parse(init.read_text())
+        body = [
+            node
+            for node in tree.body
+            if not isinstance(node, ast.ImportFrom) or node.module != "__future__"
+        ]
+        assert len(body) == 1 and isinstance(body[0], ast.Expr), init
+        assert isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)

@@ -8,7 +8,7 @@ from alphaprune.branches.kinds import BRANCHES
 from alphaprune.errors import UnknownNameError, UserError
 from alphaprune.losses import LOSSES
 from alphaprune.models import MODELS
-from alphaprune.pipeline.data import SOURCES
+from alphaprune.pipeline.data.sources import SOURCES
 from alphaprune.registry import Registry
 from alphaprune.schedules import SCHEDULES
 

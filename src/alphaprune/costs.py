@@ -13,6 +13,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from alphaprune.modelfile import recorded_macs
+
 
 def count_macs(model: nn.Module, example: Tensor) -> int:
     """Multiply-accumulates of one forward pass of one example (`example`'s first row), in eval
@@ -25,6 +27,16 @@ def count_macs(model: nn.Module, example: Tensor) -> int:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(example[:1].cpu())
     return counter.get_total_flops() // 2
+
+
+def model_macs(model: nn.Module, shape: tuple[int, ...], recipe: dict | None = None) -> int:
+    """Multiply-accumulates of one forward pass of one example of `shape`: as `recipe` (the
+    model file's) records them, else counted (the flop counter's first use in a process costs
+    1.5 s of imports)."""
+    recorded = None if recipe is None else recorded_macs(recipe)
+    if recorded is not None:
+        return recorded
+    return count_macs(model, torch.zeros(1, *shape, dtype=next(model.parameters()).dtype))
 
 
 def layer_positions(model: nn.Module, example: Tensor) -> dict[str, int]:

@@ -13,7 +13,7 @@ process sees the same metrics and takes the same early-stopping decisions.
 
 The processes are started by torchrun (`torch.distributed.run`), which sets RANK, WORLD_SIZE,
 LOCAL_RANK, MASTER_ADDR and MASTER_PORT; `join` reads them. Under srun with one task a process
-started by `alphaprune.pipeline.launch` (no torchrun), SLURM's own variables give the same:
+started by `alphaprune.pipeline.stages.launch` (no torchrun), SLURM's own variables give the same:
 SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID.
 """
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from alphaprune.pipeline.paramsfile import load_params
+from alphaprune.pipeline.params.loader import load_params
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).with_suffix(".json")

@@ -10,8 +10,8 @@ import torch
 
 from alphaprune.budget import allocate
 from alphaprune.models import build_model
-from alphaprune.pipeline import bench
 from alphaprune.pipeline.cli import main
+from alphaprune.pipeline.deploy import bench
 from alphaprune.runtime import Runtime
 
 SETUP = bench.BenchSetup(

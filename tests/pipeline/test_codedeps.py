@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from alphaprune.pipeline.codedeps import STAGES, code_digest, command, stage_code
+from alphaprune.pipeline.provenance.codedeps import STAGES, code_digest, command, stage_code
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
@@ -45,8 +45,8 @@ def test_closures_keep_edits_local():
     report code only the report, the fit loop the teacher and the prunes, never prepare."""
     fit_loop, plots, report = (
         "alphaprune.fit",
-        "alphaprune.pipeline.plots",
-        "alphaprune.pipeline.report",
+        "alphaprune.pipeline.report.plots",
+        "alphaprune.pipeline.report.markdown",
     )
     assert plots in modules("plots") and report in modules("report")
     for stage in STAGES:

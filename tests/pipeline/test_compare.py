@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alphaprune.pipeline import compare
-from alphaprune.pipeline.paramsfile import load_params
+from alphaprune.pipeline.params.loader import load_params
+from alphaprune.pipeline.report import compare
 
 REPO = Path(__file__).resolve().parents[2]
 GRID = list(load_params(REPO / "params.yaml").variants)  # the default grid's real names

@@ -13,15 +13,15 @@ import pytest
 import yaml
 from pipeline_helpers import SEED
 
-from alphaprune.pipeline.config import (
+from alphaprune.pipeline.params.loader import deep_merge, load_params, resolve
+from alphaprune.pipeline.params.retired import RETIRED_KEYS
+from alphaprune.pipeline.params.schema import (
     ConfigError,
     ExponentialSchedule,
     LinearSchedule,
     Params,
     PruneConfig,
 )
-from alphaprune.pipeline.paramsfile import deep_merge, load_params, resolve
-from alphaprune.pipeline.retired import RETIRED_KEYS
 
 REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
@@ -390,7 +390,7 @@ def _lookup(obj, path: str):
 
 
 def test_a_retired_prune_key_is_named_in_a_variant_too(monkeypatch):
-    from alphaprune.pipeline import retired
+    from alphaprune.pipeline.params import retired
 
     monkeypatch.setitem(
         retired.RETIRED_KEYS, "prune.old_rate", retired.Retired("9.9", "prune.schedule.rate", "x")

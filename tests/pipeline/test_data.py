@@ -15,23 +15,31 @@ import torch
 from sklearn.datasets import load_digits
 
 from alphaprune.errors import FileFormatError, UnknownNameError
-from alphaprune.pipeline import data
-from alphaprune.pipeline.config import DataConfig
-from alphaprune.pipeline.data import DataError
+from alphaprune.pipeline.data.prepared import (
+    FORMAT_VERSION,
+    DataError,
+    Prepared,
+    Source,
+    load_data,
+    resize,
+    save_data,
+)
+from alphaprune.pipeline.data.sources import SOURCES, prepare
+from alphaprune.pipeline.params.schema import DataConfig
 from conftest import CLASSES, write_png
 
 SPLITS = ("train", "val", "test")
 
 
 @pytest.fixture(scope="module")
-def prepared() -> data.Prepared:
-    return data.prepare(DataConfig(name="digits"), seed=0)
+def prepared() -> Prepared:
+    return prepare(DataConfig(name="digits"), seed=0)
 
 
 @pytest.fixture
 def saved(tmp_path, prepared) -> Path:
     path = tmp_path / "prepared" / "digits.pt"
-    data.save(prepared, path)
+    save_data(prepared, path)
     return path
 
 
@@ -89,7 +97,7 @@ def test_dtypes_and_shapes(prepared):
     assert prepared.num_classes == 10
     assert prepared.card["classes"] == [str(c) for c in range(10)]
     assert prepared.card["name"] == "digits"
-    assert prepared.card["format_version"] == data.FORMAT_VERSION
+    assert prepared.card["format_version"] == FORMAT_VERSION
 
 
 def test_card_mean_and_std_are_the_train_split(prepared):
@@ -103,11 +111,11 @@ def test_card_mean_and_std_are_the_train_split(prepared):
 
 
 def test_same_seed_same_tensors_other_seed_other_split(prepared):
-    again = data.prepare(DataConfig(name="digits"), seed=0)
+    again = prepare(DataConfig(name="digits"), seed=0)
     assert again.card == prepared.card
     for k, v in prepared.tensors.items():
         assert torch.equal(again.tensors[k], v), k
-    other = data.prepare(DataConfig(name="digits"), seed=1)
+    other = prepare(DataConfig(name="digits"), seed=1)
     assert other.card["sha256"] != prepared.card["sha256"]
     assert not torch.equal(other.tensors["y_train"], prepared.tensors["y_train"])
     assert _rows(*other.split("test")) != _rows(*prepared.split("test"))
@@ -117,7 +125,7 @@ def test_same_seed_same_tensors_other_seed_other_split(prepared):
 
 
 def test_subset_caps_the_training_split_stratified(prepared):
-    capped = data.prepare(DataConfig(name="digits", subset=200), seed=0)
+    capped = prepare(DataConfig(name="digits", subset=200), seed=0)
     x, y = capped.split("train")
     assert len(y) == len(x) == capped.card["n_train"] == 200
     counts = torch.bincount(y, minlength=10).numpy()
@@ -134,19 +142,19 @@ def test_subset_caps_the_training_split_stratified(prepared):
 
 
 def test_subset_larger_than_the_split_changes_nothing(prepared):
-    big = data.prepare(DataConfig(name="digits", subset=100_000), seed=0)
+    big = prepare(DataConfig(name="digits", subset=100_000), seed=0)
     assert big.card == prepared.card
 
 
 @pytest.mark.parametrize("name", DataConfig.model_fields["name"].annotation.__args__)
 def test_every_configurable_source_is_registered(name):
-    assert name in data.SOURCES
+    assert name in SOURCES
 
 
 def test_unregistered_source_names_the_available_ones(monkeypatch):
-    monkeypatch.delitem(data.SOURCES, "cifar10")
+    monkeypatch.delitem(SOURCES, "cifar10")
     with pytest.raises(UnknownNameError) as info:
-        data.prepare(DataConfig(name="cifar10"), seed=0)
+        prepare(DataConfig(name="cifar10"), seed=0)
     msg = str(info.value)
     assert "cifar10" in msg and "known: digits, imagefolder" in msg
     assert "\n" not in msg
@@ -157,7 +165,7 @@ def test_save_load_round_trip(prepared, saved):
     card_path = saved.with_suffix(".json")
     assert card_path.exists() and card_path.parent == saved.parent
     assert json.loads(card_path.read_text()) == prepared.card
-    loaded = data.load(saved)
+    loaded = load_data(saved)
     assert loaded.card == prepared.card
     assert loaded.tensors.keys() == prepared.tensors.keys()
     for k, v in prepared.tensors.items():
@@ -168,12 +176,12 @@ def test_save_load_round_trip(prepared, saved):
 
 
 def test_save_returns_the_card_path(tmp_path, prepared):
-    assert data.save(prepared, tmp_path / "x.pt") == tmp_path / "x.json"
+    assert save_data(prepared, tmp_path / "x.pt") == tmp_path / "x.json"
 
 
 def _assert_refused(path: Path, fragment: str = "") -> None:
     with pytest.raises(FileFormatError) as info:
-        data.load(path)
+        load_data(path)
     msg = str(info.value)
     assert msg.startswith(f"{path}: "), msg
     assert fragment in msg
@@ -266,8 +274,8 @@ def test_card_without_a_hash_is_refused(saved):
 
 
 # ----------------------------------------------------------------------- image folder sources
-def _source(root: Path, **kw) -> data.Source:
-    return data.SOURCES["imagefolder"](DataConfig(name="imagefolder", root=str(root), **kw))
+def _source(root: Path, **kw) -> Source:
+    return SOURCES["imagefolder"](DataConfig(name="imagefolder", root=str(root), **kw))
 
 
 def test_imagefolder_reads_every_image_with_its_class(image_tree):
@@ -299,7 +307,7 @@ def test_imagefolder_tar_gz_equals_the_folder(image_tree, tmp_path):
 def test_imagefolder_prepare_splits_and_caps(image_tree):
     root, _ = image_tree
     cfg = DataConfig(name="imagefolder", root=str(root), val_fraction=0.25, subset=18)
-    prep = data.prepare(cfg, seed=0)
+    prep = prepare(cfg, seed=0)
     assert prep.card["n_train"] == 18 and prep.card["n_val"] == 9 and prep.card["n_test"] == 9
     assert Counter(prep.tensors["y_train"].tolist()) == {0: 6, 1: 6, 2: 6}  # stratified cap
     assert prep.shape == (3, 6, 5) and prep.card["classes"] == CLASSES
@@ -387,7 +395,7 @@ def test_split_sizes_no_stratified_split_can_meet_are_one_sentence(image_tree, s
     root, _ = image_tree
     cfg = DataConfig(name="imagefolder", root=str(root), **settings)
     with pytest.raises(DataError, match=message):
-        data.prepare(cfg, seed=0)
+        prepare(cfg, seed=0)
 
 
 def test_a_class_with_one_image_to_split_is_named(image_tree):
@@ -397,19 +405,19 @@ def test_a_class_with_one_image_to_split_is_named(image_tree):
             extra.unlink()
     cfg = DataConfig(name="imagefolder", root=str(root))
     with pytest.raises(DataError, match=r"data\.val_fraction 0\.1: class 2 has 1 image left"):
-        data.prepare(cfg, seed=0)
+        prepare(cfg, seed=0)
 
 
 def test_a_test_split_too_small_for_the_classes_names_test_fraction():
     cfg = DataConfig(name="digits", test_fraction=0.001)
     with pytest.raises(DataError, match=r"^data\.test_fraction 0\.001 holds out 2 of the 1797 "):
-        data.prepare(cfg, seed=0)
+        prepare(cfg, seed=0)
 
 
 def test_a_subset_dropping_fewer_images_than_classes_keeps_a_seeded_draw(image_tree):
     root, _ = image_tree
     cfg = DataConfig(name="imagefolder", root=str(root), val_fraction=0.25, subset=26)
-    first, again = data.prepare(cfg, seed=0), data.prepare(cfg, seed=0)
+    first, again = prepare(cfg, seed=0), prepare(cfg, seed=0)
     assert first.card["n_train"] == 26  # of 27: one dropped, fewer than the 3 classes
     assert torch.equal(first.tensors["x_train"], again.tensors["x_train"])
 
@@ -429,15 +437,15 @@ SHARED_CIFAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar1
 @pytest.mark.skipif(not SHARED_CIFAR.exists(), reason=f"{SHARED_CIFAR} is absent")
 def test_cifar10_jpeg_archive(tmp_path):
     cfg = DataConfig(name="imagefolder", root=str(SHARED_CIFAR), subset=1000)
-    prep = data.prepare(cfg, seed=0)
+    prep = prepare(cfg, seed=0)
     assert prep.card["classes"][:3] == ["airplane", "automobile", "bird"]
     assert prep.shape == (3, 32, 32)
     assert (prep.card["n_train"], prep.card["n_val"], prep.card["n_test"]) == (1000, 5000, 10000)
     assert Counter(prep.tensors["y_train"].tolist()) == {c: 100 for c in range(10)}
     # The published CIFAR-10 channel means, within JPEG's loss and a 1000-image sample's spread.
     assert np.allclose(prep.mean, [125.3, 123.0, 113.9], atol=4)
-    data.save(prep, tmp_path / "c.pt")
-    assert data.load(tmp_path / "c.pt").card["sha256"] == prep.card["sha256"]
+    save_data(prep, tmp_path / "c.pt")
+    assert load_data(tmp_path / "c.pt").card["sha256"] == prep.card["sha256"]
 
 
 # ------------------------------------------------------------------------------ cifar10 source
@@ -465,7 +473,7 @@ def test_cifar10_reads_the_standard_files(tmp_path, monkeypatch):
     # The real files' md5 sums are checked by torchvision; these fakes have others.
     monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)
     monkeypatch.setattr(tv_cifar.CIFAR10, "_check_integrity", lambda self: True)
-    src = data.SOURCES["cifar10"](DataConfig(name="cifar10", root=str(tmp_path)))
+    src = SOURCES["cifar10"](DataConfig(name="cifar10", root=str(tmp_path)))
     assert src.x_train.shape == (20, 3, 32, 32) and src.x_test.shape == (4, 3, 32, 32)
     assert src.classes == [f"c{i}" for i in range(10)]
     import pickle
@@ -484,7 +492,7 @@ def test_cifar10_missing_and_offline_says_where_to_put_it(tmp_path, monkeypatch)
 
     monkeypatch.setattr(tv_cifar.CIFAR10, "download", offline)
     with pytest.raises(DataError) as info:
-        data.SOURCES["cifar10"](DataConfig(name="cifar10", root=str(tmp_path / "raw")))
+        SOURCES["cifar10"](DataConfig(name="cifar10", root=str(tmp_path / "raw")))
     msg = str(info.value)
     assert "cifar-10-batches-py" in msg and "cifar-10-python.tar.gz" in msg
     assert "network is unreachable" in msg and "\n" not in msg
@@ -515,13 +523,13 @@ def test_a_file_of_the_previous_format_says_so(saved):
 def test_fit_resizes_the_shorter_side_and_crops_the_centre():
     wide = np.zeros((3, 8, 24), dtype=np.uint8)
     wide[:, :, 8:16] = 255  # only the middle third is white
-    assert np.array_equal(data.fit(wide, 8), np.full((3, 8, 8), 255, dtype=np.uint8))
+    assert np.array_equal(resize(wide, 8), np.full((3, 8, 8), 255, dtype=np.uint8))
     tall = np.zeros((1, 40, 20), dtype=np.uint8)
     tall[:, 6:34] = 200  # a margin for the antialiasing filter
-    out = data.fit(tall, 10)  # 20 wide -> 10: 40 rows become 20, their middle 10 kept
+    out = resize(tall, 10)  # 20 wide -> 10: 40 rows become 20, their middle 10 kept
     assert out.shape == (1, 10, 10) and (out == 200).all()
     batch = np.stack([wide, wide])
-    assert data.fit(batch, 4).shape == (2, 3, 4, 4)
+    assert resize(batch, 4).shape == (2, 3, 4, 4)
 
 
 def test_image_size_makes_a_photo_collection_one_tensor(tmp_path):
@@ -550,6 +558,6 @@ def test_image_size_keeps_a_grey_collection_grey(tmp_path):
 
 
 def test_image_size_resizes_any_source_when_prepared():
-    prep = data.prepare(DataConfig(name="digits", image_size=16), seed=0)
+    prep = prepare(DataConfig(name="digits", image_size=16), seed=0)
     assert prep.shape == (1, 16, 16)
     assert prep.split("test")[0].shape[1:] == (1, 16, 16)

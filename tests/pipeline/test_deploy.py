@@ -14,8 +14,8 @@ import torch
 from alphaprune import blend
 from alphaprune.budget import allocate
 from alphaprune.models import build_model
-from alphaprune.pipeline import deploy
 from alphaprune.pipeline.cli import main
+from alphaprune.pipeline.deploy import export
 from alphaprune.student import make_student
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is a dependency of the pipeline")
@@ -44,12 +44,12 @@ def _student(name: str, kind: str | None):
 def test_export_folds_batchnorm_and_onnxruntime_matches_pytorch(tmp_path, name, kind):
     model = _student(name, kind)
     path = tmp_path / "m.onnx"
-    record = deploy.export_onnx(model, MODELS[name], path)
+    record = export.export_onnx(model, MODELS[name], path)
     # Every BatchNorm follows a convolution here, so all of them fold (sparse ones too: they
     # are exported dense); the folded graph must still compute the unfolded model.
     assert record["onnx_batchnorm_nodes"] == 0
-    assert record["onnx_opset"] == deploy.OPSET and record["onnx_input_shape"][0] == "batch"
-    sess = deploy.session(path)
+    assert record["onnx_opset"] == export.OPSET and record["onnx_input_shape"][0] == "batch"
+    sess = export.session(path)
     for batch in (1, 5):  # the batch dimension is dynamic
         x = torch.randn(batch, *MODELS[name])
         ours = model(x).detach().numpy()
@@ -60,7 +60,7 @@ def test_export_folds_batchnorm_and_onnxruntime_matches_pytorch(tmp_path, name, 
 
 def test_a_sparse_student_exports_dense_with_its_zeros(tmp_path):
     model = _student("cnn", "sparse")
-    dense = deploy.deployable(model)
+    dense = export.deployable(model)
     assert not any(hasattr(m, "weight_mask") for m in dense.modules())
     x = torch.randn(4, *MODELS["cnn"])
     torch.testing.assert_close(dense(x), model(x), rtol=0, atol=0)
@@ -89,7 +89,7 @@ def test_an_export_below_the_agreement_bar_fails_and_leaves_nothing(
 def test_the_torch_export_program_runs_in_pytorch_without_this_package(tmp_path, kind):
     model = _student("cnn", kind)
     path, x = tmp_path / "student.pt2", torch.randn(3, *MODELS["cnn"])
-    deploy.export_program(model, MODELS["cnn"], path)
+    export.export_program(model, MODELS["cnn"], path)
     torch.save({"x": x, "y": model(x).detach()}, tmp_path / "io.pt")
     code = (  # alphaprune cannot be imported in this process
         "import sys; sys.modules['alphaprune'] = None\n"

@@ -1,11 +1,18 @@
-"""dvc.yaml lists each stage's code, and `make dvc-code` rewrites only those entries."""
+"""dvc.yaml lists each stage's code and params keys, and `make dvc-code` rewrites only those."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from alphaprune.pipeline.dvcyaml import expected_code_deps, listed_code_deps, main, sync_dvc_yaml
+from alphaprune.pipeline.provenance.dvcyaml import (
+    expected_code_deps,
+    expected_params,
+    listed_code_deps,
+    listed_params,
+    main,
+    sync_dvc_yaml,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -22,7 +29,9 @@ def test_sync_rewrites_only_the_code_deps(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(REPO)  # the code is found under ./src
     stale = tmp_path / "dvc.yaml"
     text = (REPO / "dvc.yaml").read_text()
-    text = text.replace("      - src/alphaprune/pipeline/data.py\n", "", 1)  # prepare lost a file
+    text = text.replace(
+        "      - src/alphaprune/pipeline/data/prepared.py\n", "", 1
+    )  # prepare lost a file
     # pretrain gained a file, at its own indentation (a foreach stage nests under do:)
     text = re.sub(
         r"^( +)- src/alphaprune/fit.py\n",
@@ -38,3 +47,17 @@ def test_sync_rewrites_only_the_code_deps(tmp_path, monkeypatch, capsys):
     assert sync_dvc_yaml(stale) is True
     assert stale.read_text() == (REPO / "dvc.yaml").read_text()  # comments and all
     assert sync_dvc_yaml(stale) is False
+
+
+def test_sync_writes_each_stages_params_from_the_code(tmp_path, monkeypatch, capsys):
+    """The params keys a stage depends on are one list in the code (`records.STAGE_PARAMS`),
+    which the Snakefile and the records read too; dvc.yaml's `params:` are written from it."""
+    monkeypatch.chdir(REPO)
+    assert listed_params(REPO / "dvc.yaml") == expected_params()
+    stale = tmp_path / "dvc.yaml"
+    text = (REPO / "dvc.yaml").read_text()
+    stale.write_text(text.replace("        - runtime.compile\n", "", 1))  # pretrain lost a key
+    assert main(["--check", str(stale)]) == 1
+    assert "the params of pretrain are out of date" in capsys.readouterr().err
+    assert sync_dvc_yaml(stale) is True
+    assert stale.read_text() == text

@@ -11,8 +11,7 @@ from alphaprune.augment import Augment
 from alphaprune.branches.kinds import BRANCHES
 from alphaprune.fitspec import Advance, Optimizer
 from alphaprune.models import MODELS
-from alphaprune.pipeline import engine
-from alphaprune.pipeline.config import (
+from alphaprune.pipeline.params.schema import (
     MODEL_NAMES,
     AdvanceConfig,
     AugmentConfig,
@@ -21,6 +20,7 @@ from alphaprune.pipeline.config import (
     RuntimeConfig,
     TeacherConfig,
 )
+from alphaprune.pipeline.stages import engine
 from alphaprune.runtime import Runtime
 
 PAIRS = [

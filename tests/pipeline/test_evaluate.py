@@ -1,4 +1,4 @@
-"""Evaluation: α held, parameter and MAC counts, and the metrics record."""
+"""Evaluation: α held, the accuracy drops, parameter counts, and the metrics record."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ from torch import nn
 from alphaprune import blend
 from alphaprune.batches import DeviceData
 from alphaprune.branches.sparse import Sparse
-from alphaprune.pipeline.config import EvalConfig
-from alphaprune.pipeline.evaluate import (
+from alphaprune.pipeline.params.schema import EvalConfig
+from alphaprune.pipeline.stages.evaluate import (
     alpha_held,
     alpha_step_drops,
     evaluate,
-    macs,
     noisy_accuracy,
 )
 from alphaprune.runtime import Runtime
@@ -64,27 +63,6 @@ def test_alpha_step_drops_by_hand():
     oneshot = alpha_step_drops([{"alpha": 0.0, "val_acc": 0.9, "val_acc_start": 0.5}], 0.97)
     assert oneshot["alpha_step_drop_pp"] == pytest.approx(7.0)
     assert oneshot["collapse_drop_pp"] == pytest.approx(47.0)
-
-
-def test_macs_of_a_conv_by_hand():
-    conv = nn.Conv2d(3, 8, 3, padding=1)
-    assert macs(conv, (3, 8, 8)) == 8 * 3 * 9 * 8 * 8
-
-
-def test_a_teacher_file_records_the_macs_the_flop_counter_counts(teacher_dir, monkeypatch):
-    """pretrain counts the teacher's MACs once and its file keeps them; evaluate reads them
-    (and a student's from its plan, which tests/test_budget.py holds equal to a count of the
-    student for every kind) instead of paying the flop counter's 1.5 s of imports again."""
-    from alphaprune.costs import count_macs
-    from alphaprune.loading import load_model
-    from alphaprune.modelfile import recorded_macs
-    from alphaprune.pipeline import evaluate as evaluation
-
-    teacher, recipe = load_model(teacher_dir / "model.pt")
-    shape = tuple(recipe["model"]["shape"])
-    assert recorded_macs(recipe) == count_macs(teacher, torch.zeros(1, *shape)) > 0
-    monkeypatch.setattr(evaluation, "count_macs", lambda *a: pytest.fail("counted again"))
-    assert macs(teacher, shape, recipe) == recorded_macs(recipe)
 
 
 def _data(n=64):

@@ -14,10 +14,11 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from alphaprune.pipeline import data
-from alphaprune.pipeline.config import DataConfig
-from alphaprune.pipeline.data import DataError
-from alphaprune.pipeline.engine import splits
+from alphaprune.errors import FileFormatError
+from alphaprune.pipeline.data.prepared import DataError, Prepared, load_data, save_data
+from alphaprune.pipeline.data.sources import prepare
+from alphaprune.pipeline.params.schema import DataConfig
+from alphaprune.pipeline.stages.engine import splits
 from alphaprune.runtime import Runtime
 from conftest import CLASSES, tiny_params, write_png
 
@@ -54,8 +55,8 @@ def photos(tmp_path):
     return root, archive
 
 
-def _prepare(root, **kw) -> data.Prepared:
-    return data.prepare(DataConfig(name="imagefolder", root=str(root), image_size=4, **kw), 0)
+def _prepare(root, **kw) -> Prepared:
+    return prepare(DataConfig(name="imagefolder", root=str(root), image_size=4, **kw), 0)
 
 
 @pytest.mark.parametrize(("source", "subset"), [("folder", None), ("tar", None), ("folder", 12)])
@@ -83,15 +84,15 @@ def test_streamed_is_the_resident_form_read_from_the_files(photos, source, subse
 def test_a_streamed_file_round_trips_and_its_index_is_hashed(photos, tmp_path):
     folder, _ = photos
     stream = _prepare(folder, storage="streamed")
-    data.save(stream, tmp_path / "p.pt")
-    back = data.load(tmp_path / "p.pt")
+    save_data(stream, tmp_path / "p.pt")
+    back = load_data(tmp_path / "p.pt")
     assert back.card == stream.card
     assert np.array_equal(back.files("val").names, stream.files("val").names)
     blob = torch.load(tmp_path / "p.pt", weights_only=True)
     blob["sizes_test"][0] += 1  # a file that changed size since it was indexed
     torch.save(blob, tmp_path / "p.pt")
-    with pytest.raises(data.FileFormatError, match="hash"):
-        data.load(tmp_path / "p.pt")
+    with pytest.raises(FileFormatError, match="hash"):
+        load_data(tmp_path / "p.pt")
 
 
 def test_imagenet_layout_val_is_the_test_split(photos, tmp_path):
@@ -122,7 +123,7 @@ def test_what_streaming_cannot_decode_is_refused_when_prepared(photos):
 def test_large_sets_take_mean_and_std_from_a_sample_and_are_read_as_rgb(
     photos, tmp_path, monkeypatch
 ):
-    from alphaprune.pipeline import imagefolder
+    from alphaprune.pipeline.data import imagefolder
 
     grey = tmp_path / "grey"
     for split, n in (("train", 8), ("test", 2)):
@@ -142,7 +143,7 @@ def test_a_moved_folder_says_to_prepare_again(photos, tmp_path):
     folder, _ = photos
     stream = _prepare(folder, storage="streamed")
     folder.rename(tmp_path / "elsewhere")
-    with pytest.raises(data.FileFormatError, match=r"which is not there.*re-run"):
+    with pytest.raises(FileFormatError, match=r"which is not there.*re-run"):
         splits(stream, Runtime(torch.device("cpu")), "train")
 
 
@@ -171,7 +172,7 @@ def test_what_cannot_be_streamed_says_why(photos, tmp_path):
         _prepare(gz, storage="streamed")
     assert not _prepare(gz, memory_gb=1e-6).streamed  # auto: read whole, as before
     with pytest.raises(DataError, match=r"set data.image_size.*over data.memory_gb"):
-        data.prepare(DataConfig(name="imagefolder", root=str(folder), memory_gb=1e-6), 0)
+        prepare(DataConfig(name="imagefolder", root=str(folder), memory_gb=1e-6), 0)
     with pytest.raises(ValidationError, match="needs data.image_size"):
         DataConfig(name="imagefolder", root=str(folder), storage="streamed")
     with pytest.raises(ValidationError, match="reads an imagefolder"):
@@ -190,7 +191,7 @@ def test_a_teacher_trains_the_same_on_streamed_and_resident_data(photos, tmp_pat
     weights = []
     for storage in ("resident", "streamed"):
         path = tmp_path / storage / "data.pt"
-        data.save(_prepare(folder, storage=storage), path)
+        save_data(_prepare(folder, storage=storage), path)
         metrics = pretrain(params, path, tmp_path / storage)
         model, _ = load_model(tmp_path / storage / "model.pt")
         weights.append((metrics["test_acc"], model.state_dict()))

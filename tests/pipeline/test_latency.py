@@ -15,8 +15,8 @@ import torch
 from alphaprune import blend
 from alphaprune.budget import allocate
 from alphaprune.models import build_model
-from alphaprune.pipeline import deploy, latency
-from alphaprune.pipeline.config import LatencyConfig
+from alphaprune.pipeline.deploy import export, latency
+from alphaprune.pipeline.params.schema import LatencyConfig
 from alphaprune.student import make_student
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is a dependency of the pipeline")
@@ -36,7 +36,7 @@ def _pair():
 def test_latencies_are_positive_milliseconds(tmp_path):
     _, model = _pair()
     path = tmp_path / "m.onnx"
-    deploy.export_onnx(model, SHAPE, path)
+    export.export_onnx(model, SHAPE, path)
     for ms in (
         latency.ort_latency_ms(path, SHAPE, batch=4, threads=1, seconds=0.05),
         latency.eager_latency_ms(model, SHAPE, batch=4, threads=1, seconds=0.05),
@@ -77,7 +77,7 @@ def test_a_slow_call_is_still_timed_in_several_blocks():
 def test_measure_times_both_models_in_every_cpu_setting_and_states_the_conditions(tmp_path):
     teacher, student = _pair()
     path = tmp_path / "student.onnx"
-    deploy.export_onnx(student, SHAPE, path)
+    export.export_onnx(student, SHAPE, path)
     got = latency.measure(teacher, student, path, SHAPE, FAST)
     for engine in ("ort", "eager"):
         for kind in ("latency", "throughput"):
@@ -98,10 +98,10 @@ def test_measure_times_both_models_in_every_cpu_setting_and_states_the_condition
 def test_a_teacher_onnx_file_given_is_timed_not_exported_again(tmp_path, monkeypatch):
     teacher, student = _pair()
     paths = {who: tmp_path / f"{who}.onnx" for who in ("teacher", "student")}
-    deploy.export_onnx(teacher, SHAPE, paths["teacher"])
-    deploy.export_onnx(student, SHAPE, paths["student"])
+    export.export_onnx(teacher, SHAPE, paths["teacher"])
+    export.export_onnx(student, SHAPE, paths["student"])
     timed = []
-    monkeypatch.setattr(deploy, "export_onnx", lambda *a: pytest.fail("exported again"))
+    monkeypatch.setattr(export, "export_onnx", lambda *a: pytest.fail("exported again"))
     monkeypatch.setattr(latency, "ort_latency_ms", lambda p, *_: timed.append(p) or 1.0)
     cfg = LatencyConfig(seconds=0.01, rounds=1, throughput_batch=8)
     latency.measure(teacher, student, paths["student"], SHAPE, cfg, teacher_onnx=paths["teacher"])
@@ -111,7 +111,7 @@ def test_a_teacher_onnx_file_given_is_timed_not_exported_again(tmp_path, monkeyp
 def test_rounds_alternate_who_goes_first_and_a_speedup_is_the_median_round(tmp_path, monkeypatch):
     teacher, student = _pair()
     path = tmp_path / "student.onnx"
-    deploy.export_onnx(student, SHAPE, path)
+    export.export_onnx(student, SHAPE, path)
     times = {"teacher": [9.0, 10.0, 30.0], "student": [3.0, 10.0, 5.0]}  # ratios 3, 1, 6
     calls: list[tuple[str, str, int]] = []
 

@@ -63,12 +63,12 @@ AFTER_TEACHER = {"pretrain@0", "export_teacher@0"} | GRID | ALL_VARIANTS
 AFTER_RAW_DATA = {"prepare"} | AFTER_TEACHER
 # An edit of a source file reruns the stages that import it, and what follows them.
 AFTER_CODE_EDIT = {
-    "src/alphaprune/pipeline/plots.py": {"plots", "report"},
-    "src/alphaprune/pipeline/report.py": {"report"},
+    "src/alphaprune/pipeline/report/plots.py": {"plots", "report"},
+    "src/alphaprune/pipeline/report/markdown.py": {"report"},
     "src/alphaprune/fit.py": AFTER_TEACHER,  # the fit loop: teacher, prunes and downstream
     # the ONNX export: every export (the teacher's too), and the timings of the files it makes
-    "src/alphaprune/pipeline/deploy.py": jobs("export") | {"export_teacher@0"} | GRID,
-    "src/alphaprune/pipeline/latency.py": GRID,
+    "src/alphaprune/pipeline/deploy/export.py": jobs("export") | {"export_teacher@0"} | GRID,
+    "src/alphaprune/pipeline/deploy/latency.py": GRID,
     # a branch kind (or a new one, registered in branches/kinds.py): every stage that builds or
     # reads a student, and the teacher's export, which reads model files the same way; never
     # the teacher itself

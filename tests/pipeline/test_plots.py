@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from alphaprune.pipeline import plots
+from alphaprune.pipeline.report import plots
 
 TEACHER = {"test_acc": 0.99, "val_acc": 0.98, "params": 1000}
 

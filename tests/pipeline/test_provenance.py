@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from alphaprune.files import write_json
-from alphaprune.pipeline.provenance import (
+from alphaprune.pipeline.provenance.records import (
     LONG_AGO,
     STAGE_PARAMS,
     record_matches,
@@ -150,15 +150,15 @@ def test_source_digest_of_a_folder_holds_every_file_and_its_path(tmp_path):
 
 
 def test_source_digest_reads_again_only_files_whose_stat_changed(tmp_path, monkeypatch):
-    from alphaprune.pipeline import provenance
+    from alphaprune.pipeline.provenance import records
 
     root, cache = tmp_path / "raw", tmp_path / "cache.json"
     root.mkdir()
     for name in ("a", "b", "c"):
         (root / name).write_bytes(name.encode())
     read = []
-    real = provenance._file_sha256
-    monkeypatch.setattr(provenance, "_file_sha256", lambda p: read.append(p.name) or real(p))
+    real = records._file_sha256
+    monkeypatch.setattr(records, "_file_sha256", lambda p: read.append(p.name) or real(p))
     first = source_digest(root, cache)
     assert sorted(read) == ["a", "b", "c"]
     read.clear()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from alphaprune.pipeline import report, stats
-from alphaprune.pipeline.results import TITLES, variant_means
+from alphaprune.pipeline.report import markdown, stats
+from alphaprune.pipeline.report.results import TITLES, variant_means
 
 TEACHERS = pd.DataFrame([{"test_acc": 0.99, "params": 24_058, "epochs": 20}], index=["t0"])
 
@@ -30,7 +30,7 @@ def _results(accs: dict[str, list[float]], n_images=400):
 def _render(params, accs, tmp_path, figures=()):
     per_run, correct = _results(accs)
     table = stats.summarise(per_run, correct, params.reference)
-    return report.render(variant_means(per_run), table, TEACHERS, params, list(figures), tmp_path)
+    return markdown.render(variant_means(per_run), table, TEACHERS, params, list(figures), tmp_path)
 
 
 def test_recipe_summary_names_only_what_a_variant_changes(tiny_params):
@@ -39,9 +39,9 @@ def test_recipe_summary_names_only_what_a_variant_changes(tiny_params):
         deep={"schedule": {"rate": 0.05}, "init": "lsq"},
         one={"schedule": {"kind": "oneshot"}},
     )
-    assert report.recipe_summary(params, "base") == "(defaults)"
-    assert report.recipe_summary(params, "deep") == "init=lsq, schedule.rate=0.05"
-    assert report.recipe_summary(params, "one").startswith("schedule.kind=oneshot")
+    assert markdown.recipe_summary(params, "base") == "(defaults)"
+    assert markdown.recipe_summary(params, "deep") == "init=lsq, schedule.rate=0.05"
+    assert markdown.recipe_summary(params, "one").startswith("schedule.kind=oneshot")
 
 
 def test_render_sorts_by_test_accuracy_and_links_figures(tiny_params, tmp_path):
@@ -96,7 +96,7 @@ def test_replicates_give_t_intervals_and_a_paired_verdict(tiny_params, tmp_path)
 
 
 def _render_twins(params, accs, tmp_path):
-    from alphaprune.pipeline import twins
+    from alphaprune.pipeline.params import twins
 
     per_run, correct = _results(accs)
     table = stats.summarise(per_run, correct, params.reference)
@@ -105,7 +105,7 @@ def _render_twins(params, accs, tmp_path):
     paired = stats.compare_pairs(per_run, correct, found)
     untwinned = [a for a, t in pairs.items() if not t]
     means = variant_means(per_run)
-    return report.render(means, table, TEACHERS, params, [], tmp_path, None, paired, untwinned)
+    return markdown.render(means, table, TEACHERS, params, [], tmp_path, None, paired, untwinned)
 
 
 def test_each_annealed_recipe_is_set_against_its_oneshot_twin(tiny_params, tmp_path):
@@ -148,7 +148,7 @@ def test_a_grid_without_annealed_recipes_has_no_twin_section(tiny_params, tmp_pa
 
 def test_summary_holds_the_means(tiny_params):
     per_run, _ = _results({"a": [0.9, 0.92], "b": [0.8, 0.8]})
-    out = report.summary(variant_means(per_run), TEACHERS)
+    out = markdown.summary(variant_means(per_run), TEACHERS)
     assert out == {"acc": {"teacher": 0.99, "a": 0.91, "b": 0.8}}
 
 
@@ -171,7 +171,7 @@ def _deployed(per_run, sparse=(), busy=()):
 
 def test_deployment_states_the_conditions_and_sets_speedups_beside_the_ratios():
     per_run, _ = _results({"a": [0.9, 0.92], "d": [0.8]})
-    lines = report.deployment(_deployed(per_run), variant_means(_deployed(per_run)))
+    lines = markdown.deployment(_deployed(per_run), variant_means(_deployed(per_run)))
     text = "\n".join(lines)
     assert lines[0] == "## Deployment: is the student faster?"
     assert "on Test CPU (2 CPUs)" in text and "1 thread, at batch 1 (latency) and 64" in text
@@ -195,21 +195,21 @@ def test_deployment_states_the_conditions_and_sets_speedups_beside_the_ratios():
 def test_deployment_of_timings_that_did_not_record_their_seconds():
     per_run, _ = _results({"a": [0.9]})
     deployed = _deployed(per_run).drop(columns="latency_seconds")  # an older latency.json
-    text = "\n".join(report.deployment(deployed, variant_means(deployed)))
+    text = "\n".join(markdown.deployment(deployed, variant_means(deployed)))
     assert "each round the median of repeated forward passes after a warm-up;" in text
 
 
 def test_deployment_names_sparse_students_and_contended_timings():
     per_run, _ = _results({"a": [0.9], "d": [0.8], "e": [0.8]})
     deployed = _deployed(per_run, sparse=("d",), busy=("e",))
-    text = "\n".join(report.deployment(deployed, variant_means(deployed)))
+    text = "\n".join(markdown.deployment(deployed, variant_means(deployed)))
     assert "Sparse students (`d`) are exported dense" in text
     assert "**Contended timings**" in text and "`e` 1.30 cores" in text and "`a`" not in text
 
 
 def test_results_without_timings_have_no_deployment_section(tiny_params, tmp_path):
     per_run, _ = _results({"a": [0.9]})
-    assert report.deployment(per_run, variant_means(per_run)) == []
+    assert markdown.deployment(per_run, variant_means(per_run)) == []
     text = _render(tiny_params(a={}), {"a": [0.9]}, tmp_path)
     assert "Deployment" not in text
 
@@ -219,7 +219,7 @@ def test_deployment_says_when_runs_were_timed_unalike_or_not_at_all():
     deployed = _deployed(per_run)
     deployed.loc[("a", "t0-s1"), "machine_cpu"] = "Other CPU"  # e.g. two SLURM node types
     deployed.loc[("b", "t0-s0"), ["ort_latency_speedup", "machine_cpus"]] = float("nan")
-    text = "\n".join(report.deployment(deployed, variant_means(deployed)))
+    text = "\n".join(markdown.deployment(deployed, variant_means(deployed)))
     assert "**Not every run was timed alike** (`machine_cpu` differ" in text
     assert "on Test CPU (2 CPUs)" in text  # the first timed run's conditions
     row = next(line for line in text.splitlines() if line.startswith("| b"))
@@ -236,7 +236,7 @@ def test_the_headline_table_fits_a_screen_with_speedups_and_their_spread(tiny_pa
     per_run["ort_latency_speedup_range"] = [[0.93, 1.08]] * len(per_run)
     per_run["ort_throughput_speedup_range"] = [[1.43, 1.50]] * len(per_run)
     table = stats.summarise(per_run, correct, params.reference)
-    text = report.render(
+    text = markdown.render(
         variant_means(per_run), table, TEACHERS, params, [], tmp_path, per_run=per_run
     )
     head = text.split("### Each variant's recipe")[0]
@@ -250,7 +250,7 @@ def test_students_slower_than_their_teacher_in_every_round_are_named_with_the_li
     deployed = _deployed(per_run)
     deployed["ort_latency_speedup_range"] = [[1.2, 1.3], [0.80, 0.95], [0.9, 1.1]]
     deployed["ort_throughput_speedup_range"] = [[1.2, 1.3], [1.0, 1.1], [0.9, 1.1]]
-    text = "\n".join(report.deployment(deployed, variant_means(deployed)))
+    text = "\n".join(markdown.deployment(deployed, variant_means(deployed)))
     assert "**Slower than their teacher** in onnxruntime, in every timing round: `slow` (" in text
     assert "`fast`" not in text.split("Slower")[1] and "`unsure`" not in text.split("Slower")[1]
     assert "`prune.round_to`" in text

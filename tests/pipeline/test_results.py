@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from alphaprune.pipeline.results import read_metrics
+from alphaprune.pipeline.report.results import read_metrics
 
 
 def _write(folder, name, data):

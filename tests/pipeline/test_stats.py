@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from alphaprune.pipeline.stats import (
+from alphaprune.pipeline.report.stats import (
     BETTER,
     SAME,
     WORSE,

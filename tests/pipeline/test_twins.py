@@ -9,9 +9,9 @@ import pytest
 import yaml
 from pipeline_helpers import SEED
 
-from alphaprune.pipeline import twins
-from alphaprune.pipeline.config import PruneConfig
-from alphaprune.pipeline.paramsfile import load_params, resolve
+from alphaprune.pipeline.params import twins
+from alphaprune.pipeline.params.loader import load_params, resolve
+from alphaprune.pipeline.params.schema import PruneConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 

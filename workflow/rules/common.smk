@@ -10,10 +10,10 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
-from alphaprune.pipeline.codedeps import STAGES, stage_code
-from alphaprune.pipeline.config import ConfigError
-from alphaprune.pipeline.paramsfile import merge_files, resolve
-from alphaprune.pipeline.provenance import record_matches, set_trigger, source_digest, stage_values
+from alphaprune.pipeline.provenance.codedeps import STAGES, stage_code
+from alphaprune.pipeline.params.schema import ConfigError
+from alphaprune.pipeline.params.loader import merge_files, resolve
+from alphaprune.pipeline.provenance.records import record_matches, set_trigger, source_digest, stage_values
 
 if workflow.config_settings.config:  # --config key=value (presets come as --configfile)
     raise WorkflowError(
@@ -49,14 +49,14 @@ SRC = os.path.relpath(Path(workflow.basedir) / "src")
 
 def code(stage):
     """The source files `alphaprune <stage>` imports: editing one reruns only the stages that
-    run it (alphaprune.pipeline.codedeps; dvc.yaml lists the same files)."""
+    run it (alphaprune.pipeline.provenance.codedeps; dvc.yaml lists the same files)."""
     return [str(p) for p in stage_code(stage, SRC)]
 
 
 DATA = f"data/prepared/{PARAMS.data.name}"
 
 # A training job (pretrain, prune) runs as runtime.processes processes, one a GPU: it asks for
-# as many GPUs, and on SLURM for a task each (srun starts them: alphaprune.pipeline.launch);
+# as many GPUs, and on SLURM for a task each (srun starts them: alphaprune.pipeline.stages.launch);
 # `mpi` tells the SLURM executor that the job starts its own tasks. Several nodes: add
 # `nodes` to the rule's resources in the profile.
 PROCESSES = PARAMS.runtime.processes

@@ -32,6 +32,8 @@ def commands() -> dict[str, str]:
     "`alphaprune <name>`: <help>"."""
     found = {}
     for module in pkgutil.iter_modules([str(COMMANDS)]):
+        if module.name.startswith("_"):  # what the commands share
+            continue
         doc = ast.get_docstring(ast.parse((COMMANDS / f"{module.name}.py").read_text())) or ""
         found[module.name] = doc.split("\n", 1)[0].split(": ", 1)[-1].rstrip(".")
     return found

@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 
 from alphaprune.files import atomic_path
-from alphaprune.pipeline.commands import add_params_arguments, load, params_files
-from alphaprune.pipeline.paramsfile import merge_files
+from alphaprune.pipeline.commands._shared import add_params_arguments, load, params_files
+from alphaprune.pipeline.params.loader import merge_files
 
 log = logging.getLogger("alphaprune")
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import yaml
 
 from alphaprune.errors import UserError
-from alphaprune.pipeline import compare
-from alphaprune.pipeline.commands import add_params_arguments, load
-from alphaprune.pipeline.config import ReplicatesConfig
-from alphaprune.pipeline.results import read_metrics, variant_means
+from alphaprune.pipeline.commands._shared import add_params_arguments, load
+from alphaprune.pipeline.params.schema import ReplicatesConfig
+from alphaprune.pipeline.report import compare
+from alphaprune.pipeline.report.results import read_metrics, variant_means
 
 Reader = Callable[[Path], str]
 

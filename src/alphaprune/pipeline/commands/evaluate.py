@@ -10,16 +10,16 @@ import pandas as pd
 
 from alphaprune.files import atomic_path, write_json
 from alphaprune.loading import load_model
-from alphaprune.pipeline import data
-from alphaprune.pipeline.commands import (
+from alphaprune.pipeline.commands._shared import (
     add_params_arguments,
     add_record_argument,
     add_seed_argument,
     load,
     write_record,
 )
-from alphaprune.pipeline.engine import runtime_from, splits
-from alphaprune.pipeline.evaluate import evaluate
+from alphaprune.pipeline.data.prepared import load_data
+from alphaprune.pipeline.stages.engine import runtime_from, splits
+from alphaprune.pipeline.stages.evaluate import evaluate
 
 log = logging.getLogger("alphaprune")
 
@@ -43,7 +43,7 @@ def add_arguments(p) -> None:
 def run(args) -> None:
     params = load(args)
     params.variant(args.variant)  # an unknown name ends here, with one line
-    prepared = data.load(args.data)
+    prepared = load_data(args.data)
     runtime = runtime_from(params.runtime)
     teacher, t_recipe = load_model(args.teacher, runtime.device)
     student, s_recipe = load_model(args.student, runtime.device)

@@ -9,8 +9,9 @@ from pathlib import Path
 from alphaprune.errors import UserError
 from alphaprune.files import write_json
 from alphaprune.loading import load_model
-from alphaprune.pipeline import data, deploy
-from alphaprune.pipeline.engine import splits
+from alphaprune.pipeline.data.prepared import load_data
+from alphaprune.pipeline.deploy import export
+from alphaprune.pipeline.stages.engine import splits
 from alphaprune.runtime import Runtime
 
 log = logging.getLogger("alphaprune")
@@ -47,11 +48,11 @@ def run(args) -> None:
 
     model, recipe = load_model(args.model)
     shape = tuple(recipe["model"]["shape"])
-    record = deploy.export_onnx(model, shape, args.out)
+    record = export.export_onnx(model, shape, args.out)
     if args.data:  # on the CPU, where the ONNX file runs
         runtime = Runtime(torch.device("cpu"))
-        (test,) = splits(data.load(args.data), runtime, "test")
-        record |= deploy.check_onnx(args.out, model, test, runtime)
+        (test,) = splits(load_data(args.data), runtime, "test")
+        record |= export.check_onnx(args.out, model, test, runtime)
         if record["onnx_top1_agreement"] < args.min_agreement:
             args.out.unlink()  # a file that does not compute the model is not an output
             raise UserError(
@@ -62,7 +63,7 @@ def run(args) -> None:
                 "the model; please report it with the model file"
             )
     if args.pt2:
-        deploy.export_program(model, shape, args.pt2)
+        export.export_program(model, shape, args.pt2)
     if args.json:
         write_json(args.json, record)
     log.info(

@@ -13,14 +13,14 @@ from pathlib import Path
 from alphaprune.devices import resolve_device
 from alphaprune.files import write_json
 from alphaprune.loading import load_model
-from alphaprune.pipeline import latency
-from alphaprune.pipeline.commands import (
+from alphaprune.pipeline.commands._shared import (
     add_params_arguments,
     add_record_argument,
     load,
     write_record,
 )
-from alphaprune.pipeline.config import run_name
+from alphaprune.pipeline.deploy import latency
+from alphaprune.pipeline.params.schema import run_name
 
 log = logging.getLogger("alphaprune")
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from alphaprune.pipeline import plots, twins
-from alphaprune.pipeline.commands import (
+from alphaprune.pipeline.commands._shared import (
     add_params_arguments,
     add_record_argument,
     load,
     write_record,
 )
-from alphaprune.pipeline.results import read_curves, read_metrics, read_teachers
+from alphaprune.pipeline.params import twins
+from alphaprune.pipeline.report import plots
+from alphaprune.pipeline.report.results import read_curves, read_metrics, read_teachers
 
 log = logging.getLogger("alphaprune")
 

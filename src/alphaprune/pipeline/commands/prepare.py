@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from alphaprune.pipeline import data
-from alphaprune.pipeline.commands import (
+from alphaprune.pipeline.commands._shared import (
     add_params_arguments,
     add_record_argument,
     load,
     write_record,
 )
-from alphaprune.pipeline.provenance import source_digest
+from alphaprune.pipeline.data.prepared import save_data
+from alphaprune.pipeline.data.sources import prepare
+from alphaprune.pipeline.provenance.records import source_digest
 
 log = logging.getLogger("alphaprune")
 
@@ -25,10 +26,10 @@ def add_arguments(p) -> None:
 
 def run(args) -> None:
     params = load(args)
-    prepared = data.prepare(params.data, params.seed)
+    prepared = prepare(params.data, params.seed)
     # What the Snakefile compares data.root with (`data_changed`): its bytes, not its times.
     prepared.card["source_digest"] = source_digest(params.data.root)
-    data.save(prepared, args.out)
+    save_data(prepared, args.out)
     card = prepared.card
     log.info(
         "prepared %s: %d train, %d val, %d test",

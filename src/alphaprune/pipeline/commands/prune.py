@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from alphaprune.pipeline.commands import (
+from alphaprune.pipeline.commands._shared import (
     add_params_arguments,
     add_record_argument,
     add_seed_argument,
     load,
     write_record,
 )
-from alphaprune.pipeline.launch import relaunched
-from alphaprune.pipeline.progress import Progress
+from alphaprune.pipeline.stages.launch import relaunched
+from alphaprune.pipeline.stages.progress import Progress
 from alphaprune.pipeline.stages.prune import prune
 
 log = logging.getLogger("alphaprune")

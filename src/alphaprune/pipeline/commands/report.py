@@ -6,14 +6,20 @@ import logging
 from pathlib import Path
 
 from alphaprune.files import atomic_path, write_json
-from alphaprune.pipeline import report, stats, twins
-from alphaprune.pipeline.commands import (
+from alphaprune.pipeline.commands._shared import (
     add_params_arguments,
     add_record_argument,
     load,
     write_record,
 )
-from alphaprune.pipeline.results import read_correct, read_metrics, read_teachers, variant_means
+from alphaprune.pipeline.params import twins
+from alphaprune.pipeline.report import markdown, stats
+from alphaprune.pipeline.report.results import (
+    read_correct,
+    read_metrics,
+    read_teachers,
+    variant_means,
+)
 
 log = logging.getLogger("alphaprune")
 
@@ -52,12 +58,12 @@ def run(args) -> None:
     summary = sorted(p for p in args.plots.glob("*.png") if not p.name.startswith("training_"))
     per_variant = [args.plots / f"training_{n}.png" for n in names]
     figures = summary + per_variant
-    text = report.render(
+    text = markdown.render(
         means, table, teachers, params, figures, args.out.parent, per_run, twin_table, untwinned
     )
     with atomic_path(args.out) as tmp:
         tmp.write_text(text)
     if args.summary:
-        write_json(args.summary, report.summary(means, teachers))
+        write_json(args.summary, markdown.summary(means, teachers))
     log.info("wrote %s", args.out)
     write_record(args, "report")

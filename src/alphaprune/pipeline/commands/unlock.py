@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from alphaprune.errors import UserError
-from alphaprune.pipeline.codedeps import STAGES
+from alphaprune.pipeline.provenance.codedeps import STAGES
 
 log = logging.getLogger("alphaprune")
 

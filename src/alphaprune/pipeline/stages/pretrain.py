@@ -13,17 +13,17 @@ from alphaprune.files import write_json
 from alphaprune.fit import fit
 from alphaprune.modelfile import recipe_for, save_model
 from alphaprune.models import ModelError, build_model
-from alphaprune.pipeline import data
-from alphaprune.pipeline.config import Params
-from alphaprune.pipeline.engine import runtime_from, splits, teacher_spec
-from alphaprune.pipeline.stages import Curves, OnEpoch, clean_train_accuracy, generator
+from alphaprune.pipeline.data.prepared import load_data
+from alphaprune.pipeline.params.schema import Params
+from alphaprune.pipeline.stages.engine import runtime_from, splits, teacher_spec
+from alphaprune.pipeline.stages.training import Curves, OnEpoch, clean_train_accuracy, generator
 
 
 def pretrain(
     params: Params, data_path: Path, out_dir: Path, seed: int = 0, on_epoch: OnEpoch = None
 ) -> dict:
     """Train a teacher from `seed`: `out_dir`/model.pt, metrics.json, history.csv."""
-    prepared = data.load(data_path)
+    prepared = load_data(data_path)
     runtime = runtime_from(params.runtime)
     c, h, _ = prepared.shape
     torch.manual_seed(seed)

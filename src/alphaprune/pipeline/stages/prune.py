@@ -16,11 +16,11 @@ from alphaprune.budget import Plan, allocate
 from alphaprune.fit import DivergenceError, fit
 from alphaprune.loading import load_model
 from alphaprune.modelfile import recorded_macs, save_model, with_plan
-from alphaprune.pipeline import data
-from alphaprune.pipeline.codedeps import code_digest
-from alphaprune.pipeline.config import Params, PruneConfig
-from alphaprune.pipeline.engine import prune_spec, runtime_from, splits
-from alphaprune.pipeline.stages import Curves, OnEpoch, clean_train_accuracy, generator
+from alphaprune.pipeline.data.prepared import load_data
+from alphaprune.pipeline.params.schema import Params, PruneConfig
+from alphaprune.pipeline.provenance.codedeps import code_digest
+from alphaprune.pipeline.stages.engine import prune_spec, runtime_from, splits
+from alphaprune.pipeline.stages.training import Curves, OnEpoch, clean_train_accuracy, generator
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def prune(
     """Prune the teacher with one variant's recipe from `seed`: `out_dir`/student.pt, history.csv,
     steps.csv, and checkpoint/ for resuming a killed run."""
     cfg = params.variant(variant)
-    prepared = data.load(data_path)
+    prepared = load_data(data_path)
     runtime = runtime_from(params.runtime)
     teacher, recipe = load_model(teacher_path, runtime.device)
     teacher = runtime.place(teacher)  # float64 in a float64 run: the plan and inits too

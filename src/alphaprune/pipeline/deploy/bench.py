@@ -32,13 +32,13 @@ from alphaprune import blend
 from alphaprune.batches import DeviceData
 from alphaprune.branches.base import count_params
 from alphaprune.budget import allocate
+from alphaprune.costs import model_macs
 from alphaprune.fit import fit
 from alphaprune.fitspec import Advance, FitSpec, Optimizer
 from alphaprune.losses import make_loss
 from alphaprune.models import build_model
 from alphaprune.optim import make_optimizer
-from alphaprune.pipeline.config import PruneConfig
-from alphaprune.pipeline.evaluate import macs
+from alphaprune.pipeline.params.schema import PruneConfig
 from alphaprune.runtime import Runtime
 from alphaprune.student import make_student
 
@@ -239,8 +239,8 @@ def run(setup: BenchSetup, runtime: Runtime, x: Tensor | None = None, y: Tensor 
     out["teacher_infer_ms"] = inference_ms(teacher, xb, runtime, setup.min_run_time)
     out["student_infer_ms"] = inference_ms(student, xb, runtime, setup.min_run_time)
     out["student_over_teacher_latency"] = out["student_infer_ms"] / out["teacher_infer_ms"]
-    out["teacher_macs"] = macs(teacher, setup.shape)
-    out["student_macs"] = macs(student, setup.shape)
+    out["teacher_macs"] = model_macs(teacher, setup.shape)
+    out["student_macs"] = model_macs(student, setup.shape)
     out["student_over_teacher_macs"] = out["student_macs"] / out["teacher_macs"]
     out["teacher_params"] = count_params(teacher)
     out["student_params"] = count_params(student)

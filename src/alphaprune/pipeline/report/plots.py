@@ -19,7 +19,7 @@ from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from alphaprune.files import atomic_path  # noqa: E402
-from alphaprune.pipeline.stats import interval, teacher_clusters  # noqa: E402
+from alphaprune.pipeline.report.stats import interval, teacher_clusters  # noqa: E402
 
 ALPHA_CMAP = "viridis"
 DPI = 120

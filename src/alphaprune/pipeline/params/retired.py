@@ -1,5 +1,5 @@
 """Keys of params files that earlier releases read and this one does not (CHANGELOG.md), and
-what took their place: `paramsfile` names them in its error instead of a bare "unknown key"."""
+what took their place: `loader` names them in its error instead of a bare "unknown key"."""
 
 from __future__ import annotations
 

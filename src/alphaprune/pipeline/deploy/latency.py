@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from alphaprune.pipeline import deploy
-from alphaprune.pipeline.config import LatencyConfig
+from alphaprune.pipeline.deploy import export
+from alphaprune.pipeline.params.schema import LatencyConfig
 
 # Before any timing, forward passes for half the time the timing takes (allocations, caches,
 # lazy init), and at least three.
@@ -41,7 +41,7 @@ def ort_latency_ms(
 ) -> float:
     """Median milliseconds of one onnxruntime forward pass of `batch` inputs on `threads`
     threads, timed for at least `seconds` after a warm-up (see `_median_ms`)."""
-    sess = deploy.session(path, threads)
+    sess = export.session(path, threads)
     feed = {"input": np.random.default_rng(0).standard_normal((batch, *shape), dtype=np.float32)}
     return _median_ms(lambda: sess.run(None, feed), seconds, threads)
 
@@ -50,7 +50,7 @@ def eager_latency_ms(
     model: nn.Module, shape: tuple[int, ...], batch: int, threads: int, seconds: float = 1.0
 ) -> float:
     """The same for PyTorch eager on the CPU (the deployed form, no autograd)."""
-    model, x = deploy.deployable(model), torch.randn(batch, *shape)
+    model, x = export.deployable(model), torch.randn(batch, *shape)
     with torch.inference_mode():
         return _median_ms(lambda: model(x), seconds, threads)
 
@@ -61,7 +61,7 @@ def cuda_latency_ms(
     """Median milliseconds of one PyTorch forward pass of `batch` inputs on the CUDA `device`,
     each timed with a pair of CUDA events (launches included: at batch 1 they are the latency),
     over passes totalling at least `seconds`, after a warm-up."""
-    model = deploy.deployable(model).to(device)
+    model = export.deployable(model).to(device)
     x = torch.randn(batch, *shape, device=device)
     times: list[float] = []
     # events record on the current device's stream: make it `device`'s
@@ -180,7 +180,7 @@ def architecture(model: nn.Module) -> str:
     and class) and tensors (name, shape, dtype), not their values. Models that share it run the
     same computation and are timed once; a sparse student deploys dense, so it shares the
     teacher's (and its speedup is exactly 1)."""
-    deployed = deploy.deployable(model)
+    deployed = export.deployable(model)
     h = hashlib.sha256()
     for name, module in deployed.named_modules():
         h.update(f"m {name} {type(module).__qualname__}\n".encode())
@@ -224,7 +224,7 @@ def measure_grid(
             given = next((onnx[n] for n in models if arch[n] == a and n in onnx), None)
             if given is None:
                 given = Path(tmp) / f"{a}.onnx"
-                deploy.export_onnx(models[name], shape, given)
+                export.export_onnx(models[name], shape, given)
             files[a] = given
         timers = {
             "ort": lambda a, b: ort_latency_ms(files[a], shape, b, cfg.threads, cfg.seconds),

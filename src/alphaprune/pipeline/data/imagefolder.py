@@ -24,9 +24,16 @@ import numpy as np
 import torch
 
 from alphaprune import streamed
-from alphaprune.pipeline import data
-from alphaprune.pipeline.config import DataConfig
-from alphaprune.pipeline.data import IMAGE_SUFFIXES, DataError, Prepared, Source, fit
+from alphaprune.pipeline.data.prepared import (
+    IMAGE_SUFFIXES,
+    DataError,
+    Prepared,
+    Source,
+    card,
+    resize,
+)
+from alphaprune.pipeline.data.prepared import split as split_arrays
+from alphaprune.pipeline.params.schema import DataConfig
 
 STATS_SAMPLE = 2000  # training images decoded for the streamed form's mean and std
 log = logging.getLogger(__name__)
@@ -44,7 +51,7 @@ def decoded(cfg: DataConfig) -> Source:
         for entry in entries:
             image = _decode(f"{root}/{entry.path}", entry.read)  # named whole in any error
             if cfg.image_size is not None:
-                xs.append(fit(image, cfg.image_size))
+                xs.append(resize(image, cfg.image_size))
             else:
                 shape = shape or image.shape
                 if image.shape != shape:
@@ -235,7 +242,7 @@ def streamed_index(cfg: DataConfig, seed: int) -> Prepared | None:
         )
     labels = np.asarray([f.label for f in train], dtype=np.int64)
     test_labels = np.asarray([f.label for f in test], dtype=np.int64)
-    positions = data.split(
+    positions = split_arrays(
         np.arange(len(train)), labels, np.arange(len(test)), test_labels, cfg, seed
     )
     tensors = {}
@@ -263,7 +270,7 @@ def streamed_index(cfg: DataConfig, seed: int) -> Prepared | None:
         need / 1e9,
     )
     extra = {"storage": "streamed", "root": str(root.resolve())}
-    return Prepared(tensors, data.card(cfg, classes, tensors, sample, **extra))
+    return Prepared(tensors, card(cfg, classes, tensors, sample, **extra))
 
 
 def _stats_sample(prepared: Prepared, channels: int, size: int, seed: int) -> torch.Tensor:

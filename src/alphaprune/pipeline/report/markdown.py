@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from alphaprune.pipeline.config import Params
-from alphaprune.pipeline.results import DEPLOY_TITLES, TITLES
-from alphaprune.pipeline.stats import (
+from alphaprune.pipeline.params.schema import Params
+from alphaprune.pipeline.params.twins import declaration
+from alphaprune.pipeline.report.results import DEPLOY_TITLES, TITLES
+from alphaprune.pipeline.report.stats import (
     BETTER,
     SAME,
     WORSE,
     hidden_by_test_set,
     replicates_to_detect,
 )
-from alphaprune.pipeline.twins import declaration
 
 INTERVAL_TITLES = {
     "test_acc": "test acc",

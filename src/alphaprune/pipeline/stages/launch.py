@@ -23,7 +23,7 @@ import torch
 
 from alphaprune import devices, world
 from alphaprune.errors import UserError
-from alphaprune.pipeline.config import RuntimeConfig
+from alphaprune.pipeline.params.schema import RuntimeConfig
 from alphaprune.runtime import SYNC_BATCHNORM_NEEDS_CUDA
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alphaprune.pipeline.config import AdvanceConfig, OneshotSchedule, Params, PruneConfig
+from alphaprune.pipeline.params.schema import AdvanceConfig, OneshotSchedule, Params, PruneConfig
 
 ONESHOT = OneshotSchedule(kind="oneshot")
 

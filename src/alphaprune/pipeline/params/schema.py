@@ -5,7 +5,7 @@ objects so that library code receives a narrow, typed config (``PruneConfig``, `
 and never a raw dict. Unknown keys and bad values are rejected with the key's full path, e.g.
 ``params.yaml: variants.seed.schedule.rate: Input should be less than 1, got 1.5``.
 
-Reading, merging and validating params files is `paramsfile`.
+Reading, merging and validating params files is `loader`.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class ModelConfig(_Strict):
 # ------------------------------------------------------------------------------ optimisation
 # Each engine type's config (`Optimizer`, `Augment`, `Advance`, `Runtime`) has the engine
 # type's fields and defaults, adds the validation, and becomes it through
-# `alphaprune.pipeline.engine.build`. The defaults are written out here rather than read from
+# `alphaprune.pipeline.stages.engine.build`. The defaults are written out here rather than read from
 # the engine types, whose modules import torch: this module is what Snakemake loads to plan a
 # run, and torch would add 1.2 s to every `snakemake -n`. tests/pipeline/test_engine.py holds
 # the two equal.

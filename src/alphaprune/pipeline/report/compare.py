@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from alphaprune.pipeline.results import TITLES
+from alphaprune.pipeline.report.results import TITLES
 
 HEADLINE = [
     "test_acc",

@@ -19,20 +19,9 @@ from torch import nn
 
 from alphaprune.batches import DeviceData, predict
 from alphaprune.branches.base import count_params
-from alphaprune.costs import count_macs
-from alphaprune.modelfile import recorded_macs
-from alphaprune.pipeline.config import EvalConfig
+from alphaprune.costs import model_macs
+from alphaprune.pipeline.params.schema import EvalConfig
 from alphaprune.runtime import Runtime
-
-
-def macs(model: nn.Module, shape: tuple[int, ...], recipe: dict | None = None) -> int:
-    """Multiply-accumulates of one forward pass of one example of `shape`: as `recipe` (the
-    model file's) records them, else counted (the flop counter's first use in a process costs
-    1.5 s of imports)."""
-    recorded = None if recipe is None else recorded_macs(recipe)
-    if recorded is not None:
-        return recorded
-    return count_macs(model, torch.zeros(1, *shape, dtype=next(model.parameters()).dtype))
 
 
 def alpha_held(steps: list[dict], key: str, teacher_acc: float, tolerance_pp: float) -> float:
@@ -106,8 +95,8 @@ def evaluate(
         "student_params": s_params,
         "student_params_dense": s_dense,
         "achieved": 1 - s_params / t_params,
-        "teacher_macs": (t_macs := macs(teacher, shape, t_recipe)),
-        "student_macs": (s_macs := macs(student, shape, s_recipe)),
+        "teacher_macs": (t_macs := model_macs(teacher, shape, t_recipe)),
+        "student_macs": (s_macs := model_macs(student, shape, s_recipe)),
         "macs_achieved": 1 - s_macs / t_macs,
         "epochs": len(history),
         "wall_time_s": sum(row["seconds"] for row in history),

@@ -1,5 +1,5 @@
 """Reading params files: YAML files merged (a preset over params.yaml), `key.path=value`
-overrides, and validation into the schema of `config` with one-line errors naming the file and
+overrides, and validation into the schema of `schema` with one-line errors naming the file and
 the key's full path.
 
 Variants are a name plus the ``prune`` keys they override, deep-merged over ``prune``. A mapping
@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from alphaprune.pipeline.config import VARIANT_NAME, ConfigError, Params, PruneConfig
-from alphaprune.pipeline.retired import retired
+from alphaprune.pipeline.params.retired import retired
+from alphaprune.pipeline.params.schema import VARIANT_NAME, ConfigError, Params, PruneConfig
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

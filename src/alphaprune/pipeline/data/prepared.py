@@ -1,11 +1,12 @@
-"""Datasets: sources (a registry), the `prepare` step, and the prepared tensor file.
+"""The prepared data every stage reads (`Prepared`): uint8 tensors (N, C, H, W) with int64
+labels, split train/val/test (`split`: stratified, with a fixed seed), written to one ``.pt``
+file plus a small JSON card (sizes, classes, per-channel mean/std, content hash: `card`), and
+read back (`load_data`). Training reads only that file: nothing is decoded again, and the whole
+set can live on the GPU. An image folder too large for that is prepared streamed instead: the
+file then holds an index of the image files, which training reads batch by batch.
 
-`prepare` decodes a source once into uint8 tensors (N, C, H, W) with int64 labels, carves a
-stratified validation split from the training data with a fixed seed, and writes them to one
-``.pt`` file plus a small JSON card (sizes, classes, per-channel mean/std, content hash). Training
-reads only that file: nothing is decoded again, and the whole set can live on the GPU. An image
-folder too large for that is prepared streamed instead: the file then holds an index of the
-image files, which training reads batch by batch (`alphaprune.pipeline.imagefolder`).
+A leaf: the sources that `prepare` reads (`sources`) and image folders (`imagefolder`) import it,
+never the other way round.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +25,7 @@ from torch import Tensor
 from alphaprune import streamed
 from alphaprune.errors import FileFormatError, UserError
 from alphaprune.files import write_json
-from alphaprune.pipeline.config import DataConfig
-from alphaprune.registry import Registry
+from alphaprune.pipeline.params.schema import DataConfig
 from alphaprune.torchfiles import safe_load, torch_save
 
 FORMAT = "alphaprune-data"
@@ -50,58 +49,7 @@ class Source:
     classes: list[str]
 
 
-SOURCES: Registry[Callable[[DataConfig], Source]] = Registry("data source")
-register_source = SOURCES.register
-
-
-@register_source("digits")
-def _digits(cfg: DataConfig) -> Source:
-    """scikit-learn's bundled 8×8 handwritten digits (pixel values 0..16): no download."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = d.images.astype(np.uint8)[:, None]  # (1797, 1, 8, 8)
-    return Source(x, d.target.astype(np.int64), None, None, [str(c) for c in d.target_names])
-
-
-@register_source("cifar10")
-def _cifar10(cfg: DataConfig) -> Source:
-    """CIFAR-10 through torchvision: the standard python files under `root`, downloaded there
-    first if they are missing and the network allows."""
-    from torchvision.datasets import CIFAR10
-
-    root = Path(cfg.root)
-    try:
-        train, test = (CIFAR10(root, train=t, download=False) for t in (True, False))
-    except RuntimeError:  # torchvision: "Dataset not found or corrupted"
-        log.info("CIFAR-10 not found under %s; downloading it", root)
-        try:
-            train, test = (CIFAR10(root, train=t, download=True) for t in (True, False))
-        except Exception as err:  # noqa: BLE001 - offline, proxy, disk: all end the same way
-            raise DataError(
-                f"data.root: CIFAR-10 is not under {root / CIFAR10.base_folder} and could not "
-                f"be downloaded ({err.__class__.__name__}: {err}); put the extracted "
-                f"{CIFAR10.filename} ({CIFAR10.url}) there, or use data.name: imagefolder"
-            ) from None
-    return Source(
-        np.ascontiguousarray(train.data.transpose(0, 3, 1, 2)),
-        np.asarray(train.targets),
-        np.ascontiguousarray(test.data.transpose(0, 3, 1, 2)),
-        np.asarray(test.targets),
-        list(train.classes),
-    )
-
-
-@register_source("imagefolder")
-def _imagefolder(cfg: DataConfig) -> Source:
-    """`root`/train/<class>/* and `root`/test/<class>/* (any folder level above them), or a
-    .tar(.gz) of such a tree, read without extracting it (`alphaprune.pipeline.imagefolder`)."""
-    from alphaprune.pipeline import imagefolder
-
-    return imagefolder.decoded(cfg)
-
-
-def fit(images: np.ndarray, size: int) -> np.ndarray:
+def resize(images: np.ndarray, size: int) -> np.ndarray:
     """`alphaprune.streamed.fit` for numpy images (a resized copy: `images` is not changed)."""
     if images.shape[-2:] == (size, size):
         return images
@@ -202,25 +150,6 @@ def _carve(x, y, fraction: float, key: str, held: str, seed: int):
     return train_test_split(x, y, test_size=fraction, stratify=y, random_state=seed)
 
 
-def prepare(cfg: DataConfig, seed: int) -> Prepared:
-    """Load `cfg.name`, split train/val(/test), and compute the card. An image folder too large
-    to hold decoded (`data.storage`) is prepared as an index of its files instead."""
-    if cfg.name == "imagefolder" and cfg.storage != "resident":
-        from alphaprune.pipeline import imagefolder
-
-        index = imagefolder.streamed_index(cfg, seed)
-        if index is not None:
-            return index
-    src = SOURCES.lookup(cfg.name)(cfg)
-    x, x_test = src.x_train, src.x_test
-    if cfg.image_size is not None:  # a no-op where the source already fitted its images
-        x = fit(x, cfg.image_size)
-        x_test = None if x_test is None else fit(x_test, cfg.image_size)
-    arrays = split(x, src.y_train, x_test, src.y_test, cfg, seed)
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
-    return Prepared(tensors, card(cfg, src.classes, tensors, tensors["x_train"]))
-
-
 def split(x, y, x_test, y_test, cfg: DataConfig, seed: int) -> dict[str, np.ndarray]:
     """x_ and y_ train, val and test: the test split carved from `x` where the source has none
     (`x_test` None), then the validation split, both stratified with `seed`, and the training
@@ -283,7 +212,7 @@ def _digest(tensors: dict[str, Tensor]) -> str:
     return h.hexdigest()
 
 
-def save(prepared: Prepared, path: str | Path) -> Path:
+def save_data(prepared: Prepared, path: str | Path) -> Path:
     """Write the tensor file and its card (same stem, `.json`); return the card's path."""
     path = Path(path)
     torch_save(
@@ -300,7 +229,7 @@ def save(prepared: Prepared, path: str | Path) -> Path:
     return card_path
 
 
-def load(path: str | Path) -> Prepared:
+def load_data(path: str | Path) -> Prepared:
     """Read a prepared tensor file (safely: no pickled code runs) and check its content hash."""
     hint = "re-run `alphaprune prepare`"
     blob = safe_load(path, "prepared data file", format=FORMAT, version=FORMAT_VERSION, hint=hint)

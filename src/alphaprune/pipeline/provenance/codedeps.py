@@ -7,8 +7,8 @@ stage's command module (`alphaprune.pipeline.commands.<command>`: the stage's na
 `export_teacher`, which runs `alphaprune export`), found by the standard library's
 `modulefinder` (which also follows imports inside functions, so it errs on the side of rerunning).
 The Snakefile computes it at every run; dvc.yaml lists it in each stage's `deps`, written by
-`make dvc-code` (`alphaprune.pipeline.dvcyaml`) and kept current by a test; and a prune checkpoint's
-fingerprint hashes it, so a killed prune still resumes after an edit elsewhere.
+`make dvc-code` (`alphaprune.pipeline.provenance.dvcyaml`) and kept current by a test; and a
+prune checkpoint's fingerprint hashes it, so a killed prune still resumes after an edit elsewhere.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 from modulefinder import ModuleFinder
 from pathlib import Path
+
+import alphaprune
 
 PACKAGE = "alphaprune"
 STAGES = (
@@ -124,7 +126,7 @@ def _graph(src: Path) -> _Graph:
 
 def installed_src() -> Path:
     """The folder holding the package this process imports (its code, whatever the cwd)."""
-    return Path(__file__).resolve().parents[2]
+    return Path(alphaprune.__file__).resolve().parents[1]
 
 
 def code_digest(stage: str, src: Path | None = None) -> str:

@@ -1,8 +1,8 @@
 """The engine's objects built from the params schema.
 
 Each engine type (`Augment`, `Optimizer`, `Advance`, `Runtime`) has a config class in
-`alphaprune.pipeline.config` with the same fields and defaults (written out there, so that the
-schema imports no torch; tests/pipeline/test_engine.py holds them equal) and validation;
+`alphaprune.pipeline.params.schema` with the same fields and defaults (written out there, so
+that the schema imports no torch; tests/pipeline/test_engine.py holds them equal) and validation;
 `build` turns one into the other by field name, so a field the two do not share fails loudly
 instead of being dropped.
 """
@@ -23,8 +23,8 @@ from alphaprune.devices import resolve_device
 from alphaprune.errors import FileFormatError
 from alphaprune.fitspec import Advance, FitSpec, Optimizer
 from alphaprune.losses import NEEDS_TEACHER, make_loss
-from alphaprune.pipeline.config import PruneConfig, RuntimeConfig, TeacherConfig
-from alphaprune.pipeline.data import Prepared
+from alphaprune.pipeline.data.prepared import Prepared
+from alphaprune.pipeline.params.schema import PruneConfig, RuntimeConfig, TeacherConfig
 from alphaprune.runtime import Runtime
 from alphaprune.streamed import StreamedData
 

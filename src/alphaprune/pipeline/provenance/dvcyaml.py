@@ -1,0 +1,118 @@
+"""Keeps dvc.yaml's generated lists current (`make dvc-code`): each stage's code deps (the files
+`codedeps` finds for it, in place of the stage's `src/...` entries) and its `params:` (the keys
+`records.STAGE_PARAMS` names, which the Snakefile and the stages' records read too). DVC cannot
+read such a list from another file (it validates `deps` before interpolating), so it is written
+out, from the one list the code has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from alphaprune.pipeline.provenance.codedeps import STAGES, stage_code
+from alphaprune.pipeline.provenance.records import STAGE_PARAMS
+
+
+def expected_code_deps(src: str = "src") -> dict[str, list[str]]:
+    """stage -> the code deps dvc.yaml should list (paths relative to the project root)."""
+    return {stage: [p.as_posix() for p in stage_code(stage, src)] for stage in STAGES}
+
+
+def expected_params() -> dict[str, list[str]]:
+    """stage -> the params keys dvc.yaml should list (a matrix stage's variant as DVC names it)."""
+    return {
+        stage: [key.replace("{variant}", "${item.variant}") for key in keys]
+        for stage, keys in STAGE_PARAMS.items()
+    }
+
+
+def _body(stage: dict) -> dict:
+    return stage["do"] if "do" in stage else stage  # foreach stages nest under do
+
+
+def _deps(body: dict) -> list:
+    return _body(body)["deps"]
+
+
+def listed_params(dvc_yaml: Path) -> dict[str, list[str]]:
+    """stage -> the params keys `dvc_yaml` lists now."""
+    import yaml
+
+    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    return {s: list(_body(b).get("params") or []) for s, b in stages.items()}
+
+
+def listed_code_deps(dvc_yaml: Path, src: str = "src") -> dict[str, list[str]]:
+    """stage -> the code deps `dvc_yaml` lists now."""
+    import yaml
+
+    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+    return {s: [d for d in _deps(b) if str(d).startswith(f"{src}/")] for s, b in stages.items()}
+
+
+def sync_dvc_yaml(dvc_yaml: Path, src: str = "src") -> bool:
+    """Rewrite each stage's code deps (its entries under `src/`) and params keys in `dvc_yaml`,
+    keeping all else, comments included; True if the file changed."""
+    from ruamel.yaml import YAML  # DVC's own YAML library: a round trip keeps the comments
+
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=4, offset=2)  # the file's own style: "  - item"
+    doc = yaml.load(dvc_yaml.read_text())
+    changed = False
+    for stage, code in expected_code_deps(src).items():
+        deps = _deps(doc["stages"][stage])
+        old = [i for i, d in enumerate(deps) if str(d).startswith(f"{src}/")]
+        if [deps[i] for i in old] == code:
+            continue
+        at = old[0] if old else 0
+        for i in reversed(old):
+            del deps[i]
+        for offset, path in enumerate(code):
+            deps.insert(at + offset, path)
+        changed = True
+    for stage, keys in expected_params().items():
+        params = _body(doc["stages"][stage])["params"]
+        if list(params) != keys:
+            params[:] = keys
+            changed = True
+    if changed:
+        with dvc_yaml.open("w") as f:
+            yaml.dump(doc, f)
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m alphaprune.pipeline.provenance.dvcyaml",
+        description="Write each stage's source files and params keys into dvc.yaml (run it from "
+        "the project root).",
+    )
+    p.add_argument("dvc_yaml", type=Path, nargs="?", default=Path("dvc.yaml"))
+    p.add_argument("--check", action="store_true", help="only report; exit 1 if out of date")
+    args = p.parse_args(argv)
+    if not args.check:
+        changed = sync_dvc_yaml(args.dvc_yaml)
+        print(f"{args.dvc_yaml}: {'updated' if changed else 'up to date'}")
+        return 0
+    expected, listed = expected_code_deps(), listed_code_deps(args.dvc_yaml)
+    keys, listed_keys = expected_params(), listed_params(args.dvc_yaml)
+    stale = {
+        "code deps": [s for s in STAGES if listed.get(s) != expected[s]],
+        "params": [s for s in STAGES if listed_keys.get(s) != keys[s]],
+    }
+    for what, stages in stale.items():
+        if stages:
+            print(
+                f"{args.dvc_yaml}: the {what} of {', '.join(stages)} are out of date; run "
+                f"`make dvc-code` (python -m alphaprune.pipeline.provenance.dvcyaml)",
+                file=sys.stderr,
+            )
+    return 1 if any(stale.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
