@@ -16,7 +16,7 @@ import time
 import torch
 
 from alphaprune import blend
-from alphaprune.budget import allocate
+from alphaprune.budget.allocator import allocate
 from alphaprune.models import build_model
 from alphaprune.student import make_student
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from alphaprune import blend, channels
-from alphaprune.budget import allocate
+from alphaprune.budget.allocator import allocate
 from alphaprune.costs import count_macs
 from alphaprune.loading import load_model
 from alphaprune.models import build_model

@@ -21,7 +21,7 @@ import torch
 
 from alphaprune import blend, channels
 from alphaprune.branches.base import count_params
-from alphaprune.budget import allocate
+from alphaprune.budget.allocator import allocate
 from alphaprune.costs import model_macs
 from alphaprune.models import build_model
 from alphaprune.pipeline.deploy import export, latency

@@ -11,7 +11,7 @@ from torch import nn
 
 from alphaprune import blend
 from alphaprune.branches.kinds import build_branch
-from alphaprune.budget import allocate
+from alphaprune.budget.allocator import allocate
 from alphaprune.models import build_model
 
 

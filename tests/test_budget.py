@@ -12,7 +12,8 @@ import torch
 from alphaprune import blend
 from alphaprune.branches.base import count_params
 from alphaprune.branches.kinds import build_branch
-from alphaprune.budget import BudgetError, allocate, candidate_layers
+from alphaprune.budget.allocator import allocate
+from alphaprune.budget.plan import BudgetError, candidate_layers
 from alphaprune.costs import count_macs
 from alphaprune.errors import UnknownNameError
 from alphaprune.loading import load_model

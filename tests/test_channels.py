@@ -15,7 +15,7 @@ from torch import nn
 from alphaprune import blend, channels
 from alphaprune.branches.base import count_params
 from alphaprune.branches.channels import Channels
-from alphaprune.budget import allocate
+from alphaprune.budget.allocator import allocate
 from alphaprune.costs import count_macs
 from alphaprune.loading import load_model
 from alphaprune.modelfile import recipe_for, save_model, with_plan

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from alphaprune import blend
-from alphaprune.budget import allocate
+from alphaprune.budget.allocator import allocate
 from alphaprune.models import build_model
 from alphaprune.student import make_student
 

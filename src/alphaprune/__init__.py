@@ -22,9 +22,9 @@ __version__ = "0.2.0"
 
 # public name -> the engine module that defines it
 _API = {
-    "allocate": "budget",
-    "Plan": "budget",
-    "BudgetError": "budget",
+    "allocate": "budget.allocator",
+    "Plan": "budget.plan",
+    "BudgetError": "budget.plan",
     "make_student": "student",
     "Blend": "blend",
     "blends": "blend",

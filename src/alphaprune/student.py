@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from alphaprune import blend, lsq
 from alphaprune.branches.kinds import build_branch
-from alphaprune.budget import Plan
+from alphaprune.budget.plan import Plan
 
 INITS = ("random", "pretrained", "lsq")
 

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from alphaprune.budget import allocate
+from alphaprune.budget.allocator import allocate
 from alphaprune.models import build_model
 from alphaprune.pipeline.cli import main
 from alphaprune.pipeline.deploy import bench

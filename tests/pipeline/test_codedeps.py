@@ -66,7 +66,8 @@ def test_closures_keep_edits_local():
     kinds -= {"alphaprune.branches.__init__", "alphaprune.branches.base"}
     assert {"alphaprune.branches.kinds", "alphaprune.branches.lowrank"} <= kinds
     assert not {
-        "alphaprune.budget",
+        "alphaprune.budget.allocator",
+        "alphaprune.budget.plan",
         "alphaprune.lsq",
         "alphaprune.loading",
         "alphaprune.pipeline.stages.prune",

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from alphaprune import blend
-from alphaprune.budget import allocate
+from alphaprune.budget.allocator import allocate
 from alphaprune.models import build_model
 from alphaprune.pipeline.cli import main
 from alphaprune.pipeline.deploy import export

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from alphaprune import blend
-from alphaprune.budget import allocate
+from alphaprune.budget.allocator import allocate
 from alphaprune.models import build_model
 from alphaprune.pipeline.deploy import export, latency
 from alphaprune.pipeline.params.schema import LatencyConfig

@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 
 from alphaprune.branches.kinds import BRANCHES
-from alphaprune.budget import allocate
+from alphaprune.budget.allocator import allocate
 from alphaprune.models import build_model
 from alphaprune.pipeline.params.schema import PruneConfig
 

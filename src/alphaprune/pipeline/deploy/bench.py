@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from alphaprune import blend
 from alphaprune.batches import DeviceData
 from alphaprune.branches.base import count_params
-from alphaprune.budget import allocate
+from alphaprune.budget.allocator import allocate
 from alphaprune.costs import model_macs
 from alphaprune.fit import fit
 from alphaprune.fitspec import Advance, FitSpec, Optimizer

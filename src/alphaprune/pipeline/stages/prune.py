@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from alphaprune import channels, student
-from alphaprune.budget import Plan, allocate
+from alphaprune.budget.allocator import allocate
+from alphaprune.budget.plan import Plan
 from alphaprune.fit import DivergenceError, fit
 from alphaprune.loading import load_model
 from alphaprune.modelfile import recorded_macs, save_model, with_plan

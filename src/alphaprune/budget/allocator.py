@@ -1,0 +1,56 @@
+"""`allocate`: the plan for a branch kind, by the allocation its kind names (`Branch.allocation`):
+spatial, rank, mask or channels, each its own module."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from alphaprune.branches.base import count_params
+from alphaprune.branches.kinds import BRANCHES
+from alphaprune.budget import channels, lowrank, sparse, spatial
+from alphaprune.budget.plan import TARGETS, BudgetError, Plan, Units, candidates
+from alphaprune.costs import count_macs, layer_positions
+
+
+def allocate(
+    model: nn.Module,
+    kind: str,
+    amount: float,
+    example: Tensor,
+    exclude: list[str] | None = None,
+    round_to: int = 1,
+    target: str = "params",
+    *,
+    teacher_macs: int | None = None,
+) -> Plan:
+    """Plan branches that remove at least `amount` of `model`'s parameters (`target` "params")
+    or of its MACs for one example of `example`'s shape ("macs"); `round_to`: the channel block
+    of kind `channels`; `teacher_macs`: the model's MACs for one example if known (a model file
+    records them), else counted with `torch.utils.flop_counter` (whose first use imports
+    `torch._dynamo`: 1.5 s a process)."""
+    if not 0 < amount < 1:
+        raise BudgetError(f"amount must be in (0, 1), got {amount}")
+    if target not in TARGETS:
+        raise BudgetError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+    branch = BRANCHES.lookup(kind)
+    if target == "macs" and branch.allocation == "mask":
+        raise BudgetError(
+            f"target 'macs' cannot be met with branch {kind!r}: a masked layer still runs "
+            "densely, so its MACs do not fall (use target 'params', or a structured branch)"
+        )
+    positions = layer_positions(model, example)
+    macs = count_macs(model, example) if teacher_macs is None else teacher_macs
+    units = Units(kind, amount, target, positions, count_params(model), macs)
+    layers, excluded = candidates(model, exclude, list(positions))
+    eligible = [(n, m) for n, m in layers if branch.eligible(m)]
+    if branch.allocation == "spatial":
+        chosen, masks = spatial.allocate(eligible, layers, units), {}
+    elif branch.allocation == "rank":
+        chosen, masks = lowrank.ranks_for(eligible, units.need, units), {}
+    elif branch.allocation == "mask":
+        chosen, masks = sparse.masks_for(eligible, units)
+    elif branch.allocation == "channels":
+        return channels.allocate(model, example, excluded, units, round_to)
+    else:
+        raise ValueError(f"branch kind {kind!r}: unknown allocation {branch.allocation!r}")
+    return units.finish(chosen, excluded, masks)
