@@ -439,7 +439,7 @@ def test_non_finite_weights_stop_the_run(
     """A weight at inf stops the run at the end of its epoch, even while the loss is finite."""
     import alphaprune.fit as tr
 
-    real = tr._train_epoch
+    real = tr.train_epoch
 
     def epoch_then_poison(run, lr):
         out = real(run, lr)
@@ -447,7 +447,7 @@ def test_non_finite_weights_stop_the_run(
             next(p for p in run.net.parameters() if p.requires_grad).view(-1)[0] = float("inf")
         return out
 
-    monkeypatch.setattr(tr, "_train_epoch", epoch_then_poison)
+    monkeypatch.setattr(tr, "train_epoch", epoch_then_poison)
     with pytest.raises(DivergenceError, match=r"variant base: .*epoch 1: .*weights not finite"):
         _prune(tiny_params(base={}), "base", prepared_path, teacher_dir, tmp_path)
 

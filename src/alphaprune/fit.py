@@ -31,15 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from alphaprune import blend, distributed, norms, schedules
+from alphaprune import blend, distributed, norms
 from alphaprune import checkpoint as checkpoints
-from alphaprune.batches import Split, predict
+from alphaprune.batches import Split
+from alphaprune.epoch import BatchAlpha, EpochInputs, TeacherTargets, evaluate, train_epoch
 from alphaprune.errors import UserError
-from alphaprune.fitspec import FitSpec, LossFn
-from alphaprune.optim import lr_schedule, make_optimizer, params_of, rebuilt, train_also
-from alphaprune.runtime import SYNC_BATCHNORM_NEEDS_CUDA, Runtime, widened
+from alphaprune.fitspec import FitSpec
+from alphaprune.optim import lr_schedule, make_optimizer, rebuilt, train_also
+from alphaprune.runtime import SYNC_BATCHNORM_NEEDS_CUDA, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -78,67 +79,36 @@ def fit(
     its values added to the step's row with the seconds it took (`on_step_seconds`).
     `narrow` makes the collapsed student physically smaller (in place; `branch: channels`):
     the optimizer is rebuilt on what trains, the parameters it keeps keeping their state."""
-    has_blends = any(True for _ in blend.blends(model))
     _device_layout(model, runtime)
     _sync_batchnorm(model, runtime)
     main = runtime.world.main  # the main process alone reports and writes
     if not main:
         on_epoch = on_update = None
-    params = blend.set_trainable(model, spec.trainable) if has_blends else list(model.parameters())
-    opt = make_optimizer(params, spec.optimizer)
+    run = _Run(model, train, val, spec, runtime, generator, narrow)
+    run.opt = make_optimizer(run.trainable_params(), spec.optimizer)
     blend.set_distill(model, spec.layer_distill > 0)
-    result, first_step, epoch = _resume(checkpoint, spec, model, opt, generator, on_update)
-    targets = _TeacherTargets(teacher, train, val, runtime, spec) if spec.needs_teacher else None
-    val_targets = targets.val if targets else None
+    result, first_step, epoch = _resume(checkpoint, spec, model, run.opt, generator, on_update)
+    if spec.needs_teacher:
+        run.targets = TeacherTargets(teacher, train, val, runtime, spec)
     start = time.perf_counter() - result.seconds
-    net = _training_net(model, runtime)
-
+    run.net = _training_net(model, runtime)
     for k, alpha in enumerate(spec.alphas):
         epochs = step_budget(spec, k, epoch)
         if k < first_step or epochs is None:
             continue  # done before a resume, or the α > 0 budget is spent: α drops to 0
-        n_min, n_max = epochs
         final = k == len(spec.alphas) - 1
-        trainable = spec.trainable
-        if alpha is not None:
-            blend.set_alpha(model, alpha)
-        if alpha == 0 and has_blends:
-            trainable = spec.finetune_trainable or spec.trainable  # before the collapse drops
-            train_also(opt, blend.set_trainable(model, trainable))  # branch from original
-            blend.collapse(model)  # exact at α = 0, and the student trains faster
-            if narrow is not None:
-                narrow(model)
-                opt = rebuilt(opt, model, spec)
-            _device_layout(model, runtime)  # the collapsed layers are new tensors
-            net = _training_net(model, runtime)
-        if alpha == 0 and spec.recalibrate_bn:
-            _recalibrate(model, train, spec, generator, runtime)
-        move = _BatchAlpha(model, spec, k, len(train)) if spec.batch_anneal and alpha else None
-        if move:
-            move(0)  # the step starts at its first batch's α
-        # Where the step starts, before any training at the new α: the drop α's move causes.
-        begin = None if alpha is None else _evaluate(model, val, spec.loss, val_targets, runtime)
-        frozen = blend.frozen_norms(model, trainable) if has_blends else []
-        inputs = _EpochInputs(net, frozen, train, opt, spec, generator, targets, runtime, move)
+        inputs, begin = run.enter_step(k, alpha)
         monitor = _Plateau(spec.advance.monitor, spec.advance.patience)
         first_epoch = epoch
-        for e in range(n_max):
-            t0 = time.perf_counter()
-            lr = lr_schedule(spec, final, first_epoch + e, e, n_max)
-            tr = _train_epoch(inputs, lr)
-            distributed.share_buffers(model, runtime.world)  # evaluate the model main saves
-            tr = {name: v.item() for name, v in tr.items()}  # the epoch's one host sync
-            va = _evaluate(model, val, spec.loss, val_targets, runtime)
-            epoch += 1
-            row = {"epoch": epoch, "step": k, "alpha": alpha, "lr": lr(0), **tr, **va}
-            row["seconds"] = time.perf_counter() - t0
-            _check_finite(row, model)
+        for e in range(epochs[1]):
+            row = run.epoch(inputs, k, alpha, final, first_epoch, e, epochs[1])
+            epoch = row["epoch"]
             result.history.append(row)
             if on_epoch:
                 on_epoch(row)
             if on_update:
                 on_update(result)
-            if monitor.update(row) and not final and e + 1 >= n_min:
+            if monitor.update(row) and not final and e + 1 >= epochs[0]:
                 break
         step = _step_row(k, alpha, result.history[first_epoch:epoch], monitor, begin)
         result.steps.append(step | _measure(on_step, model))
@@ -147,9 +117,92 @@ def fit(
             on_update(result)
         if main and checkpoint is not None and not final:
             checkpoints.save(
-                checkpoint, spec.fingerprint, k + 1, epoch, model, opt, generator, result
+                checkpoint, spec.fingerprint, k + 1, epoch, model, run.opt, generator, result
             )
     return result
+
+
+@dataclass
+class _Run:
+    """What a fit's steps share and change: the model as trained (`net`: under DDP, compiled),
+    its optimizer, and the teacher's targets."""
+
+    model: nn.Module
+    train: Split
+    val: Split
+    spec: FitSpec
+    runtime: Runtime
+    generator: torch.Generator
+    narrow: Callable[[nn.Module], None] | None
+    opt: torch.optim.Optimizer | None = None
+    net: nn.Module | None = None
+    targets: TeacherTargets | None = None
+
+    @property
+    def has_blends(self) -> bool:
+        return any(True for _ in blend.blends(self.model))
+
+    def trainable_params(self) -> list[nn.Parameter]:
+        if self.has_blends:
+            return blend.set_trainable(self.model, self.spec.trainable)
+        return list(self.model.parameters())
+
+    def enter_step(self, k: int, alpha: float | None) -> tuple[EpochInputs, dict | None]:
+        """Step `k` at `alpha` begun: α set; at α = 0 the blends collapsed (and the student
+        narrowed, the BatchNorm statistics re-estimated, as asked). Returns what its epochs
+        train with, and the validation metrics where it starts (α > 0 steps)."""
+        model, spec, runtime = self.model, self.spec, self.runtime
+        has_blends, trainable = self.has_blends, spec.trainable
+        if alpha is not None:
+            blend.set_alpha(model, alpha)
+        if alpha == 0 and has_blends:
+            trainable = spec.finetune_trainable or spec.trainable  # before the collapse drops
+            train_also(self.opt, blend.set_trainable(model, trainable))  # branch from original
+            blend.collapse(model)  # exact at α = 0, and the student trains faster
+            if self.narrow is not None:
+                self.narrow(model)
+                self.opt = rebuilt(self.opt, model, spec)
+            _device_layout(model, runtime)  # the collapsed layers are new tensors
+            self.net = _training_net(model, runtime)
+        if alpha == 0 and spec.recalibrate_bn:
+            _recalibrate(model, self.train, spec, self.generator, runtime)
+        move = BatchAlpha(model, spec, k, len(self.train)) if spec.batch_anneal and alpha else None
+        if move:
+            move(0)  # the step starts at its first batch's α
+        # Where the step starts, before any training at the new α: the drop α's move causes.
+        begin = None if alpha is None else self.validate()
+        frozen = blend.frozen_norms(model, trainable) if has_blends else []
+        inputs = EpochInputs(
+            self.net,
+            frozen,
+            self.train,
+            self.opt,
+            spec,
+            self.generator,
+            self.targets,
+            runtime,
+            move,
+        )
+        return inputs, begin
+
+    def validate(self) -> dict:
+        """The validation loss and accuracy of the model as it is."""
+        targets = self.targets.val if self.targets else None
+        return evaluate(self.model, self.val, self.spec.loss, targets, self.runtime)
+
+    def epoch(self, inputs: EpochInputs, k, alpha, final: bool, first: int, e: int, n: int) -> dict:
+        """Epoch `e` of `n` of step `k` (which began at epoch `first`): its history row; the run
+        stops if the loss or the weights became non-finite."""
+        t0 = time.perf_counter()
+        lr = lr_schedule(self.spec, final, first + e, e, n)
+        tr = train_epoch(inputs, lr)
+        distributed.share_buffers(self.model, self.runtime.world)  # evaluate what main saves
+        tr = {name: v.item() for name, v in tr.items()}  # the epoch's one host sync
+        va = self.validate()
+        row = {"epoch": first + e + 1, "step": k, "alpha": alpha, "lr": lr(0), **tr, **va}
+        row["seconds"] = time.perf_counter() - t0
+        _check_finite(row, self.model)
+        return row
 
 
 def step_budget(spec: FitSpec, k: int, epoch: int) -> tuple[int, int] | None:
@@ -220,114 +273,6 @@ def _recalibrate(model: nn.Module, train: Split, spec: FitSpec, generator, runti
     with runtime.autocast():
         used = norms.recalibrate(model, (x for x, _, _ in batches))
     log.info("re-estimated BatchNorm statistics at α = 0 on %d training batches", used)
-
-
-class _BatchAlpha:
-    """Batch mode: sets α before each training batch of α > 0 step `k` (one epoch), so that the
-    schedule's steps share all the batches of the α > 0 epochs; the last batch of the epoch
-    sets the step's own α. Writes the blends' α buffers only when the value changes."""
-
-    def __init__(self, model: nn.Module, spec: FitSpec, k: int, n_train: int):
-        self.model, self.anneal = model, spec.batch_anneal
-        self.per_epoch = max(1, n_train // spec.batch_size)  # as DeviceData.batches, drop-last
-        self.first = k * self.per_epoch
-        self.total = (len(spec.alphas) - 1) * self.per_epoch
-        self.current: float | None = None
-
-    def __call__(self, i: int) -> None:
-        alpha = schedules.alpha_at(self.anneal, self.first + i + 1, self.total)
-        if alpha != self.current:
-            blend.set_alpha(self.model, alpha)
-            self.current = alpha
-
-
-class _TeacherTargets:
-    """Teacher logits for losses that need them. Without augmentation the inputs never change,
-    so the teacher runs once per split instead of once per step."""
-
-    def __init__(self, teacher, train: Split, val: Split, runtime: Runtime, spec):
-        if teacher is None:
-            raise ValueError("this loss needs the teacher's logits, but no teacher was given")
-        self.teacher = teacher.eval().requires_grad_(False).to(runtime.dtype)
-        self.runtime = runtime
-        self.val = predict(self.teacher, val, runtime)
-        self.train = None if spec.augment.active else predict(self.teacher, train, runtime)
-
-    @torch.no_grad()
-    def __call__(self, x: Tensor, idx: Tensor) -> Tensor:
-        if self.train is not None:
-            return self.train[idx]
-        with self.runtime.autocast():
-            return widened(self.teacher(x))
-
-
-@dataclass(frozen=True)
-class _EpochInputs:
-    """What an epoch of one step trains with (all but the learning rate, which moves)."""
-
-    net: nn.Module  # the model as called: compiled or not
-    frozen: list[nn.Module]  # BatchNorm layers kept in eval mode
-    data: Split
-    opt: torch.optim.Optimizer
-    spec: FitSpec
-    generator: torch.Generator
-    targets: _TeacherTargets | None
-    runtime: Runtime
-    move: _BatchAlpha | None  # batch mode: sets α before each batch
-
-
-def _train_epoch(run: _EpochInputs, lr: Callable[[float], float]) -> dict:
-    """One epoch over the shuffled training batches; `lr(fraction of the epoch done)`."""
-    spec, opt = run.spec, run.opt
-    run.net.train()
-    for m in run.frozen:
-        m.eval()
-    dev = run.data.y.device
-    loss_sum = torch.zeros((), device=dev, dtype=run.runtime.dtype)
-    correct = torch.zeros((), device=dev, dtype=torch.long)
-    seen = 0
-    steps = max(1, len(run.data) // spec.batch_size)
-    world = run.data.world
-    whole = min(spec.batch_size, len(run.data))  # a batch, all processes' shares together
-    part = (world.rows(whole), whole) if world.distributed else None
-    for i, (x, y, idx) in enumerate(run.data.batches(spec.batch_size, run.generator, shard=True)):
-        if spec.augment.active:
-            x = spec.augment(x, run.generator, part)
-        for group in opt.param_groups:
-            group["lr"] = lr(i / steps)
-        if run.move is not None:
-            run.move(i)
-        with run.runtime.autocast():
-            logits = widened(run.net(x))
-        t = run.targets(x, idx) if run.targets is not None else None
-        loss = spec.loss(logits, y, t)
-        if spec.layer_distill:
-            term = blend.distill_loss(run.net)
-            if term is not None:  # None once the blends have collapsed
-                loss = loss + spec.layer_distill * term
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if spec.optimizer.grad_clip is not None:  # foreach kernels, no host sync
-            torch.nn.utils.clip_grad_norm_(params_of(opt), spec.optimizer.grad_clip)
-        opt.step()
-        loss_sum += loss.detach() * len(y)
-        correct += (logits.argmax(1) == y).sum()
-        seen += len(y)
-    correct = correct.to(loss_sum.dtype)  # the accuracy in the loss's dtype, however many runs
-    if world.distributed:  # every process's examples
-        seen_t = torch.tensor(seen, device=dev, dtype=loss_sum.dtype)
-        totals = distributed.all_sum(world, torch.stack([loss_sum, correct, seen_t]))
-        loss_sum, correct, seen = totals[0], totals[1], totals[2]
-    return {"train_loss": loss_sum / seen, "train_acc": correct / seen}  # device tensors
-
-
-@torch.no_grad()
-def _evaluate(model, data: Split, loss_fn: LossFn, teacher_logits, runtime) -> dict:
-    logits = predict(model, data, runtime)
-    return {
-        "val_loss": loss_fn(logits, data.y, teacher_logits).item(),
-        "val_acc": (logits.argmax(1) == data.y).float().mean().item(),
-    }
 
 
 class _Plateau:
