@@ -189,7 +189,7 @@ def test_frozen_parts_stay_frozen_after_narrowing():
 
 
 def test_channels_needs_an_init_that_keeps_the_other_inputs():
-    from alphaprune.pipeline.params.schema import PruneConfig
+    from alphaprune.pipeline.params.recipe import PruneConfig
 
     with pytest.raises(ValueError, match="init 'random' is not supported for branch 'channels'"):
         PruneConfig(branch="channels", init="random")
@@ -202,7 +202,7 @@ def test_channel_students_round_their_widths_to_8_unless_told_otherwise():
     at 0.97x in onnxruntime; 16, 16, 32 at 1.45x): the default rounds, Torch-Pruning's own
     recipe in the grid keeps its default of any width."""
     from alphaprune.pipeline.params.loader import load_params
-    from alphaprune.pipeline.params.schema import PruneConfig
+    from alphaprune.pipeline.params.recipe import PruneConfig
 
     assert PruneConfig(branch="channels", init="lsq").channel_block == 8
     assert PruneConfig(branch="channels", init="lsq", round_to=1).channel_block == 1

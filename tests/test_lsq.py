@@ -10,7 +10,7 @@ from torch import nn
 from alphaprune import blend, lsq
 from alphaprune.branches.kinds import build_branch
 from alphaprune.models import build_model
-from alphaprune.pipeline.params.schema import PruneConfig
+from alphaprune.pipeline.params.recipe import PruneConfig
 from alphaprune.pipeline.stages.prune import make_student
 
 

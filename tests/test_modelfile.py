@@ -20,7 +20,7 @@ from alphaprune.errors import FileFormatError
 from alphaprune.loading import build_from_recipe, load_model
 from alphaprune.modelfile import FORMAT, FORMAT_VERSION, recipe_for, save_model
 from alphaprune.models import build_model
-from alphaprune.pipeline.params.schema import PruneConfig
+from alphaprune.pipeline.params.recipe import PruneConfig
 from alphaprune.pipeline.stages.prune import make_student
 
 MODELS = {"cnn": (1, 8, 8), "resnet20": (3, 32, 32)}

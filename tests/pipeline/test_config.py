@@ -13,15 +13,11 @@ import pytest
 import yaml
 from pipeline_helpers import SEED
 
+from alphaprune.pipeline.params.base import ConfigError
 from alphaprune.pipeline.params.loader import deep_merge, load_params, resolve
+from alphaprune.pipeline.params.recipe import ExponentialSchedule, LinearSchedule, PruneConfig
 from alphaprune.pipeline.params.retired import RETIRED_KEYS
-from alphaprune.pipeline.params.schema import (
-    ConfigError,
-    ExponentialSchedule,
-    LinearSchedule,
-    Params,
-    PruneConfig,
-)
+from alphaprune.pipeline.params.schema import Params
 
 REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 

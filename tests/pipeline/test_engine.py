@@ -11,15 +11,14 @@ from alphaprune.augment import Augment
 from alphaprune.branches.kinds import BRANCHES
 from alphaprune.fitspec import Advance, Optimizer
 from alphaprune.models import MODELS
-from alphaprune.pipeline.params.schema import (
-    MODEL_NAMES,
+from alphaprune.pipeline.params.recipe import (
     AdvanceConfig,
     AugmentConfig,
     OptimizerConfig,
     PruneConfig,
-    RuntimeConfig,
     TeacherConfig,
 )
+from alphaprune.pipeline.params.schema import MODEL_NAMES, RuntimeConfig
 from alphaprune.pipeline.stages import engine
 from alphaprune.runtime import Runtime
 

@@ -16,8 +16,8 @@ import pytest
 import torch
 import yaml
 
+from alphaprune.pipeline.params.base import ConfigError
 from alphaprune.pipeline.params.loader import resolve
-from alphaprune.pipeline.params.schema import ConfigError
 from alphaprune.torchfiles import safe_load
 
 pytestmark = pytest.mark.slow

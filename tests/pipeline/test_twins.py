@@ -11,7 +11,7 @@ from pipeline_helpers import SEED
 
 from alphaprune.pipeline.params import twins
 from alphaprune.pipeline.params.loader import load_params, resolve
-from alphaprune.pipeline.params.schema import PruneConfig
+from alphaprune.pipeline.params.recipe import PruneConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 

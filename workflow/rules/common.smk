@@ -10,9 +10,9 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
-from alphaprune.pipeline.provenance.codedeps import STAGES, stage_code
-from alphaprune.pipeline.params.schema import ConfigError
+from alphaprune.pipeline.params.base import ConfigError
 from alphaprune.pipeline.params.loader import merge_files, resolve
+from alphaprune.pipeline.provenance.codedeps import STAGES, stage_code
 from alphaprune.pipeline.provenance.records import record_matches, set_trigger, source_digest, stage_values
 
 if workflow.config_settings.config:  # --config key=value (presets come as --configfile)

@@ -8,7 +8,7 @@ from alphaprune.branches.kinds import BRANCHES
 from alphaprune.devices import resolve_device
 from alphaprune.files import write_json
 from alphaprune.pipeline.deploy import bench
-from alphaprune.pipeline.params.schema import ConfigError
+from alphaprune.pipeline.params.base import ConfigError
 from alphaprune.runtime import Runtime
 
 

@@ -10,7 +10,7 @@ import torch
 from alphaprune.branches.kinds import BRANCHES
 from alphaprune.budget.allocator import allocate
 from alphaprune.models import build_model
-from alphaprune.pipeline.params.schema import PruneConfig
+from alphaprune.pipeline.params.recipe import PruneConfig
 
 
 def add_arguments(p) -> None:

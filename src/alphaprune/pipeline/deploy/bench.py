@@ -38,7 +38,7 @@ from alphaprune.fitspec import Advance, FitSpec, Optimizer
 from alphaprune.losses import make_loss
 from alphaprune.models import build_model
 from alphaprune.optim import make_optimizer
-from alphaprune.pipeline.params.schema import PruneConfig
+from alphaprune.pipeline.params.recipe import PruneConfig
 from alphaprune.runtime import Runtime
 from alphaprune.student import make_student
 

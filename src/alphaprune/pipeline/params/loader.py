@@ -16,8 +16,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from alphaprune.pipeline.params.base import ConfigError
+from alphaprune.pipeline.params.recipe import PruneConfig
 from alphaprune.pipeline.params.retired import retired
-from alphaprune.pipeline.params.schema import VARIANT_NAME, ConfigError, Params, PruneConfig
+from alphaprune.pipeline.params.schema import VARIANT_NAME, Params
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

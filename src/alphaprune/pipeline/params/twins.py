@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from alphaprune.pipeline.params.schema import AdvanceConfig, OneshotSchedule, Params, PruneConfig
+from alphaprune.pipeline.params.recipe import AdvanceConfig, OneshotSchedule, PruneConfig
+from alphaprune.pipeline.params.schema import Params
 
 ONESHOT = OneshotSchedule(kind="oneshot")
 

@@ -24,7 +24,8 @@ from alphaprune.errors import FileFormatError
 from alphaprune.fitspec import Advance, FitSpec, Optimizer
 from alphaprune.losses import NEEDS_TEACHER, make_loss
 from alphaprune.pipeline.data.prepared import Prepared
-from alphaprune.pipeline.params.schema import PruneConfig, RuntimeConfig, TeacherConfig
+from alphaprune.pipeline.params.recipe import PruneConfig, TeacherConfig
+from alphaprune.pipeline.params.schema import RuntimeConfig
 from alphaprune.runtime import Runtime
 from alphaprune.streamed import StreamedData
 

@@ -18,7 +18,8 @@ from alphaprune.fit import DivergenceError, fit
 from alphaprune.loading import load_model
 from alphaprune.modelfile import recorded_macs, save_model, with_plan
 from alphaprune.pipeline.data.prepared import load_data
-from alphaprune.pipeline.params.schema import Params, PruneConfig
+from alphaprune.pipeline.params.recipe import PruneConfig
+from alphaprune.pipeline.params.schema import Params
 from alphaprune.pipeline.provenance.codedeps import code_digest
 from alphaprune.pipeline.stages.engine import prune_spec, runtime_from, splits
 from alphaprune.pipeline.stages.training import Curves, OnEpoch, clean_train_accuracy, generator
