@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from alphaprune.pipeline.report import plots
+from alphaprune.pipeline.report import figures, plots, speed
 
 TEACHER = {"test_acc": 0.99, "val_acc": 0.98, "params": 1000}
 
@@ -160,7 +160,7 @@ def test_close_points_share_one_label():
     fig, ax = plt.subplots()
     x = pd.Series({"x": 320, "y": 349, "z": 700, "w": 320})
     y = pd.Series({"x": 0.98, "y": 0.98, "z": 0.98, "w": 0.97})
-    plots._label_points(ax, x, y, 1000)
+    figures.label_points(ax, x, y, 1000)
     assert sorted(t.get_text() for t in ax.texts) == ["w", "x\ny", "z"]
     plt.close(fig)
 
@@ -175,7 +175,7 @@ def test_only_the_best_trade_offs_are_named_and_the_rest_keyed(tmp_path, monkeyp
         {"x": (320, 0.98), "y": (349, 0.98), "z": (700, 0.99), "w": (300, 0.97), "v": (400, 0.9)},
     )
     assert sorted(labels) == ["w", "x", "z"]
-    assert plots.front(pd.Series({"a": 1.0, "b": 2.0}), pd.Series({"a": 0.9, "b": 0.9})) == ["b"]
+    assert figures.front(pd.Series({"a": 1.0, "b": 2.0}), pd.Series({"a": 0.9, "b": 0.9})) == ["b"]
 
 
 def _timed(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -192,7 +192,7 @@ def test_speedup_vs_macs_plots_each_runtime_and_labels_each_architecture_once(
     # a and b are one architecture (the same MACs), c another; d is not timed yet
     metrics = _timed(_metrics({"a": (350, 0.98), "b": (350, 0.97), "c": (200, 0.9), "d": (9, 1)}))
     metrics.loc["d", [k for k in metrics.columns if k.endswith("_speedup")]] = float("nan")
-    fig = _figure(monkeypatch, plots.speedup_vs_macs, metrics, tmp_path / "s.png")
+    fig = _figure(monkeypatch, speed.speedup_vs_macs, metrics, tmp_path / "s.png")
     ax = fig.axes[0]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "onnxruntime, latency batch" in legend and "PyTorch eager, latency batch" in legend
@@ -218,7 +218,7 @@ def test_accuracy_vs_speedup_puts_each_timed_variant_against_the_teacher(tmp_pat
     metrics = _timed(_metrics({"a": (350, 0.98), "b": (200, 0.9), "d": (9, 1)}, runs))
     metrics.loc["b", "ort_latency_speedup"] = [1.9, 2.0, 2.1]
     metrics.loc["d", [k for k in metrics.columns if k.endswith("_speedup")]] = float("nan")
-    fig = _figure(monkeypatch, plots.accuracy_vs_speedup, metrics, TEACHER, tmp_path / "a.png")
+    fig = _figure(monkeypatch, speed.accuracy_vs_speedup, metrics, TEACHER, tmp_path / "a.png")
     latency, throughput = fig.axes
     assert "latency batch" in latency.get_xlabel() and "throughput" in throughput.get_xlabel()
     points = next(c for c in latency.containers if hasattr(c, "lines"))
@@ -237,5 +237,5 @@ def test_variants_at_one_speed_are_named_once_by_the_most_accurate(tmp_path, mon
     one name (its most accurate variant) and how many stand below it."""
     metrics = _timed(_metrics({"a": (350, 0.98), "b": (350, 0.97), "c": (350, 0.96)}))
     metrics.loc["c", ["ort_latency_speedup", "ort_throughput_speedup"]] = 2.0
-    fig = _figure(monkeypatch, plots.accuracy_vs_speedup, metrics, TEACHER, tmp_path / "a.png")
+    fig = _figure(monkeypatch, speed.accuracy_vs_speedup, metrics, TEACHER, tmp_path / "a.png")
     assert sorted(t.get_text() for t in fig.axes[0].texts) == ["a (+1)", "c"]

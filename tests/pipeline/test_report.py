@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from alphaprune.pipeline.report import markdown, stats
+from alphaprune.pipeline.report import markdown, stats, tables
 from alphaprune.pipeline.report.results import TITLES, variant_means
 
 TEACHERS = pd.DataFrame([{"test_acc": 0.99, "params": 24_058, "epochs": 20}], index=["t0"])
@@ -39,9 +39,9 @@ def test_recipe_summary_names_only_what_a_variant_changes(tiny_params):
         deep={"schedule": {"rate": 0.05}, "init": "lsq"},
         one={"schedule": {"kind": "oneshot"}},
     )
-    assert markdown.recipe_summary(params, "base") == "(defaults)"
-    assert markdown.recipe_summary(params, "deep") == "init=lsq, schedule.rate=0.05"
-    assert markdown.recipe_summary(params, "one").startswith("schedule.kind=oneshot")
+    assert tables.recipe_summary(params, "base") == "(defaults)"
+    assert tables.recipe_summary(params, "deep") == "init=lsq, schedule.rate=0.05"
+    assert tables.recipe_summary(params, "one").startswith("schedule.kind=oneshot")
 
 
 def test_render_sorts_by_test_accuracy_and_links_figures(tiny_params, tmp_path):
@@ -148,7 +148,7 @@ def test_a_grid_without_annealed_recipes_has_no_twin_section(tiny_params, tmp_pa
 
 def test_summary_holds_the_means(tiny_params):
     per_run, _ = _results({"a": [0.9, 0.92], "b": [0.8, 0.8]})
-    out = markdown.summary(variant_means(per_run), TEACHERS)
+    out = tables.summary(variant_means(per_run), TEACHERS)
     assert out == {"acc": {"teacher": 0.99, "a": 0.91, "b": 0.8}}
 
 

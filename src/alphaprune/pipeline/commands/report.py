@@ -13,7 +13,7 @@ from alphaprune.pipeline.commands._shared import (
     write_record,
 )
 from alphaprune.pipeline.params import twins
-from alphaprune.pipeline.report import markdown, stats
+from alphaprune.pipeline.report import markdown, stats, tables
 from alphaprune.pipeline.report.results import (
     read_correct,
     read_metrics,
@@ -64,6 +64,6 @@ def run(args) -> None:
     with atomic_path(args.out) as tmp:
         tmp.write_text(text)
     if args.summary:
-        write_json(args.summary, markdown.summary(means, teachers))
+        write_json(args.summary, tables.summary(means, teachers))
     log.info("wrote %s", args.out)
     write_record(args, "report")

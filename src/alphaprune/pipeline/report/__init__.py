@@ -1,2 +1,3 @@
-"""Reading results: the results files (`results`), statistics, the figures (`plots`), the markdown
-report (`markdown`) and `compare`."""
+"""Reading results: the results files (`results`), statistics (`stats`), the figures (`plots`:
+accuracy; `speed`: speed; `figures`: what they share), the report's tables (`tables`) and the
+report itself (`markdown`), and `compare`."""

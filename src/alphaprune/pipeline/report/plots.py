@@ -2,35 +2,30 @@
 coloured by α, as in the seed's figures, one line per replicate. Across variants: validation
 accuracy against α (mean and range over replicates), final test accuracy against the teacher's
 (every replicate, and the mean with its interval), test accuracy against parameters and MACs,
-and the students' speedup where they run against their MAC reduction."""
+and (`speed`) the students' speedup where they run."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+from matplotlib import ticker
+from matplotlib.colors import Normalize
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")  # files only: no display, also on clusters
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib import ticker  # noqa: E402
-from matplotlib.colors import Normalize  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-
-from alphaprune.files import atomic_path  # noqa: E402
-from alphaprune.pipeline.report.stats import interval, teacher_clusters  # noqa: E402
-
-ALPHA_CMAP = "viridis"
-DPI = 120
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=DPI, format="png")
-    plt.close(fig)
-    return path
+from alphaprune.files import atomic_path
+from alphaprune.pipeline.report.figures import (
+    ALPHA_CMAP,
+    DPI,
+    front,
+    interval_label,
+    intervals,
+    label_points,
+    plt,  # pyplot, its backend set to Agg (files only) by `figures`
+    points_with_front,
+    save,
+)
+from alphaprune.pipeline.report.speed import accuracy_vs_speedup, speedup_vs_macs
 
 
 def training_curves(name: str, histories: list[pd.DataFrame], teacher: dict, out: Path) -> Path:
@@ -146,33 +141,13 @@ def accuracy_vs_alpha(
         loc="upper left",
         bbox_to_anchor=(1.01, 1),
     )
-    return _save(fig, out)
-
-
-def _intervals(per_run: pd.DataFrame, key: str, confidence: float) -> pd.DataFrame:
-    """Per variant: mean, low, high of `key` (stats.interval: over replicates, or Wilson)."""
-    size = int(per_run["test_size"].iloc[0])
-    rows = {
-        n: interval(
-            g[key].to_list(), size, confidence, teacher_clusters(g.index.get_level_values(1))
-        )
-        for n, g in per_run.groupby(level="variant", sort=False)
-    }
-    return pd.DataFrame(
-        {n: (i.mean, i.low, i.high) for n, i in rows.items()}, index=["mean", "low", "high"]
-    ).T
-
-
-def _interval_label(per_run: pd.DataFrame, confidence: float) -> str:
-    if per_run.index.get_level_values("replicate").nunique() > 1:
-        return f"mean, {confidence:.0%} interval"
-    return f"one run, {confidence:.0%} Wilson interval"
+    return save(fig, out)
 
 
 def final_accuracy(per_run: pd.DataFrame, teacher: dict, out: Path, confidence=0.95) -> Path:
     """Test accuracy of every student against the teacher's, clean and noisy: each replicate a
     dot, the mean a diamond with its interval; sorted by mean."""
-    clean = _intervals(per_run, "test_acc", confidence).sort_values("mean")
+    clean = intervals(per_run, "test_acc", confidence).sort_values("mean")
     order = list(clean.index)
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.32 * len(order) + 1.8), sharey=True)
     panels = (
@@ -181,7 +156,7 @@ def final_accuracy(per_run: pd.DataFrame, teacher: dict, out: Path, confidence=0
     )
     y = {n: i for i, n in enumerate(order)}
     for ax, col, with_teacher, label, colour in panels:
-        iv = _intervals(per_run, col, confidence).loc[order]
+        iv = intervals(per_run, col, confidence).loc[order]
         ax.errorbar(
             iv["mean"],
             range(len(order)),
@@ -190,7 +165,7 @@ def final_accuracy(per_run: pd.DataFrame, teacher: dict, out: Path, confidence=0
             color=colour,
             ms=5,
             capsize=3,
-            label=_interval_label(per_run, confidence),
+            label=interval_label(per_run, confidence),
             zorder=3,
         )
         runs = per_run[col].reset_index()
@@ -203,78 +178,7 @@ def final_accuracy(per_run: pd.DataFrame, teacher: dict, out: Path, confidence=0
         ax.set_yticks(range(len(order)), order)
         ax.set_xlabel(label)
         ax.grid(axis="x", alpha=0.3)
-    return _save(fig, out)
-
-
-def _label_points(ax, x: pd.Series, y: pd.Series, width: float) -> None:
-    """Name each variant's point (x, y; indexed by variant). Points within 3% of the axis
-    `width` at the same y share one label, written to the right of the rightmost, so close
-    names do not print over each other."""
-    points = pd.DataFrame({"x": x, "y": y}).sort_values("x")
-    for level, row in points.groupby("y"):
-        for _, group in row.groupby((row["x"].diff() > 0.03 * width).cumsum()):
-            ax.annotate(
-                "\n".join(group.index),
-                (group["x"].max(), level),
-                fontsize=7,
-                xytext=(7, 0),
-                textcoords="offset points",
-                va="center",
-            )
-
-
-def front(x: pd.Series, y: pd.Series, smaller_x: bool = False) -> list[str]:
-    """The variants (the index) no other variant beats on both axes: higher `y` and higher `x`
-    (lower with `smaller_x`), one at least strictly. On a grid of 27 these are the few worth a
-    name in a trade-off figure; the rest are points a reader can look up in the report."""
-    sx = -x if smaller_x else x
-    beaten = [
-        n for n in x.index if ((sx >= sx[n]) & (y >= y[n]) & ((sx > sx[n]) | (y > y[n]))).any()
-    ]
-    return [n for n in x.index if n not in beaten]
-
-
-def _points_with_front(ax, x, y, iv, xerr, front_names, label) -> None:
-    """Every variant's point (mean, with its interval and `xerr`); those on the front in
-    colour and named, the others grey and unnamed (keyed in the legend)."""
-    others = [n for n in x.index if n not in front_names]
-    for names, colour, text in (
-        (others, "0.6", f"{len(others)} others (see the report's table)"),
-        (front_names, "steelblue", f"{label}; the best trade-offs"),
-    ):
-        if not names:
-            continue
-        ax.errorbar(
-            x[names],
-            iv.loc[names, "mean"],
-            xerr=None if xerr is None else [xerr[0][names], xerr[1][names]],
-            yerr=[
-                iv.loc[names, "mean"] - iv.loc[names, "low"],
-                iv.loc[names, "high"] - iv.loc[names, "mean"],
-            ],
-            fmt="o",
-            ms=4 if colour == "0.6" else 6,
-            color=colour,
-            capsize=2,
-            zorder=2 if colour == "0.6" else 3,
-            label=text,
-        )
-
-
-def _label_columns(ax, x: pd.Series, y: pd.Series) -> None:
-    """Variants at one speed share an architecture (timed once): name the most accurate of
-    each such column, with how many others stand below it."""
-    for _, column in y.groupby(x.round(3), sort=False):
-        best = column.idxmax()
-        more = f" (+{len(column) - 1})" if len(column) > 1 else ""
-        ax.annotate(
-            f"{best}{more}",
-            (x[best], y[best]),
-            fontsize=7,
-            xytext=(7, 0),
-            textcoords="offset points",
-            va="center",
-        )
+    return save(fig, out)
 
 
 def accuracy_vs_size(per_run: pd.DataFrame, teacher: dict, out: Path, confidence=0.95) -> Path:
@@ -282,7 +186,7 @@ def accuracy_vs_size(per_run: pd.DataFrame, teacher: dict, out: Path, confidence
     is the star. Only the variants on the front (no other both smaller and more accurate) are
     named; variants at (nearly) the same point share one label."""
     metrics = per_run.select_dtypes("number").groupby(level="variant", sort=False).mean()
-    iv = _intervals(per_run, "test_acc", confidence).loc[metrics.index]
+    iv = intervals(per_run, "test_acc", confidence).loc[metrics.index]
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     panels = [
         (axes[0], "student_params", "teacher_params", "parameters"),
@@ -290,11 +194,11 @@ def accuracy_vs_size(per_run: pd.DataFrame, teacher: dict, out: Path, confidence
     ]
     for ax, col, teacher_col, label in panels:
         best = front(metrics[col], iv["mean"], smaller_x=True)
-        _points_with_front(
-            ax, metrics[col], None, iv, None, best, _interval_label(per_run, confidence)
+        points_with_front(
+            ax, metrics[col], None, iv, None, best, interval_label(per_run, confidence)
         )
         width = 1.15 * metrics[teacher_col].iloc[0]
-        _label_points(ax, metrics.loc[best, col], iv.loc[best, "mean"], width)
+        label_points(ax, metrics.loc[best, col], iv.loc[best, "mean"], width)
         ax.scatter(
             [metrics[teacher_col].iloc[0]],
             [teacher["test_acc"]],
@@ -310,102 +214,7 @@ def accuracy_vs_size(per_run: pd.DataFrame, teacher: dict, out: Path, confidence
         ax.set_ylabel("test accuracy")
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right")
-    return _save(fig, out)
-
-
-SPEEDUPS = {  # latency.json key -> legend label
-    "ort_latency_speedup": ("onnxruntime, latency batch", "o"),
-    "ort_throughput_speedup": ("onnxruntime, throughput batch", "s"),
-    "eager_latency_speedup": ("PyTorch eager, latency batch", "x"),
-    "eager_throughput_speedup": ("PyTorch eager, throughput batch", "+"),
-    "cuda_latency_speedup": ("CUDA, latency batch", "^"),
-    "cuda_throughput_speedup": ("CUDA, large batch", "v"),
-}
-
-
-def speedup_vs_macs(per_run: pd.DataFrame, out: Path) -> Path:
-    """Each variant's speedup over the teacher (teacher time ÷ student time; mean and range
-    over replicates) against its MAC reduction (teacher MACs ÷ student MACs), per runtime and
-    batch. On the diagonal, time falls as fast as the arithmetic; below 1, the student is
-    slower. Variants with the same MACs (the same architecture) share one label."""
-    numeric = per_run.select_dtypes("number").groupby(level="variant", sort=False)
-    mean, low, high = numeric.mean(), numeric.min(), numeric.max()
-    series = [k for k in SPEEDUPS if k in mean.columns and mean[k].notna().any()]
-    ys = high[series].max(axis=1)  # the top of each variant's highest range
-    timed = ys.index[ys.notna()]  # a variant not timed yet has no point
-    mean, low, high, ys = mean.loc[timed], low.loc[timed], high.loc[timed], ys[timed]
-    fig, ax = plt.subplots(figsize=(8, 6))
-    top = max(mean["macs_ratio"].max(), 1.0) * 1.1
-    ax.plot([0, top], [0, top], ls="--", color="0.5", lw=1, label="speedup = MAC reduction")
-    ax.axhline(1.0, color="crimson", lw=1, label="as fast as the teacher")
-    for key in series:
-        label, marker = SPEEDUPS[key]
-        ax.errorbar(
-            mean["macs_ratio"],
-            mean[key],
-            yerr=[mean[key] - low[key], high[key] - mean[key]],
-            fmt=marker,
-            capsize=3,
-            alpha=0.8,
-            label=label,
-        )
-    for _, group in mean.groupby(mean["macs_ratio"].round(3), sort=False):
-        names = list(group.index)
-        shown = names if len(names) <= 3 else [*names[:2], f"+{len(names) - 2} more"]
-        text = ", ".join(shown)
-        ax.annotate(
-            text,
-            (group["macs_ratio"].iloc[0], ys[names].max()),
-            fontsize=7,
-            xytext=(8, 4),
-            textcoords="offset points",
-            va="bottom",
-        )
-    ax.set_xlim(0, top * 1.25)  # room for the labels on the right
-    ax.set_ylim(0, max(top, ys.max() * 1.15, 1.2))
-    ax.set_xlabel("MAC reduction (teacher MACs ÷ student MACs; sparse layers counted dense)")
-    ax.set_ylabel("speedup (teacher time ÷ student time)")
-    ax.set_title("Is the student faster where it runs?")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
-    return _save(fig, out)
-
-
-def accuracy_vs_speedup(
-    per_run: pd.DataFrame, teacher: dict, out: Path, confidence: float = 0.95
-) -> Path:
-    """The figure a reader decides from: each variant's test accuracy (mean, with its interval)
-    against its measured speedup over the teacher in onnxruntime (mean, with the range over
-    replicates), at the latency batch and at the throughput batch. The teacher is the star at
-    1×; up and to the right is better. Variants at one speed share an architecture: each such
-    column names its most accurate variant and how many stand below it (27 names printed over
-    each other before); the front (no other both faster and more accurate) is in colour."""
-    timed = per_run.dropna(subset=["ort_latency_speedup"])
-    numeric = timed.select_dtypes("number").groupby(level="variant", sort=False)
-    mean, low, high = numeric.mean(), numeric.min(), numeric.max()
-    iv = _intervals(timed, "test_acc", confidence).loc[mean.index]
-    panels = [(k, SPEEDUPS[k][0]) for k in ("ort_latency_speedup", "ort_throughput_speedup")]
-    panels = [(k, label) for k, label in panels if k in mean.columns]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
-    for ax, (key, label) in zip(axes[0], panels, strict=True):
-        best = front(mean[key], iv["mean"])
-        spread = (mean[key] - low[key], high[key] - mean[key])
-        text = f"{_interval_label(timed, confidence)}; speedup: mean, range"
-        _points_with_front(ax, mean[key], None, iv, spread, best, text)
-        right = max(mean[key].max(), 1.0) * 1.3
-        _label_columns(ax, mean[key], iv["mean"])
-        ax.scatter(
-            [1.0], [teacher["test_acc"]], marker="*", s=250, color="crimson", label="teacher"
-        )
-        ax.axvline(1.0, color="crimson", lw=1, ls="--")
-        ax.set_xlim(0, right)
-        ax.margins(y=0.15)
-        ax.set_xlabel(f"speedup over the teacher ({label})")
-        ax.set_ylabel("test accuracy")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=7)
-    fig.suptitle("Accuracy against measured speed")
-    return _save(fig, out)
+    return save(fig, out)
 
 
 def all_figures(
