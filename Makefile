@@ -57,7 +57,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports  # the engine never imports the pipeline (pyproject.toml)
 
 # After changing what a stage's command imports: list each stage's source files in dvc.yaml
-# (Snakemake finds them itself at every run; tests/pipeline/test_dvcyaml.py fails until this is run).
+# (Snakemake finds them itself at every run; tests/pipeline/provenance/test_dvcyaml.py fails until this is run).
 dvc-code: $(STAMP)
 	$(PY) -m alphaprune.pipeline.provenance.dvcyaml dvc.yaml
 

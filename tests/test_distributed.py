@@ -1,7 +1,7 @@
 """How a run's processes share the work (no process group needed: the shares are arithmetic, and
 the draws are every process's own): each process's rows of a training batch and block of an
 evaluated split, and augmentation of a share as of the whole batch. The run itself, two
-processes against one, is tests/pipeline/test_launch.py."""
+processes against one, is tests/pipeline/stages/test_launch.py."""
 
 from __future__ import annotations
 

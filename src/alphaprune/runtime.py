@@ -32,7 +32,7 @@ class Runtime:
     compile: bool = False
     # auto: bf16 autocast on CUDA, float32 elsewhere. float32: no autocast anywhere. float64:
     # weights, batches and losses in float64, for numerical checks (two processes against one
-    # agree to float64's rounding, not float32's: tests/pipeline/test_launch.py); slow.
+    # agree to float64's rounding, not float32's: tests/pipeline/stages/test_launch.py); slow.
     precision: str = "auto"
     eval_batch_size: int = 1024
     data_placement: str = "auto"  # auto | device | host (see DeviceData)

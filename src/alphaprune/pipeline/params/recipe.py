@@ -25,7 +25,7 @@ ROUND_TO = 8  # prune.round_to unset: widths in blocks of 8 (see PruneConfig.rou
 # type's fields and defaults, adds the validation, and becomes it through
 # `alphaprune.pipeline.stages.engine.build`. The defaults are written out here rather than read from
 # the engine types, whose modules import torch: this module is what Snakemake loads to plan a
-# run, and torch would add 1.2 s to every `snakemake -n`. tests/pipeline/test_engine.py holds
+# run, and torch would add 1.2 s to every `snakemake -n`. tests/pipeline/stages/test_engine.py holds
 # the two equal.
 class OptimizerConfig(Strict):
     name: Literal["sgd", "adamw"] = "sgd"

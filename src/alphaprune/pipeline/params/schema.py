@@ -59,7 +59,7 @@ class DataConfig(Strict):
 
 
 # The names of alphaprune.models.MODELS, spelled out so that the schema imports no torch (the
-# models' module does); tests/pipeline/test_engine.py checks the two agree.
+# models' module does); tests/pipeline/stages/test_engine.py checks the two agree.
 MODEL_NAMES = ("cnn", "resnet20", "resnet56", "vgg11", "vgg13", "vgg16", "vgg19")
 
 

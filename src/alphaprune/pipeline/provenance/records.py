@@ -24,7 +24,7 @@ from alphaprune.files import write_json
 # precision, compiled or not, and BatchNorm's statistics over the whole batch or a process's
 # share. The others (processes, workers, data_placement, jobs_per_gpu, eval_batch_size) say how
 # the same computation is spread out; they change float sums' order at most (two processes
-# against one: tests/pipeline/test_launch.py), and rerun nothing.
+# against one: tests/pipeline/stages/test_launch.py), and rerun nothing.
 TRAINING_RUNTIME = (
     "runtime.device",
     "runtime.precision",

@@ -2,7 +2,7 @@
 
 Each engine type (`Augment`, `Optimizer`, `Advance`, `Runtime`) has a config class in
 `alphaprune.pipeline.params.schema` with the same fields and defaults (written out there, so
-that the schema imports no torch; tests/pipeline/test_engine.py holds them equal) and validation;
+that the schema imports no torch; tests/pipeline/stages/test_engine.py holds them equal) and validation;
 `build` turns one into the other by field name, so a field the two do not share fails loudly
 instead of being dropped.
 """

@@ -12,7 +12,7 @@ import pytest
 
 from alphaprune.pipeline.provenance.codedeps import STAGES, code_digest, command, stage_code
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SRC = REPO / "src"
 
 

@@ -431,7 +431,7 @@ def test_imagefolder_missing_root_and_not_an_archive(tmp_path):
         _source(junk)
 
 
-SHARED_CIFAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-jpg.tar.gz"
+SHARED_CIFAR = Path(__file__).resolve().parents[4] / "shared" / "data" / "cifar10-jpg.tar.gz"
 
 
 @pytest.mark.skipif(not SHARED_CIFAR.exists(), reason=f"{SHARED_CIFAR} is absent")

@@ -19,7 +19,7 @@ from alphaprune.pipeline.params.recipe import ExponentialSchedule, LinearSchedul
 from alphaprune.pipeline.params.retired import RETIRED_KEYS
 from alphaprune.pipeline.params.schema import Params
 
-REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
+REPO_PARAMS = Path(__file__).resolve().parents[3] / "params.yaml"
 
 BASE = {
     "seed": 0,

@@ -14,7 +14,7 @@ from alphaprune.pipeline.provenance.dvcyaml import (
     sync_dvc_yaml,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_dvc_yaml_lists_each_stages_code(monkeypatch):

@@ -20,7 +20,7 @@ from alphaprune.pipeline.provenance.records import (
     stage_values,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 RAW = {
     "seed": 3,
     "data": {"name": "digits"},

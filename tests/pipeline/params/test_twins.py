@@ -13,7 +13,7 @@ from alphaprune.pipeline.params import twins
 from alphaprune.pipeline.params.loader import load_params, resolve
 from alphaprune.pipeline.params.recipe import PruneConfig
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _grid(**variants) -> dict:

@@ -11,7 +11,7 @@ import pytest
 from alphaprune.pipeline.params.loader import load_params
 from alphaprune.pipeline.report import compare
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 GRID = list(load_params(REPO / "params.yaml").variants)  # the default grid's real names
 
 
