@@ -1,10 +1,10 @@
 """The engine's objects built from the params schema.
 
-Each engine type (`Augment`, `Optimizer`, `Advance`, `Runtime`) has a config class in
-`alphaprune.pipeline.params.schema` with the same fields and defaults (written out there, so
-that the schema imports no torch; tests/pipeline/stages/test_engine.py holds them equal) and validation;
-`build` turns one into the other by field name, so a field the two do not share fails loudly
-instead of being dropped.
+Each engine type (`Augment`, `Optimizer`, `Advance`, `Runtime`) has a config class in the
+params schema (`params.recipe`, `params.schema`) with the same fields and defaults (written out
+there, so that the schema imports no torch; tests/pipeline/stages/test_engine.py holds them
+equal) and validation; `build` turns one into the other by field name, so a field the two do not
+share fails loudly instead of being dropped.
 """
 
 from __future__ import annotations
