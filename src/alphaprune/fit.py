@@ -15,9 +15,10 @@ batched tensor ops; metrics accumulate in device tensors and are read once per e
 is no host synchronisation inside an epoch. bf16 autocast on CUDA; channels_last on CUDA and on
 the CPU (`Runtime.channels_last`).
 
-A run may span several processes (`runtime.world`, see `alphaprune.distributed`): each trains on
-its share of every batch under DDP, evaluation is gathered, and only the main process calls
-`on_epoch` and `on_update` and writes the checkpoint; everything else runs in every process.
+A run may span several processes (`runtime.world`, see `alphaprune.world`; the collectives are
+`alphaprune.distributed`): each trains on its share of every batch under DDP, evaluation is
+gathered, and only the main process calls `on_epoch` and `on_update` and writes the checkpoint;
+everything else runs in every process.
 """
 
 from __future__ import annotations

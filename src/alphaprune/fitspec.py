@@ -41,7 +41,7 @@ class Advance:
 
 @dataclass(frozen=True)
 class FitSpec:
-    """What a fit does (the pipeline builds one per stage: `pipeline.engine`)."""
+    """What a fit does (the pipeline builds one per stage: `pipeline.stages.engine`)."""
 
     alphas: list[float | None]  # [None] for the teacher
     epochs: int  # hard cap over all steps

@@ -40,7 +40,7 @@ class Branch(nn.Module):
     kernel in the original layer's shape. ``bias`` is the branch's bias (or None)."""
 
     kind: str
-    allocation: str  # how `budget.allocate` sizes this kind: spatial | rank | mask
+    allocation: str  # how `budget.allocator.allocate` sizes this kind: spatial | rank | mask
     lsq_rank: int | None = None  # the rank a least-squares fit is held to (None: full)
 
     @staticmethod

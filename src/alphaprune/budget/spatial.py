@@ -39,16 +39,3 @@ def _largest_first(options: list[LayerPlan], need: int, saving) -> list[LayerPla
         left.remove(pick)
         need -= saving(pick)
     return chosen
-
-
-def _largest_first(options: list[LayerPlan], need: int, saving) -> list[LayerPlan]:
-    """Largest saving first; once one layer alone closes the gap, the smallest such one."""
-    left = sorted(options, key=saving, reverse=True)
-    chosen: list[LayerPlan] = []
-    while need > 0:
-        closing = [lp for lp in left if saving(lp) >= need]
-        pick = min(closing, key=saving) if closing else left[0]
-        chosen.append(pick)
-        left.remove(pick)
-        need -= saving(pick)
-    return chosen

@@ -53,8 +53,8 @@ def test_closures_keep_edits_local():
         assert (plots in modules(stage)) == (stage == "plots"), stage
         assert (report in modules(stage)) == (stage == "report"), stage
         assert (fit_loop in modules(stage)) == (stage in ("pretrain", "prune")), stage
-    # prepare depends on the params schema, not on training code (its defaults come from four
-    # small engine modules: augment, fitspec, runtime, registry).
+    # prepare depends on the params schema, not on training code (the schema imports no engine
+    # module but the registry's error message).
     training = {"alphaprune.fit", "alphaprune.blend", "alphaprune.branches", "alphaprune.lsq"}
     assert not training & modules("prepare")
     # The teacher does not run the pruning machinery, so editing it keeps a long teacher: not
@@ -118,7 +118,10 @@ def test_code_digest_follows_only_the_stages_code(tmp_path):
     )
     before = code_digest("prune", src)
     assert before == code_digest("prune", SRC)  # names and contents, not where the copy lies
-    with (src / "alphaprune" / "pipeline" / "plots.py").open("a") as f:
+    plots = src / "alphaprune" / "pipeline" / "report" / "plots.py"
+    assert plots.is_file()  # an edit of a file that is there, and is code of another stage
+    assert plots.resolve() in {p.resolve() for p in stage_code("plots", src)}
+    with plots.open("a") as f:
         f.write("# an edit the prune stage does not run\n")
     assert code_digest("prune", src) == before
     with (src / "alphaprune" / "fit.py").open("a") as f:

@@ -88,3 +88,15 @@ def test_specs_carry_the_recipe():
     assert spec.alphas == [0.5, 0.5, 0.5, 0.5, 0.0] and spec.step_epochs == [1, 1, 1, 1]
     assert spec.batch_anneal == [0.5] and spec.needs_teacher and spec.fingerprint == "f"
     assert spec.optimizer == Optimizer(lr=0.003, grad_clip=5.0)
+
+
+def test_a_model_a_program_registers_can_be_named_in_params(monkeypatch):
+    """The schema spells out the built-in names (it imports no torch), and reads the registry of
+    a program that imported alphaprune.models to register its own."""
+    from alphaprune.models import MODELS
+    from alphaprune.pipeline.params.schema import ModelConfig
+
+    with pytest.raises(ValueError, match="unknown model 'mine'"):
+        ModelConfig(name="mine")
+    monkeypatch.setitem(MODELS, "mine", lambda **kw: None)
+    assert ModelConfig(name="mine").name == "mine"

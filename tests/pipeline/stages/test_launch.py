@@ -178,3 +178,31 @@ def test_batchnorm_in_training_mode_is_what_differs(tiny_raw, prepared_path, tea
     synced = ("--set", "runtime.sync_batchnorm=true")
     done = _prune(params, prepared_path, teacher, tmp_path / "s", 2, *synced, check=False)
     assert done.returncode == 2 and "synchronises BatchNorm on GPUs only" in done.stderr
+    assert "one run in 2 processes" not in done.stderr  # refused before starting them
+
+
+@pytest.mark.parametrize(
+    ("job", "device"),
+    [
+        ({}, "cpu"),  # torchrun on this machine, the CPU asked for
+        ({}, "auto"),  # torchrun on this machine, which has no CUDA here
+        ({"NumTasks": "2", "TRES": "cpu=2,mem=1G,node=1"}, "auto"),  # srun: a job without GPUs
+        ({"NumTasks": "2", "TRES": "cpu=2,gres/gpu=2"}, "cpu"),  # srun: the CPU asked for
+    ],
+)
+def test_the_launcher_refuses_sync_batchnorm_off_cuda_before_it_starts(monkeypatch, job, device):
+    """Before torchrun or srun starts a process (each would fail the same way after its
+    imports); the processes are never started."""
+    from alphaprune.errors import UserError
+    from alphaprune.pipeline.params.schema import RuntimeConfig
+    from alphaprune.pipeline.stages import launch
+
+    if device == "auto" and not job and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: auto would run on it")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setattr(launch, "_slurm_job", lambda job_id: job)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail(f"started {a[0]}"))
+    runtime = RuntimeConfig(processes=2, sync_batchnorm=True, device=device)
+    with pytest.raises(UserError, match="synchronises BatchNorm on GPUs only"):
+        launch.relaunched(["prune"], runtime)

@@ -198,8 +198,9 @@ def test_a_killed_prune_resumes_after_an_edit_of_code_it_does_not_run(prune_cmd,
         ignore=shutil.ignore_patterns("__pycache__"),
     )
     env = {**os.environ, "PYTHONPATH": str(src)}
-    for edited, resumes in (("pipeline/plots.py", True), ("fit.py", False)):
-        out = tmp_path / f"after-{edited}"
+    for edited, resumes in (("pipeline/report/plots.py", True), ("fit.py", False)):
+        assert (src / "alphaprune" / edited).is_file(), edited  # an edit of a file that is there
+        out = tmp_path / f"after-{edited.replace('/', '-')}"
         proc = _start(prune_cmd(out), env=env)
         _wait_for((out / "checkpoint" / "last.pt").exists, proc)
         os.kill(proc.pid, signal.SIGKILL)

@@ -12,6 +12,7 @@ validating params files is `loader`.
 from __future__ import annotations
 
 import re
+import sys
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -58,7 +59,7 @@ class DataConfig(Strict):
         return self
 
 
-# The names of alphaprune.models.MODELS, spelled out so that the schema imports no torch (the
+# The names alphaprune.models registers, spelled out so that the schema imports no torch (the
 # models' module does); tests/pipeline/stages/test_engine.py checks the two agree.
 MODEL_NAMES = ("cnn", "resnet20", "resnet56", "vgg11", "vgg13", "vgg16", "vgg19")
 
@@ -69,9 +70,13 @@ class ModelConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        if not name.startswith("tv:") and name not in MODEL_NAMES:
+        # A program that registered a model of its own (`alphaprune.models.register`) has the
+        # models' module imported: its registry knows that name too.
+        models = sys.modules.get("alphaprune.models")
+        names = {*MODEL_NAMES, *(models.MODELS if models is not None else ())}
+        if not name.startswith("tv:") and name not in names:
             known = Registry("model", hint=", or tv:<torchvision name>")
-            known.update(dict.fromkeys(MODEL_NAMES))
+            known.update(dict.fromkeys(names))
             raise ValueError(known.unknown(name))
         return name
 

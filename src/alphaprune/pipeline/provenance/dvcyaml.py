@@ -54,7 +54,7 @@ def listed_code_deps(dvc_yaml: Path, src: str = "src") -> dict[str, list[str]]:
 
 def sync_dvc_yaml(dvc_yaml: Path, src: str = "src") -> bool:
     """Rewrite each stage's code deps (its entries under `src/`) and params keys in `dvc_yaml`,
-    keeping all else, comments included; True if the file changed."""
+    keeping all else, comments included (see `_replace`); True if the file changed."""
     from ruamel.yaml import YAML  # DVC's own YAML library: a round trip keeps the comments
 
     yaml = YAML()
@@ -68,21 +68,32 @@ def sync_dvc_yaml(dvc_yaml: Path, src: str = "src") -> bool:
         old = [i for i, d in enumerate(deps) if str(d).startswith(f"{src}/")]
         if [deps[i] for i in old] == code:
             continue
-        at = old[0] if old else 0
-        for i in reversed(old):
-            del deps[i]
-        for offset, path in enumerate(code):
-            deps.insert(at + offset, path)
+        _replace(deps, old, code)
         changed = True
     for stage, keys in expected_params().items():
         params = _body(doc["stages"][stage])["params"]
         if list(params) != keys:
-            params[:] = keys
+            _replace(params, list(range(len(params))), keys)
             changed = True
     if changed:
         with dvc_yaml.open("w") as f:
             yaml.dump(doc, f)
     return changed
+
+
+def _replace(seq, old: list[int], new: list[str]) -> None:
+    """The entries of `seq` at the (consecutive) indexes `old` replaced by `new`. ruamel keeps a
+    comment line after an entry with that entry: the comment after the last one replaced stays
+    after the last new one; a comment between replaced entries is not kept (notes belong above
+    the key, or at the end of a line that is not generated)."""
+    at = old[0] if old else 0
+    trailing = seq.ca.items.get(old[-1]) if old else None
+    for i in reversed(old):
+        del seq[i]
+    for offset, item in enumerate(new):
+        seq.insert(at + offset, item)
+    if trailing is not None and new:
+        seq.ca.items[at + len(new) - 1] = trailing
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,6 +40,8 @@ def relaunched(argv: list[str], runtime: RuntimeConfig) -> bool:
     env = dict(os.environ)
     job = _slurm_job(env.get("SLURM_JOB_ID"))
     if job.get("NumTasks") == str(n):
+        if runtime.sync_batchnorm and (runtime.device == "cpu" or not _with_gpus(job)):
+            raise UserError(SYNC_BATCHNORM_NEEDS_CUDA)  # now, not from each task srun starts
         command = _srun(env, job, argv)
     else:
         command = _torchrun(env, n, runtime, argv)
@@ -87,9 +89,14 @@ def _srun(env: dict, job: dict[str, str], argv: list[str]) -> list[str]:
         f"--ntasks={job['NumTasks']}",
         f"--cpus-per-task={cpus}",
     ]
-    if "gpu" in job.get("TresPerJob", "") + job.get("TresPerTask", "") + job.get("TRES", ""):
+    if _with_gpus(job):
         srun.append("--gpus-per-task=1")
     return [*srun, *CLI, *argv]
+
+
+def _with_gpus(job: dict[str, str]) -> bool:
+    """Whether the SLURM job was given GPUs."""
+    return "gpu" in job.get("TresPerJob", "") + job.get("TresPerTask", "") + job.get("TRES", "")
 
 
 def _torchrun(env: dict, n: int, runtime: RuntimeConfig, argv: list[str]) -> list[str]:
