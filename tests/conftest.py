@@ -108,7 +108,7 @@ NUMERICS = {
     "test_norms",
     "test_runtime",
     "test_student",
-    "test_deploy",
+    "test_export",
     "test_channel_readers",
     "test_dwsep",
     "test_lowrank",
