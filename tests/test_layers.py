@@ -112,3 +112,42 @@ def test_every_package_holds_a_docstring_only():
         ]
         assert len(body) == 1 and isinstance(body[0], ast.Expr), init
         assert isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)
+
+
+def _imports(path: Path) -> set[str]:
+    """The alphaprune modules `path` imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return {m for m in found if m.split(".")[0] == "alphaprune"}
+
+
+def test_no_import_circle_in_the_package():
+    """No two modules of src/alphaprune import each other, directly or through others, even
+    where one side imports late (inside a function): a circle works only by that accident."""
+    modules = {
+        ".".join(p.relative_to(ENGINE.parent).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in ENGINE.rglob("*.py")
+    }
+    edges = {
+        name: {m for m in _imports(path) if m in modules and m != name}
+        for name, path in modules.items()
+    }
+    # a package's __init__ is not an edge of a module inside it: importing a.b runs a first
+    state: dict[str, int] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        state[name] = 1
+        for nxt in edges[name]:
+            if state.get(nxt) == 1:
+                raise AssertionError(" -> ".join([*trail[trail.index(nxt) :], nxt]))
+            if nxt not in state:
+                visit(nxt, [*trail, nxt])
+        state[name] = 2
+
+    for name in sorted(modules):
+        if name not in state:
+            visit(name, [name])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from alphaprune.pipeline.report import markdown, stats, tables
+from alphaprune.pipeline.report import deployment, markdown, stats, tables
 from alphaprune.pipeline.report.results import TITLES, variant_means
 
 TEACHERS = pd.DataFrame([{"test_acc": 0.99, "params": 24_058, "epochs": 20}], index=["t0"])
@@ -171,7 +171,7 @@ def _deployed(per_run, sparse=(), busy=()):
 
 def test_deployment_states_the_conditions_and_sets_speedups_beside_the_ratios():
     per_run, _ = _results({"a": [0.9, 0.92], "d": [0.8]})
-    lines = markdown.deployment(_deployed(per_run), variant_means(_deployed(per_run)))
+    lines = deployment.deployment(_deployed(per_run), variant_means(_deployed(per_run)))
     text = "\n".join(lines)
     assert lines[0] == "## Deployment: is the student faster?"
     assert "on Test CPU (2 CPUs)" in text and "1 thread, at batch 1 (latency) and 64" in text
@@ -195,21 +195,21 @@ def test_deployment_states_the_conditions_and_sets_speedups_beside_the_ratios():
 def test_deployment_of_timings_that_did_not_record_their_seconds():
     per_run, _ = _results({"a": [0.9]})
     deployed = _deployed(per_run).drop(columns="latency_seconds")  # an older latency.json
-    text = "\n".join(markdown.deployment(deployed, variant_means(deployed)))
+    text = "\n".join(deployment.deployment(deployed, variant_means(deployed)))
     assert "each round the median of repeated forward passes after a warm-up;" in text
 
 
 def test_deployment_names_sparse_students_and_contended_timings():
     per_run, _ = _results({"a": [0.9], "d": [0.8], "e": [0.8]})
     deployed = _deployed(per_run, sparse=("d",), busy=("e",))
-    text = "\n".join(markdown.deployment(deployed, variant_means(deployed)))
+    text = "\n".join(deployment.deployment(deployed, variant_means(deployed)))
     assert "Sparse students (`d`) are exported dense" in text
     assert "**Contended timings**" in text and "`e` 1.30 cores" in text and "`a`" not in text
 
 
 def test_results_without_timings_have_no_deployment_section(tiny_params, tmp_path):
     per_run, _ = _results({"a": [0.9]})
-    assert markdown.deployment(per_run, variant_means(per_run)) == []
+    assert deployment.deployment(per_run, variant_means(per_run)) == []
     text = _render(tiny_params(a={}), {"a": [0.9]}, tmp_path)
     assert "Deployment" not in text
 
@@ -219,7 +219,7 @@ def test_deployment_says_when_runs_were_timed_unalike_or_not_at_all():
     deployed = _deployed(per_run)
     deployed.loc[("a", "t0-s1"), "machine_cpu"] = "Other CPU"  # e.g. two SLURM node types
     deployed.loc[("b", "t0-s0"), ["ort_latency_speedup", "machine_cpus"]] = float("nan")
-    text = "\n".join(markdown.deployment(deployed, variant_means(deployed)))
+    text = "\n".join(deployment.deployment(deployed, variant_means(deployed)))
     assert "**Not every run was timed alike** (`machine_cpu` differ" in text
     assert "on Test CPU (2 CPUs)" in text  # the first timed run's conditions
     row = next(line for line in text.splitlines() if line.startswith("| b"))
@@ -250,7 +250,7 @@ def test_students_slower_than_their_teacher_in_every_round_are_named_with_the_li
     deployed = _deployed(per_run)
     deployed["ort_latency_speedup_range"] = [[1.2, 1.3], [0.80, 0.95], [0.9, 1.1]]
     deployed["ort_throughput_speedup_range"] = [[1.2, 1.3], [1.0, 1.1], [0.9, 1.1]]
-    text = "\n".join(markdown.deployment(deployed, variant_means(deployed)))
+    text = "\n".join(deployment.deployment(deployed, variant_means(deployed)))
     assert "**Slower than their teacher** in onnxruntime, in every timing round: `slow` (" in text
     assert "`fast`" not in text.split("Slower")[1] and "`unsure`" not in text.split("Slower")[1]
     assert "`prune.round_to`" in text
