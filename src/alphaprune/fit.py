@@ -85,14 +85,15 @@ def fit(
     main = runtime.world.main  # the main process alone reports and writes
     if not main:
         on_epoch = on_update = None
-    run = _Run(model, train, val, spec, runtime, generator, narrow)
-    run.opt = make_optimizer(run.trainable_params(), spec.optimizer)
+    has_blends = any(True for _ in blend.blends(model))
+    params = blend.set_trainable(model, spec.trainable) if has_blends else list(model.parameters())
+    opt = make_optimizer(params, spec.optimizer)
     blend.set_distill(model, spec.layer_distill > 0)
-    result, first_step, epoch = _resume(checkpoint, spec, model, run.opt, generator, on_update)
-    if spec.needs_teacher:
-        run.targets = TeacherTargets(teacher, train, val, runtime, spec)
+    result, first_step, epoch = _resume(checkpoint, spec, model, opt, generator, on_update)
+    targets = TeacherTargets(teacher, train, val, runtime, spec) if spec.needs_teacher else None
     start = time.perf_counter() - result.seconds
-    run.net = _training_net(model, runtime)
+    net = _training_net(model, runtime)
+    run = _Run(model, train, val, spec, runtime, generator, narrow, opt, net, targets)
     for k, alpha in enumerate(spec.alphas):
         epochs = step_budget(spec, k, epoch)
         if k < first_step or epochs is None:
@@ -135,18 +136,13 @@ class _Run:
     runtime: Runtime
     generator: torch.Generator
     narrow: Callable[[nn.Module], None] | None
-    opt: torch.optim.Optimizer | None = None
-    net: nn.Module | None = None
-    targets: TeacherTargets | None = None
+    opt: torch.optim.Optimizer  # rebuilt when the student is narrowed
+    net: nn.Module  # made again for the collapsed student
+    targets: TeacherTargets | None
 
     @property
     def has_blends(self) -> bool:
         return any(True for _ in blend.blends(self.model))
-
-    def trainable_params(self) -> list[nn.Parameter]:
-        if self.has_blends:
-            return blend.set_trainable(self.model, self.spec.trainable)
-        return list(self.model.parameters())
 
     def enter_step(self, k: int, alpha: float | None) -> tuple[EpochInputs, dict | None]:
         """Step `k` at `alpha` begun: α set; at α = 0 the blends collapsed (and the student
