@@ -12,10 +12,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
+from alphaprune import blend
+from alphaprune.budget.allocator import allocate
+from alphaprune.modelfile import recipe_for, save_model
+from alphaprune.models import build_model
 from alphaprune.pipeline.cli import commands, main
 from alphaprune.pipeline.commands.unlock import live_runs
+from alphaprune.student import make_student
 from conftest import write_png
 
 
@@ -49,6 +55,61 @@ def test_plan_to_a_mac_target_reports_both_fractions(capsys):
     macs = float(re.search(r"MACs per example; removes (0\.\d+) \(target 0.6\)", out).group(1))
     params = float(re.search(r"parameters; removes (0\.\d+)\n", out).group(1))
     assert 0.6 <= macs < 0.7 and 0 < params < 1
+
+
+def _kept(out: str) -> list[str]:
+    return re.findall(r"group \S+: keeps \d+ of \d+ channels", out)
+
+
+def test_a_channels_plan_is_the_same_every_call_and_follows_the_teachers_weights(tmp_path, capsys):
+    """Without a teacher the plan ranks a seeded init (the same plan every call, and it says
+    so); `--teacher` plans on the file's weights, as the prune will: other weights, other
+    channels."""
+    args = ["plan", "--model", "resnet20", "--branch", "channels", "--round-to", "1"]
+    plans = []
+    for _ in range(2):
+        assert main(args) == 0
+        plans.append(capsys.readouterr().out)
+    assert plans[0] == plans[1] and "random init, seed 0" in plans[0]
+    assert main([*args, "--seed", "1"]) == 0
+    assert _kept(capsys.readouterr().out) != _kept(plans[0])
+
+    torch.manual_seed(7)
+    teacher = build_model("resnet20", 10)
+    for name, p in teacher.named_parameters():  # stage 1 heavy, stage 3 light: a plan unlike
+        if name.endswith("conv1.weight"):  # the init's
+            p.data.mul_(4.0 if name.startswith("layer1") else 0.25)
+    path = tmp_path / "teacher.pt"
+    save_model(path, teacher, recipe_for("resnet20", 10, (3, 32, 32)))
+    expected = allocate(teacher, "channels", 0.65, torch.zeros(2, 3, 32, 32), round_to=1)
+    assert main(["plan", "--teacher", str(path), "--branch", "channels", "--round-to", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"the trained teacher {path}" in out
+    assert f"student {expected.student_params:,} parameters" in out
+    assert (
+        _kept(out)
+        == [
+            f"group {root}: keeps {teacher.get_submodule(root).weight.shape[0] - len(r)} of "
+            f"{teacher.get_submodule(root).weight.shape[0]} channels"
+            for root, r in expected.removed.items()
+        ]
+        != _kept(plans[0])
+    )
+
+
+def test_plan_needs_a_model_or_a_teacher_and_refuses_a_student(tmp_path, capsys):
+    assert main(["plan"]) == 2
+    assert "give --model NAME or --teacher FILE" in capsys.readouterr().err
+    teacher = build_model("cnn", 10, in_channels=1, image_size=8)
+    plan = allocate(teacher, "lowrank", 0.65, torch.zeros(2, 1, 8, 8))
+    student = make_student(teacher, plan, "pretrained")
+    blend.set_alpha(student, 0.0)
+    blend.collapse(student)  # the student as a prune saves it
+    path = tmp_path / "student.pt"
+    save_model(path, student, recipe_for("cnn", 10, (1, 8, 8), plan=plan))
+    assert main(["plan", "--teacher", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("is a student, not a teacher") and err.count("\n") == 0
 
 
 def test_unreachable_plan_is_one_line_exit_2(capsys):

@@ -8,7 +8,9 @@ import json
 import pytest
 import torch
 
+from alphaprune.branches.base import count_params
 from alphaprune.budget.allocator import allocate
+from alphaprune.costs import count_macs
 from alphaprune.models import build_model
 from alphaprune.pipeline.cli import main
 from alphaprune.pipeline.deploy import bench
@@ -84,3 +86,15 @@ def test_cli_prints_the_ratios_and_writes_json(tmp_path, capsys):
     assert json.loads(out.read_text())["model"] == "cnn"
     assert main(["bench", "--epochs", "1"]) == 2  # nothing left to time after the warm-up
     assert main(["bench", "--n-train", "32", "--batch-size", "64"]) == 2  # not one batch
+
+
+def test_a_channels_student_is_timed_narrowed_as_the_prune_makes_it():
+    """`--branch channels` times the student the prune makes: the teacher's channels removed,
+    not the collapsed student at the teacher's widths (which has the teacher's MACs)."""
+    setup = bench.BenchSetup(**{**SETUP.__dict__, "branch": "channels", "min_run_time": 0.01})
+    x, y = bench.synthetic_data(setup)
+    _, teacher, student = bench.blend_cost(setup, x, y, Runtime(torch.device("cpu")))
+    plan = allocate(teacher, "channels", 0.65, torch.zeros(2, 1, 8, 8))
+    assert plan.removed  # the plan narrows something
+    assert count_params(student) == plan.student_params < plan.teacher_params
+    assert count_macs(student, torch.zeros(1, 1, 8, 8)) == plan.student_macs

@@ -1,20 +1,34 @@
-"""`alphaprune plan`: which layers a budget prunes, and how, without training."""
+"""`alphaprune plan`: which layers a budget prunes, and how, without training.
+
+A plan that ranks weights (`channels`, `sparse`) depends on them: `--teacher FILE` plans on the
+trained teacher, as the prune will; without one, on `--model`'s init drawn from `--seed`, so the
+same command gives the same plan."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import torch
 
 from alphaprune.branches.kinds import BRANCHES
 from alphaprune.budget.allocator import allocate
+from alphaprune.loading import load_model
 from alphaprune.models import build_model
+from alphaprune.pipeline.params.base import ConfigError
 from alphaprune.pipeline.params.recipe import PruneConfig
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", help="a registered model name (or give --teacher)")
+    p.add_argument(
+        "--teacher",
+        type=Path,
+        metavar="FILE",
+        help="plan on this trained teacher (a model file; its architecture and input size)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="the init's seed, without --teacher")
     defaults = PruneConfig()  # a run's defaults: the best measured recipe
     p.add_argument("--branch", default=defaults.branch, choices=list(BRANCHES))
     p.add_argument("--amount", type=float, default=defaults.amount)
@@ -36,10 +50,25 @@ def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true")
 
 
-def run(args) -> None:
+def _model(args) -> tuple[torch.nn.Module, tuple[int, int, int], str]:
+    """The model to plan on, its input shape, and what its weights are (for the table)."""
+    if args.teacher is not None:
+        model, recipe = load_model(args.teacher)
+        if recipe.get("layers"):
+            raise ConfigError(f"--teacher: {args.teacher} is a student, not a teacher")
+        return model, tuple(recipe["model"]["shape"]), f"the trained teacher {args.teacher}"
+    if args.model is None:
+        raise ConfigError("give --model NAME or --teacher FILE")
     c, h, w = args.input_size
+    torch.manual_seed(args.seed)
     model = build_model(args.model, args.num_classes, in_channels=c, image_size=h).eval()
-    example = torch.zeros(2, c, h, w)
+    why = f"{args.model}'s random init, seed {args.seed} (--teacher FILE plans on trained weights)"
+    return model, (c, h, w), why
+
+
+def run(args) -> None:
+    model, shape, weights = _model(args)
+    example = torch.zeros(2, *shape)
     plan = allocate(
         model, args.branch, args.amount, example, args.exclude, args.round_to, args.target
     )
@@ -49,8 +78,9 @@ def run(args) -> None:
     rows = pd.DataFrame(plan.to_dict()["layers"] + plan.to_dict().get("coupled", []))
     # size: rank (lowrank), kept weights (sparse) or kept inputs (a channels reader); a pointwise
     # 1x1 has none, nor a layer that only loses output channels (channels)
-    print(rows.fillna("-").to_string(index=False) if len(rows) else "(no layers)")
+    print(rows.astype(object).fillna("-").to_string(index=False) if len(rows) else "(no layers)")
     print(f"excluded: {', '.join(plan.excluded)}")
+    print(f"weights: {weights}")
     for root, removed in plan.removed.items():
         width = model.get_submodule(root).weight.shape[0]
         print(f"group {root}: keeps {width - len(removed)} of {width} channels")

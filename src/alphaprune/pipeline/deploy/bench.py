@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from alphaprune import blend
+from alphaprune import blend, channels
 from alphaprune.batches import DeviceData
 from alphaprune.branches.base import count_params
 from alphaprune.budget.allocator import allocate
@@ -182,6 +182,8 @@ def blend_cost(
     student = copy.deepcopy(blended)
     blend.set_alpha(student, 0.0)
     blend.collapse(student)
+    if plan.removed:  # channels: the student the prune makes is physically narrower
+        channels.narrow_student(student, plan.removed, xb[:1])
     student.requires_grad_(True)
     t_orig = _step_seconds(teacher, xb, yb, runtime, setup.min_run_time)
     t_student = _step_seconds(student, xb, yb, runtime, setup.min_run_time)
