@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from alphaprune.branches.base import count_params
 from alphaprune.branches.kinds import BRANCHES
 from alphaprune.budget import channels, lowrank, sparse, spatial
+from alphaprune.budget.latency import LatencyTable
 from alphaprune.budget.plan import TARGETS, BudgetError, Plan, Units, candidates
 from alphaprune.costs import count_macs, layer_positions
 
@@ -22,12 +23,14 @@ def allocate(
     target: str = "params",
     *,
     teacher_macs: int | None = None,
+    table: LatencyTable | None = None,
 ) -> Plan:
     """Plan branches that remove at least `amount` of `model`'s parameters (`target` "params")
     or of its MACs for one example of `example`'s shape ("macs"); `round_to`: the channel block
     of kind `channels`; `teacher_macs`: the model's MACs for one example if known (a model file
     records them), else counted with `torch.utils.flop_counter` (whose first use imports
-    `torch._dynamo`: 1.5 s a process)."""
+    `torch._dynamo`: 1.5 s a process). Target "latency" (kind `channels` only): `amount` of
+    the time `table` measured for the teacher on its engine (`budget.latency`)."""
     if not 0 < amount < 1:
         raise BudgetError(f"amount must be in (0, 1), got {amount}")
     if target not in TARGETS:
@@ -37,6 +40,11 @@ def allocate(
         raise BudgetError(
             f"target 'macs' cannot be met with branch {kind!r}: a masked layer still runs "
             "densely, so its MACs do not fall (use target 'params', or a structured branch)"
+        )
+    if target == "latency" and branch.allocation != "channels":
+        raise BudgetError(
+            f"target 'latency' is planned for branch 'channels' only, not {kind!r} (a latency "
+            "table times narrower channels; use target 'params' or 'macs')"
         )
     positions = layer_positions(model, example)
     macs = count_macs(model, example) if teacher_macs is None else teacher_macs
@@ -50,7 +58,7 @@ def allocate(
     elif branch.allocation == "mask":
         chosen, masks = sparse.masks_for(eligible, units)
     elif branch.allocation == "channels":
-        return channels.allocate(model, example, excluded, units, round_to)
+        return channels.allocate(model, example, excluded, units, round_to, table)
     else:
         raise ValueError(f"branch kind {kind!r}: unknown allocation {branch.allocation!r}")
     return units.finish(chosen, excluded, masks)

@@ -1,5 +1,7 @@
-"""channels: whole channels of the groups `alphaprune.channels` finds, the globally least
-important first, the fewest that meet the target (in blocks of `round_to`)."""
+"""channels: whole channels of the groups `alphaprune.channels` finds. For parameters and MACs,
+the globally least important first, the fewest that meet the target (in blocks of `round_to`);
+for latency, the least importance lost for the time the table says they save
+(`budget.latency.knapsack`, in the table's blocks)."""
 
 from __future__ import annotations
 
@@ -9,13 +11,50 @@ import torch
 from torch import Tensor
 
 from alphaprune.branches.base import count_params
-from alphaprune.budget.plan import LayerPlan, Plan, Units
+from alphaprune.budget.latency import LatencyTable, knapsack
+from alphaprune.budget.plan import BudgetError, LayerPlan, Plan, Units
 from alphaprune.channels import ChannelGroup, Counter, channel_groups
 
 
-def allocate(model, example, excluded, units: Units, round_to: int) -> Plan:
-    """The fewest of the globally least important channels that remove `units.need`."""
+def allocate(
+    model, example, excluded, units: Units, round_to: int, table: LatencyTable | None = None
+) -> Plan:
+    """The fewest of the globally least important channels that remove `units.need`; for
+    `units.target` "latency", the channels whose removal saves `units.amount` of the `table`'s
+    time with the least importance lost (`latency.knapsack`)."""
     groups, ungrouped = channel_groups(model, example, excluded)
+    if units.target == "latency":
+        removed, predicted = _for_latency(groups, units, table)
+    else:
+        removed, predicted = _by_global_rank(model, groups, units, round_to), {}
+    return _plan(model, groups, units, removed, excluded, ungrouped, predicted)
+
+
+def _for_latency(groups, units: Units, table: LatencyTable | None):
+    if table is None:
+        raise BudgetError("target 'latency' needs a latency table (`alphaprune table`)")
+    unknown = [g.root for g in groups if g.root not in table.groups]
+    if unknown:
+        raise BudgetError(
+            f"the latency table has no timings for the groups {', '.join(unknown)}: it was "
+            "measured on another model (or other excluded layers); measure it again"
+        )
+    importance = {g.root: g.importance for g in groups}
+    kept = knapsack(table, importance, units.amount * table.full_ms)
+    by_root = {g.root: g for g in groups}
+    removed = {r: _least_important(by_root[r], by_root[r].width - k) for r, k in kept.items()}
+    predicted = {
+        **{k: v for k, v in table.to_dict().items() if k in ("engine", "batch", "threads")},
+        "teacher_ms": table.full_ms,
+        "student_ms": table.predict(kept),
+        "groups_ms": {r: table.group_ms(r, k) for r, k in kept.items()},
+    }
+    return removed, predicted
+
+
+def _by_global_rank(model, groups, units: Units, round_to: int) -> dict[str, tuple[int, ...]]:
+    """The fewest of the globally least important channels (rounded per group) that save
+    `units.need`."""
     counter = Counter(model, groups, units.positions)
     # every channel as (group, channel), least important first (ties: in order)
     ranked = sorted(
@@ -43,7 +82,13 @@ def allocate(model, example, excluded, units: Units, round_to: int) -> Plan:
     while lo < hi:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if saved(mid) >= units.need else (mid + 1, hi)
-    removed = removal(lo)
+    return removal(lo)
+
+
+def _plan(model, groups, units: Units, removed, excluded, ungrouped, predicted) -> Plan:
+    """The plan that removes `removed` (root -> its channels): the readers get branches, the
+    other layers that lose channels are `coupled`."""
+    counter = Counter(model, groups, units.positions)
     counts = {root: len(idxs) for root, idxs in removed.items()}
     modules = dict(model.named_modules())
     changed = {m.module: m for g in groups if g.root in removed for m in g.members}
@@ -68,7 +113,13 @@ def allocate(model, example, excluded, units: Units, round_to: int) -> Plan:
         (layers if name in readers else coupled).append(lp)
     masks = {n: m.bool() for n, m in masks.items() if n in readers}
     return units.finish(
-        layers, excluded, masks, coupled=tuple(coupled), removed=removed, ungrouped=ungrouped
+        layers,
+        excluded,
+        masks,
+        coupled=tuple(coupled),
+        removed=removed,
+        ungrouped=ungrouped,
+        latency=predicted,
     )
 
 

@@ -15,7 +15,7 @@ from alphaprune.branches.kinds import BRANCHES, branch_params
 from alphaprune.costs import layer_positions
 from alphaprune.errors import UserError
 
-TARGETS = ("params", "macs")
+TARGETS = ("params", "macs", "latency")
 
 
 class BudgetError(UserError, ValueError):
@@ -46,8 +46,11 @@ class Plan:
     coupled: tuple[LayerPlan, ...] = ()
     removed: dict[str, tuple[int, ...]] = field(default_factory=dict)
     ungrouped: dict[str, str] = field(default_factory=dict)
-    target: str = "params"  # what `amount` is a fraction of: params | macs
+    target: str = "params"  # what `amount` is a fraction of: params | macs | latency
     teacher_macs: int = 0  # per example, at the plan's input shape
+    # target latency: the table's engine, batch and threads, the teacher's measured ms, the
+    # student's predicted ms and each narrowed group's (the model's ms with it alone narrowed)
+    latency: dict = field(default_factory=dict)
 
     @property
     def student_params(self) -> int:
@@ -91,6 +94,7 @@ class Plan:
                 if self.kind == "channels"
                 else {}
             ),
+            **({"latency": self.latency} if self.latency else {}),
         }
 
 
@@ -141,7 +145,7 @@ class Units:
     teacher_macs: int
 
     @property
-    def total(self) -> int:
+    def total(self) -> int:  # latency: counted by its table (`budget.latency`), not here
         return self.teacher_params if self.target == "params" else self.teacher_macs
 
     @property

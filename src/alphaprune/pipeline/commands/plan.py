@@ -14,6 +14,7 @@ import torch
 
 from alphaprune.branches.kinds import BRANCHES
 from alphaprune.budget.allocator import allocate
+from alphaprune.budget.latency import LatencyTable
 from alphaprune.loading import load_model
 from alphaprune.models import build_model
 from alphaprune.pipeline.params.base import ConfigError
@@ -35,8 +36,12 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--target",
         default=defaults.target,
-        choices=["params", "macs"],
-        help="what --amount is a fraction of: the teacher's parameters, or its MACs (batch 1)",
+        choices=["params", "macs", "latency"],
+        help="what --amount is a fraction of: the teacher's parameters, its MACs (batch 1), or "
+        "its time in --table (channels)",
+    )
+    p.add_argument(
+        "--table", type=Path, metavar="FILE", help="target latency: `alphaprune table`'s file"
     )
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--input-size", type=int, nargs=3, default=[3, 32, 32], metavar=("C", "H", "W"))
@@ -69,8 +74,20 @@ def _model(args) -> tuple[torch.nn.Module, tuple[int, int, int], str]:
 def run(args) -> None:
     model, shape, weights = _model(args)
     example = torch.zeros(2, *shape)
+    table = None
+    if args.table is not None:
+        table = LatencyTable.from_dict(json.loads(args.table.read_text()))
+    elif args.target == "latency":
+        raise ConfigError("--target latency needs --table FILE (made by `alphaprune table`)")
     plan = allocate(
-        model, args.branch, args.amount, example, args.exclude, args.round_to, args.target
+        model,
+        args.branch,
+        args.amount,
+        example,
+        args.exclude,
+        table.round_to if table else args.round_to,
+        args.target,
+        table=table,
     )
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
@@ -86,7 +103,17 @@ def run(args) -> None:
         print(f"group {root}: keeps {width - len(removed)} of {width} channels")
     for root, why in plan.ungrouped.items():
         print(f"group {root}: not pruned, {why}")
-    aim = {"params": "", "macs": ""}
+    if plan.latency:
+        lat = plan.latency
+        for root, ms in lat["groups_ms"].items():
+            print(f"group {root}: the model alone narrowed so takes {ms:.3f} ms")
+        print(
+            f"teacher {lat['teacher_ms']:.3f} ms -> student {lat['student_ms']:.3f} ms predicted "
+            f"({lat['engine']}, batch {lat['batch']}, {lat['threads']} thread(s)): speedup "
+            f"{lat['teacher_ms'] / lat['student_ms']:.2f}x, removes "
+            f"{1 - lat['student_ms'] / lat['teacher_ms']:.4f} (target {plan.amount})"
+        )
+    aim = {"params": "", "macs": "", "latency": ""}
     aim[plan.target] = f" (target {plan.amount})"
     print(
         f"teacher {plan.teacher_params:,} -> student {plan.student_params:,} parameters; "

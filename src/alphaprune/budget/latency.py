@@ -1,0 +1,272 @@
+"""channels, `target: latency`: how long the student takes on the engine it runs on, predicted
+from a measured table, and the channels to remove for a latency budget (a knapsack over the
+groups, after HALP's latency-saliency knapsack).
+
+The table (`LatencyTable`, measured by `alphaprune.pipeline.deploy.table`) holds the whole
+model's time on one engine at one batch and thread count, and for each channel group the
+model's time with only that group narrowed, at kept widths in steps of `round_to`: measured as a
+whole network, so the engine's own fusions, layouts and overheads are in it. A student's time is
+predicted as the teacher's plus each group's change (`LatencyTable.predict`). Where two groups
+meet at one layer (a plain chain: a conv's cost is the product of its input and output widths),
+narrowing both saves less than the two changes add up to; the table times each such pair
+narrowed together once (`Pair`), and the prediction adds the difference back, scaled
+bilinearly by how far each group is cut.
+
+`knapsack` chooses each group's kept width so that the predicted time saved is at least what
+the budget asks, removing the least importance (each group's channels ranked as the channel
+allocator ranks them): a multiple-choice knapsack, solved exactly by dynamic programming over
+the saving in `RESOLUTION` steps of the need (each option's saving rounded down, so the plan's
+predicted saving is never below the need).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from alphaprune.budget.plan import BudgetError
+
+RESOLUTION = 400  # the knapsack's steps of the needed saving
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two groups that meet at a layer (one's channels are the other's inputs), timed together
+    at `kept` widths: `ms`. Where one layer's cost is the product of both widths, narrowing both
+    saves less than the sum of narrowing each; the difference at `kept` scales bilinearly with
+    how far each is cut (`LatencyTable.coupling_ms`)."""
+
+    groups: tuple[str, str]
+    kept: tuple[int, int]
+    ms: float
+    spread: tuple[float, float] = (0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class LatencyTable:
+    """The model's measured milliseconds (`full_ms`) on `engine` at `batch` on `threads`, and
+    per group root, kept width -> milliseconds with only that group at that width (medians over
+    rounds; `spread`: the least and greatest round, the same keys)."""
+
+    engine: str  # e.g. "onnxruntime-cpu"
+    batch: int
+    threads: int
+    round_to: int
+    full_ms: float
+    widths: Mapping[str, int]  # group root -> the teacher's width
+    groups: Mapping[str, Mapping[int, float]]
+    spread: Mapping[str, Mapping[int, tuple[float, float]]] = field(default_factory=dict)
+    full_spread: tuple[float, float] = (0.0, 0.0)
+    conditions: Mapping[str, object] = field(default_factory=dict)  # machine, seconds, rounds
+    pairs: tuple[Pair, ...] = ()
+
+    def group_ms(self, root: str, kept: int) -> float:
+        """The model's time with group `root` alone at `kept` channels: measured, or linear
+        between the two measured widths around it."""
+        if kept >= self.widths[root]:
+            return self.full_ms
+        points = sorted({**self.groups[root], self.widths[root]: self.full_ms}.items())
+        keys = [w for w, _ in points]
+        if kept in self.groups[root]:
+            return self.groups[root][kept]
+        i = bisect.bisect_left(keys, kept)
+        if i == 0:
+            raise ValueError(f"{root}: no timing at or below {kept} channels (least {keys[0]})")
+        (w0, t0), (w1, t1) = points[i - 1], points[i]
+        return t0 + (t1 - t0) * (kept - w0) / (w1 - w0)
+
+    def saving_ms(self, root: str, kept: int) -> float:
+        return self.full_ms - self.group_ms(root, kept)
+
+    def _cut(self, root: str, kept: int, measured: int) -> float:
+        """How far `root` is cut at `kept`, as a fraction of the cut to `measured`."""
+        full = self.widths[root]
+        return (full - min(kept, full)) / (full - measured)
+
+    def _interaction(self, pair: Pair) -> float:
+        """Measured time of the pair minus what the groups' changes alone add up to."""
+        (g, h), (kg, kh) = pair.groups, pair.kept
+        return pair.ms - (self.full_ms - self.saving_ms(g, kg) - self.saving_ms(h, kh))
+
+    def coupling_ms(self, root: str, kept: int, others: Mapping[str, int]) -> float:
+        """The time `root` at `kept` adds back through the pairs it is in, its partners at
+        their widths in `others` (absent: uncut)."""
+        total = 0.0
+        for pair in self.pairs:
+            if root not in pair.groups:
+                continue
+            i = pair.groups.index(root)
+            other, other_measured = pair.groups[1 - i], pair.kept[1 - i]
+            partner = others.get(other, self.widths[other])
+            total += (
+                self._interaction(pair)
+                * self._cut(root, kept, pair.kept[i])
+                * self._cut(other, partner, other_measured)
+            )
+        return total
+
+    def predict(self, kept: Mapping[str, int]) -> float:
+        """The student's milliseconds when each group `root` keeps `kept[root]` channels (the
+        groups not named keep all theirs): the teacher's, less each group's saving, plus each
+        pair's interaction."""
+        pairs = sum(
+            self._interaction(p)
+            * self._cut(p.groups[0], kept.get(p.groups[0], self.widths[p.groups[0]]), p.kept[0])
+            * self._cut(p.groups[1], kept.get(p.groups[1], self.widths[p.groups[1]]), p.kept[1])
+            for p in self.pairs
+        )
+        return self.full_ms - sum(self.saving_ms(r, k) for r, k in kept.items()) + pairs
+
+    def to_dict(self) -> dict:
+        return {
+            "engine": self.engine,
+            "batch": self.batch,
+            "threads": self.threads,
+            "round_to": self.round_to,
+            "full_ms": self.full_ms,
+            "full_spread": list(self.full_spread),
+            "widths": dict(self.widths),
+            "groups": {r: {str(w): t for w, t in g.items()} for r, g in self.groups.items()},
+            "spread": {r: {str(w): list(s) for w, s in g.items()} for r, g in self.spread.items()},
+            "conditions": dict(self.conditions),
+            "pairs": [
+                {
+                    "groups": list(p.groups),
+                    "kept": list(p.kept),
+                    "ms": p.ms,
+                    "spread": list(p.spread),
+                }
+                for p in self.pairs
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> LatencyTable:
+        return cls(
+            engine=d["engine"],
+            batch=int(d["batch"]),
+            threads=int(d["threads"]),
+            round_to=int(d["round_to"]),
+            full_ms=float(d["full_ms"]),
+            widths={r: int(w) for r, w in d["widths"].items()},
+            groups={r: {int(w): float(t) for w, t in g.items()} for r, g in d["groups"].items()},
+            spread={
+                r: {int(w): (float(s[0]), float(s[1])) for w, s in g.items()}
+                for r, g in d.get("spread", {}).items()
+            },
+            full_spread=tuple(d.get("full_spread", (0.0, 0.0))),
+            conditions=dict(d.get("conditions", {})),
+            pairs=tuple(
+                Pair(
+                    tuple(p["groups"]),
+                    tuple(map(int, p["kept"])),
+                    float(p["ms"]),
+                    tuple(p.get("spread", (0.0, 0.0))),
+                )
+                for p in d.get("pairs", ())
+            ),
+        )
+
+
+def candidate_widths(width: int, round_to: int) -> list[int]:
+    """The kept widths a group of `width` channels may take: multiples of `round_to` below it
+    (at least one block), then the width itself."""
+    return [w for w in range(round_to, width, round_to)] + [width]
+
+
+STEPS = 10  # with pairs: the saving is reached in this many steps, each a knapsack (HALP's way)
+
+
+def knapsack(
+    table: LatencyTable,
+    importance: Mapping[str, Sequence[float]],
+    need_ms: float,
+) -> dict[str, int]:
+    """Each group's kept width (root -> width, groups that keep all left out) whose predicted
+    saving is at least `need_ms`, removing the least total importance: a group keeping `w` of
+    its channels loses its `width - w` least important ones. `importance`: per group root, per
+    channel (the groups of the table that are absent here are not pruned).
+
+    Without pairs the groups' savings add up, and one knapsack is exact. With them (groups that
+    meet at a layer), a group's saving depends on its partners' widths; the saving is then
+    reached in `STEPS` equal steps, as HALP prunes: each step a knapsack over narrowing the
+    groups further, each option's saving the prediction's with the other groups at their
+    widths so far, and the prediction checked after each step (a step that falls short is
+    followed by one more for the rest)."""
+    if need_ms <= 0:
+        return {}
+    roots = [r for r in table.groups if r in importance]
+    ranked = {r: [0.0, *itertools.accumulate(sorted(importance[r]))] for r in roots}
+    if not table.pairs:
+        return _knapsack_step(table, roots, ranked, {}, need_ms, table.full_ms)
+    kept: dict[str, int] = {}
+    goal = table.full_ms - need_ms
+    for k in range(1, 2 * STEPS + 1):
+        target = table.full_ms - need_ms * min(k, STEPS) / STEPS
+        now = table.predict(kept)
+        if now > target:
+            kept = _knapsack_step(table, roots, ranked, kept, now - target, now)
+        elif k >= STEPS:
+            break
+    if table.predict(kept) > goal + 1e-9 * table.full_ms:
+        raise BudgetError(
+            f"a latency saving of {need_ms:.4g} ms of the teacher's {table.full_ms:.4g} ms on "
+            f"{table.engine} was not met by any plan the table allows (prune less)"
+        )
+    return kept
+
+
+def _knapsack_step(table, roots, ranked, kept, need_ms: float, now_ms: float) -> dict[str, int]:
+    """The widths, each at most its width in `kept`, that save at least `need_ms` of the
+    predicted `now_ms` with the least importance lost (`ranked[r][n]`: the importance of group
+    r's n least important channels): a multiple-choice knapsack by dynamic programming over
+    the saving in `RESOLUTION` steps (each option's saving rounded down, so the plan's
+    predicted saving is never below the need)."""
+    step = need_ms / RESOLUTION
+    options = []  # per group: (bins saved, importance lost, kept width)
+    for r in roots:
+        width = table.widths[r]
+        current = kept.get(r, width)
+        opts = [(0, 0.0, current)]
+        for w in candidate_widths(width, table.round_to)[:-1]:
+            if w >= current:
+                continue
+            saving = now_ms - table.predict({**kept, r: w}) if table.pairs else None
+            if saving is None:
+                saving = table.saving_ms(r, w)
+            # rounded down (a step's billionth spared for float division's last bit)
+            bins = min(RESOLUTION, math.floor(saving / step + 1e-9))
+            if bins > 0:
+                opts.append((bins, ranked[r][width - w] - ranked[r][width - current], w))
+        options.append(opts)
+    inf = math.inf
+    # best[b]: the least importance lost for a saving of at least b bins (capped at RESOLUTION)
+    best = [0.0] + [inf] * RESOLUTION
+    choice: list[list[int]] = []
+    for opts in options:
+        new, pick = [inf] * (RESOLUTION + 1), [0] * (RESOLUTION + 1)
+        for b in range(RESOLUTION + 1):
+            if best[b] == inf:
+                continue
+            for i, (bins, lost, _) in enumerate(opts):
+                nb = min(RESOLUTION, b + bins)
+                if best[b] + lost < new[nb]:
+                    new[nb], pick[nb] = best[b] + lost, i * (RESOLUTION + 1) + b
+        best = new
+        choice.append(pick)
+    if best[RESOLUTION] == inf:
+        most = sum(table.saving_ms(r, min(table.round_to, table.widths[r])) for r in roots)
+        raise BudgetError(
+            f"a latency saving of {need_ms:.4g} ms is unreachable: narrowing every group to "
+            f"{table.round_to} channels saves at most {most:.4g} ms of the teacher's "
+            f"{table.full_ms:.4g} ms on {table.engine} (prune less)"
+        )
+    out, b = dict(kept), RESOLUTION
+    for r, opts, pick in zip(reversed(roots), reversed(options), reversed(choice), strict=True):
+        i, b = divmod(pick[b], RESOLUTION + 1)
+        if opts[i][2] < table.widths[r]:
+            out[r] = opts[i][2]
+    return {r: out[r] for r in roots if r in out}

@@ -1,0 +1,83 @@
+"""The latency table measured in onnxruntime (alphaprune.pipeline.deploy.table): its shape, the
+`alphaprune table` command, and what it predicts for students it never timed."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from alphaprune.budget.latency import LatencyTable
+from alphaprune.channels import channel_groups
+from alphaprune.modelfile import recipe_for, save_model
+from alphaprune.models import build_model
+from alphaprune.pipeline.cli import main
+from alphaprune.pipeline.deploy.table import measure_table, measured_fractions, sampled
+
+SHAPE = (3, 16, 16)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model("cnn", 10, in_channels=3, image_size=16).eval()
+
+
+def test_sampled_widths_keep_the_narrowest_and_spread_evenly():
+    assert sampled([4, 8, 12], 8) == [4, 8, 12]
+    assert sampled(list(range(8, 64, 8)), 3) == [8, 32, 56]
+
+
+def test_the_table_times_every_group_at_its_blocks(model):
+    table = measure_table(model, SHAPE, batch=8, round_to=8, widths=3, seconds=0.01, rounds=2)
+    groups, _ = channel_groups(model, torch.zeros(2, *SHAPE), ["conv1", "fc"])
+    assert table.widths == {g.root: g.width for g in groups}
+    for g in groups:
+        timed = sorted(table.groups[g.root])
+        assert timed[0] == 8 and len(timed) <= 3 and all(w % 8 == 0 < g.width - w for w in timed)
+        for w in timed:
+            lo, hi = table.spread[g.root][w]
+            assert 0 < lo <= table.groups[g.root][w] <= hi
+    # conv3 reads conv2's channels: the two groups meet there, and are timed together once
+    ((pair),) = table.pairs
+    assert set(pair.groups) == {"conv2", "conv3"} and pair.kept == (8, 8)
+    assert pair.spread[0] <= pair.ms <= pair.spread[1]
+    timed = 1 + sum(len(t) for t in table.groups.values()) + len(table.pairs)
+    assert table.conditions["models_timed"] == timed
+    assert table.full_spread[0] <= table.full_ms <= table.full_spread[1]
+
+
+def test_table_command_writes_what_plan_reads(tmp_path, model, capsys):
+    teacher = tmp_path / "teacher.pt"
+    save_model(teacher, model, recipe_for("cnn", 10, SHAPE))
+    out = tmp_path / "table.json"
+    args = ["--round-to", "8", "--widths", "2", "--seconds", "0.01", "--rounds", "1"]
+    assert main(["table", "--teacher", str(teacher), "--out", str(out), *args]) == 0
+    table = LatencyTable.from_dict(json.loads(out.read_text()))
+    assert table.engine == "onnxruntime-cpu" and table.batch == 64 and table.threads == 1
+    capsys.readouterr()
+    plan = ["plan", "--teacher", str(teacher), "--branch", "channels", "--amount", "0.2"]
+    assert main([*plan, "--target", "latency", "--table", str(out)]) == 0
+    assert "ms predicted (onnxruntime-cpu, batch 64, 1 thread(s))" in capsys.readouterr().out
+    assert main([*plan, "--target", "latency"]) == 2
+    assert "needs --table FILE" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_table_predicts_students_it_never_timed(model):
+    """Five random allocations: each student's time as a fraction of the teacher's, predicted
+    from the table (groups' changes added, widths between timed ones interpolated) against
+    measured (teacher and students timed in turns), within 10%. The bound is the issue's goal
+    for ResNet-20, VGG-11 and ResNet-18 (docs/benchmarks.md has those figures); a timing is a
+    median over rounds, so one busy moment on a shared machine moves it little."""
+    table = measure_table(model, SHAPE, batch=64, round_to=4, widths=4, seconds=0.05, rounds=3)
+    rng = random.Random(0)
+    allocations = [
+        {r: rng.randrange(4, w + 1, 4) for r, w in table.widths.items()} for _ in range(5)
+    ]
+    measured = measured_fractions(model, SHAPE, allocations, batch=64, seconds=0.05, rounds=3)
+    for kept, got in zip(allocations, measured, strict=True):
+        predicted = table.predict({r: k for r, k in kept.items() if k < table.widths[r]})
+        assert predicted / table.full_ms == pytest.approx(got, rel=0.10), kept
