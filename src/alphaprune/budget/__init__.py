@@ -7,8 +7,11 @@ candidate layers, the units a target counts in); each kind's allocation is its o
 `amount` is a fraction of what `target` counts: ``params``, *all* the teacher's parameters
 (BatchNorm and biases included), or ``macs``, its multiply-accumulates for one example at the
 example's shape (``torch.utils.flop_counter``; a layer's are its weights times the positions it
-is applied at, `alphaprune.costs`). Every plan reports both fractions. The achieved fraction of
-the target is at least `amount` and exceeds it by as little as the branch kind allows:
+is applied at, `alphaprune.costs`), or ``latency`` (kind ``channels``), its time on one engine
+as a measured table gives it (`latency`: the table, its prediction and the knapsack that
+allocates by importance per millisecond saved). Every plan reports both counted fractions. The
+achieved fraction of the target is at least `amount` and exceeds it by as little as the branch
+kind allows:
 
 - ``pointwise``: k×k convs become 1×1, largest saving first; the last one chosen is the smallest
   that closes the gap. Only if all k×k convs cannot reach the target do linear maps (Linear and

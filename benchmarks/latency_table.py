@@ -1,0 +1,82 @@
+"""Does the latency table predict? (issue 37's goal: a student's predicted time within ±10% of
+its measured time, over at least 5 random allocations per model.)
+
+For each model: measure its table in onnxruntime (one thread, `--batch`), draw `--students`
+random allocations (every group at a random multiple of `--round-to`, at least one block), and
+time those students in turns with the teacher (`measured_fractions`); print each student's
+predicted and measured time as a fraction of the teacher's, the error, and what the table cost.
+Weights do not change how long a dense layer takes: the models are untrained.
+
+    python benchmarks/latency_table.py --models resnet20 vgg11 tv:resnet18 --batch 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+import torch
+
+from alphaprune.models import build_model
+from alphaprune.pipeline.deploy.table import measure_table, measured_fractions
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+", default=["resnet20", "vgg11", "tv:resnet18"])
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--round-to", type=int, default=8)
+    p.add_argument("--widths", type=int, default=8)
+    p.add_argument("--students", type=int, default=5)
+    p.add_argument("--seconds", type=float, default=0.1)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--size", type=int, default=32, help="input height and width")
+    args = p.parse_args()
+    shape = (3, args.size, args.size)
+    for name in args.models:
+        torch.manual_seed(0)
+        model = build_model(name, 10, in_channels=3, image_size=args.size).eval()
+        t0 = time.perf_counter()
+        table = measure_table(
+            model,
+            shape,
+            batch=args.batch,
+            round_to=args.round_to,
+            seconds=args.seconds,
+            rounds=args.rounds,
+            widths=args.widths,
+        )
+        cost = time.perf_counter() - t0
+        rng = random.Random(0)
+        allocations = []
+        for _ in range(args.students):
+            kept = {}
+            for root, width in table.widths.items():
+                w = rng.randrange(args.round_to, width + 1, args.round_to) if width > 1 else width
+                if w < width:
+                    kept[root] = w
+            allocations.append(kept)
+        measured = measured_fractions(
+            model, shape, allocations, batch=args.batch, seconds=args.seconds, rounds=args.rounds
+        )
+        print(
+            f"{name}: teacher {table.full_ms:.3f} ms at batch {args.batch} "
+            f"[{table.full_spread[0]:.3f}, {table.full_spread[1]:.3f}]; {len(table.groups)} "
+            f"groups, {len(table.pairs)} pairs, {table.conditions['models_timed']} models timed "
+            f"in {cost:.0f} s; other processes kept {table.conditions['other_cpu_use_cores']:.2f}"
+            " cores busy"
+        )
+        errors = []
+        for kept, got in zip(allocations, measured, strict=True):
+            predicted = table.predict(kept) / table.full_ms
+            errors.append(predicted / got - 1)
+            print(
+                f"  student: predicted {predicted:.3f} of the teacher's time, measured {got:.3f}"
+                f" ({errors[-1]:+.1%}); {len(kept)} groups narrowed"
+            )
+        print(f"  largest |error| {max(map(abs, errors)):.1%}")
+
+
+if __name__ == "__main__":
+    main()
