@@ -14,7 +14,7 @@ BatchNorm re-estimate. One thread per process.
         --data data/prepared/imagefolder.pt --epochs 4 --seeds 0 1 2 --out plain.jsonl
 
 Prints and appends one JSON line per seed: the seed, the student's parameters and its test
-accuracy.
+accuracy; `--predictions DIR` writes each seed's test predictions as the evaluate stage does.
 """
 
 from __future__ import annotations
@@ -71,6 +71,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--out", type=Path)
+    p.add_argument(
+        "--predictions", type=Path, help="a folder: s<seed>.csv (label,pred), as evaluate writes"
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     data = load_data(args.data)
@@ -101,10 +104,16 @@ def main() -> None:
                 sched.step()
         model.eval()
         with torch.no_grad():
-            correct = sum(
-                (model((xb.float() - mean) / std).argmax(1) == yb).sum().item()
-                for xb, yb in zip(x_test.split(500), y_test.split(500), strict=True)
+            pred = torch.cat(
+                [model((xb.float() - mean) / std).argmax(1) for xb in x_test.split(500)]
             )
+        correct = int((pred == y_test).sum())
+        if args.predictions:
+            args.predictions.mkdir(parents=True, exist_ok=True)
+            rows = "".join(
+                f"{a},{b}\n" for a, b in zip(y_test.tolist(), pred.tolist(), strict=True)
+            )
+            (args.predictions / f"s{seed}.csv").write_text("label,pred\n" + rows)
         row = {
             "seed": seed,
             "epochs": args.epochs,
