@@ -628,3 +628,19 @@ def test_every_command_module_is_a_command_with_a_help_line():
         assert module.__doc__.startswith(f"`alphaprune {name}`: ")
         assert 10 < len(help) <= 80 and "\n" not in help
         assert callable(module.add_arguments) and callable(module.run)
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    """`alphaprune plan ... | head -1`: the pipe closes before the table is printed, and the
+    command ends as a killed-by-SIGPIPE process does, without a traceback."""
+    argv = [sys.executable, "-m", "alphaprune.pipeline.cli", "plan", "--model", "cnn"]
+    proc = subprocess.Popen(
+        [*argv, "--input-size", "1", "8", "8"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err

@@ -16,6 +16,7 @@ import argparse
 import ast
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 from pathlib import Path
@@ -74,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"alphaprune {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `alphaprune plan ... | head`: the reader has all it wants
+        # (Python's advice: point stdout at devnull so that its flush at exit cannot fail again)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process killed by SIGPIPE
     return 0
 
 

@@ -95,6 +95,8 @@ def run(args) -> None:
     rows = pd.DataFrame(plan.to_dict()["layers"] + plan.to_dict().get("coupled", []))
     # size: rank (lowrank), kept weights (sparse) or kept inputs (a channels reader); a pointwise
     # 1x1 has none, nor a layer that only loses output channels (channels)
+    if "size" in rows:
+        rows["size"] = rows["size"].astype("Int64")  # whole numbers, shown as such
     print(rows.astype(object).fillna("-").to_string(index=False) if len(rows) else "(no layers)")
     print(f"excluded: {', '.join(plan.excluded)}")
     print(f"weights: {weights}")
