@@ -2,8 +2,8 @@
 measured in onnxruntime on the CPU: the whole model, then the model with one channel group
 narrowed, for every group and every kept width in steps of `round_to` (at most `widths` of them
 per group, spread evenly; the table interpolates between them), and every pair of groups that
-meet at a layer narrowed together once; each exported to ONNX and timed at one batch on a
-stated number of threads.
+meet at a layer narrowed together once, each to about half its width (where plans cut); each
+exported to ONNX and timed at one batch on a stated number of threads.
 
 Weights do not change how long a dense layer takes, so the narrowed models keep the first
 channels. Every model is timed once per round, the order reversed every other round (no fixed
@@ -49,6 +49,12 @@ def narrowed(model: nn.Module, kept: dict[str, int], example: torch.Tensor) -> n
     return m.eval()
 
 
+def half(width: int, round_to: int) -> int:
+    """The candidate width nearest half of `width` (where a pair is timed)."""
+    widths = candidate_widths(width, round_to)[:-1] or [width]
+    return min(widths, key=lambda w: abs(2 * w - width))
+
+
 def adjacent(groups: list[ChannelGroup]) -> list[tuple[ChannelGroup, ChannelGroup]]:
     """The pairs of groups that share a module (one reads the other's channels)."""
     members = [{m.module for m in g.members} for g in groups]
@@ -83,8 +89,8 @@ def measure_table(
     for g in groups:
         for kept in sampled(candidate_widths(g.width, round_to)[:-1], widths):
             variants[g.root, kept] = narrowed(model, {g.root: kept}, example)
-    for g, h in adjacent(groups):  # both at their narrowest timed width
-        kept = {g.root: min(round_to, g.width - 1), h.root: min(round_to, h.width - 1)}
+    for g, h in adjacent(groups):  # both at half their width, where plans cut
+        kept = {g.root: half(g.width, round_to), h.root: half(h.width, round_to)}
         variants[g.root, h.root] = narrowed(model, kept, example)
     with tempfile.TemporaryDirectory() as tmp, latency.OtherCpuUse() as other:
         files = {}
@@ -103,7 +109,7 @@ def measure_table(
     for (root, kept), ts in times.items():
         if isinstance(kept, str):  # a pair
             both = (root, kept)
-            at = tuple(min(round_to, width[r] - 1) for r in both)
+            at = tuple(half(width[r], round_to) for r in both)
             pairs.append(Pair(both, at, statistics.median(ts), (min(ts), max(ts))))
             continue
         table[root][kept] = statistics.median(ts)
