@@ -276,6 +276,12 @@ BAD = [
     ),
     ("unknown-target", _set("prune", "target", "flops"), "prune.target", "flops"),
     (
+        "latency-target-not-in-the-pipeline-yet",
+        _set("prune", "target", "latency"),
+        "prune.target",
+        "does not take it yet",
+    ),
+    (
         "unknown-lr-schedule",
         _set("variants", "seed", {"lr_schedule": "step"}),
         "variants.seed.lr_schedule",
