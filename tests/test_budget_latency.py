@@ -83,8 +83,31 @@ def test_knapsack_beats_cutting_every_group_alike_where_their_times_differ():
 
 def test_knapsack_refuses_an_unreachable_saving_naming_the_most_it_can_save():
     table = linear_table({"a": 4}, {"a": 1.0})
-    with pytest.raises(BudgetError, match=r"unreachable: .* saves at most 3 ms"):
+    with pytest.raises(BudgetError, match=r"3.5 ms .* unreachable: .* save at most 3 ms"):
         knapsack(table, {"a": [1.0] * 4}, 3.5)
+    # noisy timings: the narrowest width timed slower than the teacher; the most is what the
+    # best width saves, and the need asked is the one named (not one of the steps')
+    noisy = LatencyTable("stand-in", 1, 1, 8, 10.0, {"a": 32}, {"a": {8: 10.5, 16: 9.0, 24: 10.2}})
+    with pytest.raises(BudgetError, match=r"2 ms of .* save at most 1 ms"):
+        knapsack(noisy, {"a": [1.0] * 32}, 2.0)
+    assert knapsack(noisy, {"a": [1.0] * 32}, 0.5) == {"a": 16}
+
+
+def test_a_pair_with_a_group_that_cannot_narrow_adds_nothing():
+    """A pair timed with one group at its full width (it has no narrower width in the table's
+    steps) says nothing of cutting it: the prediction is the groups' changes alone."""
+    table = LatencyTable(
+        "stand-in",
+        1,
+        1,
+        8,
+        10.0,
+        {"a": 8, "b": 32},
+        {"a": {}, "b": {8: 7.0, 16: 8.0, 24: 9.0}},
+        pairs=(Pair(("a", "b"), (8, 16), 7.5),),
+    )
+    assert table.predict({"b": 16}) == 8.0
+    assert knapsack(table, {"a": [1.0] * 8, "b": [1.0] * 32}, 2.0) == {"b": 16}
 
 
 @pytest.mark.parametrize("amount", [0.2, 0.35, 0.5])
@@ -106,6 +129,7 @@ def test_a_latency_plan_meets_its_budget_on_a_stand_in_table(amount):
 
 
 def test_a_latency_target_needs_a_table_of_this_model_and_channels():
+    """No table, another kind, a table of other groups or of other widths: refused in a line."""
     model = build_model("cnn", 10, in_channels=1, image_size=8).eval()
     example = torch.zeros(2, 1, 8, 8)
     with pytest.raises(BudgetError, match="needs a latency table"):
@@ -115,6 +139,10 @@ def test_a_latency_target_needs_a_table_of_this_model_and_channels():
     other = linear_table({"layer1.0.conv1": 16}, {"layer1.0.conv1": 0.1})
     with pytest.raises(BudgetError, match="no timings for the groups conv"):
         allocate(model, "channels", 0.3, example, target="latency", table=other)
+    for width in (16, 64):  # the model's conv2 has 32 channels, conv3 64
+        wrong = linear_table({"conv2": width, "conv3": 64}, {"conv2": 0.1, "conv3": 0.1})
+        with pytest.raises(BudgetError, match="widths of conv2 are not this model's"):
+            allocate(model, "channels", 0.02, example, target="latency", table=wrong)
 
 
 def chain_table():

@@ -39,8 +39,19 @@ def _for_latency(groups, units: Units, table: LatencyTable | None):
             f"the latency table has no timings for the groups {', '.join(unknown)}: it was "
             "measured on another model (or other excluded layers); measure it again"
         )
+    other = [g.root for g in groups if table.widths[g.root] != g.width]
+    if other:
+        raise BudgetError(
+            f"the latency table's widths of {', '.join(other)} are not this model's: it was "
+            "measured on another model; measure it again"
+        )
     importance = {g.root: g.importance for g in groups}
     kept = knapsack(table, importance, units.amount * table.full_ms)
+    if table.predict(kept) <= 0:
+        raise BudgetError(
+            f"the latency table predicts no time left for prune.amount {units.amount:g}: it "
+            "cannot predict that far (prune less)"
+        )
     by_root = {g.root: g for g in groups}
     removed = {r: _least_important(by_root[r], by_root[r].width - k) for r, k in kept.items()}
     predicted = {

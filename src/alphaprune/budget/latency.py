@@ -16,7 +16,8 @@ bilinearly by how far each group is cut.
 the budget asks, removing the least importance (each group's channels ranked as the channel
 allocator ranks them): a multiple-choice knapsack, solved exactly by dynamic programming over
 the saving in `RESOLUTION` steps of the need (each option's saving rounded down, so the plan's
-predicted saving is never below the need).
+predicted saving is never below the need; a plan whose savings exceed the need by less than a
+step per group cut can be missed, so "exact" holds to 1/RESOLUTION of the need per group).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 
 from alphaprune.budget.plan import BudgetError
 
-RESOLUTION = 400  # the knapsack's steps of the needed saving
+RESOLUTION = 1000  # the knapsack's steps of the needed saving
 
 
 @dataclass(frozen=True)
@@ -84,29 +85,14 @@ class LatencyTable:
     def _cut(self, root: str, kept: int, measured: int) -> float:
         """How far `root` is cut at `kept`, as a fraction of the cut to `measured`."""
         full = self.widths[root]
+        if measured >= full:  # a pair timed with this group uncut says nothing of cutting it
+            return 0.0
         return (full - min(kept, full)) / (full - measured)
 
     def _interaction(self, pair: Pair) -> float:
         """Measured time of the pair minus what the groups' changes alone add up to."""
         (g, h), (kg, kh) = pair.groups, pair.kept
         return pair.ms - (self.full_ms - self.saving_ms(g, kg) - self.saving_ms(h, kh))
-
-    def coupling_ms(self, root: str, kept: int, others: Mapping[str, int]) -> float:
-        """The time `root` at `kept` adds back through the pairs it is in, its partners at
-        their widths in `others` (absent: uncut)."""
-        total = 0.0
-        for pair in self.pairs:
-            if root not in pair.groups:
-                continue
-            i = pair.groups.index(root)
-            other, other_measured = pair.groups[1 - i], pair.kept[1 - i]
-            partner = others.get(other, self.widths[other])
-            total += (
-                self._interaction(pair)
-                * self._cut(root, kept, pair.kept[i])
-                * self._cut(other, partner, other_measured)
-            )
-        return total
 
     def predict(self, kept: Mapping[str, int]) -> float:
         """The student's milliseconds when each group `root` keeps `kept[root]` channels (the
@@ -190,9 +176,9 @@ def knapsack(
     its channels loses its `width - w` least important ones. `importance`: per group root, per
     channel (the groups of the table that are absent here are not pruned).
 
-    Without pairs the groups' savings add up, and one knapsack is exact. With them (groups that
-    meet at a layer), a group's saving depends on its partners' widths; the saving is then
-    reached in `STEPS` equal steps, as HALP prunes: each step a knapsack over narrowing the
+    Without pairs the groups' savings add up, and one knapsack is exact (to its steps). With
+    them (groups that meet at a layer), a group's saving depends on its partners' widths; it is
+    then reached in `STEPS` equal steps, as HALP prunes: each step a knapsack over narrowing the
     groups further, each option's saving the prediction's with the other groups at their
     widths so far, and the prediction checked after each step (a step that falls short is
     followed by one more for the rest)."""
@@ -200,23 +186,33 @@ def knapsack(
         return {}
     roots = [r for r in table.groups if r in importance]
     ranked = {r: [0.0, *itertools.accumulate(sorted(importance[r]))] for r in roots}
-    if not table.pairs:
-        return _knapsack_step(table, roots, ranked, {}, need_ms, table.full_ms)
-    kept: dict[str, int] = {}
-    goal = table.full_ms - need_ms
-    for k in range(1, 2 * STEPS + 1):
-        target = table.full_ms - need_ms * min(k, STEPS) / STEPS
-        now = table.predict(kept)
-        if now > target:
-            kept = _knapsack_step(table, roots, ranked, kept, now - target, now)
-        elif k >= STEPS:
-            break
-    if table.predict(kept) > goal + 1e-9 * table.full_ms:
-        raise BudgetError(
-            f"a latency saving of {need_ms:.4g} ms of the teacher's {table.full_ms:.4g} ms on "
-            f"{table.engine} was not met by any plan the table allows (prune less)"
+    try:
+        if not table.pairs:
+            return _knapsack_step(table, roots, ranked, {}, need_ms, table.full_ms)
+        kept: dict[str, int] = {}
+        for k in range(1, 2 * STEPS + 1):
+            target = table.full_ms - need_ms * min(k, STEPS) / STEPS
+            now = table.predict(kept)
+            if now > target:
+                kept = _knapsack_step(table, roots, ranked, kept, now - target, now)
+            elif k >= STEPS:
+                break
+        if table.predict(kept) > table.full_ms - need_ms + 1e-9 * table.full_ms:
+            raise BudgetError("")
+        return kept
+    except BudgetError:
+        pass
+    most = sum(
+        max(
+            0.0, *(table.saving_ms(r, w) for w in candidate_widths(table.widths[r], table.round_to))
         )
-    return kept
+        for r in roots
+    )
+    raise BudgetError(
+        f"a latency saving of {need_ms:.4g} ms of the teacher's {table.full_ms:.4g} ms on "
+        f"{table.engine} is unreachable: the table's groups save at most {most:.4g} ms between "
+        "them, less where they meet at a layer (prune less)"
+    )
 
 
 def _knapsack_step(table, roots, ranked, kept, need_ms: float, now_ms: float) -> dict[str, int]:
@@ -258,12 +254,7 @@ def _knapsack_step(table, roots, ranked, kept, need_ms: float, now_ms: float) ->
         best = new
         choice.append(pick)
     if best[RESOLUTION] == inf:
-        most = sum(table.saving_ms(r, min(table.round_to, table.widths[r])) for r in roots)
-        raise BudgetError(
-            f"a latency saving of {need_ms:.4g} ms is unreachable: narrowing every group to "
-            f"{table.round_to} channels saves at most {most:.4g} ms of the teacher's "
-            f"{table.full_ms:.4g} ms on {table.engine} (prune less)"
-        )
+        raise BudgetError("unreachable")  # `knapsack` says by how much
     out, b = dict(kept), RESOLUTION
     for r, opts, pick in zip(reversed(roots), reversed(options), reversed(choice), strict=True):
         i, b = divmod(pick[b], RESOLUTION + 1)

@@ -64,3 +64,14 @@ def test_table_command_writes_what_plan_reads(tmp_path, model, capsys):
     assert "ms predicted (onnxruntime-cpu, batch 64, 1 thread(s))" in capsys.readouterr().out
     assert main([*plan, "--target", "latency"]) == 2
     assert "needs --table FILE" in capsys.readouterr().err
+    assert main(["table", "--teacher", str(teacher), "--out", str(out), "--widths", "1"]) == 2
+    assert "at least 2 timed widths" in capsys.readouterr().err
+
+
+def test_a_group_with_no_narrower_width_is_not_timed_in_a_pair(model):
+    """At round_to 32, conv2 (32 channels) has no width to take: it is timed at none, and its
+    pair with conv3 is not timed (it would say nothing of cutting conv2)."""
+    table = measure_table(model, SHAPE, batch=2, round_to=32, widths=2, seconds=0.005, rounds=1)
+    assert table.groups["conv2"] == {} and list(table.groups["conv3"]) == [32]
+    assert table.pairs == ()
+    assert table.predict({"conv3": 32}) == table.groups["conv3"][32]

@@ -85,7 +85,7 @@ def run(args) -> None:
         args.amount,
         example,
         args.exclude,
-        table.round_to if table else args.round_to,
+        table.round_to if table and args.target == "latency" else args.round_to,
         args.target,
         table=table,
     )

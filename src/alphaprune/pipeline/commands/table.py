@@ -11,6 +11,7 @@ from pathlib import Path
 from alphaprune.files import write_json
 from alphaprune.loading import load_model
 from alphaprune.pipeline.deploy.table import measure_table
+from alphaprune.pipeline.params.base import ConfigError
 
 
 def add_arguments(p) -> None:
@@ -26,6 +27,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
+    if args.widths < 2:
+        raise ConfigError(f"--widths: at least 2 timed widths per group, got {args.widths}")
     model, recipe = load_model(args.teacher)
     table = measure_table(
         model,

@@ -80,6 +80,8 @@ def measure_table(
     """`model`'s latency table on onnxruntime (CPU) for inputs of `shape` (C, H, W): its groups
     as the channel allocator finds them (`exclude` as the allocator's), at most `widths`
     timed widths per group."""
+    if widths < 2:
+        raise ValueError(f"widths: at least 2 timed widths per group, got {widths}")
     model = copy.deepcopy(model).eval()
     example = torch.zeros(2, *shape)
     _, excluded = candidate_layers(model, exclude, example)
@@ -90,6 +92,8 @@ def measure_table(
         for kept in sampled(candidate_widths(g.width, round_to)[:-1], widths):
             variants[g.root, kept] = narrowed(model, {g.root: kept}, example)
     for g, h in adjacent(groups):  # both at half their width, where plans cut
+        if g.width <= round_to or h.width <= round_to:
+            continue  # a group with no narrower width to take: nothing to correct
         kept = {g.root: half(g.width, round_to), h.root: half(h.width, round_to)}
         variants[g.root, h.root] = narrowed(model, kept, example)
     with tempfile.TemporaryDirectory() as tmp, latency.OtherCpuUse() as other:
