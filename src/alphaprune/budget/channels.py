@@ -55,7 +55,9 @@ def _for_latency(groups, units: Units, table: LatencyTable | None):
     by_root = {g.root: g for g in groups}
     removed = {r: _least_important(by_root[r], by_root[r].width - k) for r, k in kept.items()}
     predicted = {
-        **{k: v for k, v in table.to_dict().items() if k in ("engine", "batch", "threads")},
+        "engine": table.engine,
+        "batch": table.batch,
+        "threads": table.threads,
         "teacher_ms": table.full_ms,
         "student_ms": table.predict(kept),
         "groups_ms": {r: table.group_ms(r, k) for r, k in kept.items()},

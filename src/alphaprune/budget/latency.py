@@ -38,7 +38,7 @@ class Pair:
     """Two groups that meet at a layer (one's channels are the other's inputs), timed together
     at `kept` widths: `ms`. Where one layer's cost is the product of both widths, narrowing both
     saves less than the sum of narrowing each; the difference at `kept` scales bilinearly with
-    how far each is cut (`LatencyTable.coupling_ms`)."""
+    how far each is cut (`LatencyTable.predict`)."""
 
     groups: tuple[str, str]
     kept: tuple[int, int]
@@ -186,22 +186,9 @@ def knapsack(
         return {}
     roots = [r for r in table.groups if r in importance]
     ranked = {r: [0.0, *itertools.accumulate(sorted(importance[r]))] for r in roots}
-    try:
-        if not table.pairs:
-            return _knapsack_step(table, roots, ranked, {}, need_ms, table.full_ms)
-        kept: dict[str, int] = {}
-        for k in range(1, 2 * STEPS + 1):
-            target = table.full_ms - need_ms * min(k, STEPS) / STEPS
-            now = table.predict(kept)
-            if now > target:
-                kept = _knapsack_step(table, roots, ranked, kept, now - target, now)
-            elif k >= STEPS:
-                break
-        if table.predict(kept) > table.full_ms - need_ms + 1e-9 * table.full_ms:
-            raise BudgetError("")
+    kept = _stepped(table, roots, ranked, need_ms)
+    if kept is not None:
         return kept
-    except BudgetError:
-        pass
     most = sum(
         max(
             0.0, *(table.saving_ms(r, w) for w in candidate_widths(table.widths[r], table.round_to))
@@ -215,12 +202,31 @@ def knapsack(
     )
 
 
-def _knapsack_step(table, roots, ranked, kept, need_ms: float, now_ms: float) -> dict[str, int]:
+def _stepped(table, roots, ranked, need_ms: float) -> dict[str, int] | None:
+    """The widths `knapsack` returns, in one step without pairs, in `STEPS` with them; None if
+    no plan the table allows saves `need_ms`."""
+    if not table.pairs:
+        return _knapsack_step(table, roots, ranked, {}, need_ms, table.full_ms)
+    kept: dict[str, int] | None = {}
+    for k in range(1, 2 * STEPS + 1):
+        target = table.full_ms - need_ms * min(k, STEPS) / STEPS
+        now = table.predict(kept)
+        if now > target:
+            kept = _knapsack_step(table, roots, ranked, kept, now - target, now)
+            if kept is None:
+                return None
+        elif k >= STEPS:
+            break
+    met = table.predict(kept) <= table.full_ms - need_ms + 1e-9 * table.full_ms
+    return kept if met else None
+
+
+def _knapsack_step(table, roots, ranked, kept, need_ms: float, now_ms: float):
     """The widths, each at most its width in `kept`, that save at least `need_ms` of the
     predicted `now_ms` with the least importance lost (`ranked[r][n]`: the importance of group
-    r's n least important channels): a multiple-choice knapsack by dynamic programming over
-    the saving in `RESOLUTION` steps (each option's saving rounded down, so the plan's
-    predicted saving is never below the need)."""
+    r's n least important channels), or None if none do: a multiple-choice knapsack by dynamic
+    programming over the saving in `RESOLUTION` steps (each option's saving rounded down, so
+    the plan's predicted saving is never below the need)."""
     step = need_ms / RESOLUTION
     options = []  # per group: (bins saved, importance lost, kept width)
     for r in roots:
@@ -230,9 +236,7 @@ def _knapsack_step(table, roots, ranked, kept, need_ms: float, now_ms: float) ->
         for w in candidate_widths(width, table.round_to)[:-1]:
             if w >= current:
                 continue
-            saving = now_ms - table.predict({**kept, r: w}) if table.pairs else None
-            if saving is None:
-                saving = table.saving_ms(r, w)
+            saving = now_ms - table.predict({**kept, r: w})  # the others as they are
             # rounded down (a step's billionth spared for float division's last bit)
             bins = min(RESOLUTION, math.floor(saving / step + 1e-9))
             if bins > 0:
@@ -254,7 +258,7 @@ def _knapsack_step(table, roots, ranked, kept, need_ms: float, now_ms: float) ->
         best = new
         choice.append(pick)
     if best[RESOLUTION] == inf:
-        raise BudgetError("unreachable")  # `knapsack` says by how much
+        return None
     out, b = dict(kept), RESOLUTION
     for r, opts, pick in zip(reversed(roots), reversed(options), reversed(choice), strict=True):
         i, b = divmod(pick[b], RESOLUTION + 1)

@@ -42,8 +42,8 @@ def run(args) -> None:
         exclude=args.exclude,
     )
     write_json(args.out, table.to_dict())
-    timed = sum(len(g) for g in table.groups.values()) + 1
     print(
         f"{args.teacher}: {table.full_ms:.3f} ms at batch {table.batch} on {table.threads} "
-        f"thread(s), {table.engine}; {len(table.groups)} groups, {timed} models timed -> {args.out}"
+        f"thread(s), {table.engine}; {len(table.groups)} groups, {len(table.pairs)} pairs, "
+        f"{table.conditions['models_timed']} models timed -> {args.out}"
     )

@@ -86,38 +86,31 @@ def measure_table(
     example = torch.zeros(2, *shape)
     _, excluded = candidate_layers(model, exclude, example)
     groups, _ = channel_groups(model, example, excluded)
-    width = {g.root: g.width for g in groups}
-    variants: dict[tuple, nn.Module] = {("", 0): model}
-    for g in groups:
-        for kept in sampled(candidate_widths(g.width, round_to)[:-1], widths):
-            variants[g.root, kept] = narrowed(model, {g.root: kept}, example)
-    for g, h in adjacent(groups):  # both at half their width, where plans cut
-        if g.width <= round_to or h.width <= round_to:
-            continue  # a group with no narrower width to take: nothing to correct
-        kept = {g.root: half(g.width, round_to), h.root: half(h.width, round_to)}
-        variants[g.root, h.root] = narrowed(model, kept, example)
-    with tempfile.TemporaryDirectory() as tmp, latency.OtherCpuUse() as other:
-        files = {}
-        for i, (key, m) in enumerate(variants.items()):
-            files[key] = Path(tmp) / f"{i}.onnx"
-            export.export_onnx(m, shape, files[key])
-        times: dict[tuple[str, int], list[float]] = {k: [] for k in variants}
-        for r in range(rounds):
-            for key in list(variants)[:: 1 if r % 2 == 0 else -1]:
-                ms = latency.ort_latency_ms(files[key], shape, batch, threads, seconds)
-                times[key].append(ms)
-    full = times.pop(("", 0))
+    singles = [
+        (g.root, kept)
+        for g in groups
+        for kept in sampled(candidate_widths(g.width, round_to)[:-1], widths)
+    ]
+    pairs = [  # both at half their width, where plans cut; a group with no narrower width to
+        # take has nothing to correct
+        {g.root: half(g.width, round_to), h.root: half(h.width, round_to)}
+        for g, h in adjacent(groups)
+        if g.width > round_to and h.width > round_to
+    ]
+    models = [model, *(narrowed(model, {r: k}, example) for r, k in singles)]
+    models += [narrowed(model, kept, example) for kept in pairs]
+    with latency.OtherCpuUse() as other:
+        times = _timed_in_turns(models, shape, batch, threads, seconds, rounds)
+    full, times = times[0], times[1:]
     table: dict[str, dict[int, float]] = {g.root: {} for g in groups}
     spread: dict[str, dict[int, tuple[float, float]]] = {g.root: {} for g in groups}
-    pairs = []
-    for (root, kept), ts in times.items():
-        if isinstance(kept, str):  # a pair
-            both = (root, kept)
-            at = tuple(half(width[r], round_to) for r in both)
-            pairs.append(Pair(both, at, statistics.median(ts), (min(ts), max(ts))))
-            continue
+    for (root, kept), ts in zip(singles, times[: len(singles)], strict=True):
         table[root][kept] = statistics.median(ts)
         spread[root][kept] = (min(ts), max(ts))
+    timed_pairs = [
+        Pair(tuple(kept), tuple(kept.values()), statistics.median(ts), (min(ts), max(ts)))
+        for kept, ts in zip(pairs, times[len(singles) :], strict=True)
+    ]
     return LatencyTable(
         engine=ENGINE,
         batch=batch,
@@ -128,15 +121,29 @@ def measure_table(
         groups=table,
         spread=spread,
         full_spread=(min(full), max(full)),
-        pairs=tuple(pairs),
+        pairs=tuple(timed_pairs),
         conditions={
             "seconds": seconds,
             "rounds": rounds,
-            "models_timed": len(variants),
+            "models_timed": len(models),
             "other_cpu_use_cores": other.cores,
             **latency.machine(torch.device("cpu")),
         },
     )
+
+
+def _timed_in_turns(models, shape, batch: int, threads: int, seconds: float, rounds: int):
+    """Each model's milliseconds in each round (onnxruntime, CPU), the models exported to a
+    temporary folder and timed one after another, the order reversed every other round."""
+    with tempfile.TemporaryDirectory() as tmp:
+        files = [Path(tmp) / f"{i}.onnx" for i in range(len(models))]
+        for m, f in zip(models, files, strict=True):
+            export.export_onnx(m, shape, f)
+        times: list[list[float]] = [[] for _ in models]
+        for r in range(rounds):
+            for i in list(range(len(models)))[:: 1 if r % 2 == 0 else -1]:
+                times[i].append(latency.ort_latency_ms(files[i], shape, batch, threads, seconds))
+    return times
 
 
 def measured_fractions(
@@ -156,17 +163,5 @@ def measured_fractions(
     model = copy.deepcopy(model).eval()
     example = torch.zeros(2, *shape)
     students = [narrowed(model, kept, example) for kept in allocations]
-    with tempfile.TemporaryDirectory() as tmp:
-        files = []
-        for i, m in enumerate([model, *students]):
-            files.append(Path(tmp) / f"{i}.onnx")
-            export.export_onnx(m, shape, files[-1])
-        ratios: list[list[float]] = [[] for _ in students]
-        for r in range(rounds):
-            order = list(range(len(files)))[:: 1 if r % 2 == 0 else -1]
-            ms = {
-                i: latency.ort_latency_ms(files[i], shape, batch, threads, seconds) for i in order
-            }
-            for i in range(len(students)):
-                ratios[i].append(ms[i + 1] / ms[0])
-    return [statistics.median(r) for r in ratios]
+    teacher, *times = _timed_in_turns([model, *students], shape, batch, threads, seconds, rounds)
+    return [statistics.median(s / t for s, t in zip(ts, teacher, strict=True)) for ts in times]

@@ -155,18 +155,6 @@ class PruneConfig(Strict):
     amount: Fraction = 0.65  # fraction of the teacher's `target` the student no longer has
     # params: of its parameters; macs: of its multiply-accumulates for one example (batch 1)
     target: Literal["params", "macs"] = "params"
-
-    @field_validator("target", mode="before")
-    @classmethod
-    def _latency_not_yet(cls, value):
-        if value == "latency":
-            raise ValueError(
-                "'latency' is planned by `alphaprune plan --target latency --table FILE` (with "
-                "`alphaprune table`), but a pipeline run does not take it yet: use 'params' or "
-                "'macs'"
-            )
-        return value
-
     # The kinds of alphaprune.branches.BRANCHES, spelled out so that the params schema (and so
     # `prepare`) does not depend on the branches' code; a test checks the two agree.
     branch: Literal["pointwise", "lowrank", "dwsep", "sparse", "channels"] = "lowrank"
@@ -199,6 +187,17 @@ class PruneConfig(Strict):
     # CNN, widths 16, 17, 34 ran 0.97x the teacher in onnxruntime for 2.4x fewer MACs, and 16,
     # 16, 32 ran 1.45x (batch 1) and 2.2x (batch 64): benchmarks/digits_channels.py.
     round_to: PositiveInt | None = None
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _latency_not_yet(cls, value):
+        if value == "latency":
+            raise ValueError(
+                "'latency' is planned by `alphaprune plan --target latency --table FILE` (with "
+                "`alphaprune table`), but a pipeline run does not take it yet: use 'params' or "
+                "'macs'"
+            )
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> PruneConfig:
