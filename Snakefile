@@ -1,4 +1,4 @@
-# alphaprune: prepare -> pretrain (-> export_teacher) -> prune@variant -> evaluate, export
+# alphaprune: prepare -> pretrain (-> export_teacher) (table) -> prune@variant -> evaluate, export
 # -> latency @variant -> plots -> report.
 # The same stages, commands and paths as dvc.yaml (a test checks this).
 configfile: "params.yaml"
@@ -7,6 +7,7 @@ configfile: "params.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/teacher.smk"
+include: "workflow/rules/table.smk"
 include: "workflow/rules/variants.smk"
 include: "workflow/rules/report.smk"
 
@@ -14,4 +15,5 @@ include: "workflow/rules/report.smk"
 rule all:
     input:
         rules.report.output,
+        rules.table.output.table,  # the prunes take it only where a table is measured
     default_target: True

@@ -58,7 +58,7 @@ TINY = {
         "d": {"branch": "sparse", "schedule": {"kind": "oneshot"}},
     },
     "eval": {"tolerance_pp": 1.0},  # dvc.yaml declares the key: it must be there
-    "latency": {"seconds": 0.01, "rounds": 1, "throughput_batch": 8},
+    "latency": {"seconds": 0.01, "rounds": 1, "threads": 1, "throughput_batch": 8, "table": None},
     # dvc.yaml declares the keys that can change a result: they must be there
     "runtime": {"device": "cpu", "precision": "auto", "compile": False, "sync_batchnorm": False},
 }

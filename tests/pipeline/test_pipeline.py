@@ -52,27 +52,44 @@ def of(expected: set[str], variants) -> set[str]:
 
 # The `dvc repro` project's grid: two variants are enough for what DVC is tested on (the
 # Snakemake project's four exercise scheduling, a channel student narrowed mid-run and a
-# sparse one exported dense); DVC runs its stages one at a time, each a few seconds.
+# sparse one exported dense); DVC runs its stages one at a time, each a few seconds. It
+# measures no latency table (latency.table unset: the table stage writes that it did not).
 DVC_GRID = {**TINY, "variants": {v: TINY["variants"][v] for v in ("a", "b-2")}}
+# The Snakemake project's grid measures a table (briefly), and its channel student `c` plans
+# from it: a quarter of the teacher's time at the throughput batch, removed.
+SMK_TABLE = {"seconds": 0.05, "rounds": 1, "widths": 3}
+SMK_GRID = {
+    **TINY,
+    "latency": {**TINY["latency"], "table": SMK_TABLE},
+    "variants": {**TINY["variants"], "c": {**TINY["variants"]["c"], "target": "latency"}},
+}
+SMK_GRID["variants"]["c"]["amount"] = 0.25
 
 
 # What must rerun after an edit of variant b-2, of the teacher, and of the raw data.
 AFTER_B2 = {f"{stage}@b-2-{JOB}" for stage in RUN_STAGES} | GRID
 ALL_VARIANTS = jobs(*RUN_STAGES)
 AFTER_TEACHER = {"pretrain@0", "export_teacher@0"} | GRID | ALL_VARIANTS
-AFTER_RAW_DATA = {"prepare"} | AFTER_TEACHER
+# the data's card is what the latency table reads (the model's input shape and classes)
+AFTER_RAW_DATA = {"prepare", "table"} | AFTER_TEACHER
 # An edit of a source file reruns the stages that import it, and what follows them.
 AFTER_CODE_EDIT = {
     "src/alphaprune/pipeline/report/plots.py": {"plots", "report"},
     "src/alphaprune/pipeline/report/markdown.py": {"report"},
     "src/alphaprune/fit.py": AFTER_TEACHER,  # the fit loop: teacher, prunes and downstream
     # the ONNX export: every export (the teacher's too), and the timings of the files it makes
-    "src/alphaprune/pipeline/deploy/export.py": jobs("export") | {"export_teacher@0"} | GRID,
-    "src/alphaprune/pipeline/deploy/latency.py": GRID,
+    # The table exports and times its models as the latency stage does: an edit of either
+    # measures it again, and a table measured again reruns every prune (the Snakemake
+    # project's); for the DVC project's unmeasured table DVC's dry run lists the same, though
+    # its bytes then do not change and no prune reruns (test_an_unmeasured_table_reruns_no_prune)
+    "src/alphaprune/pipeline/deploy/export.py": jobs(*RUN_STAGES)
+    | {"export_teacher@0", "table"}
+    | GRID,
+    "src/alphaprune/pipeline/deploy/latency.py": jobs(*RUN_STAGES) | {"table"} | GRID,
     # a branch kind (or a new one, registered in branches/kinds.py): every stage that builds or
     # reads a student, and the teacher's export, which reads model files the same way; never
-    # the teacher itself
-    "src/alphaprune/branches/lowrank.py": jobs(*RUN_STAGES) | {"export_teacher@0"} | GRID,
+    # the teacher itself (the table reads the channel groups, whose module registers the kinds)
+    "src/alphaprune/branches/lowrank.py": jobs(*RUN_STAGES) | {"export_teacher@0", "table"} | GRID,
 }
 # A params edit that changes no student reruns no export. The latency stage depends on the
 # results folders whole (DVC cannot list each run's files for one stage), so an evaluation
@@ -84,6 +101,12 @@ AFTER_PARAMS_EDIT = {
     # runs train in does: the teacher and everything after it
     "runtime.processes": (("runtime", "processes", 2), set()),
     "runtime.precision": (("runtime", "precision", "float64"), AFTER_TEACHER),
+    # a table measured again (or for the first time) reruns every prune in both tools: DVC's
+    # matrix cannot name a dependency for some variants only (README)
+    "latency.table": (
+        ("latency", "table", {**SMK_TABLE, "rounds": 2}),
+        {"table"} | ALL_VARIANTS | GRID,
+    ),
 }
 
 
@@ -434,7 +457,7 @@ def test_an_imagenet_layout_folder_streams_through_the_pipeline(tmp_path, tool):
 @pytest.fixture(scope="class")
 def snakemake_project(tmp_path_factory) -> Path:
     """The tiny grid run by `snakemake --cores 2`; jobs.jsonl holds each job's times."""
-    root = make_project(tmp_path_factory.mktemp("smk"), TINY)
+    root = make_project(tmp_path_factory.mktemp("smk"), SMK_GRID)
     env, _ = timed_jobs_env(root)
     run([BIN / "snakemake", "--cores", "2"], root, env=env)
     return root
@@ -512,7 +535,7 @@ class TestSnakemakeRun(_AfterAFinishedRun):
     """The tiny grid run by `snakemake --cores 2` (snakemake_project), and what follows it."""
 
     tool = "snakemake"
-    grid = TINY
+    grid = SMK_GRID
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -525,19 +548,20 @@ class TestSnakemakeRun(_AfterAFinishedRun):
         lines = (snakemake_project / "jobs.jsonl").read_text().splitlines()
         jobs = [json.loads(line) for line in lines]
         assert sorted(j["command"] for j in jobs) == sorted(
-            ["prepare", "pretrain", "export", "latency", "plots", "report"]  # the teacher's export
+            ["prepare", "pretrain", "export", "table", "latency", "plots", "report"]  # the
+            # teacher's export
             + list(RUN_STAGES) * len(TINY["variants"])
         )
         assert {j["threads"] for j in jobs if j["command"] == "pretrain"} == {2}
         assert peak_threads(jobs) == 2  # never more than --cores, and jobs did run side by side
 
     def test_snakemake_times_every_student_alone(self, snakemake_project):
-        """The latency job takes every core, so nothing runs beside it: it started after every job
-        before it ended, and ended before any other started."""
+        """The latency job and the table's take every core, so nothing runs beside them: each
+        started after every job before it ended, and ended before any other started."""
         lines = (snakemake_project / "jobs.jsonl").read_text().splitlines()
         jobs = [json.loads(line) for line in lines]
-        timed = [j for j in jobs if j["command"] == "latency"]
-        assert len(timed) == 1 and {j["threads"] for j in timed} == {2}
+        timed = [j for j in jobs if j["command"] in ("latency", "table")]
+        assert len(timed) == 2 and {j["threads"] for j in timed} == {2}
         for job in timed:
             others = [j for j in jobs if j is not job]
             assert not [j for j in others if j["start"] < job["end"] and j["end"] > job["start"]]
@@ -547,7 +571,8 @@ class TestSnakemakeRun(_AfterAFinishedRun):
         for v in TINY["variants"]:
             d = root / "results" / "variants" / v / RUN
             metrics = json.loads((d / "metrics.json").read_text())
-            assert metrics["achieved"] >= 0.65 and 0 < metrics["test_acc"] <= 1
+            assert 0 < metrics["test_acc"] <= 1  # c's target is latency, the others' params
+            assert metrics["achieved"] >= 0.65 or SMK_GRID["variants"][v].get("target")
             assert metrics["epochs"] == TINY["prune"]["epochs"]
             assert (d / "student.pt").stat().st_size > 0
             assert (d / "checkpoint").is_dir()
@@ -585,6 +610,25 @@ class TestSnakemakeRun(_AfterAFinishedRun):
         assert check["onnx_top1_agreement"] == 1.0 and check["onnx_batchnorm_nodes"] == 0
         assert dry_run_jobs(root) == set()
         assert "Nothing to be done" in run([BIN / "snakemake", "-n"], root).stdout
+
+    def test_a_latency_target_plans_from_the_measured_table(self, snakemake_project):
+        """The table stage measured the params' model at the throughput batch on the latency
+        threads, and the variant of `target: latency` planned from it: its plan records the
+        table's teacher time and a predicted time at most 1 - amount of it."""
+        from alphaprune.loading import load_model
+
+        root = snakemake_project
+        table = json.loads((root / "results" / "table" / "table.json").read_text())
+        assert (table["batch"], table["threads"], table["round_to"]) == (8, 1, 8)
+        assert table["conditions"]["rounds"] == SMK_TABLE["rounds"] and table["groups"]
+        for v in SMK_GRID["variants"]:
+            _, recipe = load_model(root / "results" / "variants" / v / RUN / "student.pt")
+            plan = recipe["plan"]
+            assert (plan["target"] == "latency") == (v == "c") == ("latency" in plan)
+        _, recipe = load_model(root / "results" / "variants" / "c" / RUN / "student.pt")
+        planned = recipe["plan"]["latency"]
+        assert planned["teacher_ms"] == table["full_ms"] and planned["batch"] == 8
+        assert planned["student_ms"] <= (1 - 0.25) * table["full_ms"] * (1 + 1e-9)
 
     def test_snakemake_reruns_only_the_edited_variant(self, snakemake_project):
         root = snakemake_project
@@ -672,7 +716,7 @@ class TestSnakemakeRun(_AfterAFinishedRun):
             assert "latency" in dvc_changed(root)
             one = run([BIN / "snakemake", "--cores", "2", "results/latency"], root)
             # its DAG: every stage up to the latency stage (up to date) and latency (made)
-            n = 3 + 3 * len(TINY["variants"]) + 1  # prepare, pretrain, export_teacher, runs
+            n = 4 + 3 * len(TINY["variants"]) + 1  # prepare, pretrain, export_teacher, table, runs
             assert f"the {n} stages of this run" in one.stdout + one.stderr
             assert {"plots", "report"} <= dvc_changed(root)  # not recorded: not in its DAG
         finally:
@@ -707,6 +751,20 @@ class TestDvcRepro(_AfterAFinishedRun):
         for v in DVC_GRID["variants"]:
             assert f"results/variants/{v}/{RUN}/metrics.json" in text
         assert "test_acc" in text and "achieved" in text
+
+    def test_an_unmeasured_table_reruns_no_prune(self, dvc_project):
+        """With latency.table unset the table stage writes that it measured nothing: an edit it
+        reads (the latency threads) reruns it, and the latency stage, but no prune, though every
+        prune depends on its file (the bytes are the same). Back as it was, nothing runs."""
+        root = dvc_project
+        before = (root / "params.yaml").read_text()
+        try:
+            edit_params(root, lambda p: p["latency"].update(threads=2))
+            assert dvc_ran(run([BIN / "dvc", "repro"], root).stdout) == {"table"} | GRID
+        finally:
+            (root / "params.yaml").write_text(before)
+        assert dvc_ran(run([BIN / "dvc", "repro"], root).stdout) == set()  # from DVC's cache
+        assert dvc_changed(root) == set()
 
     def test_dvc_selects_only_the_edited_variant(self, dvc_project):
         root = dvc_project

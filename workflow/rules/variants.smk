@@ -8,6 +8,7 @@ rule prune:
         params=params_changed("prune"),
         data=rules.prepare.output.data,
         teacher=rules.pretrain.output.model,
+        table=TABLE_INPUT,
     output:
         student="results/variants/{variant}/t{teacher}-s{seed}/student.pt",
         history="results/variants/{variant}/t{teacher}-s{seed}/history.csv",
@@ -29,7 +30,8 @@ rule prune:
     shell:
         "alphaprune prune {params.files} --variant {wildcards.variant} --seed {wildcards.seed}"
         " --data {input.data}"
-        " --teacher {input.teacher} --out {params.out} --record {output.record} 2> {log}"
+        " --teacher {input.teacher} --out {params.out} --record {output.record}"
+        f" --table {TABLE} 2> {{log}}"
 
 
 rule evaluate:

@@ -252,3 +252,25 @@ def test_the_grid_times_each_architecture_once_and_twins_share_it(monkeypatch):
     assert got["a/t0-s0"]["timed_with"] == ["a/t1-s0"]
     assert got["b/t0-s0"]["eager_throughput_speedup"] == pytest.approx(2.0)
     assert all(g["architectures_timed"] == 3 for g in got.values())
+
+
+def test_a_latency_targets_ask_prediction_and_measurement_are_recorded():
+    """The latency stage adds, for a student planned to a latency target, the speedup asked,
+    the table's prediction and the one it measured at the table's batch and threads."""
+    timed = {"latency_batch": 1, "throughput_batch": 64, "latency_threads": 1}
+    timed |= {"ort_latency_speedup": 1.2, "ort_latency_speedup_range": [1.1, 1.3]}
+    timed |= {"ort_throughput_speedup": 1.9, "ort_throughput_speedup_range": [1.8, 2.0]}
+    planned = {"batch": 64, "threads": 1, "teacher_ms": 10.0, "student_ms": 4.0}
+    plan = {"target": "latency", "amount": 0.5, "latency": planned}
+    assert latency.latency_target(plan, timed) == {
+        "target_batch": 64,
+        "target_speedup": 2.0,
+        "predicted_speedup": 2.5,
+        "target_measured_speedup": 1.9,
+        "target_measured_range": [1.8, 2.0],
+    }
+    at_one = latency.latency_target({**plan, "latency": {**planned, "batch": 1}}, timed)
+    assert at_one["target_measured_speedup"] == 1.2
+    other_threads = latency.latency_target({**plan, "latency": {**planned, "threads": 4}}, timed)
+    assert "target_measured_speedup" not in other_threads  # not what this stage timed
+    assert latency.latency_target({"target": "params", "amount": 0.5}, timed) == {}

@@ -6,6 +6,7 @@ a layer it misses the ±10% goal today."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -75,3 +76,55 @@ def test_a_group_with_no_narrower_width_is_not_timed_in_a_pair(model):
     assert table.groups["conv2"] == {} and list(table.groups["conv3"]) == [32]
     assert table.pairs == ()
     assert table.predict({"conv3": 32}) == table.groups["conv3"][32]
+
+
+def _prepared_card(tmp_path) -> Path:
+    """A prepared data file's card, as `prepare` writes it beside the tensors (all the table
+    stage reads: the input shape and the classes)."""
+    card = tmp_path / "data.json"
+    card.write_text(json.dumps({"shape": list(SHAPE), "classes": [str(c) for c in range(10)]}))
+    return card
+
+
+def test_the_pipelines_table_measures_what_params_say(tmp_path, tiny_raw):
+    """`alphaprune table --params --data` (the table stage): the params' model for the data's
+    shape, at latency.table's settings, the throughput batch and the latency threads; its
+    record holds the params keys the stage depends on."""
+    raw = {**tiny_raw, "latency": {"threads": 1, "throughput_batch": 4}}
+    raw["latency"]["table"] = {"round_to": 16, "widths": 2, "seconds": 0.005, "rounds": 1}
+    params, out, record = tmp_path / "params.yaml", tmp_path / "table.json", tmp_path / "rec.json"
+    params.write_text(json.dumps(raw))
+    card = _prepared_card(tmp_path)
+    stage = ["table", "--params", str(params), "--data", str(card), "--out", str(out)]
+    assert main([*stage, "--record", str(record)]) == 0
+    table = LatencyTable.from_dict(json.loads(out.read_text()))
+    assert (table.batch, table.threads, table.round_to) == (4, 1, 16)
+    assert table.widths == {"conv2": 32, "conv3": 64}  # the cnn at 3x16x16, 10 classes
+    assert sorted(table.groups["conv3"]) == [16, 48] and table.conditions["rounds"] == 1
+    assert json.loads(record.read_text())["latency.table"]["round_to"] == 16
+    raw["latency"]["table"]["batch"] = 1  # the latency batch, when set
+    params.write_text(json.dumps(raw))
+    assert main(stage) == 0 and json.loads(out.read_text())["batch"] == 1
+
+
+def test_without_latency_table_the_stage_measures_nothing_and_says_so(tmp_path, tiny_raw):
+    params, out = tmp_path / "params.yaml", tmp_path / "table.json"
+    params.write_text(json.dumps(tiny_raw))
+    card = _prepared_card(tmp_path)
+    assert main(["table", "--params", str(params), "--data", str(card), "--out", str(out)]) == 0
+    written = json.loads(out.read_text())
+    assert written["measured"] is False and "latency.table is unset" in written["why"]
+
+
+def test_the_table_command_is_asked_one_way_or_the_other(tmp_path, tiny_raw, capsys):
+    params, out = tmp_path / "params.yaml", tmp_path / "table.json"
+    params.write_text(json.dumps(tiny_raw))
+    card = str(_prepared_card(tmp_path))
+    assert main(["table", "--out", str(out)]) == 2
+    assert "give --teacher FILE (a table by hand) or --data" in capsys.readouterr().err
+    stage = ["table", "--params", str(params), "--data", card, "--out", str(out)]
+    assert main([*stage, "--round-to", "4"]) == 2
+    assert "--round-to: the pipeline's table takes its settings from params" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()

@@ -184,6 +184,16 @@ def _set(*path_and_value):
     return mutate
 
 
+def _all(*mutations):
+    def mutate(raw: dict) -> None:
+        for m in mutations:
+            m(raw)
+
+    return mutate
+
+
+LATENCY_VARIANT = {"branch": "channels", "init": "pretrained", "target": "latency"}
+
 BAD = [
     # (id, mutation, key path in the message, a fragment the message must contain)
     (
@@ -276,10 +286,43 @@ BAD = [
     ),
     ("unknown-target", _set("prune", "target", "flops"), "prune.target", "flops"),
     (
-        "latency-target-not-in-the-pipeline-yet",
-        _set("prune", "target", "latency"),
-        "prune.target",
-        "does not take it yet",
+        "latency-target-of-another-branch",
+        _set("variants", "seed", {"target": "latency"}),
+        "variants.seed",
+        "branch 'channels' only",
+    ),
+    (
+        "latency-target-without-a-table",
+        _set("variants", "seed", LATENCY_VARIANT),
+        "variants.seed.target",
+        "set latency.table ({} for the defaults)",
+    ),
+    (
+        "latency-target-at-other-widths-than-the-table",
+        _all(_set("variants", "seed", LATENCY_VARIANT), _set("latency", "table", {"round_to": 4})),
+        "variants.seed.round_to",
+        "8 differs from latency.table.round_to 4",
+    ),
+    (
+        "latency-target-with-other-layers-than-the-table",
+        _all(
+            _set("variants", "seed", LATENCY_VARIANT),
+            _set("latency", "table", {"exclude": ["fc*"]}),
+        ),
+        "variants.seed.exclude",
+        "differs from latency.table.exclude",
+    ),
+    (
+        "latency-table-at-a-batch-the-latency-stage-does-not-time",
+        _set("latency", "table", {"batch": 16}),
+        "latency",
+        "table.batch 16 is neither latency.batch (1) nor latency.throughput_batch (64)",
+    ),
+    (
+        "variant-batch-that-does-not-split-over-the-processes",
+        _all(_set("runtime", "processes", 2), _set("variants", "seed", {"batch_size": 63})),
+        "variants.seed.batch_size",
+        "63 does not split evenly over runtime.processes 2",
     ),
     (
         "unknown-lr-schedule",

@@ -254,3 +254,42 @@ def test_students_slower_than_their_teacher_in_every_round_are_named_with_the_li
     assert "**Slower than their teacher** in onnxruntime, in every timing round: `slow` (" in text
     assert "`fast`" not in text.split("Slower")[1] and "`unsure`" not in text.split("Slower")[1]
     assert "`prune.round_to`" in text
+
+
+def test_deployment_sets_each_latency_target_beside_its_prediction_and_measurement():
+    """Variant `near` asked 2x, was planned at 2.02x and ran 1.98x (within 5%); `coarse` asked
+    1.43x and its table allowed nothing nearer than 1.7x (the plan's miss); `off` was planned at
+    2.0x and ran 1.5x (the prediction's miss); `a` targets parameters and is not listed."""
+    per_run, _ = _results({"a": [0.9], "near": [0.9, 0.9], "coarse": [0.9], "off": [0.9]})
+    deployed = _deployed(per_run)
+    variants = deployed.index.get_level_values("variant")
+    figures = {  # asked, predicted, measured (each replicate alike), its round spread
+        "near": (2.0, 2.02, 1.98, [1.9, 2.05]),
+        "coarse": (1 / 0.7, 1.7, 1.72, [1.7, 1.75]),
+        "off": (2.0, 2.0, 1.5, [1.45, 1.55]),
+    }
+    for key, i in (("target_speedup", 0), ("predicted_speedup", 1)):
+        deployed[key] = [figures[v][i] if v in figures else None for v in variants]
+    deployed["target_measured_speedup"] = [
+        figures[v][2] if v in figures else None for v in variants
+    ]
+    deployed["target_measured_range"] = [figures[v][3] if v in figures else None for v in variants]
+    deployed["target_batch"] = [64 if v in figures else None for v in variants]
+    text = "\n".join(deployment.deployment(deployed, variant_means(deployed)))
+    section = text[text.index("**Latency targets**") :]
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+        for line in section.splitlines()
+        if line.startswith("| ") and "variant" not in line
+    }
+    assert list(rows) == ["near", "coarse", "off"]
+    assert rows["near"] == ["64", "2.00", "2.02", "1.98 [1.90, 2.05]", "-1.0%"]
+    assert rows["coarse"][-1] == "+20.4%" and rows["off"][-1] == "-25.0%"
+    assert "Planned further than 5% from the ask: `coarse`." in section
+    assert "Measured further than 5% from the table's prediction: `off`." in section
+
+
+def test_a_grid_without_latency_targets_has_no_target_table():
+    per_run, _ = _results({"a": [0.9]})
+    text = "\n".join(deployment.deployment(_deployed(per_run), variant_means(_deployed(per_run))))
+    assert "Latency targets" not in text

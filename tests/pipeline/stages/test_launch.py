@@ -153,7 +153,7 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(tiny_raw):
         resolve(raw, "tiny")
     # a check across two sections: the message names both keys, after the file (no empty path)
     assert str(info.value).startswith(
-        "tiny: teacher.batch_size 64 does not split evenly over runtime.processes 3"
+        "tiny: teacher.batch_size: 64 does not split evenly over runtime.processes 3"
     )
 
 

@@ -27,6 +27,11 @@ def add_arguments(p) -> None:
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--teacher", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="folder for student.pt, histories")
+    p.add_argument(
+        "--table",
+        type=Path,
+        help="the latency table (`alphaprune table`) a variant of prune.target latency plans from",
+    )
 
 
 def run(args) -> None:
@@ -36,7 +41,14 @@ def run(args) -> None:
     cfg = params.variant(args.variant)
     progress = Progress(args.variant, cfg.epochs)
     out = prune(
-        params, args.variant, args.data, args.teacher, args.out, seed=args.seed, on_epoch=progress
+        params,
+        args.variant,
+        args.data,
+        args.teacher,
+        args.out,
+        seed=args.seed,
+        on_epoch=progress,
+        table_path=args.table,
     )
     progress.close()
     log.info(

@@ -1,49 +1,110 @@
-"""`alphaprune table`: a teacher's latency table for `--target latency` (onnxruntime, CPU).
+"""`alphaprune table`: the latency table that `prune.target: latency` plans from (onnxruntime, CPU).
 
-The teacher timed whole and with each channel group narrowed (`alphaprune.pipeline.deploy.table`),
-written as JSON (`alphaprune.budget.latency.LatencyTable`); `alphaprune plan --target latency
---table FILE` plans with it. Run it with nothing else running: the timings are the table."""
+The model timed whole and with each channel group narrowed (`alphaprune.pipeline.deploy.table`),
+written as JSON (`alphaprune.budget.latency.LatencyTable`). Two ways to ask for one:
+
+- the pipeline's `table` stage: `--params` and `--data` (the prepared data): the params' model
+  for that data, measured as `latency.table` says, on `latency.threads` threads; with
+  `latency.table` unset it measures nothing and writes a file that says so (no variant may
+  then target latency: the params check refuses one);
+- by hand: `--teacher FILE` and the flags below; `alphaprune plan --target latency --table FILE`
+  plans with it.
+
+Run it with nothing else running: the timings are the table (the pipeline's stage takes every
+core)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from alphaprune.files import write_json
-from alphaprune.loading import load_model
-from alphaprune.pipeline.deploy.table import measure_table
+from alphaprune.pipeline.commands._shared import (
+    add_params_arguments,
+    add_record_argument,
+    load,
+    write_record,
+)
 from alphaprune.pipeline.params.base import ConfigError
+
+FLAGS = {  # --teacher's settings, and their defaults (the pipeline's are latency.table's)
+    "batch": 64,
+    "threads": 1,
+    "round_to": 8,
+    "widths": 8,
+    "seconds": 0.1,
+    "rounds": 3,
+}
+UNMEASURED = "latency.table is unset: no table was measured (no variant may target latency)"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--teacher", type=Path, required=True, help="the teacher's model file")
+    add_params_arguments(p)
+    add_record_argument(p)
+    p.add_argument("--data", type=Path, help="the prepared data (the pipeline's stage)")
+    p.add_argument("--teacher", type=Path, help="a model file to measure instead of the params'")
     p.add_argument("--out", type=Path, required=True, help="the table (JSON)")
-    p.add_argument("--batch", type=int, default=64, help="inputs per pass (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads (default: 1)")
-    p.add_argument("--round-to", type=int, default=8, help="the width step (default: 8)")
-    p.add_argument("--widths", type=int, default=8, help="timed widths per group, at most")
-    p.add_argument("--seconds", type=float, default=0.1, help="timed seconds per model and round")
-    p.add_argument("--rounds", type=int, default=3, help="rounds (medians over them)")
+    p.add_argument("--batch", type=int, help="inputs per pass (default: 64)")
+    p.add_argument("--threads", type=int, help="intra-op threads (default: 1)")
+    p.add_argument("--round-to", type=int, help="the width step (default: 8)")
+    p.add_argument("--widths", type=int, help="timed widths per group, at most (default: 8)")
+    p.add_argument("--seconds", type=float, help="timed seconds per model and round (0.1)")
+    p.add_argument("--rounds", type=int, help="rounds (medians over them; default: 3)")
     p.add_argument("--exclude", nargs="*", default=None, help="as the prune's prune.exclude")
 
 
 def run(args) -> None:
-    if args.widths < 2:
-        raise ConfigError(f"--widths: at least 2 timed widths per group, got {args.widths}")
+    given = [f for f in FLAGS if getattr(args, f) is not None] + (["exclude"] * bool(args.exclude))
+    if (args.teacher is None) == (args.data is None):
+        raise ConfigError("give --teacher FILE (a table by hand) or --data (the pipeline's stage)")
+    if args.teacher is not None:
+        _by_hand(args)
+    elif given:
+        raise ConfigError(
+            f"--{given[0].replace('_', '-')}: the pipeline's table takes its settings from "
+            f"params (latency.table.{given[0]}), not flags"
+        )
+    else:
+        _from_params(args)
+
+
+def _by_hand(args) -> None:
+    from alphaprune.loading import load_model
+
+    settings = {f: d if getattr(args, f) is None else getattr(args, f) for f, d in FLAGS.items()}
+    if settings["widths"] < 2:
+        raise ConfigError(f"--widths: at least 2 timed widths per group, got {settings['widths']}")
     model, recipe = load_model(args.teacher)
-    table = measure_table(
-        model,
-        tuple(recipe["model"]["shape"]),
-        batch=args.batch,
-        threads=args.threads,
-        round_to=args.round_to,
-        seconds=args.seconds,
-        rounds=args.rounds,
-        widths=args.widths,
-        exclude=args.exclude,
-    )
-    write_json(args.out, table.to_dict())
+    _measure(model, tuple(recipe["model"]["shape"]), settings, args.exclude, args.out)
+
+
+def _from_params(args) -> None:
+    params = load(args)
+    cfg = params.latency.table
+    if cfg is None:
+        write_json(args.out, {"measured": False, "why": UNMEASURED})
+    else:
+        import torch
+
+        from alphaprune.models import build_model
+
+        card = json.loads(args.data.with_suffix(".json").read_text())
+        c, h, _ = card["shape"]
+        torch.manual_seed(0)  # the weights change no timing: any init will do
+        model = build_model(params.model.name, len(card["classes"]), in_channels=c, image_size=h)
+        settings = cfg.model_dump(exclude={"exclude", "batch"})
+        settings |= {"batch": params.latency.table_batch(), "threads": params.latency.threads}
+        _measure(model, tuple(card["shape"]), settings, cfg.exclude, args.out)
+    write_record(args, "table")
+
+
+def _measure(model, shape: tuple[int, ...], settings: dict, exclude, out: Path) -> None:
+    from alphaprune.pipeline.deploy.table import measure_table
+
+    table = measure_table(model, shape, **settings, exclude=exclude)
+    write_json(out, table.to_dict())
     print(
-        f"{args.teacher}: {table.full_ms:.3f} ms at batch {table.batch} on {table.threads} "
-        f"thread(s), {table.engine}; {len(table.groups)} groups, {len(table.pairs)} pairs, "
-        f"{table.conditions['models_timed']} models timed -> {args.out}"
+        f"{table.full_ms:.3f} ms at batch {table.batch} on {table.threads} thread(s), "
+        f"{table.engine}; {len(table.groups)} groups, {len(table.pairs)} pairs, "
+        f"{table.conditions['models_timed']} models timed -> {out}"
     )

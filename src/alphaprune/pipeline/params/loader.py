@@ -118,7 +118,12 @@ def resolve(raw: Any, source: str = "params") -> Params:
         raise ConfigError(
             f"{source}: eval.reference: not a variant, got {reference!r}; params define: {known}"
         )
-    return base.model_copy(update={"variants": variants})
+    params = base.model_copy(update={"variants": variants})
+    try:
+        params.check_grid()
+    except ValueError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    return params
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from alphaprune import schedules
 from alphaprune.pipeline.params.base import (
@@ -153,8 +153,11 @@ class PruneConfig(Strict):
     BatchNorm re-estimated); the seed's recipe is params.yaml's variant `seed`."""
 
     amount: Fraction = 0.65  # fraction of the teacher's `target` the student no longer has
-    # params: of its parameters; macs: of its multiply-accumulates for one example (batch 1)
-    target: Literal["params", "macs"] = "params"
+    # params: of its parameters; macs: of its multiply-accumulates for one example (batch 1);
+    # latency: of the teacher's time on the engine, batch and threads of `latency.table` (branch
+    # channels only: the channels whose removal saves the time with the least importance lost,
+    # planned from the measured table the `table` stage writes)
+    target: Literal["params", "macs", "latency"] = "params"
     # The kinds of alphaprune.branches.BRANCHES, spelled out so that the params schema (and so
     # `prepare`) does not depend on the branches' code; a test checks the two agree.
     branch: Literal["pointwise", "lowrank", "dwsep", "sparse", "channels"] = "lowrank"
@@ -188,17 +191,6 @@ class PruneConfig(Strict):
     # 16, 32 ran 1.45x (batch 1) and 2.2x (batch 64): benchmarks/digits_channels.py.
     round_to: PositiveInt | None = None
 
-    @field_validator("target", mode="before")
-    @classmethod
-    def _latency_not_yet(cls, value):
-        if value == "latency":
-            raise ValueError(
-                "'latency' is planned by `alphaprune plan --target latency --table FILE` (with "
-                "`alphaprune table`), but a pipeline run does not take it yet: use 'params' or "
-                "'macs'"
-            )
-        return value
-
     @model_validator(mode="after")
     def _consistent(self) -> PruneConfig:
         if self.finetune_epochs >= self.epochs and self.schedule.kind != "oneshot":
@@ -215,6 +207,11 @@ class PruneConfig(Strict):
             raise ValueError(
                 "target 'macs' cannot be met with branch 'sparse': a masked layer still runs "
                 "densely, so its MACs do not fall; use target 'params' or a structured branch"
+            )
+        if self.target == "latency" and self.branch != "channels":
+            raise ValueError(
+                f"target 'latency' is planned for branch 'channels' only, not {self.branch!r} "
+                "(the latency table times narrower channels); use target 'params' or 'macs'"
             )
         if self.branch == "sparse" and self.init == "lsq":
             raise ValueError("init 'lsq' is not supported for branch 'sparse'; use 'pretrained'")

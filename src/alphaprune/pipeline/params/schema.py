@@ -91,6 +91,20 @@ class EvalConfig(Strict):
     noise_std: Annotated[float, Field(ge=0)] = 0.5  # Gaussian noise for noisy-test accuracy
 
 
+class TableConfig(Strict):
+    # The latency table that variants with `prune.target: latency` plan from (the `table` stage,
+    # alphaprune.pipeline.deploy.table): the model timed whole in onnxruntime on the CPU, at
+    # `latency.throughput_batch` (or `batch` here) on `latency.threads` threads, then with each
+    # channel group narrowed, at most `widths` kept widths per group in steps of `round_to`;
+    # each model `rounds` times for `seconds`. `exclude`: as the variants' prune.exclude.
+    batch: PositiveInt | None = None
+    round_to: PositiveInt = 8
+    widths: Annotated[int, Field(ge=2)] = 8
+    seconds: Annotated[float, Field(gt=0)] = 0.1
+    rounds: PositiveInt = 3
+    exclude: list[str] | None = None
+
+
 class LatencyConfig(Strict):
     # What `alphaprune latency` times, teacher and student alike, in a job holding the machine
     # alone: onnxruntime and PyTorch eager on the CPU at `batch` and `throughput_batch` on
@@ -104,6 +118,25 @@ class LatencyConfig(Strict):
     cuda_batch: PositiveInt = 256
     seconds: Annotated[float, Field(gt=0)] = 0.1
     rounds: PositiveInt = 3
+    # Unset: the `table` stage measures nothing (no variant may target latency); set (`{}` for
+    # the defaults) to measure one. Re-measuring it reruns every prune (see README).
+    table: TableConfig | None = None
+
+    @model_validator(mode="after")
+    def _table_batch_is_timed(self) -> LatencyConfig:
+        if self.table and self.table.batch not in (None, self.batch, self.throughput_batch):
+            raise ValueError(
+                f"table.batch {self.table.batch} is neither latency.batch ({self.batch}) nor "
+                f"latency.throughput_batch ({self.throughput_batch}): the latency stage would "
+                "not time the students at the batch their target was planned for"
+            )
+        return self
+
+    def table_batch(self) -> int:
+        """The batch the latency table is measured at (and latency targets are met at)."""
+        return (self.table.batch if self.table and self.table.batch else None) or (
+            self.throughput_batch
+        )
 
 
 class RuntimeConfig(Strict):
@@ -176,17 +209,46 @@ class Params(Strict):
     latency: LatencyConfig = LatencyConfig()
     runtime: RuntimeConfig = RuntimeConfig()
 
-    @model_validator(mode="after")
-    def _batches_split_evenly(self) -> Params:
+    def check_grid(self) -> None:
+        """What holds across sections, once the variants are merged over `prune` (the loader
+        calls it; a ValueError names the key): every batch splits over the processes, and every
+        latency target has the table it plans from."""
+        self._batches_split_evenly()
+        self._latency_targets_have_a_table()
+
+    def _latency_targets_have_a_table(self) -> None:
+        table = self.latency.table
+        for name, cfg in self.variants.items():
+            if cfg.target != "latency":
+                continue
+            where = f"variants.{name}"
+            if table is None:
+                raise ValueError(
+                    f"{where}.target: 'latency' plans from a measured latency table: set "
+                    "latency.table ({} for the defaults) so that the table stage measures one"
+                )
+            if cfg.channel_block != table.round_to:
+                raise ValueError(
+                    f"{where}.round_to: {cfg.channel_block} differs from latency.table.round_to "
+                    f"{table.round_to}: a latency plan keeps the widths the table timed; set "
+                    "them equal"
+                )
+            if cfg.exclude != table.exclude:
+                raise ValueError(
+                    f"{where}.exclude: {cfg.exclude} differs from latency.table.exclude "
+                    f"{table.exclude}: the table times the groups of the layers a plan may cut; "
+                    "set them equal"
+                )
+
+    def _batches_split_evenly(self) -> None:
         n = self.runtime.processes
         sizes = {"teacher": self.teacher.batch_size, "prune": self.prune.batch_size}
         sizes |= {f"variants.{k}": v.batch_size for k, v in self.variants.items()}
         for where, size in sizes.items():
             if size % n:
                 raise ValueError(
-                    f"{where}.batch_size {size} does not split evenly over runtime.processes {n}"
+                    f"{where}.batch_size: {size} does not split evenly over runtime.processes {n}"
                 )
-        return self
 
     @property
     def reference(self) -> str:

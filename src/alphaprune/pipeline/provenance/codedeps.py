@@ -24,6 +24,7 @@ STAGES = (
     "prepare",
     "pretrain",
     "export_teacher",
+    "table",
     "prune",
     "evaluate",
     "export",

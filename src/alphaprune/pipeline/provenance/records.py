@@ -42,6 +42,8 @@ STAGE_PARAMS = {
     "evaluate": ("eval", "prune", "variants.{variant}", "runtime.device", "runtime.precision"),
     "export": (),  # reads no params: it reruns when its student changes, and only then
     "export_teacher": (),  # the same for the teacher
+    # the latency table: the model it times, how, and on the latency stage's threads and batch
+    "table": ("model", "latency.table", "latency.threads", "latency.throughput_batch"),
     # runtime.device: timing on CUDA too where the runs train on it; the grid: which runs
     "latency": ("latency", "runtime.device", "variants", "replicates"),
     "plots": ("variants", "replicates", "eval"),

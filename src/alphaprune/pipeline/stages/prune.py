@@ -13,7 +13,9 @@ from torch import nn
 
 from alphaprune import channels, student
 from alphaprune.budget.allocator import allocate
+from alphaprune.budget.latency import LatencyTable
 from alphaprune.budget.plan import Plan
+from alphaprune.errors import UserError
 from alphaprune.fit import DivergenceError, fit
 from alphaprune.loading import load_model
 from alphaprune.modelfile import recorded_macs, save_model, with_plan
@@ -37,9 +39,11 @@ def make_student(
     example: torch.Tensor,
     calibration=None,
     teacher_macs: int | None = None,
+    table: LatencyTable | None = None,
 ) -> tuple[nn.Module, Plan]:
     """A copy of `teacher` with every layer `cfg` plans blended with its initialised branch;
-    `teacher_macs`, the teacher's MACs if its file records them (else they are counted)."""
+    `teacher_macs`, the teacher's MACs if its file records them (else they are counted);
+    `table`, the latency table a `target: latency` recipe plans from."""
     plan = allocate(
         teacher,
         cfg.branch,
@@ -49,6 +53,7 @@ def make_student(
         cfg.channel_block,
         cfg.target,
         teacher_macs=teacher_macs,
+        table=table,
     )
     return student.make_student(teacher, plan, cfg.init, calibration), plan
 
@@ -61,10 +66,13 @@ def prune(
     out_dir: Path,
     seed: int = 0,
     on_epoch: OnEpoch = None,
+    table_path: Path | None = None,
 ) -> dict:
     """Prune the teacher with one variant's recipe from `seed`: `out_dir`/student.pt, history.csv,
-    steps.csv, and checkpoint/ for resuming a killed run."""
+    steps.csv, and checkpoint/ for resuming a killed run. A `target: latency` recipe plans from
+    the latency table at `table_path` (the `table` stage's)."""
     cfg = params.variant(variant)
+    table = read_table(table_path) if cfg.target == "latency" else None
     prepared = load_data(data_path)
     runtime = runtime_from(params.runtime)
     teacher, recipe = load_model(teacher_path, runtime.device)
@@ -72,7 +80,7 @@ def prune(
     train, val = splits(prepared, runtime, "train", "val")
     torch.manual_seed(seed)
     calib = [next(train.batches(cfg.calibration_size))[0]] if cfg.init == "lsq" else None
-    model, plan = make_student(teacher, cfg, train.examples(2), calib, recorded_macs(recipe))
+    model, plan = make_student(teacher, cfg, train.examples(2), calib, recorded_macs(recipe), table)
     log.info(
         "%s: %d layers get %s branches; removes %.4f of %d parameters and %.4f of %d MACs",
         variant,
@@ -85,7 +93,7 @@ def prune(
     )
     fits = cfg.budget_fit()
     (log.warning if fits.certain else log.info)("%s", fits.message(variant))
-    spec = prune_spec(cfg, _fingerprint(cfg, seed, teacher_path, prepared))
+    spec = prune_spec(cfg, _fingerprint(cfg, seed, teacher_path, prepared, table))
     # Declared by dvc.yaml as an output even when the run is one step (oneshot) with nothing
     # to resume from; made only once the inputs have loaded, so a bad input leaves no output.
     (out_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
@@ -129,10 +137,26 @@ def prune(
     }
 
 
-def _fingerprint(cfg: PruneConfig, seed: int, teacher_path: Path, prepared) -> str:
-    """What a checkpoint must match to be resumed: recipe, seed, teacher, data and the code this
-    stage runs (a change to that code reruns the stage, and resuming would keep the old code's
-    α > 0 phase; an edit to code the stage does not run, e.g. the plots, keeps the checkpoint)."""
+def read_table(path: Path | None) -> LatencyTable:
+    """The latency table at `path`, or a UserError saying what to do."""
+    if path is None:
+        raise UserError("target 'latency' plans from a latency table: give --table FILE")
+    d = json.loads(Path(path).read_text())
+    if d.get("measured") is False:
+        raise UserError(
+            f"{path} holds no table ({d.get('why')}): set latency.table and run the table "
+            "stage again"
+        )
+    return LatencyTable.from_dict(d)
+
+
+def _fingerprint(
+    cfg: PruneConfig, seed: int, teacher_path: Path, prepared, table: LatencyTable | None
+) -> str:
+    """What a checkpoint must match to be resumed: recipe, seed, teacher, data, the latency
+    table it planned from, and the code this stage runs (a change to that code reruns the stage,
+    and resuming would keep the old code's α > 0 phase; an edit to code the stage does not run,
+    e.g. the plots, keeps the checkpoint)."""
     blob = json.dumps(
         [
             cfg.model_dump(),
@@ -140,6 +164,7 @@ def _fingerprint(cfg: PruneConfig, seed: int, teacher_path: Path, prepared) -> s
             file_digest(teacher_path),
             prepared.card["sha256"],
             code_digest("prune"),
+            *([table.to_dict()] if table is not None else []),
         ],
         sort_keys=True,
     )

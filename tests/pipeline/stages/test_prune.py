@@ -1,0 +1,54 @@
+"""The prune stage's plan for `prune.target: latency`: from the table file the table stage
+writes, or a sentence where that file holds no table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from alphaprune.budget.latency import LatencyTable
+from alphaprune.errors import UserError
+from alphaprune.loading import load_model
+from alphaprune.pipeline.params.loader import resolve
+from alphaprune.pipeline.stages.prune import prune, read_table
+from conftest import TINY
+
+LATENCY = {"branch": "channels", "init": "pretrained", "target": "latency", "amount": 0.3}
+SHORT = {"epochs": 2, "finetune_epochs": 1, "schedule": {"kind": "oneshot"}}
+
+
+def _stand_in_table(teacher_path) -> LatencyTable:
+    """A table of the teacher's groups whose every channel costs the same 1 ms: any plan that
+    removes 30% of the channel-milliseconds meets the target, and the prediction is exact."""
+    model, _ = load_model(teacher_path)
+    widths = {"conv2": model.conv2.out_channels, "conv3": model.conv3.out_channels}
+    full = float(sum(widths.values()))
+    groups = {r: {k: full - (w - k) for k in range(8, w, 8)} for r, w in widths.items()}
+    return LatencyTable("onnxruntime-cpu", 64, 1, 8, full, widths, groups)
+
+
+def test_a_latency_target_prunes_from_the_table(tmp_path, prepared_path, teacher_dir):
+    teacher = teacher_dir / "model.pt"
+    table = _stand_in_table(teacher)
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps(table.to_dict()))
+    raw = {**TINY, "latency": {"table": {}}, "variants": {"lat": {**LATENCY, **SHORT}}}
+    params = resolve(raw, "tiny")
+    out = tmp_path / "out"
+    prune(params, "lat", prepared_path, teacher, out, table_path=path)
+    _, recipe = load_model(out / "student.pt")
+    planned = recipe["plan"]["latency"]
+    assert planned["teacher_ms"] == table.full_ms
+    assert planned["student_ms"] <= 0.7 * table.full_ms < planned["student_ms"] + 8
+    kept = {r: table.widths[r] - len(idxs) for r, idxs in recipe["plan"]["removed"].items()}
+    assert table.predict(kept) == pytest.approx(planned["student_ms"])
+
+
+def test_a_table_file_that_holds_no_table_is_refused_with_what_to_do(tmp_path):
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps({"measured": False, "why": "latency.table is unset"}))
+    with pytest.raises(UserError, match="holds no table .latency.table is unset.: set latency"):
+        read_table(path)
+    with pytest.raises(UserError, match="give --table FILE"):
+        read_table(None)
