@@ -24,13 +24,15 @@ def allocate(
     *,
     teacher_macs: int | None = None,
     table: LatencyTable | None = None,
+    ranking: str = "knapsack",
 ) -> Plan:
     """Plan branches that remove at least `amount` of `model`'s parameters (`target` "params")
     or of its MACs for one example of `example`'s shape ("macs"); `round_to`: the channel block
     of kind `channels`; `teacher_macs`: the model's MACs for one example if known (a model file
     records them), else counted with `torch.utils.flop_counter` (whose first use imports
     `torch._dynamo`: 1.5 s a process). Target "latency" (kind `channels` only): `amount` of
-    the time `table` measured for the teacher on its engine (`budget.latency`)."""
+    the time `table` measured for the teacher on its engine (`budget.latency`), the channels
+    chosen by `ranking` (`budget.channels.allocate`)."""
     if not 0 < amount < 1:
         raise BudgetError(f"amount must be in (0, 1), got {amount}")
     if target not in TARGETS:
@@ -58,7 +60,7 @@ def allocate(
     elif branch.allocation == "mask":
         chosen, masks = sparse.masks_for(eligible, units)
     elif branch.allocation == "channels":
-        return channels.allocate(model, example, excluded, units, round_to, table)
+        return channels.allocate(model, example, excluded, units, round_to, table, ranking)
     else:
         raise ValueError(f"branch kind {kind!r}: unknown allocation {branch.allocation!r}")
     return units.finish(chosen, excluded, masks)

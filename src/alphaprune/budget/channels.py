@@ -15,22 +15,39 @@ from alphaprune.budget.latency import LatencyTable, knapsack
 from alphaprune.budget.plan import BudgetError, LayerPlan, Plan, Units
 from alphaprune.channels import ChannelGroup, Counter, channel_groups
 
+RANKINGS = ("knapsack", "global")  # how a latency target chooses channels
+
 
 def allocate(
-    model, example, excluded, units: Units, round_to: int, table: LatencyTable | None = None
+    model,
+    example,
+    excluded,
+    units: Units,
+    round_to: int,
+    table: LatencyTable | None = None,
+    ranking: str = "knapsack",
 ) -> Plan:
     """The fewest of the globally least important channels that remove `units.need`; for
     `units.target` "latency", the channels whose removal saves `units.amount` of the `table`'s
-    time with the least importance lost (`latency.knapsack`)."""
+    time: with the least importance lost (`ranking` "knapsack": `latency.knapsack`), or the
+    fewest of the globally least important whose predicted saving is enough ("global":
+    Torch-Pruning's own allocation, its ratio set by the table's prediction)."""
     groups, ungrouped = channel_groups(model, example, excluded)
     if units.target == "latency":
-        removed, predicted = _for_latency(groups, units, table)
+        removed, predicted = _for_latency(model, groups, units, table, ranking)
     else:
-        removed, predicted = _by_global_rank(model, groups, units, round_to), {}
+        counter = Counter(model, groups, units.positions)
+        saved = lambda counts: counter.saving(counts, units.target)  # noqa: E731
+        removed = _by_global_rank(groups, units.need, saved, round_to)
+        if removed is None:
+            raise units.unreachable(saved(_all_but_blocks(groups, round_to)) if groups else 0)
+        predicted = {}
     return _plan(model, groups, units, removed, excluded, ungrouped, predicted)
 
 
-def _for_latency(groups, units: Units, table: LatencyTable | None):
+def _for_latency(model, groups, units: Units, table: LatencyTable | None, ranking: str):
+    if ranking not in RANKINGS:
+        raise BudgetError(f"ranking must be one of {', '.join(RANKINGS)}, got {ranking!r}")
     if table is None:
         raise BudgetError("target 'latency' needs a latency table (`alphaprune table`)")
     unknown = [g.root for g in groups if g.root not in table.groups]
@@ -45,8 +62,24 @@ def _for_latency(groups, units: Units, table: LatencyTable | None):
             f"the latency table's widths of {', '.join(other)} are not this model's: it was "
             "measured on another model; measure it again"
         )
-    importance = {g.root: g.importance for g in groups}
-    kept = knapsack(table, importance, units.amount * table.full_ms)
+    need = units.amount * table.full_ms
+    if ranking == "knapsack":
+        kept = knapsack(table, {g.root: g.importance for g in groups}, need)
+    else:
+        width = {g.root: g.width for g in groups}
+
+        def saved(counts: dict[str, int]) -> float:
+            return table.full_ms - table.predict({r: width[r] - n for r, n in counts.items()})
+
+        removed = _by_global_rank(groups, need, saved, table.round_to)
+        if removed is None:
+            most = saved(_all_but_blocks(groups, table.round_to))
+            raise BudgetError(
+                f"a latency saving of {need:.4g} ms of the teacher's {table.full_ms:.4g} ms on "
+                f"{table.engine} is unreachable by global ranking: at most {most:.4g} ms "
+                "predicted (prune less)"
+            )
+        kept = {r: width[r] - len(idxs) for r, idxs in removed.items()}
     if table.predict(kept) <= 0:
         raise BudgetError(
             f"the latency table predicts no time left for prune.amount {units.amount:g}: it "
@@ -65,10 +98,15 @@ def _for_latency(groups, units: Units, table: LatencyTable | None):
     return removed, predicted
 
 
-def _by_global_rank(model, groups, units: Units, round_to: int) -> dict[str, tuple[int, ...]]:
-    """The fewest of the globally least important channels (rounded per group) that save
-    `units.need`."""
-    counter = Counter(model, groups, units.positions)
+def _all_but_blocks(groups, round_to: int) -> dict[str, int]:
+    """Each group's most removable channels: all but one block (`_rounded`)."""
+    return {g.root: _rounded(g.width, g.width, round_to) for g in groups}
+
+
+def _by_global_rank(groups, need, saved, round_to: int) -> dict[str, tuple[int, ...]] | None:
+    """The fewest of the globally least important channels (rounded per group) whose removal
+    saves at least `need` (`saved`: per group root, how many channels go -> the saving), or None
+    if removing all it may does not."""
     # every channel as (group, channel), least important first (ties: in order)
     ranked = sorted(
         ((imp, gi, c) for gi, g in enumerate(groups) for c, imp in enumerate(g.importance)),
@@ -85,16 +123,15 @@ def _by_global_rank(model, groups, units: Units, round_to: int) -> dict[str, tup
             if _rounded(g.width, k, round_to)
         }
 
-    def saved(n: int) -> int:
-        counts = {root: len(idxs) for root, idxs in removal(n).items()}
-        return counter.saving(counts, units.target)
+    def saved_by(n: int):
+        return saved({root: len(idxs) for root, idxs in removal(n).items()})
 
-    if not groups or saved(len(ranked)) < units.need:
-        raise units.unreachable(saved(len(ranked)) if groups else 0)
-    lo, hi = 0, len(ranked)  # saved(hi) meets the target; find the fewest channels that do
+    if not groups or saved_by(len(ranked)) < need:
+        return None
+    lo, hi = 0, len(ranked)  # saved_by(hi) meets the target; find the fewest channels that do
     while lo < hi:
         mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if saved(mid) >= units.need else (mid + 1, hi)
+        lo, hi = (lo, mid) if saved_by(mid) >= need else (mid + 1, hi)
     return removal(lo)
 
 

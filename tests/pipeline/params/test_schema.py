@@ -292,6 +292,12 @@ BAD = [
         "branch 'channels' only",
     ),
     (
+        "ranking-of-a-params-target",
+        _set("variants", "seed", {"ranking": "global"}),
+        "variants.seed",
+        "ranking applies to target 'latency' only",
+    ),
+    (
         "latency-target-without-a-table",
         _set("variants", "seed", LATENCY_VARIANT),
         "variants.seed.target",

@@ -43,6 +43,13 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--table", type=Path, metavar="FILE", help="target latency: `alphaprune table`'s file"
     )
+    p.add_argument(
+        "--ranking",
+        choices=["knapsack", "global"],
+        default="knapsack",
+        help="target latency: least importance per time saved (knapsack), or Torch-Pruning's "
+        "global ranking cut until the table predicts the saving (global)",
+    )
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--input-size", type=int, nargs=3, default=[3, 32, 32], metavar=("C", "H", "W"))
     p.add_argument("--exclude", nargs="*", default=None, help="glob patterns of layer names")
@@ -88,6 +95,7 @@ def run(args) -> None:
         table.round_to if table and args.target == "latency" else args.round_to,
         args.target,
         table=table,
+        ranking=args.ranking,
     )
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))

@@ -190,6 +190,11 @@ class PruneConfig(Strict):
     # CNN, widths 16, 17, 34 ran 0.97x the teacher in onnxruntime for 2.4x fewer MACs, and 16,
     # 16, 32 ran 1.45x (batch 1) and 2.2x (batch 64): benchmarks/digits_channels.py.
     round_to: PositiveInt | None = None
+    # target latency, how the channels are chosen: knapsack (unset: the least importance lost
+    # for the time saved, budget.latency.knapsack) or global (Torch-Pruning's own allocation:
+    # the globally least important channels, as many as the table predicts save `amount`; for
+    # Torch-Pruning at the same predicted speed). params and macs always rank globally.
+    ranking: Literal["knapsack", "global"] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> PruneConfig:
@@ -220,6 +225,11 @@ class PruneConfig(Strict):
                 "init 'random' is not supported for branch 'channels': its branches are the "
                 "readers of the removed channels, which keep their other inputs; use "
                 "'pretrained' (the kept columns as they are) or 'lsq' (refitted on them)"
+            )
+        if self.ranking is not None and self.target != "latency":
+            raise ValueError(
+                f"ranking applies to target 'latency' only (target {self.target!r} always ranks "
+                "channels globally)"
             )
         if self.round_to not in (None, 1) and self.branch != "channels":
             raise ValueError(f"round_to applies to branch 'channels' only, not {self.branch!r}")

@@ -54,6 +54,7 @@ def make_student(
         cfg.target,
         teacher_macs=teacher_macs,
         table=table,
+        ranking=cfg.ranking or "knapsack",
     )
     return student.make_student(teacher, plan, cfg.init, calibration), plan
 
