@@ -88,6 +88,7 @@ def _for_latency(model, groups, units: Units, table: LatencyTable | None, rankin
     by_root = {g.root: g for g in groups}
     removed = {r: _least_important(by_root[r], by_root[r].width - k) for r, k in kept.items()}
     predicted = {
+        "ranking": ranking,
         "engine": table.engine,
         "batch": table.batch,
         "threads": table.threads,

@@ -263,6 +263,7 @@ def test_a_latency_targets_ask_prediction_and_measurement_are_recorded():
     planned = {"batch": 64, "threads": 1, "teacher_ms": 10.0, "student_ms": 4.0}
     plan = {"target": "latency", "amount": 0.5, "latency": planned}
     assert latency.latency_target(plan, timed) == {
+        "target_ranking": "knapsack",  # a plan from before rankings were recorded: the knapsack
         "target_batch": 64,
         "target_speedup": 2.0,
         "predicted_speedup": 2.5,

@@ -239,3 +239,54 @@ def test_variants_at_one_speed_are_named_once_by_the_most_accurate(tmp_path, mon
     metrics.loc["c", ["ort_latency_speedup", "ort_throughput_speedup"]] = 2.0
     fig = _figure(monkeypatch, speed.accuracy_vs_speedup, metrics, TEACHER, tmp_path / "a.png")
     assert sorted(t.get_text() for t in fig.axes[0].texts) == ["a (+1)", "c"]
+
+
+def _targeted(metrics: pd.DataFrame, figures: dict) -> pd.DataFrame:
+    """`metrics` with the latency stage's record of latency targets: variant -> (ranking, asked,
+    measured per replicate); the other variants targeted none."""
+    out = _timed(metrics)
+    variants = out.index.get_level_values("variant")
+    out["target_ranking"] = [figures[v][0] if v in figures else None for v in variants]
+    out["target_speedup"] = [figures[v][1] if v in figures else None for v in variants]
+    out["target_batch"] = [64 if v in figures else None for v in variants]
+    measured = {v: iter(f[2]) for v, f in figures.items()}
+    out["target_measured_speedup"] = [next(measured[v]) if v in figures else None for v in variants]
+    out["target_measured_range"] = [
+        [s - 0.05, s + 0.05] if pd.notna(s) else None for s in out["target_measured_speedup"]
+    ]
+    return out
+
+
+def test_pareto_draws_one_front_per_ranking_at_the_measured_speeds(tmp_path, monkeypatch):
+    runs = ("t0-s0", "t0-s1")
+    rows = {"k15": (300, 0.95), "g15": (200, 0.93), "k18": (250, 0.94), "g18": (150, 0.9)}
+    rows["plain"] = (350, 0.98)  # a params target: not on this figure
+    figures = {
+        "k15": ("knapsack", 1.5, [1.48, 1.52]),
+        "g15": ("global", 1.5, [1.55, 1.55]),
+        "k18": ("knapsack", 1.8, [1.8, 1.84]),
+        "g18": ("global", 1.8, [1.9, 1.9]),
+    }
+    metrics = _targeted(_metrics(rows, runs), figures)
+    fig = _figure(monkeypatch, speed.pareto, metrics, TEACHER, tmp_path / "p.png")
+    ax = fig.axes[0]
+    fronts = {c.get_label(): c for c in ax.containers if hasattr(c, "lines")}
+    knapsack = fronts[speed.RANKINGS["knapsack"]].lines[0]
+    assert list(knapsack.get_xdata()) == pytest.approx([1.5, 1.82])  # sorted by speed
+    assert list(knapsack.get_ydata()) == pytest.approx([0.95, 0.94])
+    assert list(fronts[speed.RANKINGS["global"]].lines[0].get_xdata()) == pytest.approx([1.55, 1.9])
+    assert sorted(t.get_text() for t in ax.texts) == ["g15", "g18", "k15", "k18"]
+    assert sorted(line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == ":") == [
+        1.5,
+        1.8,
+    ]
+    assert "batch 64" in ax.get_xlabel()
+
+
+def test_all_figures_add_the_pareto_figure_for_latency_targets(tmp_path):
+    metrics = _targeted(_metrics({"a": (350, 0.98)}), {"a": ("knapsack", 1.5, [1.5])})
+    keys = [("a", "t0-s0")]
+    paths = plots.all_figures(
+        {k: _history() for k in keys}, {k: _steps() for k in keys}, metrics, TEACHER, tmp_path
+    )
+    assert "pareto.png" in {p.name for p in paths}

@@ -298,6 +298,7 @@ def latency_target(plan: Mapping, timed: Mapping) -> dict:
     if not planned:
         return {}
     out = {
+        "target_ranking": planned.get("ranking", "knapsack"),
         "target_batch": planned["batch"],
         "target_speedup": 1 / (1 - plan["amount"]),
         "predicted_speedup": planned["teacher_ms"] / planned["student_ms"],

@@ -25,7 +25,7 @@ from alphaprune.pipeline.report.figures import (
     points_with_front,
     save,
 )
-from alphaprune.pipeline.report.speed import accuracy_vs_speedup, speedup_vs_macs
+from alphaprune.pipeline.report.speed import accuracy_vs_speedup, pareto, speedup_vs_macs
 
 
 def training_curves(name: str, histories: list[pd.DataFrame], teacher: dict, out: Path) -> Path:
@@ -243,4 +243,6 @@ def all_figures(
         paths.append(speedup_vs_macs(per_run, out_dir / "speedup_vs_macs.png"))
         out = out_dir / "accuracy_vs_speedup.png"
         paths.append(accuracy_vs_speedup(per_run, teacher, out, confidence))
+    if "target_measured_speedup" in per_run.columns:  # students of latency targets
+        paths.append(pareto(per_run, teacher, out_dir / "pareto.png", confidence))
     return paths

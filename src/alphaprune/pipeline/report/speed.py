@@ -1,6 +1,7 @@
 """The speed figures: each student's measured speedup against its MAC reduction (where it
-runs: onnxruntime and PyTorch on the CPU, CUDA when timed), and test accuracy against the
-speedup, the front of the trade-off named."""
+runs: onnxruntime and PyTorch on the CPU, CUDA when timed), test accuracy against the
+speedup, the front of the trade-off named, and the students of latency targets, one line per
+way of choosing channels (`pareto`)."""
 
 from __future__ import annotations
 
@@ -110,4 +111,54 @@ def accuracy_vs_speedup(
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=7)
     fig.suptitle("Accuracy against measured speed")
+    return save(fig, out)
+
+
+RANKINGS = {  # prune.ranking -> legend label
+    "knapsack": "alphaprune: knapsack, least importance per time saved",
+    "global": "Torch-Pruning's global ranking, cut to the same predicted time",
+}
+
+
+def pareto(per_run: pd.DataFrame, teacher: dict, out: Path, confidence: float = 0.95) -> Path:
+    """The students of `prune.target: latency`: test accuracy (mean, with its interval) against
+    the speedup measured at their table's batch (mean, with the range over every round), one
+    line per ranking (the knapsack's and Torch-Pruning's fronts), each point named; the teacher
+    is the star at 1x, and each asked speedup a dotted line."""
+    timed = per_run.dropna(subset=["target_measured_speedup"])
+    iv = intervals(timed, "test_acc", confidence)
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for ranking, runs in timed.groupby("target_ranking", sort=False):
+        speed = runs.groupby(level="variant", sort=False)["target_measured_speedup"]
+        spans = runs.groupby(level="variant", sort=False)["target_measured_range"]
+        x = speed.mean().sort_values()
+        low = spans.agg(lambda s: min(r[0] for r in s)).loc[x.index]
+        high = spans.agg(lambda s: max(r[1] for r in s)).loc[x.index]
+        y = iv.loc[x.index]
+        ax.errorbar(
+            x,
+            y["mean"],
+            xerr=[x - low, high - x],
+            yerr=[y["mean"] - y["low"], y["high"] - y["mean"]],
+            fmt="o-",
+            capsize=3,
+            label=RANKINGS.get(ranking, ranking),
+        )
+        for name in x.index:
+            ax.annotate(
+                name,
+                (x[name], y.loc[name, "mean"]),
+                fontsize=7,
+                xytext=(6, -10),
+                textcoords="offset points",
+            )
+    for asked in timed["target_speedup"].unique():
+        ax.axvline(asked, color="0.6", lw=1, ls=":")
+    ax.scatter([1.0], [teacher["test_acc"]], marker="*", s=250, color="crimson", label="teacher")
+    batch = int(timed["target_batch"].iloc[0])
+    ax.set_xlabel(f"speedup over the teacher (onnxruntime, batch {batch}; dotted: asked)")
+    ax.set_ylabel(f"test accuracy ({interval_label(timed, confidence)})")
+    ax.set_title("Accuracy against measured speed, at the same latency targets")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
     return save(fig, out)
