@@ -211,7 +211,7 @@ def test_the_plan_gives_back_every_block_the_need_does_not_take(seed):
             assert table.predict(wider) > table.full_ms - need, (need, kept, r)
 
 
-@pytest.mark.parametrize("amount", [0.15, 0.3, 0.45])
+@pytest.mark.parametrize("amount", [0.2, 0.45])
 def test_global_ranking_meets_the_time_with_the_globally_least_important_channels(amount):
     """`ranking: global` (Torch-Pruning's own allocation, cut until the table predicts the
     saving): the budget met, within each group the least important channels, and the knapsack,

@@ -34,7 +34,7 @@ def allocate(
     Torch-Pruning's own allocation, its ratio set by the table's prediction)."""
     groups, ungrouped = channel_groups(model, example, excluded)
     if units.target == "latency":
-        removed, predicted = _for_latency(model, groups, units, table, ranking)
+        removed, predicted = _for_latency(groups, units, table, ranking)
     else:
         counter = Counter(model, groups, units.positions)
         saved = lambda counts: counter.saving(counts, units.target)  # noqa: E731
@@ -45,7 +45,7 @@ def allocate(
     return _plan(model, groups, units, removed, excluded, ungrouped, predicted)
 
 
-def _for_latency(model, groups, units: Units, table: LatencyTable | None, ranking: str):
+def _for_latency(groups, units: Units, table: LatencyTable | None, ranking: str):
     if ranking not in RANKINGS:
         raise BudgetError(f"ranking must be one of {', '.join(RANKINGS)}, got {ranking!r}")
     if table is None:

@@ -261,17 +261,24 @@ def test_a_latency_targets_ask_prediction_and_measurement_are_recorded():
     timed |= {"ort_latency_speedup": 1.2, "ort_latency_speedup_range": [1.1, 1.3]}
     timed |= {"ort_throughput_speedup": 1.9, "ort_throughput_speedup_range": [1.8, 2.0]}
     planned = {"batch": 64, "threads": 1, "teacher_ms": 10.0, "student_ms": 4.0}
-    plan = {"target": "latency", "amount": 0.5, "latency": planned}
-    assert latency.latency_target(plan, timed) == {
-        "target_ranking": "knapsack",  # a plan from before rankings were recorded: the knapsack
+    plan = {"target": "latency", "amount": 0.5, "latency": {**planned, "ranking": "global"}}
+    assert latency.latency_target({"plan": plan}, timed) == {
+        "target_ranking": "global",
         "target_batch": 64,
         "target_speedup": 2.0,
         "predicted_speedup": 2.5,
         "target_measured_speedup": 1.9,
         "target_measured_range": [1.8, 2.0],
     }
-    at_one = latency.latency_target({**plan, "latency": {**planned, "batch": 1}}, timed)
-    assert at_one["target_measured_speedup"] == 1.2
-    other_threads = latency.latency_target({**plan, "latency": {**planned, "threads": 4}}, timed)
-    assert "target_measured_speedup" not in other_threads  # not what this stage timed
-    assert latency.latency_target({"target": "params", "amount": 0.5}, timed) == {}
+    at_one = {**plan, "latency": {**planned, "batch": 1}}
+    assert latency.latency_target({"plan": at_one}, timed)["target_measured_speedup"] == 1.2
+    other_threads = {**plan, "latency": {**planned, "threads": 4}}
+    measured = latency.latency_target({"plan": other_threads}, timed)
+    assert "target_measured_speedup" not in measured  # not what this stage timed
+    # a plan that does not record its ranking: the prune settings it was made with say
+    unrecorded = {"plan": {**plan, "latency": planned}, "prune": {"ranking": None}}
+    assert latency.latency_target(unrecorded, timed)["target_ranking"] == "knapsack"
+    unrecorded["prune"]["ranking"] = "global"
+    assert latency.latency_target(unrecorded, timed)["target_ranking"] == "global"
+    params_target = {"plan": {"target": "params", "amount": 0.5}}
+    assert latency.latency_target(params_target, timed) == {}

@@ -47,7 +47,7 @@ def run(args) -> None:
     params = load(args)
     # CUDA timings when training would use it
     device = resolve_device(params.runtime.device, params.runtime.jobs_per_gpu)
-    models, onnx, teacher_of, shapes, plans = {}, {}, {}, set(), {}
+    models, onnx, teacher_of, shapes, recipes = {}, {}, {}, set(), {}
     for t in params.replicates.teachers:
         folder = args.teacher / f"t{t}"
         models[f"t{t}"], recipe = load_model(folder / "model.pt")
@@ -58,12 +58,12 @@ def run(args) -> None:
         for t, s in params.replicates.runs():
             name, folder = f"{v}/{run_name(t, s)}", args.variants / v / run_name(t, s)
             models[name], recipe = load_model(folder / "student.pt")
-            plans[name] = recipe.get("plan", {})
+            recipes[name] = recipe
             onnx[name], teacher_of[name] = folder / "student.onnx", f"t{t}"
     (shape,) = shapes  # one prepared dataset: one input shape
     timed = latency.measure_grid(models, teacher_of, shape, params.latency, device, onnx)
     for name, got in timed.items():
-        got |= latency.latency_target(plans[name], got)  # what a latency target asked
+        got |= latency.latency_target(recipes[name], got)  # what a latency target asked
         write_json(args.out / name / "latency.json", got)
         log.info(
             "%s: onnxruntime speedup %.2fx at batch %d, %.2fx at batch %d",

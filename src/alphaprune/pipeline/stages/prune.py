@@ -92,6 +92,20 @@ def prune(
         plan.macs_achieved,
         plan.teacher_macs,
     )
+    if plan.latency:
+        log.info(
+            "%s: predicted %.4g ms of the teacher's %.4g ms (%.3fx; asked %.3fx) in %s at batch "
+            "%d on %d thread(s), channels ranked by %s",
+            variant,
+            plan.latency["student_ms"],
+            plan.latency["teacher_ms"],
+            plan.latency["teacher_ms"] / plan.latency["student_ms"],
+            1 / (1 - cfg.amount),
+            plan.latency["engine"],
+            plan.latency["batch"],
+            plan.latency["threads"],
+            plan.latency["ranking"],
+        )
     fits = cfg.budget_fit()
     (log.warning if fits.certain else log.info)("%s", fits.message(variant))
     spec = prune_spec(cfg, _fingerprint(cfg, seed, teacher_path, prepared, table))
