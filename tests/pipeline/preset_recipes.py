@@ -20,6 +20,8 @@ STACKS = {
     "screen": ["cifar10-cpu", "cifar10-long", "cifar10-screen"],
     "harder": ["cifar10-cpu", "cifar10-long", "cifar10-harder"],
     "channels": ["cifar10-cpu", "cifar10-long", "cifar10-channels"],
+    "finetune": ["cifar10-cpu", "cifar10-finetune"],
+    "latency": ["cifar10-cpu", "cifar10-latency"],
 }
 
 

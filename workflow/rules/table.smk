@@ -4,6 +4,11 @@ TABLE = "results/table/table.json"
 # unset, the table job writes a file saying no table was measured, and no prune waits for it.
 TABLE_INPUT = TABLE if PARAMS.latency.table is not None else []
 
+if PARAMS.latency.table is None:  # a file saying nothing was measured: no cluster job for it
+
+    localrules:
+        table,
+
 
 rule table:
     """The latency table the prunes of `prune.target: latency` plan from: the params' model timed
