@@ -10,6 +10,7 @@ import json
 import pytest
 import torch
 
+from alphaprune.budget import latency
 from alphaprune.budget.allocator import allocate
 from alphaprune.budget.latency import LatencyTable, Pair, candidate_widths, knapsack
 from alphaprune.budget.plan import BudgetError
@@ -204,11 +205,33 @@ def test_the_plan_gives_back_every_block_the_need_does_not_take(seed):
     g = torch.Generator().manual_seed(seed)
     importance = {r: torch.rand(16, generator=g).tolist() for r in ("g", "h")}
     for need in (0.3, 0.5, 0.8, 1.2, 1.5, 1.8):
-        kept = knapsack(table, importance, need)
-        assert table.predict(kept) <= table.full_ms - need + 1e-9
-        for r, w in kept.items():
-            wider = {k: v for k, v in {**kept, r: w + 2}.items() if v < 16}
-            assert table.predict(wider) > table.full_ms - need, (need, kept, r)
+        _assert_no_block_to_give_back(table, knapsack(table, importance, need), need)
+
+
+def _assert_no_block_to_give_back(table, kept, need):
+    """`kept` saves `need` (to the code's slack), and no group of it can keep one block more."""
+    limit = table.full_ms - need + 1e-9 * table.full_ms
+    assert table.predict(kept) <= limit
+    for r, w in kept.items():
+        wider = {k: v for k, v in {**kept, r: w + table.round_to}.items() if v < table.widths[k]}
+        assert table.predict(wider) > limit, (need, kept, r)
+
+
+@pytest.mark.parametrize("pairs", [True, False])
+def test_trimming_gives_back_every_block_from_a_plan_that_cuts_far_too_much(pairs):
+    """Every group at its narrowest saves far more than a small need: the trim widens groups
+    again, a block at a time, the block that restores the most importance first, until none
+    can be given back; it never loses the need."""
+    table, _ = chain_table()
+    if not pairs:
+        table = linear_table({"g": 16, "h": 16}, {"g": 0.1, "h": 0.05}, round_to=2)
+    importance = {"g": [float(i) for i in range(16)], "h": [0.5 * i for i in range(16)]}
+    ranked = {r: [0.0, *itertools.accumulate(sorted(v))] for r, v in importance.items()}
+    narrowest = {"g": 2, "h": 2}
+    for need in (0.2, 0.6, 1.0):
+        kept = latency._trimmed(table, ranked, narrowest, need)
+        assert kept != narrowest  # it gave blocks back
+        _assert_no_block_to_give_back(table, kept, need)
 
 
 @pytest.mark.parametrize("amount", [0.2, 0.45])

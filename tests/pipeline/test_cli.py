@@ -644,3 +644,16 @@ def test_a_reader_that_stops_early_gets_no_traceback():
     err = proc.stderr.read()
     assert proc.wait(timeout=60) == 141
     assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+def test_plan_refuses_a_ranking_without_a_latency_target_and_a_file_without_a_table(
+    tmp_path, capsys
+):
+    plan = ["plan", "--model", "cnn", "--branch", "channels", "--input-size", "1", "8", "8"]
+    assert main([*plan, "--ranking", "global"]) == 2
+    assert "--ranking applies to --target latency only" in capsys.readouterr().err
+    stub = tmp_path / "table.json"
+    stub.write_text(json.dumps({"measured": False, "why": "latency.table is unset"}))
+    assert main([*plan, "--target", "latency", "--table", str(stub)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds no table (latency.table is unset): set latency" in err

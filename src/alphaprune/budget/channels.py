@@ -92,6 +92,7 @@ def _for_latency(groups, units: Units, table: LatencyTable | None, ranking: str)
         "engine": table.engine,
         "batch": table.batch,
         "threads": table.threads,
+        "machine_cpu": table.conditions.get("machine_cpu"),  # where the table was measured
         "teacher_ms": table.full_ms,
         "student_ms": table.predict(kept),
         "groups_ms": {r: table.group_ms(r, k) for r, k in kept.items()},
@@ -107,7 +108,9 @@ def _all_but_blocks(groups, round_to: int) -> dict[str, int]:
 def _by_global_rank(groups, need, saved, round_to: int) -> dict[str, tuple[int, ...]] | None:
     """The fewest of the globally least important channels (rounded per group) whose removal
     saves at least `need` (`saved`: per group root, how many channels go -> the saving), or None
-    if removing all it may does not."""
+    if removing all it may does not. A bisection: exact where the saving grows with every
+    channel removed (parameters, MACs, a table without pairs); a table's pair corrections can
+    make it dip, and then the plan found meets the need but may not be the fewest."""
     # every channel as (group, channel), least important first (ties: in order)
     ranked = sorted(
         ((imp, gi, c) for gi, g in enumerate(groups) for c, imp in enumerate(g.importance)),

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from alphaprune.budget.plan import BudgetError
 
@@ -128,6 +130,18 @@ class LatencyTable:
                 for p in self.pairs
             ],
         }
+
+    @classmethod
+    def from_file(cls, path) -> LatencyTable:
+        """The table in the JSON file at `path` (`alphaprune table`'s), or a BudgetError saying
+        what to do where the file holds none (the table stage's, with latency.table unset)."""
+        d = json.loads(Path(path).read_text())
+        if d.get("measured") is False:
+            raise BudgetError(
+                f"{path} holds no table ({d.get('why')}): set latency.table and run the table "
+                "stage again"
+            )
+        return cls.from_dict(d)
 
     @classmethod
     def from_dict(cls, d: Mapping) -> LatencyTable:

@@ -252,33 +252,3 @@ def test_the_grid_times_each_architecture_once_and_twins_share_it(monkeypatch):
     assert got["a/t0-s0"]["timed_with"] == ["a/t1-s0"]
     assert got["b/t0-s0"]["eager_throughput_speedup"] == pytest.approx(2.0)
     assert all(g["architectures_timed"] == 3 for g in got.values())
-
-
-def test_a_latency_targets_ask_prediction_and_measurement_are_recorded():
-    """The latency stage adds, for a student planned to a latency target, the speedup asked,
-    the table's prediction and the one it measured at the table's batch and threads."""
-    timed = {"latency_batch": 1, "throughput_batch": 64, "latency_threads": 1}
-    timed |= {"ort_latency_speedup": 1.2, "ort_latency_speedup_range": [1.1, 1.3]}
-    timed |= {"ort_throughput_speedup": 1.9, "ort_throughput_speedup_range": [1.8, 2.0]}
-    planned = {"batch": 64, "threads": 1, "teacher_ms": 10.0, "student_ms": 4.0}
-    plan = {"target": "latency", "amount": 0.5, "latency": {**planned, "ranking": "global"}}
-    assert latency.latency_target({"plan": plan}, timed) == {
-        "target_ranking": "global",
-        "target_batch": 64,
-        "target_speedup": 2.0,
-        "predicted_speedup": 2.5,
-        "target_measured_speedup": 1.9,
-        "target_measured_range": [1.8, 2.0],
-    }
-    at_one = {**plan, "latency": {**planned, "batch": 1}}
-    assert latency.latency_target({"plan": at_one}, timed)["target_measured_speedup"] == 1.2
-    other_threads = {**plan, "latency": {**planned, "threads": 4}}
-    measured = latency.latency_target({"plan": other_threads}, timed)
-    assert "target_measured_speedup" not in measured  # not what this stage timed
-    # a plan that does not record its ranking: the prune settings it was made with say
-    unrecorded = {"plan": {**plan, "latency": planned}, "prune": {"ranking": None}}
-    assert latency.latency_target(unrecorded, timed)["target_ranking"] == "knapsack"
-    unrecorded["prune"]["ranking"] = "global"
-    assert latency.latency_target(unrecorded, timed)["target_ranking"] == "global"
-    params_target = {"plan": {"target": "params", "amount": 0.5}}
-    assert latency.latency_target(params_target, timed) == {}

@@ -260,13 +260,15 @@ def test_deployment_sets_each_latency_target_beside_its_prediction_and_measureme
     """Variant `near` asked 2x, was planned at 2.02x and ran 1.98x (within 5%); `coarse` asked
     1.43x and its table allowed nothing nearer than 1.7x (the plan's miss); `off` was planned at
     2.0x and ran 1.5x (the prediction's miss); `a` targets parameters and is not listed."""
-    per_run, _ = _results({"a": [0.9], "near": [0.9, 0.9], "coarse": [0.9], "off": [0.9]})
+    rows = {"a": [0.9], "near": [0.9, 0.9], "coarse": [0.9], "off": [0.9], "sum": [0.9]}
+    per_run, _ = _results(rows)
     deployed = _deployed(per_run)
     variants = deployed.index.get_level_values("variant")
     figures = {  # asked, predicted, measured (each replicate alike), its round spread
         "near": (2.0, 2.02, 1.98, [1.9, 2.05]),
         "coarse": (1 / 0.7, 1.7, 1.72, [1.7, 1.75]),
         "off": (2.0, 2.0, 1.5, [1.45, 1.55]),
+        "sum": (2.0, 2.08, 2.16, [2.1, 2.2]),  # planned 4% over, measured 4% over that
     }
     for key, i in (("target_speedup", 0), ("predicted_speedup", 1)):
         deployed[key] = [figures[v][i] if v in figures else None for v in variants]
@@ -275,6 +277,7 @@ def test_deployment_sets_each_latency_target_beside_its_prediction_and_measureme
     ]
     deployed["target_measured_range"] = [figures[v][3] if v in figures else None for v in variants]
     deployed["target_batch"] = [64 if v in figures else None for v in variants]
+    deployed["target_table_cpu"] = ["Other CPU" if v == "off" else None for v in variants]
     text = "\n".join(deployment.deployment(deployed, variant_means(deployed)))
     section = text[text.index("**Latency targets**") :]
     rows = {
@@ -282,14 +285,29 @@ def test_deployment_sets_each_latency_target_beside_its_prediction_and_measureme
         for line in section.splitlines()
         if line.startswith("| ") and "variant" not in line
     }
-    assert list(rows) == ["near", "coarse", "off"]
+    assert list(rows) == ["near", "coarse", "off", "sum"]
     assert rows["near"] == ["64", "2.00", "2.02", "1.98 [1.90, 2.05]", "-1.0%"]
     assert rows["coarse"][-1] == "+20.4%" and rows["off"][-1] == "-25.0%"
     assert "Planned further than 5% from the ask: `coarse`." in section
     assert "Measured further than 5% from the table's prediction: `off`." in section
+    assert "the plan and the prediction each within it: `sum`" in section
+    assert "**Tables measured on another CPU** than the latency stage's: `off` (Other CPU)" in (
+        section
+    )
 
 
 def test_a_grid_without_latency_targets_has_no_target_table():
     per_run, _ = _results({"a": [0.9]})
     text = "\n".join(deployment.deployment(_deployed(per_run), variant_means(_deployed(per_run))))
     assert "Latency targets" not in text
+
+
+def test_the_headline_states_each_variants_target(tiny_params, tmp_path):
+    same = _render(tiny_params(a={}, b={}), {"a": [0.9], "b": [0.8]}, tmp_path)
+    assert "target: remove 65% of the teacher's parameters." in same
+    mixed = tiny_params(a={}, b={"target": "macs", "amount": 0.5})
+    text = _render(mixed, {"a": [0.9], "b": [0.8]}, tmp_path)
+    assert (
+        "target: by variant: remove 65% of the teacher's parameters; remove 50% of the "
+        "teacher's MACs." in text
+    )

@@ -20,6 +20,7 @@ from alphaprune.pipeline.commands._shared import (
     write_record,
 )
 from alphaprune.pipeline.deploy import latency
+from alphaprune.pipeline.deploy.targets import latency_target
 from alphaprune.pipeline.params.schema import run_name
 
 log = logging.getLogger("alphaprune")
@@ -63,7 +64,7 @@ def run(args) -> None:
     (shape,) = shapes  # one prepared dataset: one input shape
     timed = latency.measure_grid(models, teacher_of, shape, params.latency, device, onnx)
     for name, got in timed.items():
-        got |= latency.latency_target(recipes[name], got)  # what a latency target asked
+        got |= latency_target(recipes[name], got)  # what a latency target asked
         write_json(args.out / name / "latency.json", got)
         log.info(
             "%s: onnxruntime speedup %.2fx at batch %d, %.2fx at batch %d",

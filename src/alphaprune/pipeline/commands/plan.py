@@ -46,9 +46,9 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--ranking",
         choices=["knapsack", "global"],
-        default="knapsack",
-        help="target latency: least importance per time saved (knapsack), or Torch-Pruning's "
-        "global ranking cut until the table predicts the saving (global)",
+        help="target latency: least importance lost for the time saved (knapsack, the default), "
+        "or the globally least important channels cut until the table predicts the saving "
+        "(global, as Torch-Pruning allocates)",
     )
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--input-size", type=int, nargs=3, default=[3, 32, 32], metavar=("C", "H", "W"))
@@ -83,9 +83,14 @@ def run(args) -> None:
     example = torch.zeros(2, *shape)
     table = None
     if args.table is not None:
-        table = LatencyTable.from_dict(json.loads(args.table.read_text()))
+        table = LatencyTable.from_file(args.table)
     elif args.target == "latency":
         raise ConfigError("--target latency needs --table FILE (made by `alphaprune table`)")
+    if args.ranking is not None and args.target != "latency":
+        raise ConfigError(
+            f"--ranking applies to --target latency only (target {args.target!r} always ranks "
+            "channels globally)"
+        )
     plan = allocate(
         model,
         args.branch,
@@ -95,7 +100,7 @@ def run(args) -> None:
         table.round_to if table and args.target == "latency" else args.round_to,
         args.target,
         table=table,
-        ranking=args.ranking,
+        ranking=args.ranking or "knapsack",
     )
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))

@@ -106,8 +106,7 @@ def render(
     lines = [
         "# alphaprune report",
         "",
-        f"Data `{params.data.name}`, model `{params.model.name}`, target: remove "
-        f"{params.prune.amount:.0%} of the teacher's parameters.",
+        f"Data `{params.data.name}`, model `{params.model.name}`, target: {_targets(params)}.",
         "",
         teacher_line,
         "",
@@ -239,3 +238,13 @@ def _to_detect(row, confidence: float) -> str:
 
 def _anneal_verdict(verdict: str) -> str:
     return {BETTER: "the anneal pays", WORSE: "the anneal costs accuracy"}.get(verdict, verdict)
+
+
+TARGET_WORDS = {"params": "parameters", "macs": "MACs", "latency": "measured time"}
+
+
+def _targets(params) -> str:
+    """What the variants remove: one phrase where they all ask the same, else each distinct."""
+    asks = list(dict.fromkeys((v.amount, v.target) for v in params.variants.values()))
+    words = [f"remove {a:.0%} of the teacher's {TARGET_WORDS[t]}" for a, t in asks]
+    return words[0] if len(words) == 1 else "by variant: " + "; ".join(words)

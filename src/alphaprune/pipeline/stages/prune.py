@@ -156,13 +156,7 @@ def read_table(path: Path | None) -> LatencyTable:
     """The latency table at `path`, or a UserError saying what to do."""
     if path is None:
         raise UserError("target 'latency' plans from a latency table: give --table FILE")
-    d = json.loads(Path(path).read_text())
-    if d.get("measured") is False:
-        raise UserError(
-            f"{path} holds no table ({d.get('why')}): set latency.table and run the table "
-            "stage again"
-        )
-    return LatencyTable.from_dict(d)
+    return LatencyTable.from_file(path)
 
 
 def _fingerprint(
