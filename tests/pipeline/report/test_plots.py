@@ -290,3 +290,21 @@ def test_all_figures_add_the_pareto_figure_for_latency_targets(tmp_path):
         {k: _history() for k in keys}, {k: _steps() for k in keys}, metrics, TEACHER, tmp_path
     )
     assert "pareto.png" in {p.name for p in paths}
+
+
+def test_pareto_joins_only_students_trained_for_as_many_epochs(tmp_path, monkeypatch):
+    """The same targets fine-tuned 4 and 8 epochs are two fronts per ranking, not one line
+    zigzagging between budgets."""
+    rows = {"k15": (300, 0.95), "k18": (250, 0.94), "k18_8": (250, 0.96)}
+    figures = {
+        "k15": ("knapsack", 1.5, [1.5]),
+        "k18": ("knapsack", 1.8, [1.8]),
+        "k18_8": ("knapsack", 1.8, [1.8]),
+    }
+    metrics = _targeted(_metrics(rows), figures)
+    metrics["epochs"] = [8 if v == "k18_8" else 4 for v in metrics.index.get_level_values(0)]
+    fig = _figure(monkeypatch, speed.pareto, metrics, TEACHER, tmp_path / "p.png")
+    fronts = {c.get_label(): c for c in fig.axes[0].containers if hasattr(c, "lines")}
+    four, eight = (fronts[f"{speed.RANKINGS['knapsack']} ({n} epochs)"] for n in (4, 8))
+    assert list(four.lines[0].get_xdata()) == pytest.approx([1.5, 1.8])
+    assert list(eight.lines[0].get_xdata()) == pytest.approx([1.8])

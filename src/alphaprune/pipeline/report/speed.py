@@ -123,12 +123,19 @@ RANKINGS = {  # prune.ranking -> legend label
 def pareto(per_run: pd.DataFrame, teacher: dict, out: Path, confidence: float = 0.95) -> Path:
     """The students of `prune.target: latency`: test accuracy (mean, with its interval) against
     the speedup measured at their table's batch (mean, with the range over every round), one
-    line per ranking (the knapsack's and Torch-Pruning's fronts), each point named; the teacher
-    is the star at 1x, and each asked speedup a dotted line."""
+    line per ranking (the knapsack's and Torch-Pruning's fronts; per ranking and epochs where
+    the epochs differ: a front joins students trained alike), each point named; the teacher is
+    the star at 1x, and each asked speedup a dotted line."""
     timed = per_run.dropna(subset=["target_measured_speedup"])
     iv = intervals(timed, "test_acc", confidence)
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    for ranking, runs in timed.groupby("target_ranking", sort=False):
+    by_epochs = "epochs" in timed.columns and timed["epochs"].nunique() > 1
+    keys = ["target_ranking", "epochs"] if by_epochs else ["target_ranking"]
+    for key, runs in timed.groupby(keys, sort=False):
+        ranking = key[0] if isinstance(key, tuple) else key
+        label = RANKINGS.get(ranking, ranking)
+        if by_epochs:
+            label += f" ({int(key[1])} epochs)"
         speed = runs.groupby(level="variant", sort=False)["target_measured_speedup"]
         spans = runs.groupby(level="variant", sort=False)["target_measured_range"]
         x = speed.mean().sort_values()
@@ -142,7 +149,7 @@ def pareto(per_run: pd.DataFrame, teacher: dict, out: Path, confidence: float = 
             yerr=[y["mean"] - y["low"], y["high"] - y["mean"]],
             fmt="o-",
             capsize=3,
-            label=RANKINGS.get(ranking, ranking),
+            label=label,
         )
         for name in x.index:
             ax.annotate(
