@@ -134,9 +134,7 @@ class LatencyConfig(Strict):
 
     def table_batch(self) -> int:
         """The batch the latency table is measured at (and latency targets are met at)."""
-        return (self.table.batch if self.table and self.table.batch else None) or (
-            self.throughput_batch
-        )
+        return self.table.batch if self.table and self.table.batch else self.throughput_batch
 
 
 class RuntimeConfig(Strict):
