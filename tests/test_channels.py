@@ -127,14 +127,54 @@ def test_the_target_is_met_within_one_block_of_the_crossing_group():
         assert any(overshoot < b for b in blocks)
 
 
+class _PaddedResidual(nn.Module):
+    """A residual stream widened by a zero-pad, which Torch-Pruning's tracer reads as an
+    element-wise op (the CIFAR ResNets' option-A shortcut before it was a `ChannelMap`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.inner = nn.Conv2d(8, 16, 3, padding=1)
+        self.conv = nn.Conv2d(16, 16, 3, padding=1)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = self.conv(torch.relu(self.inner(x))) + nn.functional.pad(x, (0, 0, 0, 0, 4, 4))
+        return self.head(x.mean((2, 3)))
+
+
 def test_misread_groups_are_excluded_and_named():
-    teacher = _teacher("resnet20", (3, 32, 32))
-    # only the classifier keeps its outputs: the stem conv's group (the residual stream) is a
-    # candidate, but option-A shortcuts make Torch-Pruning merge it into one wrong group
-    plan = allocate(teacher, "channels", 0.5, torch.randn(1, 3, 32, 32), exclude=["linear"])
-    assert "misreads" in plan.ungrouped["conv1"]
-    assert all(r.endswith(".conv1") and r.startswith("layer") for r in plan.removed)
+    torch.manual_seed(0)
+    model = _PaddedResidual().eval()
+    plan = allocate(model, "channels", 0.2, torch.randn(1, 3, 8, 8), exclude=["head"])
+    assert "misreads" in plan.ungrouped["conv"]  # its stream, merged with the stem's
+    assert set(plan.removed) == {"inner"}
     assert plan.to_dict()["ungrouped"] == plan.ungrouped
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet56"])
+def test_option_a_streams_are_groups(name):
+    """Each stage's residual stream is a group of its own: the stem's reaches the next stage's
+    shortcut as its input, each later stage's holds its shortcut's output and the next reader
+    (the next shortcut, or the classifier), and none is excluded."""
+    teacher = _teacher(name, (3, 32, 32))
+    groups, excluded = channels.channel_groups(teacher, torch.randn(1, 3, 32, 32), ["linear"])
+    assert excluded == {}
+    last = {"resnet20": 2, "resnet56": 8}[name]
+    streams = {"conv1": 16, "layer2.0.conv2": 32, "layer3.0.conv2": 64}
+    by_root = {g.root: g for g in groups}
+    assert {r: by_root[r].width for r in streams} == streams
+    fns = {r: {(m.module, m.fn) for m in by_root[r].members} for r in streams}
+    assert ("layer2.0.shortcut", "prune_channel_map_in_channels") in fns["conv1"]
+    assert ("layer2.0.shortcut", "prune_channel_map_out_channels") in fns["layer2.0.conv2"]
+    assert ("layer3.0.shortcut", "prune_channel_map_in_channels") in fns["layer2.0.conv2"]
+    assert ("layer3.0.shortcut", "prune_channel_map_out_channels") in fns["layer3.0.conv2"]
+    assert ("linear", "prune_linear_in_channels") in fns["layer3.0.conv2"]
+    # every block's second conv writes its stage's stream
+    for stage, root in zip((1, 2, 3), streams, strict=True):
+        for block in range(last + 1):
+            assert (f"layer{stage}.{block}.conv2", "prune_conv_out_channels") in fns[root]
 
 
 def test_save_and_load_replay_the_narrowing(planned, tmp_path):

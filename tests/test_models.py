@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from alphaprune import models
+from alphaprune.channelmap import ChannelMap
 from alphaprune.models import UnknownModelError, build_model, register
 
 TV_MODELS = ["tv:resnet18", "tv:mobilenet_v2"]
@@ -85,7 +86,7 @@ def test_resnet_shortcuts_have_no_parameters() -> None:
     # Option A: the only parameters are convs, BNs and the final linear, so the count is exact.
     model = build_model("resnet20", num_classes=10)
     assert _n_params(model) == 269_722
-    shortcuts = [m for m in model.modules() if isinstance(m, models._PadShortcut)]
+    shortcuts = [m for m in model.modules() if isinstance(m, ChannelMap)]
     assert len(shortcuts) == 2  # one at the start of stage 2, one at stage 3
     assert all(_n_params(s) == 0 for s in shortcuts)
 

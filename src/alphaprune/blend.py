@@ -19,11 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from alphaprune.branches.base import Branch, Layer
+from alphaprune.branches.base import Branch, Layer, run_layer
 
 
 class Blend(nn.Module):
@@ -47,9 +46,7 @@ class Blend(nn.Module):
         return self._run(x, weight, _blend_bias(self.original.bias, self.branch.bias, a))
 
     def _run(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        if isinstance(self.original, nn.Linear):
-            return F.linear(x, weight, bias)
-        return self.original._conv_forward(x, weight, bias)
+        return run_layer(self.original, x, weight, bias)
 
     def extra_repr(self) -> str:
         return f"alpha={float(self.alpha):.4g}"

@@ -8,15 +8,21 @@ residual additions, every other producer of the same channel. Torch-Pruning's
 (`GroupMagnitudeImportance`, the L2 magnitude) and for the per-module prune functions, on a
 *plain* model (a blended one reads as an element-wise op to its tracer).
 
-Where coupling passes through an op the tracer misreads, it does not say so: on the CIFAR
-ResNets' zero-padded (option-A) shortcuts it merges every residual channel into one wrongly
-indexed group. So every candidate group is checked numerically (`channel_groups`): removing some
-of its channels must give the same outputs as zeroing its readers' input columns for them,
-within 1e-9 of the outputs' scale (max |Δ| ≤ 1e-9·max(1, max |y|)), computed in float64; a group
-that fails is excluded, with the reason. In float64 the two differ only by the order of their
-sums: at most about depth × terms per output × 1.1e-16 ≈ 50 × 4608 × 1.1e-16 ≈ 3e-11 of the
-scale for a 50-layer net of 512-channel 3×3 convs, whatever kernels the CPU picks, while a
-misread group is off by percents. (In float32 that margin was 10× on one CPU, and which groups
+The CIFAR ResNets' option-A shortcut (subsample, zero-pad the channels) is a `ChannelMap`, a
+module Torch-Pruning does not know, so the graph is built with its prune functions
+(`MAP_PRUNER`): each stage's residual stream is then a group whose members include the next
+stage's shortcut (its inputs) and its own (its outputs).
+
+Where coupling passes through an op the tracer misreads, it does not say so: a zero-pad written
+as `F.pad` reads as an element-wise op, and it merges the residual channels on both sides of it
+into one wrongly indexed group. So every candidate group is checked numerically
+(`channel_groups`): removing some of its channels must give the same outputs as zeroing its
+readers' input columns for them, within 1e-9 of the outputs' scale
+(max |Δ| ≤ 1e-9·max(1, max |y|)), computed in float64; a group that fails is excluded, with
+the reason. In float64 the two differ only by the order of their sums: at most about depth ×
+terms per output × 1.1e-16 ≈ 50 × 4608 × 1.1e-16 ≈ 3e-11 of the scale for a 50-layer net of
+512-channel 3×3 convs, whatever kernels the CPU picks, while a misread group is off by
+percents. (In float32 that margin was 10× on one CPU, and which groups
 passed could depend on the machine.)
 
 The student fades the channels out at the readers (`branches.channels`): at α = 0 nothing reads
@@ -37,10 +43,35 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch_pruning.pruner import function as prune_functions
 
 from alphaprune.branches.channels import Channels
+from alphaprune.channelmap import ChannelMap, as_conv
 
 TOLERANCE = 1e-9  # pruned vs readers zeroed in float64, relative to the outputs' scale (≥ 1)
 
-READS = ("prune_conv_in_channels", "prune_linear_in_channels")
+READS = ("prune_conv_in_channels", "prune_linear_in_channels", "prune_channel_map_in_channels")
+
+
+class ChannelMapPruner(prune_functions.BasePruningFunc):
+    """Torch-Pruning's prune functions for a `ChannelMap` (a module it does not know): its
+    inputs and outputs are pruned apart, like a conv's."""
+
+    TARGET_MODULES = ChannelMap
+
+    def prune_out_channels(self, layer: ChannelMap, idxs: Sequence[int]) -> ChannelMap:
+        layer.drop_outputs(idxs)
+        return layer
+
+    def prune_in_channels(self, layer: ChannelMap, idxs: Sequence[int]) -> ChannelMap:
+        layer.drop_inputs(idxs)
+        return layer
+
+    def get_out_channels(self, layer: ChannelMap) -> int:
+        return layer.out_channels
+
+    def get_in_channels(self, layer: ChannelMap) -> int:
+        return layer.in_channels
+
+
+MAP_PRUNER = ChannelMapPruner()
 
 # Torch-Pruning's prune functions a narrowing uses, by the name a student's recipe stores.
 FUNCTIONS = {
@@ -54,6 +85,9 @@ FUNCTIONS = {
         "prune_linear_out_channels",
         "prune_linear_in_channels",
     )
+} | {
+    "prune_channel_map_out_channels": MAP_PRUNER.prune_out_channels,
+    "prune_channel_map_in_channels": MAP_PRUNER.prune_in_channels,
 }
 
 
@@ -102,15 +136,18 @@ class ChannelGroup:
 
 # ------------------------------------------------------------------------------ the groups
 def dependency_graph(model: nn.Module, example: Tensor) -> tp.DependencyGraph:
-    """Torch-Pruning's graph of `model`, traced on `example`. It traces through autograd, so it
-    is built with grad on and every parameter requiring grad (a frozen layer would be missing
-    from it); their flags are restored."""
+    """Torch-Pruning's graph of `model`, traced on `example`, with the prune functions of
+    `ChannelMap` (`MAP_PRUNER`). It traces through autograd, so it is built with grad on and
+    every parameter requiring grad (a frozen layer would be missing from it); their flags are
+    restored."""
     frozen = [p for p in model.parameters() if not p.requires_grad]
     try:
         for p in frozen:
             p.requires_grad_(True)
-        with torch.enable_grad():
-            return tp.DependencyGraph().build_dependency(model, example_inputs=example)
+        with torch.enable_grad(), as_conv():
+            return tp.DependencyGraph().build_dependency(
+                model, example_inputs=example, customized_pruners={ChannelMap: MAP_PRUNER}
+            )
     finally:
         for p in frozen:
             p.requires_grad_(False)
@@ -165,7 +202,14 @@ def channel_groups(
         if reason:
             excluded[root] = reason
             continue
-        scores = importance(group).double().tolist()
+        try:
+            scores = importance(group).double().tolist()
+        except IndexError:  # its indices run past a member's channels
+            excluded[root] = (
+                "Torch-Pruning's graph misreads it: its channel indices do not fit its layers "
+                "(an op it does not trace, such as a zero-padded shortcut)"
+            )
+            continue
         groups.append(ChannelGroup(root, tuple(members), tuple(scores)))
     for root, error in _removal_errors(model, groups, example).items():
         excluded[root] = (
@@ -282,7 +326,7 @@ class Counter:
 
     def module_macs(self, name: str, removed: dict[str, int]) -> int:
         """The MACs per example of module `name` once `removed[root]` channels are gone."""
-        if isinstance(self.modules[name], _BatchNorm):
+        if isinstance(self.modules[name], _BatchNorm | ChannelMap):
             return 0
         return self._shape(name, removed)[0] * self.positions[name]
 
@@ -298,6 +342,8 @@ class Counter:
 
         if isinstance(m, _BatchNorm):
             return 0, kept("out", m.num_features)
+        if isinstance(m, ChannelMap):  # no weights: a copy
+            return 0, kept("out", m.out_channels)
         if isinstance(m, nn.Linear):
             out = kept("out", m.out_features)
             return out * kept("in", m.in_features), out

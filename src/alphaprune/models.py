@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alphaprune.channelmap import ChannelMap, padded
 from alphaprune.errors import UnknownNameError, UserError
 from alphaprune.registry import Registry
 
@@ -258,24 +259,6 @@ del _name
 # --------------------------------------------------------------------------- CIFAR ResNet
 
 
-class _PadShortcut(nn.Module):
-    """Option-A shortcut: subsample spatially and zero-pad channels; no parameters.
-
-    He et al. use it on CIFAR so that ResNet-20/56 keep their published parameter counts.
-    """
-
-    def __init__(self, stride: int, extra_channels: int) -> None:
-        super().__init__()
-        self.stride = stride
-        self.extra_channels = extra_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x[:, :, :: self.stride, :: self.stride]
-        # Split the zero channels evenly before/after, as in the reference implementation.
-        before = self.extra_channels // 2
-        return F.pad(x, (0, 0, 0, 0, before, self.extra_channels - before))
-
-
 class BasicBlock(nn.Module):
     """Two 3x3 conv+BN layers with an identity (or option-A) shortcut."""
 
@@ -286,7 +269,10 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
         self.shortcut: nn.Module = (
-            _PadShortcut(stride, cout - cin) if stride != 1 or cin != cout else nn.Identity()
+            # option A: subsample, zero-pad the channels (as a map Torch-Pruning can prune)
+            ChannelMap(cin, padded(cin, cout), stride)
+            if stride != 1 or cin != cout
+            else nn.Identity()
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -36,9 +36,9 @@ def make_student(
         layer = model.get_submodule(lp.name)
         branch = build_branch(layer, lp.branch, lp.size, plan.masks.get(lp.name))
         branches[lp.name] = branch.to(layer.weight.device)
-        if init == "pretrained":
+        if init == "pretrained" or (init == "lsq" and not branch.lsq_fits):
             branch.init_pretrained(layer)
     if init == "lsq":
-        pairs = {n: (model.get_submodule(n), b) for n, b in branches.items()}
+        pairs = {n: (model.get_submodule(n), b) for n, b in branches.items() if b.lsq_fits}
         lsq.fit(teacher, pairs, calibration)
     return blend.insert(model, branches)

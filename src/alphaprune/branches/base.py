@@ -4,9 +4,20 @@ stored form), the layers a branch can stand for, and the helpers several kinds u
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 Layer = nn.Conv2d | nn.Linear
+
+
+def run_layer(layer: nn.Module, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """`layer` on `x` with `weight` and `bias` in place of its own: a linear, a conv, or a
+    module that says how (`forward_with`, as `channelmap.ChannelMap` does)."""
+    if isinstance(layer, nn.Linear):
+        return F.linear(x, weight, bias)
+    if isinstance(layer, nn.Conv2d):
+        return layer._conv_forward(x, weight, bias)
+    return layer.forward_with(x, weight, bias)
 
 
 def bias_params(layer: Layer) -> int:
@@ -70,6 +81,11 @@ class Branch(nn.Module):
             self.bias.copy_(layer.bias)
 
     # ---- least squares (`lsq.fit`): the branch's output as a linear regression
+    @property
+    def lsq_fits(self) -> bool:
+        """Whether a least-squares init fits it (else `init: lsq` gives it the pretrained one)."""
+        return True
+
     def lsq_prepare(self, layer: Layer) -> None:
         """Set what the regression does not fit (before the calibration pass)."""
 

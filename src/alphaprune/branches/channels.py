@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from alphaprune.branches.base import Branch, Layer, bias_params, conv_padding
+from alphaprune.branches.base import Branch, Layer, bias_params, conv_padding, run_layer
+from alphaprune.channelmap import ChannelMap
 
 
-def in_features(layer: Layer) -> int:
+def in_features(layer: Layer | ChannelMap) -> int:
     return layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels
 
 
@@ -31,13 +32,15 @@ class Channels(Branch):
 
     @staticmethod
     def eligible(layer: nn.Module) -> bool:
-        if isinstance(layer, nn.Linear):
+        if isinstance(layer, nn.Linear | ChannelMap):
             return True
         return isinstance(layer, nn.Conv2d) and layer.groups == 1 and layer.padding_mode == "zeros"
 
     @staticmethod
-    def cost(layer: Layer, size: int | None) -> int:
-        """`size` inputs kept."""
+    def cost(layer: Layer | ChannelMap, size: int | None) -> int:
+        """`size` inputs kept (a `ChannelMap`'s gains are not parameters: none)."""
+        if isinstance(layer, ChannelMap):
+            return 0
         per_input = layer.weight[:, :1].numel()
         return per_input * size + bias_params(layer)
 
@@ -62,10 +65,7 @@ class Channels(Branch):
         return self.keep.view(shape)
 
     def forward(self, x: Tensor) -> Tensor:
-        w = self.equivalent_weight()
-        if isinstance(self.layer, nn.Linear):
-            return F.linear(x, w, self.layer.bias)
-        return self.layer._conv_forward(x, w, self.layer.bias)
+        return run_layer(self.layer, x, self.equivalent_weight(), self.layer.bias)
 
     def equivalent_weight(self) -> Tensor:
         return self.layer.weight * self._mask()
@@ -84,6 +84,10 @@ class Channels(Branch):
         self._copy_bias(layer)
 
     # ---- least squares: the layer refitted on its kept inputs (ThiNet, He et al. 2017)
+    @property
+    def lsq_fits(self) -> bool:
+        return not isinstance(self.layer, ChannelMap)  # a copy: nothing to fit
+
     def _kept(self) -> Tensor:
         return self.keep.bool().nonzero().flatten()
 
