@@ -12,7 +12,7 @@ import torch
 
 from alphaprune.budget import latency
 from alphaprune.budget.allocator import allocate
-from alphaprune.budget.latency import LatencyTable, Pair, candidate_widths, knapsack
+from alphaprune.budget.latency import Check, LatencyTable, Pair, candidate_widths, knapsack
 from alphaprune.budget.plan import BudgetError
 from alphaprune.channels import channel_groups
 from alphaprune.models import build_model
@@ -92,6 +92,35 @@ def test_knapsack_refuses_an_unreachable_saving_naming_the_most_it_can_save():
     with pytest.raises(BudgetError, match=r"2 ms of .* save at most 1 ms"):
         knapsack(noisy, {"a": [1.0] * 32}, 2.0)
     assert knapsack(noisy, {"a": [1.0] * 32}, 0.5) == {"a": 16}
+
+
+def test_an_unreachable_saving_names_a_table_whose_check_is_off():
+    """Pair corrections that add up past the truth (the table's check, every group at half,
+    measured far faster than predicted) make a reachable saving look unreachable: the error
+    says the table does not hold and what to do instead."""
+    groups = {"a": {8: 8.0}, "b": {8: 8.0}}
+    bad = LatencyTable(
+        "stand-in",
+        1,
+        1,
+        8,
+        10.0,
+        {"a": 16, "b": 16},
+        groups,
+        pairs=(Pair(("a", "b"), (8, 8), 9.5),),  # narrowing both saves 0.5 ms, it says
+        check=Check({"a": 8, "b": 8}, 6.0),  # where they were timed at 6 ms at once
+    )
+    assert bad.check_error() == pytest.approx(9.5 / 6.0 - 1)
+    with pytest.raises(
+        BudgetError,
+        match=r"does not hold .* measured 6 ms .* predicts 9.5 ms "
+        r"\(\+58%\), so plan by target macs",
+    ):
+        knapsack(bad, {"a": [1.0] * 16, "b": [1.0] * 16}, 3.0)
+    good = LatencyTable(**{**bad.__dict__, "check": Check({"a": 8, "b": 8}, 9.4)})
+    with pytest.raises(BudgetError) as refused:
+        knapsack(good, {"a": [1.0] * 16, "b": [1.0] * 16}, 3.0)
+    assert "does not hold" not in str(refused.value)
 
 
 def test_a_pair_with_a_group_that_cannot_narrow_adds_nothing():

@@ -212,6 +212,27 @@ def test_lsq_refits_the_readers_on_their_kept_inputs():
         assert (fitted(x) - y).pow(2).mean() < (pretrained(x) - y).pow(2).mean()
 
 
+def test_a_stream_map_fades_its_removed_inputs_and_has_nothing_to_fit():
+    """The option-A shortcut reading a stream that loses channels gets a `channels` branch with
+    those inputs faded like a conv's; it has no weights, so an lsq init leaves it the map with
+    the kept inputs, and the narrowed student is its α = 0 blend."""
+    teacher = _teacher("resnet20", (3, 32, 32))
+    x = torch.randn(64, 3, 32, 32)
+    plan = allocate(teacher, "channels", 0.5, x[:1], exclude=["linear"])
+    assert "conv1" in plan.removed  # the stem's stream loses channels: the map reads it
+    student = make_student(teacher, plan, "lsq", calibration=[x]).eval()
+    branch = student.get_submodule("layer2.0.shortcut").branch
+    assert isinstance(branch, Channels) and branch.num_params() == 0
+    assert torch.equal(branch.equivalent_weight()[0], branch.keep)
+    assert branch.keep.count_nonzero() == 16 - len(plan.removed["conv1"])
+    blend.set_alpha(student, 0.0)
+    with torch.no_grad():
+        want = student(x)
+        blend.collapse(student)
+        channels.narrow_student(student, plan.removed, x[:1])
+        torch.testing.assert_close(student(x), want, rtol=0, atol=1e-4 * want.abs().max())
+
+
 def test_frozen_parts_stay_frozen_after_narrowing():
     teacher = _teacher("vgg11", (3, 32, 32))
     example = torch.randn(1, 3, 32, 32)

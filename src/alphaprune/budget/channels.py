@@ -96,6 +96,8 @@ def _for_latency(groups, units: Units, table: LatencyTable | None, ranking: str)
         "teacher_ms": table.full_ms,
         "student_ms": table.predict(kept),
         "groups_ms": {r: table.group_ms(r, k) for r, k in kept.items()},
+        "table_check_error": table.check_error(),  # see LatencyTable.check
+        "table_check": table.check_note(),
     }
     return removed, predicted
 

@@ -10,7 +10,10 @@ predicted as the teacher's plus each group's change (`LatencyTable.predict`). Wh
 meet at one layer (a plain chain: a conv's cost is the product of its input and output widths),
 narrowing both saves less than the two changes add up to; the table times each such pair
 narrowed together once (`Pair`), and the prediction adds the difference back, scaled
-bilinearly by how far each group is cut.
+bilinearly by how far each group is cut. The table also times one plan it can check itself on
+(`Check`: every group at about half its width, all at once) and records how far its prediction
+is from that timing (`check_error`): where many groups meet (the CIFAR ResNets' streams each
+meet every block's inner width), the pair corrections add up and can be far off.
 
 `knapsack` chooses each group's kept width so that the predicted time saved is at least what
 the budget asks, removing the least importance (each group's channels ranked as the channel
@@ -33,6 +36,7 @@ from pathlib import Path
 from alphaprune.budget.plan import BudgetError
 
 RESOLUTION = 1000  # the knapsack's steps of the needed saving
+CHECK_TOLERANCE = 0.10  # a table whose check is further off than this is named as unreliable
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,15 @@ class Pair:
 
     groups: tuple[str, str]
     kept: tuple[int, int]
+    ms: float
+    spread: tuple[float, float] = (0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class Check:
+    """A plan the table did not predict from, timed: each group `kept[root]` wide, at once."""
+
+    kept: Mapping[str, int]
     ms: float
     spread: tuple[float, float] = (0.0, 0.0)
 
@@ -65,6 +78,20 @@ class LatencyTable:
     full_spread: tuple[float, float] = (0.0, 0.0)
     conditions: Mapping[str, object] = field(default_factory=dict)  # machine, seconds, rounds
     pairs: tuple[Pair, ...] = ()
+    check: Check | None = None
+
+    def check_error(self) -> float | None:
+        """The prediction for the `check` plan over its timing, less 1 (None: none timed)."""
+        return None if self.check is None else self.predict(self.check.kept) / self.check.ms - 1
+
+    def check_note(self) -> str:
+        """A sentence on the check, for logs and errors ("" without one)."""
+        if self.check is None:
+            return ""
+        return (
+            f"every group at about half its width measured {self.check.ms:.4g} ms and the table "
+            f"predicts {self.predict(self.check.kept):.4g} ms ({100 * self.check_error():+.0f}%)"
+        )
 
     def group_ms(self, root: str, kept: int) -> float:
         """The model's time with group `root` alone at `kept` channels: measured, or linear
@@ -129,6 +156,17 @@ class LatencyTable:
                 }
                 for p in self.pairs
             ],
+            **(
+                {}
+                if self.check is None
+                else {
+                    "check": {
+                        "kept": dict(self.check.kept),
+                        "ms": self.check.ms,
+                        "spread": list(self.check.spread),
+                    }
+                }
+            ),
         }
 
     @classmethod
@@ -167,6 +205,15 @@ class LatencyTable:
                     tuple(p.get("spread", (0.0, 0.0))),
                 )
                 for p in d.get("pairs", ())
+            ),
+            check=(
+                Check(
+                    {r: int(k) for r, k in d["check"]["kept"].items()},
+                    float(d["check"]["ms"]),
+                    tuple(d["check"].get("spread", (0.0, 0.0))),
+                )
+                if "check" in d
+                else None
             ),
         )
 
@@ -209,10 +256,17 @@ def knapsack(
         )
         for r in roots
     )
+    error = table.check_error()
+    doubt = (
+        f"; but the table does not hold for these groups: {table.check_note()}, so plan by "
+        "target macs and measure the speed after"
+        if error is not None and abs(error) > CHECK_TOLERANCE
+        else ""
+    )
     raise BudgetError(
         f"a latency saving of {need_ms:.4g} ms of the teacher's {table.full_ms:.4g} ms on "
         f"{table.engine} is unreachable: the table's groups save at most {most:.4g} ms between "
-        "them, less where they meet at a layer (prune less)"
+        f"them, less where they meet at a layer (prune less){doubt}"
     )
 
 

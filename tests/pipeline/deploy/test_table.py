@@ -46,7 +46,7 @@ def test_the_table_times_every_group_at_its_blocks(model):
     ((pair),) = table.pairs
     assert dict(zip(pair.groups, pair.kept, strict=True)) == {"conv2": 16, "conv3": 32}  # halves
     assert pair.spread[0] <= pair.ms <= pair.spread[1]
-    timed = 1 + sum(len(t) for t in table.groups.values()) + len(table.pairs)
+    timed = 1 + sum(len(t) for t in table.groups.values()) + len(table.pairs) + 1  # + check
     assert table.conditions["models_timed"] == timed
     assert table.full_spread[0] <= table.full_ms <= table.full_spread[1]
 
@@ -128,3 +128,15 @@ def test_the_table_command_is_asked_one_way_or_the_other(tmp_path, tiny_raw, cap
         capsys.readouterr().err
     )
     assert not out.exists()
+
+
+def test_the_table_checks_itself_on_a_plan_it_did_not_time_in_parts(model):
+    """Every group at about half its width, timed at once: the table's prediction for that plan
+    is recorded beside the timing, and survives the file's round trip."""
+    table = measure_table(model, SHAPE, batch=8, round_to=8, widths=2, seconds=0.01, rounds=2)
+    assert dict(table.check.kept) == {"conv2": 16, "conv3": 32}
+    assert table.check.spread[0] <= table.check.ms <= table.check.spread[1]
+    assert table.check_error() == table.predict({"conv2": 16, "conv3": 32}) / table.check.ms - 1
+    assert f"{100 * table.check_error():+.0f}%" in table.check_note()
+    again = LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
+    assert again.check == table.check and again.check_error() == table.check_error()

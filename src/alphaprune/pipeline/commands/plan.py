@@ -128,6 +128,8 @@ def run(args) -> None:
             f"{lat['teacher_ms'] / lat['student_ms']:.2f}x, removes "
             f"{1 - lat['student_ms'] / lat['teacher_ms']:.4f} (target {plan.amount})"
         )
+        if lat.get("table_check"):
+            print(f"the table's check: {lat['table_check']}")
     aim = {"params": "", "macs": "", "latency": ""}
     aim[plan.target] = f" (target {plan.amount})"
     print(

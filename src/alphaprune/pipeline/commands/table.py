@@ -108,3 +108,5 @@ def _measure(model, shape: tuple[int, ...], settings: dict, exclude, out: Path) 
         f"{table.engine}; {len(table.groups)} groups, {len(table.pairs)} pairs, "
         f"{table.conditions['models_timed']} models timed -> {out}"
     )
+    if table.check is not None:
+        print(f"check: {table.check_note()}")

@@ -2,8 +2,9 @@
 measured in onnxruntime on the CPU: the whole model, then the model with one channel group
 narrowed, for every group and every kept width in steps of `round_to` (at most `widths` of them
 per group, spread evenly; the table interpolates between them), and every pair of groups that
-meet at a layer narrowed together once, each to about half its width (where plans cut); each
-exported to ONNX and timed at one batch on a stated number of threads.
+meet at a layer narrowed together once, each to about half its width (where plans cut), and, as
+a check of the table's prediction, every group at about half its width at once; each exported
+to ONNX and timed at one batch on a stated number of threads.
 
 Weights do not change how long a dense layer takes, so the narrowed models keep the first
 channels. Every model is timed once per round, the order reversed every other round (no fixed
@@ -24,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from alphaprune.budget.latency import LatencyTable, Pair, candidate_widths
+from alphaprune.budget.latency import Check, LatencyTable, Pair, candidate_widths
 from alphaprune.budget.plan import candidate_layers
 from alphaprune.channels import ChannelGroup, channel_groups, narrow
 from alphaprune.pipeline.deploy import export, latency
@@ -97,8 +98,11 @@ def measure_table(
         for g, h in adjacent(groups)
         if g.width > round_to and h.width > round_to
     ]
+    # the table's own check: every group that can be cut at about half its width, at once
+    check = {g.root: half(g.width, round_to) for g in groups if g.width > round_to}
     models = [model, *(narrowed(model, {r: k}, example) for r, k in singles)]
     models += [narrowed(model, kept, example) for kept in pairs]
+    models += [narrowed(model, check, example)] if check else []
     with latency.OtherCpuUse() as other:
         times = _timed_in_turns(models, shape, batch, threads, seconds, rounds)
     full, times = times[0], times[1:]
@@ -109,8 +113,9 @@ def measure_table(
         spread[root][kept] = (min(ts), max(ts))
     timed_pairs = [
         Pair(tuple(kept), tuple(kept.values()), statistics.median(ts), (min(ts), max(ts)))
-        for kept, ts in zip(pairs, times[len(singles) :], strict=True)
+        for kept, ts in zip(pairs, times[len(singles) : len(singles) + len(pairs)], strict=True)
     ]
+    checked = times[-1] if check else None
     return LatencyTable(
         engine=ENGINE,
         batch=batch,
@@ -122,6 +127,9 @@ def measure_table(
         spread=spread,
         full_spread=(min(full), max(full)),
         pairs=tuple(timed_pairs),
+        check=None
+        if checked is None
+        else Check(check, statistics.median(checked), (min(checked), max(checked))),
         conditions={
             "seconds": seconds,
             "rounds": rounds,

@@ -13,7 +13,7 @@ from torch import nn
 
 from alphaprune import channels, student
 from alphaprune.budget.allocator import allocate
-from alphaprune.budget.latency import LatencyTable
+from alphaprune.budget.latency import CHECK_TOLERANCE, LatencyTable
 from alphaprune.budget.plan import Plan
 from alphaprune.errors import UserError
 from alphaprune.fit import DivergenceError, fit
@@ -106,6 +106,11 @@ def prune(
             plan.latency["threads"],
             plan.latency["ranking"],
         )
+        error = plan.latency.get("table_check_error")
+        if error is not None and abs(error) > CHECK_TOLERANCE:
+            log.warning(
+                "%s: the latency table's check is off: %s", variant, plan.latency["table_check"]
+            )
     fits = cfg.budget_fit()
     (log.warning if fits.certain else log.info)("%s", fits.message(variant))
     spec = prune_spec(cfg, _fingerprint(cfg, seed, teacher_path, prepared, table))
