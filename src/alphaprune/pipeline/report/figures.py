@@ -76,6 +76,13 @@ def front(x: pd.Series, y: pd.Series, smaller_x: bool = False) -> list[str]:
     return [n for n in x.index if n not in beaten]
 
 
+def bars(center, low, high) -> list:
+    """matplotlib's error bar lengths [below, above] for a point at `center` spanning
+    [`low`, `high`], never negative: the mean of equal floats can land an ulp outside their
+    range (replicates sharing one timing), and matplotlib refuses a negative length."""
+    return [(center - low).clip(lower=0), (high - center).clip(lower=0)]
+
+
 def points_with_front(ax, x, y, iv, xerr, front_names, label) -> None:
     """Every variant's point (mean, with its interval and `xerr`); those on the front in
     colour and named, the others grey and unnamed (keyed in the legend)."""
@@ -90,10 +97,7 @@ def points_with_front(ax, x, y, iv, xerr, front_names, label) -> None:
             x[names],
             iv.loc[names, "mean"],
             xerr=None if xerr is None else [xerr[0][names], xerr[1][names]],
-            yerr=[
-                iv.loc[names, "mean"] - iv.loc[names, "low"],
-                iv.loc[names, "high"] - iv.loc[names, "mean"],
-            ],
+            yerr=bars(iv.loc[names, "mean"], iv.loc[names, "low"], iv.loc[names, "high"]),
             fmt="o",
             ms=4 if colour == "0.6" else 6,
             color=colour,

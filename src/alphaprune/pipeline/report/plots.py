@@ -17,6 +17,7 @@ from alphaprune.files import atomic_path
 from alphaprune.pipeline.report.figures import (
     ALPHA_CMAP,
     DPI,
+    bars,
     front,
     interval_label,
     intervals,
@@ -160,7 +161,7 @@ def final_accuracy(per_run: pd.DataFrame, teacher: dict, out: Path, confidence=0
         ax.errorbar(
             iv["mean"],
             range(len(order)),
-            xerr=[iv["mean"] - iv["low"], iv["high"] - iv["mean"]],
+            xerr=bars(iv["mean"], iv["low"], iv["high"]),
             fmt="D",
             color=colour,
             ms=5,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from alphaprune.pipeline.report.figures import (
+    bars,
     front,
     interval_label,
     intervals,
@@ -49,7 +50,7 @@ def speedup_vs_macs(per_run: pd.DataFrame, out: Path) -> Path:
         ax.errorbar(
             mean["macs_ratio"],
             mean[key],
-            yerr=[mean[key] - low[key], high[key] - mean[key]],
+            yerr=bars(mean[key], low[key], high[key]),
             fmt=marker,
             capsize=3,
             alpha=0.8,
@@ -95,7 +96,7 @@ def accuracy_vs_speedup(
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
     for ax, (key, label) in zip(axes[0], panels, strict=True):
         best = front(mean[key], iv["mean"])
-        spread = (mean[key] - low[key], high[key] - mean[key])
+        spread = bars(mean[key], low[key], high[key])
         text = f"{interval_label(timed, confidence)}; speedup: mean, range"
         points_with_front(ax, mean[key], None, iv, spread, best, text)
         right = max(mean[key].max(), 1.0) * 1.3
@@ -145,8 +146,8 @@ def pareto(per_run: pd.DataFrame, teacher: dict, out: Path, confidence: float = 
         ax.errorbar(
             x,
             y["mean"],
-            xerr=[x - low, high - x],
-            yerr=[y["mean"] - y["low"], y["high"] - y["mean"]],
+            xerr=bars(x, low, high),
+            yerr=bars(y["mean"], y["low"], y["high"]),
             fmt="o-",
             capsize=3,
             label=label,
