@@ -204,6 +204,24 @@ def test_speedup_vs_macs_plots_each_runtime_and_labels_each_architecture_once(
     assert xs == pytest.approx([10_000 / 3500, 10_000 / 3500, 10_000 / 2000])
 
 
+def test_replicates_sharing_one_timing_draw(tmp_path, monkeypatch):
+    """Twins and seeds of one architecture share one timing: the mean of three equal floats
+    can land an ulp above them (1.35 here), and matplotlib refused a negative error bar."""
+    runs = ("t0-s0", "t0-s1", "t0-s2")
+    metrics = _timed(_metrics({"a": (350, 0.98), "b": (200, 0.9)}, runs))
+    metrics["ort_latency_speedup"] = 1.35
+    assert pd.Series([1.35] * 3).groupby([0] * 3).mean().iloc[0] > 1.35  # the case
+    for figure in (speed.speedup_vs_macs, speed.accuracy_vs_speedup):
+        args = (
+            (metrics, tmp_path / "f.png")
+            if figure is speed.speedup_vs_macs
+            else (metrics, TEACHER, tmp_path / "f.png")
+        )
+        _figure(monkeypatch, figure, *args)
+    below, above = figures.bars(pd.Series([1.3500000000000003]), 1.35, 1.35)
+    assert below[0] > 0 and above[0] == 0
+
+
 def test_all_figures_add_the_speedup_figure_once_students_are_timed(tmp_path):
     metrics = _timed(_metrics({"a": (350, 0.98)}))
     keys = [("a", "t0-s0")]
