@@ -24,7 +24,22 @@ def test_the_default_map_is_the_option_a_pad_exactly(cin, cout, stride, channels
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
     m = ChannelMap(cin, padded(cin, cout), stride)
-    assert torch.equal(m(x), _option_a(x, stride, cout - cin))  # a copy: no arithmetic
+    y = m(x)
+    assert torch.equal(y, _option_a(x, stride, cout - cin))  # a copy: no arithmetic
+
+
+def test_a_bf16_stream_stays_bf16_under_autocast():
+    """The gains are float32 buffers: multiplied as they are, they would promote the stream
+    (every block after the first map) to float32 under bf16 autocast."""
+    model = build_model("resnet20", num_classes=10).eval()
+    seen = {}
+    model.layer3.register_forward_hook(lambda m, i, o: seen.update(dtype=o.dtype))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(torch.randn(2, 3, 32, 32))
+        assert ChannelMap(4, padded(4, 8), 2)(torch.randn(1, 4, 4, 4).bfloat16()).dtype == (
+            torch.bfloat16
+        )
+    assert seen["dtype"] == torch.bfloat16
 
 
 def test_as_a_conv_it_is_the_same_map():

@@ -55,7 +55,10 @@ def find_blocks(model: nn.Module) -> list[Block]:
         ancestors[n] = set().union(*({a} | ancestors[a] for a in n.all_input_nodes))
     blocks = []
     for n in nodes:
-        if n.op != "call_function" or n.target not in _ADDS or len(n.args) < 2:
+        added = (n.op == "call_function" and n.target in _ADDS) or (
+            n.op == "call_method" and n.target in ("add", "add_")
+        )
+        if not added or len(n.args) < 2:
             continue
         a, b = n.args[:2]
         if not (isinstance(a, fx.Node) and isinstance(b, fx.Node)):

@@ -16,7 +16,8 @@ the gain are not stored in a state dict: they follow from the architecture and, 
 student, from the narrowing record (`channels.replay`), so model files from before the map load
 unchanged.
 
-Forward is a subsample, a scale and one gather (from the input and one zero channel). For
+Forward is a subsample, a scale, a copy with one zero channel appended and one gather, in the
+input's dtype (its output is NCHW even where the input is channels_last). For
 Torch-Pruning's tracer, which follows autograd's graph op by op and must see the map as a single
 op between its input and output, `as_conv()` makes it the same map as one 1×1 strided conv.
 """
@@ -93,12 +94,15 @@ class ChannelMap(nn.Module):
 
     def forward_with(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         """The map with the gains `weight` (1, in_channels) in place of its own."""
+        weight = weight.to(x.dtype)  # a bf16 stream under autocast stays bf16
         if _AS_CONV.get():
             return F.conv2d(x, self.matrix(weight)[:, :, None, None], stride=self.stride)
         if self.stride != 1:
             x = x[:, :, :: self.stride, :: self.stride]
         x = x * weight.reshape(1, -1, 1, 1)
-        return F.pad(x, (0, 0, 0, 0, 0, 1)).index_select(1, self.index)  # + the zero channel
+        # + the zero channel; the gather's output is NCHW whatever the input's layout (the
+        # residual add after it takes the block's layout: one mixed-layout add per map)
+        return F.pad(x, (0, 0, 0, 0, 0, 1)).index_select(1, self.index)
 
     def matrix(self, weight: Tensor | None = None) -> Tensor:
         """The map as an (out_channels, in_channels) matrix (each row one gain or none)."""

@@ -192,7 +192,10 @@ def channel_groups(
     readers and removed, and the excluded ones: root name -> why. `ignored` layers keep their
     output channels (Torch-Pruning's `ignored_layers`: a group with one of them is not
     listed)."""
-    model = copy.deepcopy(model).eval()
+    # on a CPU copy: the float64 check's bound is derived for CPU kernels, and a group whose
+    # indices run past a member's channels (below) raises IndexError here, not a device assert
+    model = copy.deepcopy(model).cpu().eval()
+    example = example.cpu()
     graph = dependency_graph(model, example)
     importance = tp.importance.GroupMagnitudeImportance(p=2)
     groups, excluded = [], {}

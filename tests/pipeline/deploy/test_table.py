@@ -16,7 +16,8 @@ from alphaprune.channels import channel_groups
 from alphaprune.modelfile import recipe_for, save_model
 from alphaprune.models import build_model
 from alphaprune.pipeline.cli import main
-from alphaprune.pipeline.deploy.table import measure_table, sampled
+from alphaprune.pipeline.deploy import table as table_module
+from alphaprune.pipeline.deploy.table import adjacent, measure_table, sampled
 
 SHAPE = (3, 16, 16)
 
@@ -130,13 +131,51 @@ def test_the_table_command_is_asked_one_way_or_the_other(tmp_path, tiny_raw, cap
     assert not out.exists()
 
 
-def test_the_table_checks_itself_on_a_plan_it_did_not_time_in_parts(model):
-    """Every group at about half its width, timed at once: the table's prediction for that plan
-    is recorded beside the timing, and survives the file's round trip."""
-    table = measure_table(model, SHAPE, batch=8, round_to=8, widths=2, seconds=0.01, rounds=2)
-    assert dict(table.check.kept) == {"conv2": 16, "conv3": 32}
-    assert table.check.spread[0] <= table.check.ms <= table.check.spread[1]
-    assert table.check_error() == table.predict({"conv2": 16, "conv3": 32}) / table.check.ms - 1
+def _widths_as_ms(models, *args):
+    """A stand-in for the timings: each model's 'milliseconds' are its convs' output widths
+    written as digits (conv1 100s, conv2 10s ... as one number), the same in every round, so
+    each entry of the table says which model it was read from."""
+
+    def ms(m):
+        return float(
+            sum(m.get_submodule(f"conv{i}").out_channels * 10 ** (6 - 2 * i) for i in (1, 2, 3))
+        )
+
+    return [[ms(m)] * 2 for m in models]
+
+
+def test_the_table_checks_itself_on_a_plan_it_did_not_time_in_parts(model, monkeypatch):
+    """Every group at about half its width, timed at once (three groups: not one of the pairs
+    timed), read from the right model, its prediction recorded beside it, through the file."""
+    monkeypatch.setattr(table_module, "_timed_in_turns", _widths_as_ms)
+    table = measure_table(model, SHAPE, batch=8, round_to=8, widths=2, exclude=["fc"])
+    assert dict(table.check.kept) == {"conv1": 8, "conv2": 16, "conv3": 32}
+    assert table.check.ms == 8_16_32  # conv1 8, conv2 16, conv3 32 wide
+    assert table.full_ms == 16_32_64
+    assert table.groups["conv2"][8] == 16_08_64 and table.groups["conv1"][8] == 8_32_64
+    pairs = {frozenset(p.groups): p.ms for p in table.pairs}
+    assert pairs == {
+        frozenset({"conv1", "conv2"}): 8_16_64,
+        frozenset({"conv2", "conv3"}): 16_16_32,
+    }
+    assert table.check_error() == table.predict(table.check.kept) / table.check.ms - 1
     assert f"{100 * table.check_error():+.0f}%" in table.check_note()
     again = LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
     assert again.check == table.check and again.check_error() == table.check_error()
+
+
+def test_streams_that_meet_only_at_a_shortcut_map_are_not_a_pair():
+    """ResNet-20's streams share only the option-A maps (a copy): no layer costs the product
+    of both widths, so the table does not time them as pairs; a stream and a block's inner
+    width share two convs, and are one."""
+    torch.manual_seed(0)
+    resnet = build_model("resnet20", 10).eval()
+    groups, _ = channel_groups(resnet, torch.zeros(2, 3, 32, 32), ["linear"])
+    pairs = {frozenset((g.root, h.root)) for g, h in adjacent(groups)}
+    assert frozenset(("conv1", "layer2.0.conv2")) not in pairs
+    assert frozenset(("layer2.0.conv2", "layer3.0.conv2")) not in pairs
+    assert {
+        frozenset(("conv1", "layer1.0.conv1")),
+        frozenset(("layer2.0.conv2", "layer2.1.conv1")),
+    } <= pairs
+    assert len(pairs) == 11

@@ -57,8 +57,11 @@ def half(width: int, round_to: int) -> int:
 
 
 def adjacent(groups: list[ChannelGroup]) -> list[tuple[ChannelGroup, ChannelGroup]]:
-    """The pairs of groups that share a module (one reads the other's channels)."""
-    members = [{m.module for m in g.members} for g in groups]
+    """The pairs of groups that share a module with weights (one group's channels are its
+    inputs, the other's its outputs: a cost that is the product of both widths). Two streams
+    that meet only at a `ChannelMap` (a copy, no arithmetic) are not a pair: their measured
+    interaction would be timing noise."""
+    members = [{m.module for m in g.members if "channel_map" not in m.fn} for g in groups]
     return [
         (groups[i], groups[j])
         for i, j in itertools.combinations(range(len(groups)), 2)
