@@ -22,6 +22,7 @@ STACKS = {
     "channels": ["cifar10-cpu", "cifar10-long", "cifar10-channels"],
     "finetune": ["cifar10-cpu", "cifar10-finetune"],
     "latency": ["cifar10-cpu", "cifar10-latency"],
+    "stream": ["cifar10-cpu", "cifar10-stream"],
 }
 
 
