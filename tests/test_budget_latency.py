@@ -12,7 +12,8 @@ import torch
 
 from alphaprune.budget import latency
 from alphaprune.budget.allocator import allocate
-from alphaprune.budget.latency import Check, LatencyTable, Pair, candidate_widths, knapsack
+from alphaprune.budget.latency import knapsack
+from alphaprune.budget.latency_table import Check, LatencyTable, Pair, candidate_widths
 from alphaprune.budget.plan import BudgetError
 from alphaprune.channels import channel_groups
 from alphaprune.models import build_model

@@ -58,7 +58,8 @@ def padded(in_channels: int, out_channels: int) -> Tensor:
 
 class ChannelMap(nn.Module):
     """``out[:, o] = weight[s] · x[:, s, ::stride, ::stride]`` where ``s = source[o] ≥ 0``, and 0
-    where ``source[o] = -1``. Each input feeds at most one output."""
+    where ``source[o] = -1``. Each input feeds at most one output. Kept as `index`: `source`
+    with -1 written as in_channels (the zero channel forward gathers from)."""
 
     bias = None  # for the code that treats it as a layer reading channels (see the module doc)
 
@@ -69,13 +70,11 @@ class ChannelMap(nn.Module):
         if used.numel() and (used.max() >= in_channels or used.unique().numel() != used.numel()):
             raise ValueError("source: each input channel at most once, each in [0, in_channels)")
         self.stride = stride
-        self.register_buffer("source", source.clone(), persistent=False)
         self.register_buffer("weight", torch.ones(1, in_channels), persistent=False)
-        self.register_buffer("index", self._index(), persistent=False)
-
-    def _index(self) -> Tensor:
-        """Per output, the channel it gathers: its source, or the zero channel (in_channels)."""
-        return torch.where(self.source >= 0, self.source, self.in_channels)
+        # per output, the channel it gathers: its source, or in_channels (the zero channel
+        # forward appends)
+        index = torch.where(source >= 0, source, in_channels)
+        self.register_buffer("index", index, persistent=False)
 
     @property
     def in_channels(self) -> int:
@@ -83,7 +82,7 @@ class ChannelMap(nn.Module):
 
     @property
     def out_channels(self) -> int:
-        return self.source.numel()
+        return self.index.numel()
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
@@ -114,17 +113,15 @@ class ChannelMap(nn.Module):
 
     # ---- Torch-Pruning's prune functions (`alphaprune.channels.MAP_PRUNER`)
     def drop_outputs(self, idxs) -> None:
-        keep = _kept(self.out_channels, idxs, self.source.device)
-        self.source = self.source[keep]
-        self.index = self._index()
+        self.index = self.index[_kept(self.out_channels, idxs, self.index.device)]
 
     def drop_inputs(self, idxs) -> None:
-        keep = _kept(self.in_channels, idxs, self.source.device)
-        new = torch.full((self.in_channels + 1,), -1, dtype=torch.long, device=keep.device)
-        new[keep] = torch.arange(len(keep), device=keep.device)  # old input -> new, or -1
-        self.source = torch.where(self.source >= 0, new[self.source], -1)
+        keep = _kept(self.in_channels, idxs, self.index.device)
+        # old input -> its new index; a dropped one, and the zero channel, -> the new zero
+        new = torch.full((self.in_channels + 1,), len(keep), dtype=torch.long, device=keep.device)
+        new[keep] = torch.arange(len(keep), device=keep.device)
+        self.index = new[self.index]
         self.weight = self.weight[:, keep]
-        self.index = self._index()
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"

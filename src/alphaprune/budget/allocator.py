@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from alphaprune.branches.base import count_params
 from alphaprune.branches.kinds import BRANCHES
 from alphaprune.budget import channels, lowrank, sparse, spatial
-from alphaprune.budget.latency import LatencyTable
+from alphaprune.budget.latency_table import LatencyTable
 from alphaprune.budget.plan import TARGETS, BudgetError, Plan, Units, candidates
 from alphaprune.costs import count_macs, layer_positions
 
@@ -31,7 +31,7 @@ def allocate(
     of kind `channels`; `teacher_macs`: the model's MACs for one example if known (a model file
     records them), else counted with `torch.utils.flop_counter` (whose first use imports
     `torch._dynamo`: 1.5 s a process). Target "latency" (kind `channels` only): `amount` of
-    the time `table` measured for the teacher on its engine (`budget.latency`), the channels
+    the time `table` measured for the teacher on its engine (`budget.latency_table`), the channels
     chosen by `ranking` (`budget.channels.allocate`)."""
     if not 0 < amount < 1:
         raise BudgetError(f"amount must be in (0, 1), got {amount}")

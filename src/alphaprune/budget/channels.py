@@ -11,9 +11,11 @@ import torch
 from torch import Tensor
 
 from alphaprune.branches.base import count_params
-from alphaprune.budget.latency import LatencyTable, knapsack
+from alphaprune.budget.channel_costs import Counter
+from alphaprune.budget.latency import knapsack
+from alphaprune.budget.latency_table import LatencyTable
 from alphaprune.budget.plan import BudgetError, LayerPlan, Plan, Units
-from alphaprune.channels import ChannelGroup, Counter, channel_groups
+from alphaprune.channels import ChannelGroup, channel_groups
 
 RANKINGS = ("knapsack", "global")  # how a latency target chooses channels
 

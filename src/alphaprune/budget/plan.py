@@ -145,7 +145,7 @@ class Units:
     teacher_macs: int
 
     @property
-    def total(self) -> int:  # latency: counted by its table (`budget.latency`), not here
+    def total(self) -> int:  # latency: counted by its table (`budget.latency_table`), not here
         return self.teacher_params if self.target == "params" else self.teacher_macs
 
     @property

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from alphaprune.budget.latency import LatencyTable
+from alphaprune.budget.latency_table import LatencyTable
 from alphaprune.channels import channel_groups
 from alphaprune.modelfile import recipe_for, save_model
 from alphaprune.models import build_model

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from alphaprune.budget.latency import LatencyTable
+from alphaprune.budget.latency_table import LatencyTable
 from alphaprune.errors import UserError
 from alphaprune.loading import load_model
 from alphaprune.pipeline.params.loader import resolve

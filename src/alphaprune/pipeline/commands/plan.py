@@ -14,7 +14,7 @@ import torch
 
 from alphaprune.branches.kinds import BRANCHES
 from alphaprune.budget.allocator import allocate
-from alphaprune.budget.latency import LatencyTable
+from alphaprune.budget.latency_table import LatencyTable
 from alphaprune.loading import load_model
 from alphaprune.models import build_model
 from alphaprune.pipeline.params.base import ConfigError

@@ -1,4 +1,4 @@
-"""The latency table of `prune.target: latency` (`alphaprune.budget.latency.LatencyTable`),
+"""The latency table of `prune.target: latency` (`alphaprune.budget.latency_table.LatencyTable`),
 measured in onnxruntime on the CPU: the whole model, then the model with one channel group
 narrowed, for every group and every kept width in steps of `round_to` (at most `widths` of them
 per group, spread evenly; the table interpolates between them), and every pair of groups that
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from alphaprune.budget.latency import Check, LatencyTable, Pair, candidate_widths
+from alphaprune.budget.latency_table import Check, LatencyTable, Pair, candidate_widths
 from alphaprune.budget.plan import candidate_layers
 from alphaprune.channels import ChannelGroup, channel_groups, narrow
 from alphaprune.pipeline.deploy import export, latency

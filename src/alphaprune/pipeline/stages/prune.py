@@ -13,7 +13,7 @@ from torch import nn
 
 from alphaprune import channels, student
 from alphaprune.budget.allocator import allocate
-from alphaprune.budget.latency import CHECK_TOLERANCE, LatencyTable
+from alphaprune.budget.latency_table import CHECK_TOLERANCE, LatencyTable
 from alphaprune.budget.plan import Plan
 from alphaprune.errors import UserError
 from alphaprune.fit import DivergenceError, fit
