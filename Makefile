@@ -56,8 +56,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/lint-imports  # the engine never imports the pipeline (pyproject.toml)
 
-# After changing what a stage's command imports: list each stage's source files in dvc.yaml
-# (Snakemake finds them itself at every run; tests/pipeline/provenance/test_dvcyaml.py fails until this is run).
+# After adding a stage or changing the params keys one reads (records.STAGE_PARAMS): write each
+# stage's params and code manifest into dvc.yaml (what a stage imports is found at every run, by
+# Snakemake and by DVC's `code` stage; tests/pipeline/provenance/test_dvcyaml.py fails until this
+# is run).
 dvc-code: $(STAMP)
 	$(PY) -m alphaprune.pipeline.provenance.dvcyaml dvc.yaml
 

@@ -21,8 +21,11 @@ from alphaprune.modelfile import recipe_for, save_model
 from alphaprune.models import build_model
 from alphaprune.pipeline.cli import commands, main
 from alphaprune.pipeline.commands.unlock import live_runs
+from alphaprune.pipeline.provenance.codedeps import STAGES
 from alphaprune.student import make_student
 from conftest import write_png
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_plan_json(capsys):
@@ -613,6 +616,24 @@ def test_unlock_reads_no_params_and_so_does_not_wait_for_torch(tmp_path):
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_code_writes_the_manifests_without_torch_and_refuses_a_folder_without_the_package(
+    tmp_path, capsys
+):
+    """DVC's `code` stage runs it after every edit: it imports no torch (a second, not three),
+    and a wrong --src is one line saying where to run it."""
+    out = tmp_path / "code"
+    code = (
+        "import sys\nfrom alphaprune.pipeline.cli import main\n"
+        f"assert main(['code', '--src', {str(REPO / 'src')!r}, '--out', {str(out)!r}]) == 0\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert sorted(p.stem for p in out.iterdir()) == sorted(STAGES)
+    assert main(["code", "--src", str(tmp_path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no alphaprune package there" in err and "--src" in err
 
 
 # ----------------------------------------------------------------------------- the dispatcher

@@ -30,6 +30,8 @@ from pipeline_helpers import (
     timed_jobs_env,
 )
 
+from alphaprune.pipeline.provenance.codedeps import STAGES
+
 pytestmark = pytest.mark.slow
 
 # TINY has one replicate, teacher 0 and seed 0: its folder under each variant's, and the end
@@ -189,6 +191,11 @@ def test_snakemake_and_dvc_agree(tmp_path, variants, replicates):
     smk = snakemake_jobs(root)
     dvc = dvc_stages(root)
     smk.pop("all", None)  # Snakemake's target rule has no outputs of its own
+    # DVC's stages depend on their code through manifests, which its `code` stage writes (and
+    # Snakemake's commit to DVC's lock): Snakemake reads the source files themselves.
+    code_cmd, manifests = dvc.pop("code")
+    assert code_cmd == "alphaprune code --src src --out results/code"
+    assert manifests == {f"results/code/{stage}.md5" for stage in STAGES}
     assert set(smk) == set(dvc)
     for name in dvc:
         assert smk[name][0] == dvc[name][0], name
@@ -510,10 +517,18 @@ class _AfterAFinishedRun:
     def test_a_code_edit_reruns_only_the_stages_that_run_it(self, project):
         """Each source file of AFTER_CODE_EDIT edited in turn (and restored): a dry run each,
         and one check at the end that the restored project has nothing to do (the dry runs are
-        what this costs: seconds each)."""
-        for source, expected in AFTER_CODE_EDIT.items():
+        what this costs: seconds each). DVC's stages depend on their manifests, which its
+        `code` stage writes (1-2 s): `dvc status` names that stage alone after an edit, and once
+        it has run, the stages whose code changed."""
+        for i, (source, expected) in enumerate(AFTER_CODE_EDIT.items()):
             with edited(project / source):
+                if self.tool == "dvc":
+                    if i == 0:  # later, the manifests of the edit before are on disk too
+                        assert dvc_changed(project) == {"code"}
+                    run([BIN / "dvc", "repro", "-q", "code"], project)
                 assert would_run(project, self.tool) == self.expect(expected), source
+        if self.tool == "dvc":  # the sources restored: the manifests as they were (DVC's cache)
+            run([BIN / "dvc", "repro", "-q", "code"], project)
         assert up_to_date(project, self.tool)
 
     def test_a_params_edit_reruns_the_export_only_if_it_changes_the_student(self, project):

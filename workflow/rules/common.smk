@@ -12,7 +12,7 @@ from snakemake.logging import logger
 
 from alphaprune.pipeline.params.base import ConfigError
 from alphaprune.pipeline.params.loader import merge_files, resolve
-from alphaprune.pipeline.provenance.codedeps import STAGES, stage_code
+from alphaprune.pipeline.provenance.codedeps import STAGES, stage_code, write_manifests
 from alphaprune.pipeline.provenance.records import record_matches, set_trigger, source_digest, stage_values
 
 if workflow.config_settings.config:  # --config key=value (presets come as --configfile)
@@ -49,7 +49,8 @@ SRC = os.path.relpath(Path(workflow.basedir) / "src")
 
 def code(stage):
     """The source files `alphaprune <stage>` imports: editing one reruns only the stages that
-    run it (alphaprune.pipeline.provenance.codedeps; dvc.yaml lists the same files)."""
+    run it (alphaprune.pipeline.provenance.codedeps; DVC's stages depend on the same files through
+    their manifests, results/code/<stage>.md5)."""
     return [str(p) for p in stage_code(stage, SRC)]
 
 
@@ -165,23 +166,26 @@ def record_in_dvc():
     dag = sorted((job for job in workflow.dag.jobs if job.rule.name in STAGES),
                  key=lambda job: (STAGES.index(job.rule.name), dvc_name(job.wildcards)))
     stages = [_dvc_stage(job) for job in dag]
+    # DVC's stages depend on their code through manifests, which DVC's `code` stage writes (the
+    # Snakefile reads the same files itself): written here, and committed with the run.
+    write_manifests(SRC, Path("results/code"))
     # Naming a stage costs DVC a parse of the whole pipeline (0.8 s each on the tiny test grid,
     # more on a grid of replicates). When the run's DAG is the whole pipeline, everything is
     # committed in one pass; else its last stages with their dependencies (`--with-deps`: a
     # DAG Snakemake builds for some targets holds every job upstream of them, as DVC's does),
     # or, where that is more targets, each stage by name.
-    whole = {"prepare", "latency", "plots", "report",
+    whole = {"prepare", "table", "latency", "plots", "report",
              *(f"{s}@{t}" for s in ("pretrain", "export_teacher") for t in TEACHERS),
              *(f"{s}@{v}-{t}-{seed}" for s in ("prune", "evaluate", "export")
                for v in VARIANTS for t, seed in RUNS)}
     upstream = {dep for job in dag for dep in workflow.dag.dependencies[job]}
     last = sorted(_dvc_stage(job) for job in dag if job not in upstream)
     if set(stages) == whole:
-        targets = []
+        targets = []  # and the code stage
     elif len(last) < len(stages):
-        targets = ["--with-deps", *last]
+        targets = ["--with-deps", *last]  # the code stage is upstream of every stage
     else:
-        targets = stages
+        targets = ["code", *stages]
     # Committing a cached output may put a fresh copy of it from DVC's cache in its place:
     # the same bytes with a new mtime, which would make the jobs that read it look stale to the
     # next run. Their times are put back.

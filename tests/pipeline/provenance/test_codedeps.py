@@ -1,16 +1,25 @@
 """Each stage depends on exactly the code its command imports: the closures have the shape the
-pipeline relies on, dvc.yaml lists them, and the digest a prune checkpoint carries changes only
-with that stage's code."""
+pipeline relies on, each stage's manifest lists them for DVC, and the digest a prune checkpoint
+carries changes only with that stage's code."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import shutil
 from pathlib import Path
 
 import pytest
 
-from alphaprune.pipeline.provenance.codedeps import STAGES, code_digest, command, stage_code
+from alphaprune.pipeline.provenance.codedeps import (
+    STAGES,
+    code_digest,
+    command,
+    manifest,
+    stage_code,
+    write_manifests,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 SRC = REPO / "src"
@@ -127,3 +136,33 @@ def test_code_digest_follows_only_the_stages_code(tmp_path):
     with (src / "alphaprune" / "fit.py").open("a") as f:
         f.write("# an edit of the fit loop\n")
     assert code_digest("prune", src) != before
+
+
+def test_manifests_change_only_with_their_stages_code(tmp_path, monkeypatch):
+    """A manifest is md5sum's listing of its stage's code, from the project root; an edit
+    rewrites the manifests of the stages that run the edited file and leaves the others' bytes
+    and times alone (DVC hashes the bytes: those stages do not rerun)."""
+    project = tmp_path / "p"
+    shutil.copytree(
+        SRC / "alphaprune",
+        project / "src" / "alphaprune",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    monkeypatch.chdir(project)
+    lines = manifest("plots", "src").splitlines()
+    assert len(lines) == len(stage_code("plots", "src"))
+    for line in lines:
+        md5, path = line.split("  ")
+        assert path.startswith("src/alphaprune/")
+        assert hashlib.md5(Path(path).read_bytes()).hexdigest() == md5
+    out = Path("results/code")
+    assert write_manifests("src", out) == list(STAGES)
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{s}.md5" for s in STAGES)
+    times = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    for p in out.iterdir():
+        os.utime(p, ns=(0, 0))  # so that a rewrite shows whatever the clock's resolution
+    with Path("src/alphaprune/pipeline/report/plots.py").open("a") as f:
+        f.write("# an edit of the plots\n")
+    assert write_manifests("src", out) == ["plots"]
+    assert {p.name for p in out.iterdir() if p.stat().st_mtime_ns != 0} == {"plots.md5"}
+    assert set(times) == {p.name for p in out.iterdir()}

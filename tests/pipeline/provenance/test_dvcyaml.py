@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import yaml
+
 from alphaprune.pipeline.provenance.dvcyaml import (
     expected_code_deps,
     expected_params,
@@ -26,27 +28,36 @@ def test_dvc_yaml_lists_each_stages_code(monkeypatch):
 
 
 def test_sync_rewrites_only_the_code_deps(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(REPO)  # the code is found under ./src
+    monkeypatch.chdir(REPO)
     stale = tmp_path / "dvc.yaml"
-    text = (REPO / "dvc.yaml").read_text()
-    text = text.replace(
-        "      - src/alphaprune/pipeline/data/prepared.py\n", "", 1
-    )  # prepare lost a file
-    # pretrain gained a file, at its own indentation (a foreach stage nests under do:)
+    code, stages = (REPO / "dvc.yaml").read_text().split("\n  prepare:\n")  # not the code stage
+    text = stages.replace("      - results/code/prepare.md5\n", "", 1)  # prepare lost its manifest
+    # pretrain lists source files, as dvc.yaml did before the manifests (at its own indentation:
+    # a foreach stage nests under do:)
     text = re.sub(
-        r"^( +)- src/alphaprune/fit.py\n",
-        r"\g<0>\1- src/alphaprune/old.py\n",
+        r"^( +)- results/code/pretrain.md5\n",
+        r"\1- src/alphaprune/fit.py\n\1- src/alphaprune/old.py\n",
         text,
         count=1,
         flags=re.M,
     )
-    stale.write_text(text)
+    stale.write_text(f"{code}\n  prepare:\n{text}")
     assert main(["--check", str(stale)]) == 1
     err = capsys.readouterr().err
     assert "prepare, pretrain" in err and "make dvc-code" in err  # and the fix
     assert sync_dvc_yaml(stale) is True
     assert stale.read_text() == (REPO / "dvc.yaml").read_text()  # comments and all
     assert sync_dvc_yaml(stale) is False
+
+
+def test_the_code_stage_writes_every_stages_manifest():
+    """The manifests the stages depend on are the `code` stage's outputs (so DVC reruns it
+    first), and it depends on the whole package."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    code = stages["code"]
+    assert code["deps"] == ["src/alphaprune"]
+    assert code["outs"] == [dep for deps in expected_code_deps().values() for dep in deps]
+    assert code["cmd"].startswith("alphaprune code ")
 
 
 def test_sync_writes_each_stages_params_from_the_code(tmp_path, monkeypatch, capsys):

@@ -1,8 +1,8 @@
-"""Keeps dvc.yaml's generated lists current (`make dvc-code`): each stage's code deps (the files
-`codedeps` finds for it, in place of the stage's `src/...` entries) and its `params:` (the keys
-`records.STAGE_PARAMS` names, which the Snakefile and the stages' records read too). DVC cannot
-read such a list from another file (it validates `deps` before interpolating), so it is written
-out, from the one list the code has.
+"""Keeps dvc.yaml's generated lists current (`make dvc-code`): each stage's code dep (its
+manifest, `results/code/<stage>.md5`, which the `code` stage writes: `alphaprune code`) and its
+`params:` (the keys `records.STAGE_PARAMS` names, which the Snakefile and the stages' records read
+too). DVC cannot read such a list from another file (it validates `deps` before interpolating), so
+it is written out, from the one list the code has.
 """
 
 from __future__ import annotations
@@ -11,13 +11,20 @@ import argparse
 import sys
 from pathlib import Path
 
-from alphaprune.pipeline.provenance.codedeps import STAGES, stage_code
+from alphaprune.pipeline.provenance.codedeps import STAGES
 from alphaprune.pipeline.provenance.records import STAGE_PARAMS
 
+MANIFESTS = "results/code"  # the `code` stage's outputs: a manifest per stage
 
-def expected_code_deps(src: str = "src") -> dict[str, list[str]]:
-    """stage -> the code deps dvc.yaml should list (paths relative to the project root)."""
-    return {stage: [p.as_posix() for p in stage_code(stage, src)] for stage in STAGES}
+
+def expected_code_deps() -> dict[str, list[str]]:
+    """stage -> the code deps dvc.yaml should list: the stage's manifest."""
+    return {stage: [f"{MANIFESTS}/{stage}.md5"] for stage in STAGES}
+
+
+def _is_code(dep, src: str = "src") -> bool:
+    """A code dep: a manifest, or a source file (as dvc.yaml listed them before the manifests)."""
+    return str(dep).startswith((f"{MANIFESTS}/", f"{src}/"))
 
 
 def expected_params() -> dict[str, list[str]]:
@@ -41,7 +48,7 @@ def listed_params(dvc_yaml: Path) -> dict[str, list[str]]:
     import yaml
 
     stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
-    return {s: list(_body(b).get("params") or []) for s, b in stages.items()}
+    return {s: list(_body(b).get("params") or []) for s, b in stages.items() if s in STAGES}
 
 
 def listed_code_deps(dvc_yaml: Path, src: str = "src") -> dict[str, list[str]]:
@@ -49,12 +56,12 @@ def listed_code_deps(dvc_yaml: Path, src: str = "src") -> dict[str, list[str]]:
     import yaml
 
     stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
-    return {s: [d for d in _deps(b) if str(d).startswith(f"{src}/")] for s, b in stages.items()}
+    return {s: [d for d in _deps(b) if _is_code(d, src)] for s, b in stages.items() if s in STAGES}
 
 
 def sync_dvc_yaml(dvc_yaml: Path, src: str = "src") -> bool:
-    """Rewrite each stage's code deps (its entries under `src/`) and params keys in `dvc_yaml`,
-    keeping all else, comments included (see `_replace`); True if the file changed."""
+    """Rewrite each stage's code deps (its manifest, or entries under `src/`) and params keys in
+    `dvc_yaml`, keeping all else, comments included (see `_replace`); True if the file changed."""
     from ruamel.yaml import YAML  # DVC's own YAML library: a round trip keeps the comments
 
     yaml = YAML()
@@ -63,9 +70,9 @@ def sync_dvc_yaml(dvc_yaml: Path, src: str = "src") -> bool:
     yaml.indent(mapping=2, sequence=4, offset=2)  # the file's own style: "  - item"
     doc = yaml.load(dvc_yaml.read_text())
     changed = False
-    for stage, code in expected_code_deps(src).items():
+    for stage, code in expected_code_deps().items():
         deps = _deps(doc["stages"][stage])
-        old = [i for i, d in enumerate(deps) if str(d).startswith(f"{src}/")]
+        old = [i for i, d in enumerate(deps) if _is_code(d, src)]
         if [deps[i] for i in old] == code:
             continue
         _replace(deps, old, code)
@@ -99,7 +106,7 @@ def _replace(seq, old: list[int], new: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m alphaprune.pipeline.provenance.dvcyaml",
-        description="Write each stage's source files and params keys into dvc.yaml (run it from "
+        description="Write each stage's code manifest and params keys into dvc.yaml (run it from "
         "the project root).",
     )
     p.add_argument("dvc_yaml", type=Path, nargs="?", default=Path("dvc.yaml"))
