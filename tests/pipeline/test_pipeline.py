@@ -690,7 +690,10 @@ class TestSnakemakeRun(_AfterAFinishedRun):
         assert "variant=solo" in out and "variant=a" not in out
 
     def test_a_snakemake_run_leaves_dvc_up_to_date(self, snakemake_project):
-        """Snakemake's onsuccess records its run in DVC's lock."""
+        """Snakemake's onsuccess records its run in DVC's lock, with the code manifests it wrote:
+        byte for byte those DVC's `code` stage writes (run again, it changes no stage's deps)."""
+        assert dvc_changed(snakemake_project) == set()
+        run([BIN / "dvc", "repro", "-q", "--force", "code"], snakemake_project)
         assert dvc_changed(snakemake_project) == set()
 
     def test_edit_a_variant_then_dvc_repro_after_a_snakemake_run(self, snakemake_project):
@@ -755,6 +758,17 @@ class TestDvcRepro(_AfterAFinishedRun):
         """The stage commands record the params they ran with, which is what the Snakefile
         compares, so after `dvc repro` Snakemake has nothing to do either."""
         assert dry_run_jobs(dvc_project) == set()
+
+    def test_python_bytecode_is_not_code(self, dvc_project):
+        """The `code` stage hashes src/alphaprune: the bytecode Python writes there when the
+        package is imported from it (.dvcignore) changes nothing."""
+        cache = dvc_project / "src" / "alphaprune" / "__pycache__"
+        cache.mkdir(exist_ok=True)
+        (cache / "fit.cpython-311.pyc").write_bytes(b"bytecode")
+        try:
+            assert dvc_changed(dvc_project) == set()
+        finally:
+            shutil.rmtree(cache)
 
     def test_dvc_repro_and_exp_show(self, dvc_project):
         root = dvc_project

@@ -12,7 +12,8 @@ from snakemake.logging import logger
 
 from alphaprune.pipeline.params.base import ConfigError
 from alphaprune.pipeline.params.loader import merge_files, resolve
-from alphaprune.pipeline.provenance.codedeps import STAGES, stage_code, write_manifests
+from alphaprune.pipeline.provenance.codedeps import STAGES, stage_code
+from alphaprune.pipeline.provenance.manifests import write_manifests
 from alphaprune.pipeline.provenance.records import record_matches, set_trigger, source_digest, stage_values
 
 if workflow.config_settings.config:  # --config key=value (presets come as --configfile)
@@ -168,7 +169,7 @@ def record_in_dvc():
     stages = [_dvc_stage(job) for job in dag]
     # DVC's stages depend on their code through manifests, which DVC's `code` stage writes (the
     # Snakefile reads the same files itself): written here, and committed with the run.
-    write_manifests(SRC, Path("results/code"))
+    write_manifests(SRC)
     # Naming a stage costs DVC a parse of the whole pipeline (0.8 s each on the tiny test grid,
     # more on a grid of replicates). When the run's DAG is the whole pipeline, everything is
     # committed in one pass; else its last stages with their dependencies (`--with-deps`: a

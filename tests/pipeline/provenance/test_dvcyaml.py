@@ -50,14 +50,22 @@ def test_sync_rewrites_only_the_code_deps(tmp_path, monkeypatch, capsys):
     assert sync_dvc_yaml(stale) is False
 
 
-def test_the_code_stage_writes_every_stages_manifest():
+def test_the_code_stage_writes_every_stages_manifest(tmp_path, capsys):
     """The manifests the stages depend on are the `code` stage's outputs (so DVC reruns it
-    first), and it depends on the whole package."""
+    first), and it depends on the whole package; a stage added without its manifest there is
+    named by the check and written by `make dvc-code`."""
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     code = stages["code"]
     assert code["deps"] == ["src/alphaprune"]
     assert code["outs"] == [dep for deps in expected_code_deps().values() for dep in deps]
     assert code["cmd"].startswith("alphaprune code ")
+    stale = tmp_path / "dvc.yaml"
+    text = (REPO / "dvc.yaml").read_text()
+    stale.write_text(text.replace("      - results/code/report.md5\n", "", 1))  # the code stage's
+    assert main(["--check", str(stale)]) == 1
+    assert "the outputs (the manifests) of code are out of date" in capsys.readouterr().err
+    assert sync_dvc_yaml(stale) is True
+    assert stale.read_text() == text
 
 
 def test_sync_writes_each_stages_params_from_the_code(tmp_path, monkeypatch, capsys):

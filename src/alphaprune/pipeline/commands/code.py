@@ -13,7 +13,8 @@ import logging
 from pathlib import Path
 
 from alphaprune.errors import UserError
-from alphaprune.pipeline.provenance.codedeps import PACKAGE, STAGES, write_manifests
+from alphaprune.pipeline.provenance.codedeps import PACKAGE, STAGES
+from alphaprune.pipeline.provenance.manifests import write_manifests
 
 log = logging.getLogger("alphaprune")
 
@@ -34,10 +35,5 @@ def run(args) -> None:
             f"--src {args.src}: no {PACKAGE} package there; run this from the project's root "
             f"(the folder holding src/{PACKAGE}) or pass --src"
         )
-    written = write_manifests(args.src, args.out)
-    log.info(
-        "%s: %d manifests; changed: %s",
-        args.out,
-        len(STAGES),
-        ", ".join(written) if written else "none",
-    )
+    write_manifests(args.src, args.out)  # (DVC removes a stage's outputs before it runs it)
+    log.info("wrote the code manifests of the %d stages to %s", len(STAGES), args.out)

@@ -6,13 +6,9 @@ A stage's code is the import closure, within this package, of the CLI dispatcher
 stage's command module (`alphaprune.pipeline.commands.<command>`: the stage's name, but for
 `export_teacher`, which runs `alphaprune export`), found by the standard library's
 `modulefinder` (which also follows imports inside functions, so it errs on the side of rerunning).
-The Snakefile computes it at every run; for DVC, `alphaprune code` (DVC's `code` stage, run on
-any edit under src/alphaprune) writes it as each stage's manifest, the file that stage depends on:
-a stage reruns when its manifest's bytes change, that is, when a file it runs does. (Listing the
-files in dvc.yaml itself put some 50 entries a stage in DVC's lock, which every `dvc` command
-parses: 0.7 MB on the default grid, `dvc status` 5 s, the commit after a Snakemake run 17 s.) A
-prune checkpoint's fingerprint hashes the same closure, so a killed prune still resumes after an
-edit elsewhere.
+The Snakefile computes it at every run; for DVC it is written as each stage's manifest
+(`provenance.manifests`); a prune checkpoint's fingerprint hashes the same closure, so a killed
+prune still resumes after an edit elsewhere.
 """
 
 from __future__ import annotations
@@ -132,28 +128,6 @@ def _graph(src: Path) -> _Graph:
 def installed_src() -> Path:
     """The folder holding the package this process imports (its code, whatever the cwd)."""
     return Path(alphaprune.__file__).resolve().parents[1]
-
-
-def manifest(stage: str, src: str | Path) -> str:
-    """`stage`'s code as `md5sum` prints it: a line per source file, its md5 and its path (under
-    `src` as given, so `md5sum -c` checks it from the project root)."""
-    return "".join(
-        f"{hashlib.md5(path.read_bytes()).hexdigest()}  {path.as_posix()}\n"
-        for path in stage_code(stage, src)
-    )
-
-
-def write_manifests(src: str | Path, out: Path) -> list[str]:
-    """Every stage's manifest as `out/<stage>.md5`; a file whose bytes would not change is left
-    as it is. The stages whose manifest was (re)written."""
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for stage in STAGES:
-        path, text = out / f"{stage}.md5", manifest(stage, src)
-        if not path.is_file() or path.read_text() != text:
-            path.write_text(text)
-            written.append(stage)
-    return written
 
 
 def code_digest(stage: str, src: Path | None = None) -> str:

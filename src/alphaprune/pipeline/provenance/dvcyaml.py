@@ -12,14 +12,25 @@ import sys
 from pathlib import Path
 
 from alphaprune.pipeline.provenance.codedeps import STAGES
+from alphaprune.pipeline.provenance.manifests import MANIFESTS
 from alphaprune.pipeline.provenance.records import STAGE_PARAMS
-
-MANIFESTS = "results/code"  # the `code` stage's outputs: a manifest per stage
 
 
 def expected_code_deps() -> dict[str, list[str]]:
     """stage -> the code deps dvc.yaml should list: the stage's manifest."""
     return {stage: [f"{MANIFESTS}/{stage}.md5"] for stage in STAGES}
+
+
+def expected_manifests() -> list[str]:
+    """The `code` stage's outputs: every stage's manifest."""
+    return [dep for deps in expected_code_deps().values() for dep in deps]
+
+
+def listed_manifests(dvc_yaml: Path) -> list[str]:
+    """The `code` stage's outputs as `dvc_yaml` lists them now."""
+    import yaml
+
+    return list(yaml.safe_load(dvc_yaml.read_text())["stages"]["code"]["outs"])
 
 
 def _is_code(dep, src: str = "src") -> bool:
@@ -60,8 +71,9 @@ def listed_code_deps(dvc_yaml: Path, src: str = "src") -> dict[str, list[str]]:
 
 
 def sync_dvc_yaml(dvc_yaml: Path, src: str = "src") -> bool:
-    """Rewrite each stage's code deps (its manifest, or entries under `src/`) and params keys in
-    `dvc_yaml`, keeping all else, comments included (see `_replace`); True if the file changed."""
+    """Rewrite each stage's code deps (its manifest, or entries under `src/`) and params keys, and
+    the `code` stage's outputs (every manifest), in `dvc_yaml`, keeping all else, comments
+    included (see `_replace`); True if the file changed."""
     from ruamel.yaml import YAML  # DVC's own YAML library: a round trip keeps the comments
 
     yaml = YAML()
@@ -76,6 +88,10 @@ def sync_dvc_yaml(dvc_yaml: Path, src: str = "src") -> bool:
         if [deps[i] for i in old] == code:
             continue
         _replace(deps, old, code)
+        changed = True
+    outs = doc["stages"]["code"]["outs"]
+    if list(outs) != expected_manifests():
+        _replace(outs, list(range(len(outs))), expected_manifests())
         changed = True
     for stage, keys in expected_params().items():
         params = _body(doc["stages"][stage])["params"]
@@ -121,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     stale = {
         "code deps": [s for s in STAGES if listed.get(s) != expected[s]],
         "params": [s for s in STAGES if listed_keys.get(s) != keys[s]],
+        "outputs (the manifests)": ["code"]
+        if listed_manifests(args.dvc_yaml) != expected_manifests()
+        else [],
     }
     for what, stages in stale.items():
         if stages:
