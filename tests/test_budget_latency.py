@@ -294,3 +294,27 @@ def test_global_ranking_meets_the_time_with_the_globally_least_important_channel
         for name, p in (("global", plan), ("knapsack", best))
     }
     assert lost["knapsack"] <= lost["global"] + 1e-9
+
+
+def test_a_table_that_predicts_no_time_left_is_refused_with_its_check():
+    """Pair corrections can outweigh the teacher's time (a ResNet-18 table at batch 1 predicted
+    negative times: docs/benchmarks.md): a plan the table predicts at no time at all is refused,
+    naming the table's check."""
+    model = build_model("cnn", 10, in_channels=1, image_size=8).eval()
+    example = torch.zeros(2, 1, 8, 8)
+    groups, _ = channel_groups(model, example, ["conv1", "fc"])
+    widths = {g.root: g.width for g in groups}
+    assert len(widths) == 2
+    (a, wa), (b, wb) = widths.items()
+    table = linear_table(widths, {a: 2.0 / wa, b: 2.0 / wb}, round_to=4)
+    half = {a: wa // 2, b: wb // 2}
+    lying = LatencyTable(
+        **{
+            **table.__dict__,
+            "pairs": (Pair((a, b), (half[a], half[b]), -20.0),),  # both at half: "-20 ms"
+            "check": Check(half, 8.0),
+        }
+    )
+    assert lying.predict(half) < 0
+    with pytest.raises(BudgetError, match=r"predicts no time left .* every group at about half"):
+        allocate(model, "channels", 0.99, example, target="latency", table=lying)
