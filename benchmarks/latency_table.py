@@ -22,6 +22,20 @@ from alphaprune.models import build_model
 from alphaprune.pipeline.deploy.table import measure_table, measured_fractions
 
 
+def allocations(widths: dict[str, int], round_to: int, n: int) -> list[dict[str, int]]:
+    """`n` random students (seeded): each group at a random multiple of `round_to`, the groups
+    left at their full width not named."""
+    rng, drawn = random.Random(0), []
+    for _ in range(n):
+        kept = {}
+        for root, width in widths.items():
+            w = rng.randrange(round_to, width + 1, round_to) if width > 1 else width
+            if w < width:
+                kept[root] = w
+        drawn.append(kept)
+    return drawn
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["resnet20", "vgg11", "tv:resnet18"])
@@ -48,17 +62,9 @@ def main() -> None:
             widths=args.widths,
         )
         cost = time.perf_counter() - t0
-        rng = random.Random(0)
-        allocations = []
-        for _ in range(args.students):
-            kept = {}
-            for root, width in table.widths.items():
-                w = rng.randrange(args.round_to, width + 1, args.round_to) if width > 1 else width
-                if w < width:
-                    kept[root] = w
-            allocations.append(kept)
+        drawn = allocations(table.widths, args.round_to, args.students)
         measured = measured_fractions(
-            model, shape, allocations, batch=args.batch, seconds=args.seconds, rounds=args.rounds
+            model, shape, drawn, batch=args.batch, seconds=args.seconds, rounds=args.rounds
         )
         print(
             f"{name}: teacher {table.full_ms:.3f} ms at batch {args.batch} "
@@ -68,7 +74,7 @@ def main() -> None:
             " cores busy"
         )
         errors = []
-        for kept, got in zip(allocations, measured, strict=True):
+        for kept, got in zip(drawn, measured, strict=True):
             predicted = table.predict(kept) / table.full_ms
             errors.append(predicted / got - 1)
             print(

@@ -20,38 +20,23 @@ of the same students. Untrained models: weights do not change how long a dense l
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
-import tempfile
 import time
-from pathlib import Path
+from collections import defaultdict
 
 import torch
+from latency_table import allocations  # the students benchmarks/latency_table.py draws
 from torch import nn
 
 from alphaprune.budget.plan import candidate_layers
 from alphaprune.channels import channel_groups
 from alphaprune.models import build_model
-from alphaprune.pipeline.deploy import export, latency
 from alphaprune.pipeline.deploy.table import (
     measure_table,
     measured_fractions,
     narrowed,
+    timed_in_turns,
 )
-
-
-def allocations(widths: dict[str, int], round_to: int, n: int) -> list[dict[str, int]]:
-    """`n` random students: each group at a random multiple of `round_to` (the full width left
-    out), drawn as benchmarks/latency_table.py draws them."""
-    rng, drawn = random.Random(0), []
-    for _ in range(n):
-        kept = {}
-        for root, width in widths.items():
-            w = rng.randrange(round_to, width + 1, round_to) if width > 1 else width
-            if w < width:
-                kept[root] = w
-        drawn.append(kept)
-    return drawn
 
 
 def layers_alone(model: nn.Module, shape: tuple[int, ...]) -> dict[str, tuple[nn.Module, tuple]]:
@@ -83,24 +68,16 @@ def key(layer: nn.Module, shape: tuple) -> tuple:
     return (type(m).__name__, tuple(m.weight.shape), shape, getattr(m, "stride", None))
 
 
-def timed_layers(layers: dict[tuple, tuple[nn.Module, tuple]], args) -> dict[tuple, float]:
-    """Median ms of each distinct layer alone, timed in turns (the order reversed every other
-    round)."""
-    keys = list(layers)
-    times: dict[tuple, list[float]] = {k: [] for k in keys}
-    with tempfile.TemporaryDirectory() as tmp:
-        files = {}
-        for i, k in enumerate(keys):
-            module, shape = layers[k]
-            files[k] = Path(tmp) / f"{i}.onnx"
-            export.export_onnx(module, shape, files[k])
-        for r in range(args.rounds):
-            for k in keys[:: 1 if r % 2 == 0 else -1]:
-                ms = latency.ort_latency_ms(
-                    files[k], layers[k][1], args.batch, args.threads, args.seconds
-                )
-                times[k].append(ms)
-    return {k: statistics.median(v) for k, v in times.items()}
+def timed_layers(layers: dict[tuple, tuple[nn.Module, tuple]], timing: dict) -> dict[tuple, float]:
+    """Median ms of each distinct layer alone; the layers of one input shape timed in turns."""
+    by_shape = defaultdict(list)
+    for k, (_, shape) in layers.items():
+        by_shape[shape].append(k)
+    ms = {}
+    for shape, keys in by_shape.items():
+        times = timed_in_turns([layers[k][0] for k in keys], shape, **timing)
+        ms.update({k: statistics.median(ts) for k, ts in zip(keys, times, strict=True)})
+    return ms
 
 
 def main() -> None:
@@ -116,6 +93,7 @@ def main() -> None:
     p.add_argument("--group-table", action="store_true", help="also today's group table")
     args = p.parse_args()
     shape = (3, args.size, args.size)
+    timing = dict(batch=args.batch, threads=args.threads, seconds=args.seconds, rounds=args.rounds)
     for name in args.models:
         torch.manual_seed(0)
         model = build_model(name, 10, in_channels=3, image_size=args.size).eval()
@@ -125,43 +103,23 @@ def main() -> None:
         drawn = allocations({g.root: g.width for g in groups}, args.round_to, args.students)
 
         t0 = time.perf_counter()
-        measured = measured_fractions(
-            model,
-            shape,
-            drawn,
-            batch=args.batch,
-            threads=args.threads,
-            seconds=args.seconds,
-            rounds=args.rounds,
-        )
+        measured = measured_fractions(model, shape, drawn, **timing)
         t_students = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         per_model = [layers_alone(model, shape)]
         per_model += [layers_alone(narrowed(model, kept, example), shape) for kept in drawn]
         distinct = {key(m, s): (m, s) for layers in per_model for m, s in layers.values()}
-        ms = timed_layers(distinct, args)
+        ms = timed_layers(distinct, timing)
         sums = [sum(ms[key(m, s)] for m, s in layers.values()) for layers in per_model]
         t_layers = time.perf_counter() - t0
-        # the teacher whole, in the same rounds' way, for the additive prediction's base
-        whole = _exported(model, shape)
-        full = statistics.median(
-            latency.ort_latency_ms(whole, shape, args.batch, args.threads, args.seconds)
-            for _ in range(args.rounds)
-        )
+        # the teacher whole, for the additive prediction's base
+        full = statistics.median(timed_in_turns([model], shape, **timing)[0])
 
         table = None
         if args.group_table:
             t0 = time.perf_counter()
-            table = measure_table(
-                model,
-                shape,
-                batch=args.batch,
-                threads=args.threads,
-                round_to=args.round_to,
-                seconds=args.seconds,
-                rounds=args.rounds,
-            )
+            table = measure_table(model, shape, round_to=args.round_to, **timing)
             t_table = time.perf_counter() - t0
 
         print(
@@ -188,17 +146,6 @@ def main() -> None:
             "  largest |error|: "
             + ", ".join(f"{how} {max(map(abs, e)):.1%}" for how, e in errors.items() if e)
         )
-
-
-_FILES: list[tempfile.TemporaryDirectory] = []
-
-
-def _exported(model: nn.Module, shape: tuple[int, ...]) -> Path:
-    folder = tempfile.TemporaryDirectory()
-    _FILES.append(folder)
-    path = Path(folder.name) / "model.onnx"
-    export.export_onnx(model, shape, path)
-    return path
 
 
 if __name__ == "__main__":

@@ -147,7 +147,7 @@ def _widths_as_ms(models, *args):
 def test_the_table_checks_itself_on_a_plan_it_did_not_time_in_parts(model, monkeypatch):
     """Every group at about half its width, timed at once (three groups: not one of the pairs
     timed), read from the right model, its prediction recorded beside it, through the file."""
-    monkeypatch.setattr(table_module, "_timed_in_turns", _widths_as_ms)
+    monkeypatch.setattr(table_module, "timed_in_turns", _widths_as_ms)
     table = measure_table(model, SHAPE, batch=8, round_to=8, widths=2, exclude=["fc"])
     assert dict(table.check.kept) == {"conv1": 8, "conv2": 16, "conv3": 32}
     assert table.check.ms == 8_16_32  # conv1 8, conv2 16, conv3 32 wide

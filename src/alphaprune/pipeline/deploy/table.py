@@ -107,7 +107,7 @@ def measure_table(
     models += [narrowed(model, kept, example) for kept in pairs]
     models += [narrowed(model, check, example)] if check else []
     with latency.OtherCpuUse() as other:
-        times = _timed_in_turns(models, shape, batch, threads, seconds, rounds)
+        times = timed_in_turns(models, shape, batch, threads, seconds, rounds)
     full, times = times[0], times[1:]
     table: dict[str, dict[int, float]] = {g.root: {} for g in groups}
     spread: dict[str, dict[int, tuple[float, float]]] = {g.root: {} for g in groups}
@@ -143,7 +143,7 @@ def measure_table(
     )
 
 
-def _timed_in_turns(models, shape, batch: int, threads: int, seconds: float, rounds: int):
+def timed_in_turns(models, shape, batch: int, threads: int, seconds: float, rounds: int):
     """Each model's milliseconds in each round (onnxruntime, CPU), the models exported to a
     temporary folder and timed one after another, the order reversed every other round."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -174,5 +174,5 @@ def measured_fractions(
     model = copy.deepcopy(model).eval()
     example = torch.zeros(2, *shape)
     students = [narrowed(model, kept, example) for kept in allocations]
-    teacher, *times = _timed_in_turns([model, *students], shape, batch, threads, seconds, rounds)
+    teacher, *times = timed_in_turns([model, *students], shape, batch, threads, seconds, rounds)
     return [statistics.median(s / t for s, t in zip(ts, teacher, strict=True)) for ts in times]
