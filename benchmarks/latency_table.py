@@ -1,13 +1,15 @@
 """Does the latency table predict? (issue 37's goal: a student's predicted time within ±10% of
 its measured time, over at least 5 random allocations per model.)
 
-For each model: measure its table in onnxruntime (one thread, `--batch`), draw `--students`
+For each model: measure its table in onnxruntime (one thread, `--batch`; `--per layer`, the
+default, or `--per group`: see alphaprune.pipeline.deploy.table), draw `--students`
 random allocations (every group at a random multiple of `--round-to`, at least one block), and
 time those students in turns with the teacher (`measured_fractions`); print each student's
 predicted and measured time as a fraction of the teacher's, the error, and what the table cost.
 Weights do not change how long a dense layer takes: the models are untrained.
 
     python benchmarks/latency_table.py --models resnet20 vgg11 tv:resnet18 --batch 64
+    python benchmarks/latency_table.py --models resnet20 vgg11 tv:resnet18 --batch 64 --per group
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 import torch
 
 from alphaprune.models import build_model
-from alphaprune.pipeline.deploy.table import measure_table, measured_fractions
+from alphaprune.pipeline.deploy.table import PER, measure_table, measured_fractions
 
 
 def allocations(widths: dict[str, int], round_to: int, n: int) -> list[dict[str, int]]:
@@ -39,6 +41,7 @@ def allocations(widths: dict[str, int], round_to: int, n: int) -> list[dict[str,
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["resnet20", "vgg11", "tv:resnet18"])
+    p.add_argument("--per", choices=PER, default=PER[0], help="how the table is measured")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--round-to", type=int, default=8)
     p.add_argument("--widths", type=int, default=8)
@@ -55,6 +58,7 @@ def main() -> None:
         table = measure_table(
             model,
             shape,
+            per=args.per,
             batch=args.batch,
             round_to=args.round_to,
             seconds=args.seconds,
@@ -68,10 +72,11 @@ def main() -> None:
         )
         print(
             f"{name}: teacher {table.full_ms:.3f} ms at batch {args.batch} "
-            f"[{table.full_spread[0]:.3f}, {table.full_spread[1]:.3f}]; {len(table.groups)} "
-            f"groups, {len(table.pairs)} pairs, {table.conditions['models_timed']} models timed "
-            f"in {cost:.0f} s; other processes kept {table.conditions['other_cpu_use_cores']:.2f}"
-            " cores busy"
+            f"[{table.full_spread[0]:.3f}, {table.full_spread[1]:.3f}]; table per {args.per}: "
+            f"{len(table.widths)} groups, {len(table.pairs)} pairs, {len(table.layers)} layers, "
+            f"{table.conditions['models_timed']} models timed in {cost:.0f} s; other processes "
+            f"kept {table.conditions['other_cpu_use_cores']:.2f} cores busy; check: "
+            f"{table.check_note()}"
         )
         errors = []
         for kept, got in zip(drawn, measured, strict=True):

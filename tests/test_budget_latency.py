@@ -13,7 +13,7 @@ import torch
 from alphaprune.budget import latency
 from alphaprune.budget.allocator import allocate
 from alphaprune.budget.latency import knapsack
-from alphaprune.budget.latency_table import Check, LatencyTable, Pair, candidate_widths
+from alphaprune.budget.latency_table import Check, LatencyTable, Layer, Pair, candidate_widths
 from alphaprune.budget.plan import BudgetError
 from alphaprune.channels import channel_groups
 from alphaprune.models import build_model
@@ -318,3 +318,54 @@ def test_a_table_that_predicts_no_time_left_is_refused_with_its_check():
     assert lying.predict(half) < 0
     with pytest.raises(BudgetError, match=r"predicts no time left .* every group at about half"):
         allocate(model, "channels", 0.99, example, target="latency", table=lying)
+
+
+def cnn_layer_table(round_to: int = 4):
+    """A stand-in table per layer of the digits CNN at 1x8x8 (groups conv2, conv3): each layer's
+    time its inputs x outputs x 1e-3 ms (bilinear, so the grid's corners interpolate it
+    exactly), the teacher's whole time 1.25x its layers' (the rest scales with them)."""
+
+    def layer(name, reads, writes, ins, outs):
+        return Layer(
+            name,
+            ins[-1],
+            outs[-1],
+            reads,
+            writes,
+            {(i, o): 1e-3 * i * o for i in ins for o in outs},
+        )
+
+    layers = (
+        layer("conv1", {}, {}, [1], [16]),
+        layer("conv2", {}, {"conv2": 1}, [16], [round_to, 32]),
+        layer("conv3", {"conv2": 1}, {"conv3": 1}, [round_to, 32], [round_to, 64]),
+        layer("fc", {"conv3": 1}, {}, [round_to, 64], [10]),
+    )
+
+    def exact(kept):
+        a, b = kept.get("conv2", 32), kept.get("conv3", 64)
+        return 1.25e-3 * (16 + 16 * a + a * b + b * 10)
+
+    full = exact({})
+    widths = {"conv2": 32, "conv3": 64}
+    return LatencyTable("stand-in", 64, 1, round_to, full, widths, {}, layers=layers), exact
+
+
+@pytest.mark.parametrize("amount", [0.2, 0.35, 0.5, 0.7])
+def test_a_latency_plan_meets_its_budget_on_a_stand_in_table_per_layer(amount):
+    """Per layer, a group's saving depends on the widths of the groups its layers also read or
+    write (conv3 costs conv2's width x its own): the stepped knapsack's plan meets the budget
+    in the exact time, predicted exactly, in the table's blocks, with no block left to give
+    back."""
+    model = build_model("cnn", 10, in_channels=1, image_size=8).eval()
+    example = torch.zeros(2, 1, 8, 8)
+    table, exact = cnn_layer_table()
+    assert not table.additive
+    plan = allocate(model, "channels", amount, example, target="latency", table=table)
+    kept = {r: table.widths[r] - len(idx) for r, idx in plan.removed.items()}
+    assert plan.latency["student_ms"] == pytest.approx(exact(kept), rel=1e-12)
+    assert exact(kept) <= (1 - amount) * table.full_ms * (1 + 1e-9)
+    assert all(k % 4 == 0 and k >= 4 for k in kept.values())
+    _assert_no_block_to_give_back(table, kept, amount * table.full_ms)
+    again = LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
+    assert again == table and again.predict(kept) == table.predict(kept)

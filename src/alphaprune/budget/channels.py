@@ -52,7 +52,7 @@ def _for_latency(groups, units: Units, table: LatencyTable | None, ranking: str)
         raise BudgetError(f"ranking must be one of {', '.join(RANKINGS)}, got {ranking!r}")
     if table is None:
         raise BudgetError("target 'latency' needs a latency table (`alphaprune table`)")
-    unknown = [g.root for g in groups if g.root not in table.groups]
+    unknown = [g.root for g in groups if g.root not in table.widths]
     if unknown:
         raise BudgetError(
             f"the latency table has no timings for the groups {', '.join(unknown)}: it was "
@@ -84,7 +84,7 @@ def _for_latency(groups, units: Units, table: LatencyTable | None, ranking: str)
         kept = {r: width[r] - len(idxs) for r, idxs in removed.items()}
     if table.predict(kept) <= 0:
         # seen at batch 1 on ResNet-18, whose pair corrections outweigh the teacher's time
-        # (benchmarks/layer_table.py): the table's own check says how far it is off
+        # (docs/benchmarks.md): the table's own check says how far it is off
         check = f"; {table.check_note()}" if table.check is not None else ""
         raise BudgetError(
             f"the latency table predicts no time left for prune.amount {units.amount:g}: it "

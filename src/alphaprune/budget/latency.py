@@ -36,14 +36,15 @@ def knapsack(
     channel (the groups of the table that are absent here are not pruned).
 
     Without pairs the groups' savings add up, and one knapsack is exact (to its steps). With
-    them (groups that meet at a layer), a group's saving depends on its partners' widths; it is
+    them (groups that meet at a layer), or per layer (a layer's time depends on the widths of
+    both the groups it reads and writes), a group's saving depends on its partners' widths; it is
     then reached in `STEPS` equal steps, as HALP prunes: each step a knapsack over narrowing the
     groups further, each option's saving the prediction's with the other groups at their
     widths so far, and the prediction checked after each step (a step that falls short is
     followed by one more for the rest)."""
     if need_ms <= 0:
         return {}
-    roots = [r for r in table.groups if r in importance]
+    roots = [r for r in table.widths if r in importance]
     ranked = {r: [0.0, *itertools.accumulate(sorted(importance[r]))] for r in roots}
     kept = _stepped(table, roots, ranked, need_ms)
     if kept is not None:
@@ -69,9 +70,10 @@ def knapsack(
 
 
 def _stepped(table, roots, ranked, need_ms: float) -> dict[str, int] | None:
-    """The widths `knapsack` returns, in one step without pairs, in `STEPS` with them; None if
-    no plan the table allows saves `need_ms`."""
-    if not table.pairs:
+    """The widths `knapsack` returns, in one step where the groups' savings add up, in `STEPS`
+    where they do not (pairs, or a table per layer); None if no plan the table allows saves
+    `need_ms`."""
+    if table.additive:
         kept = _knapsack_step(table, roots, ranked, {}, need_ms, table.full_ms)
         return None if kept is None else _trimmed(table, ranked, kept, need_ms)
     kept: dict[str, int] | None = {}

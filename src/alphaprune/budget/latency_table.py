@@ -13,6 +13,16 @@ bilinearly by how far each group is cut. The table also times one plan it can ch
 (`Check`: every group at about half its width, all at once) and records how far its prediction
 is from that timing (`check_error`): where many groups meet (the CIFAR ResNets' streams each
 meet every block's inner width), the pair corrections add up and can be far off.
+
+A table *per layer* (`Layer`, the table's `layers`; `latency.table.per: layer`, the default)
+times instead each layer with weights alone, on the input it gets in the network, on a grid of
+its input and output widths (the widths its groups can take), and predicts a student's time as
+the teacher's scaled by the sum of its layers' times over the teacher's
+(`LatencyTable.predict`): the time outside the layers (activations, additions, copies) is taken
+to shrink in step with them. Measured on five random students each of ResNet-20, VGG-11 and
+ResNet-18 at batch 64 (benchmarks/latency_table.py, docs/benchmarks.md), that was within 6.2%
+where the group table was up to 57% off. At batch 1 it holds for ResNet-20 (9.9%), not where the
+weights outgrow the cache (VGG-11, ResNet-18: students up to 97% faster than predicted).
 """
 
 from __future__ import annotations
@@ -55,6 +65,97 @@ class Check:
 
 
 @dataclass(frozen=True)
+class Layer:
+    """A layer with weights (a Conv2d or a Linear) timed alone on the input it gets in the
+    network: `ms[(i, o)]` at `i` input and `o` output features (the median over rounds;
+    `spread`: the least and greatest round, the same keys), on a grid of the widths its
+    groups can take, `(inputs, outputs)` the teacher's. `reads` / `writes`: the groups whose
+    channels are its inputs / outputs, root -> its features per channel of the group (a
+    Linear after a flatten reads one per spatial position). `tied`: a depthwise conv, whose
+    inputs are its outputs (its grid is the diagonal)."""
+
+    name: str
+    inputs: int
+    outputs: int
+    reads: Mapping[str, int]
+    writes: Mapping[str, int]
+    ms: Mapping[tuple[int, int], float]
+    spread: Mapping[tuple[int, int], tuple[float, float]] = field(default_factory=dict)
+    tied: bool = False
+
+    def widths(self, kept: Mapping[str, int], full: Mapping[str, int]) -> tuple[int, int]:
+        """Its (inputs, outputs) when each group `root` keeps `kept[root]` of its `full[root]`
+        channels (the groups not named keep all theirs)."""
+
+        def less(groups: Mapping[str, int]) -> int:
+            return sum(
+                (full[r] - min(kept.get(r, full[r]), full[r])) * n for r, n in groups.items()
+            )
+
+        return self.inputs - less(self.reads), self.outputs - less(self.writes)
+
+    def at(self, inputs: int, outputs: int) -> float:
+        """Its milliseconds at (`inputs`, `outputs`): timed, or bilinear between the timings
+        around it (linear along the diagonal where `tied`)."""
+        if (inputs, outputs) in self.ms:
+            return self.ms[inputs, outputs]
+        if self.tied:
+            line = {i: t for (i, _), t in self.ms.items()}
+            return _between(line, inputs, f"{self.name} at {inputs} channels")
+        ins = sorted({i for i, _ in self.ms})
+        (i0, i1), fi = _bracket(ins, inputs, f"{self.name} at {inputs} inputs")
+        outs = sorted({o for _, o in self.ms})
+        (o0, o1), fo = _bracket(outs, outputs, f"{self.name} at {outputs} outputs")
+        low = self.ms[i0, o0] + fo * (self.ms[i0, o1] - self.ms[i0, o0])
+        high = self.ms[i1, o0] + fo * (self.ms[i1, o1] - self.ms[i1, o0])
+        return low + fi * (high - low)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "reads": dict(self.reads),
+            "writes": dict(self.writes),
+            "tied": self.tied,
+            # rows: inputs, outputs, ms[, least, greatest]
+            "grid": [[i, o, t, *self.spread.get((i, o), ())] for (i, o), t in self.ms.items()],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Layer:
+        grid = [(int(row[0]), int(row[1]), *map(float, row[2:])) for row in d["grid"]]
+        return cls(
+            name=d["name"],
+            inputs=int(d["inputs"]),
+            outputs=int(d["outputs"]),
+            reads={r: int(n) for r, n in d["reads"].items()},
+            writes={r: int(n) for r, n in d["writes"].items()},
+            ms={(row[0], row[1]): row[2] for row in grid},
+            spread={(row[0], row[1]): (row[3], row[4]) for row in grid if len(row) == 5},
+            tied=bool(d.get("tied", False)),
+        )
+
+
+def _bracket(points: list[int], x: int, what: str) -> tuple[tuple[int, int], float]:
+    """The two of the ascending `points` around `x` and how far `x` lies from the first to the
+    second (0 where `x` is a point)."""
+    if x in points:
+        return (x, x), 0.0
+    i = bisect.bisect_left(points, x)
+    if i == 0 or i == len(points):
+        raise ValueError(f"{what}: outside the timed widths {points[0]}..{points[-1]}")
+    lo, hi = points[i - 1], points[i]
+    return (lo, hi), (x - lo) / (hi - lo)
+
+
+def _between(line: Mapping[int, float], x: int, what: str) -> float:
+    """`line` (width -> ms) at `x`: linear between the widths around it."""
+    (lo, hi), f = _bracket(sorted(line), x, what)
+    return line[lo] + f * (line[hi] - line[lo])
+
+
+@dataclass(frozen=True)
 class LatencyTable:
     """The model's measured milliseconds (`full_ms`) on `engine` at `batch` on `threads`, and
     per group root, kept width -> milliseconds with only that group at that width (medians over
@@ -72,6 +173,18 @@ class LatencyTable:
     conditions: Mapping[str, object] = field(default_factory=dict)  # machine, seconds, rounds
     pairs: tuple[Pair, ...] = ()
     check: Check | None = None
+    layers: tuple[Layer, ...] = ()
+
+    @property
+    def per(self) -> str:
+        """How it was measured: "layer" (each layer alone) or "group" (the network whole)."""
+        return "layer" if self.layers else "group"
+
+    @property
+    def additive(self) -> bool:
+        """Whether the groups' savings add up (a group table without pairs): then one knapsack
+        over the groups is exact."""
+        return not self.layers and not self.pairs
 
     def check_error(self) -> float | None:
         """The prediction for the `check` plan over its timing, less 1 (None: none timed)."""
@@ -88,9 +201,11 @@ class LatencyTable:
 
     def group_ms(self, root: str, kept: int) -> float:
         """The model's time with group `root` alone at `kept` channels: measured, or linear
-        between the two measured widths around it."""
+        between the two measured widths around it (per layer: predicted)."""
         if kept >= self.widths[root]:
             return self.full_ms
+        if self.layers:
+            return self.predict({root: kept})
         points = sorted({**self.groups[root], self.widths[root]: self.full_ms}.items())
         keys = [w for w, _ in points]
         if kept in self.groups[root]:
@@ -118,8 +233,13 @@ class LatencyTable:
 
     def predict(self, kept: Mapping[str, int]) -> float:
         """The student's milliseconds when each group `root` keeps `kept[root]` channels (the
-        groups not named keep all theirs): the teacher's, less each group's saving, plus each
-        pair's interaction."""
+        groups not named keep all theirs). Per group: the teacher's, less each group's saving,
+        plus each pair's interaction. Per layer: the teacher's, times the sum of the student's
+        layers' times over the teacher's."""
+        if self.layers:
+            teacher = sum(layer.at(layer.inputs, layer.outputs) for layer in self.layers)
+            student = sum(layer.at(*layer.widths(kept, self.widths)) for layer in self.layers)
+            return self.full_ms * (student / teacher)  # the teacher exactly where nothing is cut
         pairs = sum(
             self._interaction(p)
             * self._cut(p.groups[0], kept.get(p.groups[0], self.widths[p.groups[0]]), p.kept[0])
@@ -149,6 +269,7 @@ class LatencyTable:
                 }
                 for p in self.pairs
             ],
+            **({"layers": [layer.to_dict() for layer in self.layers]} if self.layers else {}),
             **(
                 {}
                 if self.check is None
@@ -208,6 +329,7 @@ class LatencyTable:
                 if "check" in d
                 else None
             ),
+            layers=tuple(Layer.from_dict(layer) for layer in d.get("layers", ())),
         )
 
 

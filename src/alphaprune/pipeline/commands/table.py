@@ -28,6 +28,7 @@ from alphaprune.pipeline.commands._shared import (
 from alphaprune.pipeline.params.base import ConfigError
 
 FLAGS = {  # --teacher's settings, and their defaults (the pipeline's are latency.table's)
+    "per": "layer",
     "batch": 64,
     "threads": 1,
     "round_to": 8,
@@ -44,10 +45,17 @@ def add_arguments(p) -> None:
     p.add_argument("--data", type=Path, help="the prepared data (the pipeline's stage)")
     p.add_argument("--teacher", type=Path, help="a model file to measure instead of the params'")
     p.add_argument("--out", type=Path, required=True, help="the table (JSON)")
+    p.add_argument(
+        "--per",
+        choices=("layer", "group"),
+        help="time each layer alone or the network whole with each group narrowed (default: layer)",
+    )
     p.add_argument("--batch", type=int, help="inputs per pass (default: 64)")
     p.add_argument("--threads", type=int, help="intra-op threads (default: 1)")
     p.add_argument("--round-to", type=int, help="the width step (default: 8)")
-    p.add_argument("--widths", type=int, help="timed widths per group, at most (default: 8)")
+    p.add_argument(
+        "--widths", type=int, help="timed widths per group (per layer: each way), at most (8)"
+    )
     p.add_argument("--seconds", type=float, help="timed seconds per model and round (0.1)")
     p.add_argument("--rounds", type=int, help="rounds (medians over them; default: 3)")
     p.add_argument("--exclude", nargs="*", default=None, help="as the prune's prune.exclude")
@@ -105,8 +113,9 @@ def _measure(model, shape: tuple[int, ...], settings: dict, exclude, out: Path) 
     write_json(out, table.to_dict())
     print(
         f"{table.full_ms:.3f} ms at batch {table.batch} on {table.threads} thread(s), "
-        f"{table.engine}; {len(table.groups)} groups, {len(table.pairs)} pairs, "
-        f"{table.conditions['models_timed']} models timed -> {out}"
+        f"{table.engine}; per {table.per}: {len(table.widths)} groups, "
+        + (f"{len(table.layers)} layers, " if table.layers else f"{len(table.pairs)} pairs, ")
+        + f"{table.conditions['models_timed']} models timed -> {out}"
     )
     if table.check is not None:
         print(f"check: {table.check_note()}")

@@ -1,17 +1,24 @@
 """The latency table of `prune.target: latency` (`alphaprune.budget.latency_table.LatencyTable`),
-measured in onnxruntime on the CPU: the whole model, then the model with one channel group
-narrowed, for every group and every kept width in steps of `round_to` (at most `widths` of them
-per group, spread evenly; the table interpolates between them), and every pair of groups that
-meet at a layer narrowed together once, each to about half its width (where plans cut), and, as
-a check of the table's prediction, every group at about half its width at once; each exported
-to ONNX and timed at one batch on a stated number of threads.
+measured in onnxruntime on the CPU at one batch on a stated number of threads: the whole model,
+and, as a check of the table's prediction, the model with every group at about half its width
+at once; then, as `per` says,
+
+- "layer" (the default): every layer with weights (Conv2d, Linear) alone, on the input it gets
+  in the network, on a grid of its input and output widths: the widths the groups it reads and
+  writes can take, in steps of `round_to`, at most `widths` of them each way, spread evenly (the
+  table interpolates between them); layers of one shape on one input are timed once;
+- "group": the model with one channel group narrowed, for every group and every kept width
+  (at most `widths` per group), and every pair of groups that meet at a layer narrowed
+  together once, each to about half its width (where plans cut). Whole-network timings keep
+  the engine's fusions and per-call overheads in the table, but where many groups meet the
+  pairs' corrections do not add up (docs/benchmarks.md: up to 57% off at batch 64, where the
+  table per layer was within 6.8%).
 
 Weights do not change how long a dense layer takes, so the narrowed models keep the first
-channels. Every model is timed once per round, the order reversed every other round (no fixed
-warm side), each time the median of repeated passes for `seconds` after a warm-up
-(`latency.ort_latency_ms`); a table entry is the median over rounds, its spread the least and
-greatest. Whole-network timings keep the engine's fusions, layouts and per-call overheads in
-the table, which a layer timed alone would not.
+channels and the layers are freshly made. Every model is exported to ONNX and timed once per
+round, the order reversed every other round (no fixed warm side), each time the median of
+repeated passes for `seconds` after a warm-up (`latency.ort_latency_ms`); a table entry is the
+median over rounds, its spread the least and greatest.
 """
 
 from __future__ import annotations
@@ -25,12 +32,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from alphaprune.budget.latency_table import Check, LatencyTable, Pair, candidate_widths
+from alphaprune.budget.latency_table import Check, LatencyTable, Layer, Pair, candidate_widths
 from alphaprune.budget.plan import candidate_layers
 from alphaprune.channels import ChannelGroup, channel_groups, narrow
 from alphaprune.pipeline.deploy import export, latency
 
 ENGINE = "onnxruntime-cpu"
+PER = ("layer", "group")  # how a table is measured (see above)
+WRITES = ("prune_conv_out_channels", "prune_linear_out_channels")
+TIED = ("prune_depthwise_conv_out_channels", "prune_depthwise_conv_in_channels")
 
 
 def sampled(widths: list[int], most: int) -> list[int]:
@@ -73,6 +83,7 @@ def measure_table(
     model: nn.Module,
     shape: tuple[int, ...],
     *,
+    per: str = "layer",
     batch: int = 64,
     threads: int = 1,
     round_to: int = 8,
@@ -82,14 +93,73 @@ def measure_table(
     exclude: list[str] | None = None,
 ) -> LatencyTable:
     """`model`'s latency table on onnxruntime (CPU) for inputs of `shape` (C, H, W): its groups
-    as the channel allocator finds them (`exclude` as the allocator's), at most `widths`
-    timed widths per group."""
+    as the channel allocator finds them (`exclude` as the allocator's), timed `per` layer or
+    group (see above), at most `widths` timed widths per group (or per layer, each way)."""
+    if per not in PER:
+        raise ValueError(f"per: one of {', '.join(PER)}, got {per!r}")
     if widths < 2:
         raise ValueError(f"widths: at least 2 timed widths per group, got {widths}")
     model = copy.deepcopy(model).eval()
     example = torch.zeros(2, *shape)
     _, excluded = candidate_layers(model, exclude, example)
     groups, _ = channel_groups(model, example, excluded)
+    # the table's own check: every group that can be cut at about half its width, at once
+    check = {g.root: half(g.width, round_to) for g in groups if g.width > round_to}
+    models = [model] + ([narrowed(model, check, example)] if check else [])
+    shapes = [shape] * len(models)
+    if per == "group":
+        singles, pairs = _group_plans(groups, round_to, widths)
+        models += [narrowed(model, {r: k}, example) for r, k in singles]
+        models += [narrowed(model, kept, example) for kept in pairs]
+        shapes += [shape] * (len(singles) + len(pairs))
+    else:
+        grids, distinct = _layer_grids(model, shape, groups, round_to, widths)
+        models += [m for m, _ in distinct.values()]
+        shapes += [s for _, s in distinct.values()]
+    with latency.OtherCpuUse() as other:
+        times = timed_in_turns(models, shapes, batch, threads, seconds, rounds)
+    full, checked = times[0], (times[1] if check else None)
+    times = times[1 + bool(check) :]
+    entries: dict = {}
+    if per == "group":
+        entries = _group_entries(groups, singles, pairs, times)
+    else:
+        by_key = dict(zip(distinct, times, strict=True))
+        entries["layers"] = tuple(
+            Layer(
+                **spec,
+                ms={w: statistics.median(by_key[k]) for w, k in grid.items()},
+                spread={w: (min(by_key[k]), max(by_key[k])) for w, k in grid.items()},
+            )
+            for spec, grid in grids
+        )
+        entries["groups"] = {}
+    return LatencyTable(
+        engine=ENGINE,
+        batch=batch,
+        threads=threads,
+        round_to=round_to,
+        full_ms=statistics.median(full),
+        widths={g.root: g.width for g in groups},
+        full_spread=(min(full), max(full)),
+        check=None
+        if checked is None
+        else Check(check, statistics.median(checked), (min(checked), max(checked))),
+        conditions={
+            "per": per,
+            "seconds": seconds,
+            "rounds": rounds,
+            "models_timed": len(models),
+            "other_cpu_use_cores": other.cores,
+            **latency.machine(torch.device("cpu")),
+        },
+        **entries,
+    )
+
+
+def _group_plans(groups: list[ChannelGroup], round_to: int, widths: int):
+    """What a table per group times: each group alone at its sampled widths ((root, kept)),
+    and each pair of groups that meet at a layer, both at half their width."""
     singles = [
         (g.root, kept)
         for g in groups
@@ -101,59 +171,136 @@ def measure_table(
         for g, h in adjacent(groups)
         if g.width > round_to and h.width > round_to
     ]
-    # the table's own check: every group that can be cut at about half its width, at once
-    check = {g.root: half(g.width, round_to) for g in groups if g.width > round_to}
-    models = [model, *(narrowed(model, {r: k}, example) for r, k in singles)]
-    models += [narrowed(model, kept, example) for kept in pairs]
-    models += [narrowed(model, check, example)] if check else []
-    with latency.OtherCpuUse() as other:
-        times = timed_in_turns(models, shape, batch, threads, seconds, rounds)
-    full, times = times[0], times[1:]
+    return singles, pairs
+
+
+def _group_entries(groups, singles, pairs, times) -> dict:
+    """The table per group's entries (`groups`, `spread`, `pairs`) from the timings of
+    `singles` then `pairs`."""
     table: dict[str, dict[int, float]] = {g.root: {} for g in groups}
     spread: dict[str, dict[int, tuple[float, float]]] = {g.root: {} for g in groups}
     for (root, kept), ts in zip(singles, times[: len(singles)], strict=True):
         table[root][kept] = statistics.median(ts)
         spread[root][kept] = (min(ts), max(ts))
-    timed_pairs = [
+    timed_pairs = tuple(
         Pair(tuple(kept), tuple(kept.values()), statistics.median(ts), (min(ts), max(ts)))
-        for kept, ts in zip(pairs, times[len(singles) : len(singles) + len(pairs)], strict=True)
-    ]
-    checked = times[-1] if check else None
-    return LatencyTable(
-        engine=ENGINE,
-        batch=batch,
-        threads=threads,
-        round_to=round_to,
-        full_ms=statistics.median(full),
-        widths={g.root: g.width for g in groups},
-        groups=table,
-        spread=spread,
-        full_spread=(min(full), max(full)),
-        pairs=tuple(timed_pairs),
-        check=None
-        if checked is None
-        else Check(check, statistics.median(checked), (min(checked), max(checked))),
-        conditions={
-            "seconds": seconds,
-            "rounds": rounds,
-            "models_timed": len(models),
-            "other_cpu_use_cores": other.cores,
-            **latency.machine(torch.device("cpu")),
-        },
+        for kept, ts in zip(pairs, times[len(singles) :], strict=True)
     )
+    return {"groups": table, "spread": spread, "pairs": timed_pairs}
+
+
+def layer_inputs(model: nn.Module, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """Each Conv2d and Linear of `model` (by name, in the order they run) -> the shape (no
+    batch) of the input it gets in `model`."""
+    inputs, hooks = {}, []
+
+    def record(name):
+        def hook(module, args) -> None:  # returns nothing: the input stays as it is
+            inputs[name] = tuple(args[0].shape[1:])
+
+        return hook
+
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            hooks.append(m.register_forward_pre_hook(record(name)))
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *shape))
+    finally:
+        for h in hooks:
+            h.remove()
+    return inputs
+
+
+def resized(layer: nn.Module, inputs: int, outputs: int, tied: bool = False) -> nn.Module:
+    """A fresh layer like `layer` (a Conv2d or Linear) with `inputs` and `outputs` features
+    (`tied`: a depthwise conv, one group per channel)."""
+    bias = layer.bias is not None
+    if isinstance(layer, nn.Linear):
+        return nn.Linear(inputs, outputs, bias=bias).eval()
+    return nn.Conv2d(
+        inputs,
+        outputs,
+        layer.kernel_size,
+        layer.stride,
+        layer.padding,
+        layer.dilation,
+        groups=inputs if tied else layer.groups,
+        bias=bias,
+        padding_mode=layer.padding_mode,
+    ).eval()
+
+
+def _points(full: int, per_channel: dict[str, int], widths: dict[str, int], round_to, most):
+    """The widths at which a layer dimension of `full` features is timed: fed by no group,
+    `full` alone; by one, the features at its sampled kept widths; by several, `most` evenly
+    spread between the least they can leave and `full`."""
+    if not per_channel:
+        return [full]
+    if len(per_channel) == 1:
+        ((r, n),) = per_channel.items()
+        kept = sampled(candidate_widths(widths[r], round_to), most)
+        return [full - (widths[r] - k) * n for k in kept]
+    least = full - sum(
+        (widths[r] - candidate_widths(widths[r], round_to)[0]) * n for r, n in per_channel.items()
+    )
+    return sorted({round(least + j * (full - least) / (most - 1)) for j in range(most)})
+
+
+def _layer_grids(model, shape, groups: list[ChannelGroup], round_to: int, most: int):
+    """For each layer with weights: its `Layer` fields but the timings, and its grid, (inputs,
+    outputs) -> the key of the layer to time there; and the distinct layers to time, key ->
+    (layer, its input's shape)."""
+    widths = {g.root: g.width for g in groups}
+    reads: dict[str, dict[str, int]] = {}
+    writes: dict[str, dict[str, int]] = {}
+    tied: set[str] = set()
+    for g in groups:
+        for m in g.members:
+            if m.fn in TIED:
+                tied.add(m.module)
+                reads.setdefault(m.module, {})[g.root] = 1
+                writes.setdefault(m.module, {})[g.root] = 1
+            elif m.reads and "channel_map" not in m.fn:
+                reads.setdefault(m.module, {})[g.root] = len(m.columns[0])
+            elif m.fn in WRITES:
+                writes.setdefault(m.module, {})[g.root] = 1
+    grids, distinct = [], {}
+    for name, inp in layer_inputs(model, shape).items():
+        layer = model.get_submodule(name)
+        full_in, full_out = inp[-1 if isinstance(layer, nn.Linear) else 0], layer.weight.shape[0]
+        r, w = reads.get(name, {}), writes.get(name, {})
+        ins = _points(full_in, r, widths, round_to, most)
+        outs = ins if name in tied else _points(full_out, w, widths, round_to, most)
+        cells = zip(ins, outs, strict=True) if name in tied else itertools.product(ins, outs)
+        grid = {}
+        for i, o in cells:
+            at = (*inp[:-1], i) if isinstance(layer, nn.Linear) else (i, *inp[1:])
+            fresh = resized(layer, i, o, name in tied)
+            key = (repr(fresh), at)  # the layer's type and every setting, and its input
+            distinct.setdefault(key, (fresh, at))
+            grid[i, o] = key
+        spec = dict(
+            name=name, inputs=full_in, outputs=full_out, reads=r, writes=w, tied=name in tied
+        )
+        grids.append((spec, grid))
+    return grids, distinct
 
 
 def timed_in_turns(models, shape, batch: int, threads: int, seconds: float, rounds: int):
     """Each model's milliseconds in each round (onnxruntime, CPU), the models exported to a
-    temporary folder and timed one after another, the order reversed every other round."""
+    temporary folder and timed one after another, the order reversed every other round.
+    `shape`: the input's (no batch), or a list of them, one per model."""
+    shapes = list(shape) if isinstance(shape, list) else [shape] * len(models)
     with tempfile.TemporaryDirectory() as tmp:
         files = [Path(tmp) / f"{i}.onnx" for i in range(len(models))]
-        for m, f in zip(models, files, strict=True):
-            export.export_onnx(m, shape, f)
+        for m, f, s in zip(models, files, shapes, strict=True):
+            export.export_onnx(m, s, f)
         times: list[list[float]] = [[] for _ in models]
         for r in range(rounds):
             for i in list(range(len(models)))[:: 1 if r % 2 == 0 else -1]:
-                times[i].append(latency.ort_latency_ms(files[i], shape, batch, threads, seconds))
+                ms = latency.ort_latency_ms(files[i], shapes[i], batch, threads, seconds)
+                times[i].append(ms)
     return times
 
 

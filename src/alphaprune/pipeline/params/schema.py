@@ -94,9 +94,12 @@ class EvalConfig(Strict):
 class TableConfig(Strict):
     # The latency table that variants with `prune.target: latency` plan from (the `table` stage,
     # alphaprune.pipeline.deploy.table): the model timed whole in onnxruntime on the CPU, at
-    # `latency.throughput_batch` (or `batch` here) on `latency.threads` threads, then with each
-    # channel group narrowed, at most `widths` kept widths per group in steps of `round_to`;
-    # each model `rounds` times for `seconds`. `exclude`: as the variants' prune.exclude.
+    # `latency.throughput_batch` (or `batch` here) on `latency.threads` threads, then `per`
+    # "layer": each layer with weights alone on a grid of its input and output widths, at most
+    # `widths` each way; or "group": the model with each channel group narrowed, at most
+    # `widths` kept widths per group; widths in steps of `round_to`, each model timed `rounds`
+    # times for `seconds`. `exclude`: as the variants' prune.exclude.
+    per: Literal["layer", "group"] = "layer"
     batch: PositiveInt | None = None
     round_to: PositiveInt = 8
     widths: Annotated[int, Field(ge=2)] = 8
