@@ -47,6 +47,9 @@ from alphaprune.channelmap import ChannelMap, as_conv
 TOLERANCE = 1e-9  # pruned vs readers zeroed in float64, relative to the outputs' scale (≥ 1)
 
 READS = ("prune_conv_in_channels", "prune_linear_in_channels", "prune_channel_map_in_channels")
+WRITES = ("prune_conv_out_channels", "prune_linear_out_channels")
+# a depthwise conv: one filter per channel, its inputs its outputs (one member for both)
+TIED = ("prune_depthwise_conv_out_channels", "prune_depthwise_conv_in_channels")
 
 
 class ChannelMapPruner(prune_functions.BasePruningFunc):
@@ -114,6 +117,22 @@ class Member:
     def reads(self) -> bool:
         return self.fn in READS
 
+    @property
+    def writes(self) -> bool:
+        """Whether the group's channels are its outputs (a conv's or linear's, not a map's)."""
+        return self.fn in WRITES
+
+    @property
+    def tied(self) -> bool:
+        """A depthwise conv: the group's channels are both its inputs and its outputs."""
+        return self.fn in TIED
+
+    def per_channel(self) -> int | None:
+        """Its indices per channel of the group (a linear after a flatten: one per spatial
+        position), or None where channels differ (a reader of part of a split group)."""
+        counts = {len(c) for c in self.columns}
+        return counts.pop() if len(counts) == 1 else None
+
 
 @dataclass(frozen=True)
 class ChannelGroup:
@@ -173,7 +192,13 @@ def _members(model: nn.Module, group, width: int) -> tuple[list[Member], str | N
         fn = next((n for n, f in FUNCTIONS.items() if f == handler), None)
         if fn is None:
             return [], f"holds {type(module).__name__} {names[module]}, which is not supported"
-        if isinstance(module, nn.Conv2d) and 1 < module.groups < module.in_channels:
+        if (
+            isinstance(module, nn.Conv2d)
+            and module.groups > 1
+            and not module.groups == module.in_channels == module.out_channels
+        ):
+            # a grouped conv, or a depthwise one with a channel multiplier, which narrowing
+            # (Torch-Pruning's prune functions) does not support
             return [], f"holds the grouped conv {names[module]}"
         columns: list[list[int]] = [[] for _ in range(width)]
         for idx, root in zip(item.idxs, item.root_idxs, strict=True):

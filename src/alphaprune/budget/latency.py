@@ -22,7 +22,9 @@ from alphaprune.budget.plan import BudgetError
 RESOLUTION = 1000  # the knapsack's steps of the needed saving
 
 
-STEPS = 10  # with pairs: the saving is reached in this many steps, each a knapsack (HALP's way)
+# where savings do not add up (pairs, or per layer): the saving is reached in this many steps,
+# each a knapsack (HALP's way)
+STEPS = 10
 
 
 def knapsack(

@@ -28,6 +28,7 @@ weights outgrow the cache (VGG-11, ResNet-18: students up to 97% faster than pre
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -94,17 +95,21 @@ class Layer:
 
         return self.inputs - less(self.reads), self.outputs - less(self.writes)
 
+    @functools.cached_property
+    def _axes(self) -> tuple[list[int], list[int]]:
+        """The grid's input and output widths, ascending (a plan predicts thousands of times)."""
+        return sorted({i for i, _ in self.ms}), sorted({o for _, o in self.ms})
+
     def at(self, inputs: int, outputs: int) -> float:
         """Its milliseconds at (`inputs`, `outputs`): timed, or bilinear between the timings
         around it (linear along the diagonal where `tied`)."""
         if (inputs, outputs) in self.ms:
             return self.ms[inputs, outputs]
+        ins, outs = self._axes
         if self.tied:
-            line = {i: t for (i, _), t in self.ms.items()}
-            return _between(line, inputs, f"{self.name} at {inputs} channels")
-        ins = sorted({i for i, _ in self.ms})
+            (i0, i1), fi = _bracket(ins, inputs, f"{self.name} at {inputs} channels")
+            return self.ms[i0, i0] + fi * (self.ms[i1, i1] - self.ms[i0, i0])
         (i0, i1), fi = _bracket(ins, inputs, f"{self.name} at {inputs} inputs")
-        outs = sorted({o for _, o in self.ms})
         (o0, o1), fo = _bracket(outs, outputs, f"{self.name} at {outputs} outputs")
         low = self.ms[i0, o0] + fo * (self.ms[i0, o1] - self.ms[i0, o0])
         high = self.ms[i1, o0] + fo * (self.ms[i1, o1] - self.ms[i1, o0])
@@ -149,17 +154,13 @@ def _bracket(points: list[int], x: int, what: str) -> tuple[tuple[int, int], flo
     return (lo, hi), (x - lo) / (hi - lo)
 
 
-def _between(line: Mapping[int, float], x: int, what: str) -> float:
-    """`line` (width -> ms) at `x`: linear between the widths around it."""
-    (lo, hi), f = _bracket(sorted(line), x, what)
-    return line[lo] + f * (line[hi] - line[lo])
-
-
 @dataclass(frozen=True)
 class LatencyTable:
-    """The model's measured milliseconds (`full_ms`) on `engine` at `batch` on `threads`, and
-    per group root, kept width -> milliseconds with only that group at that width (medians over
-    rounds; `spread`: the least and greatest round, the same keys)."""
+    """The model's measured milliseconds (`full_ms`) on `engine` at `batch` on `threads`, its
+    groups' widths, and either (per layer) `layers`, each layer's grid of timings alone, or (per
+    group) `groups`, per group root, kept width -> milliseconds with only that group at that
+    width (medians over rounds; `spread`: the least and greatest round, the same keys) and
+    `pairs`; `check`, a plan timed whole to check the prediction on."""
 
     engine: str  # e.g. "onnxruntime-cpu"
     batch: int

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from alphaprune.budget.latency_table import LatencyTable
+from alphaprune.budget.plan import BudgetError
 from alphaprune.channels import channel_groups
 from alphaprune.modelfile import recipe_for, save_model
 from alphaprune.models import build_model
@@ -83,10 +84,8 @@ def test_the_table_per_layer_times_each_layer_on_the_grid_of_its_groups_widths(m
         for cell, ms in layer.ms.items():
             lo, hi = layer.spread[cell]
             assert 0 < lo <= ms <= hi
-    distinct = {(layer.name != "conv1", cell) for layer in table.layers for cell in layer.ms}
-    assert table.conditions["models_timed"] == 2 + len(distinct)  # + the teacher and the check
-    assert table.conditions["per"] == "layer"
-    assert table.predict({}) == table.full_ms
+    cells = sum(len(layer.ms) for layer in table.layers)  # no two layers alike here
+    assert table.conditions["models_timed"] == 2 + cells  # + the teacher and the check
     again = LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
     assert again == table
 
@@ -108,6 +107,19 @@ class Depthwise(nn.Module):
         return self.fc(self.pool(self.conv2(x)).flatten(1))
 
 
+class Concat(nn.Module):
+    """A conv reading two groups at once (a concatenation: `c` has 16 + 16 inputs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(3, 16, 3, padding=1)
+        self.c, self.fc = nn.Conv2d(32, 16, 3, padding=1), nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.c(torch.cat([self.a(x), self.b(x)], 1)))
+        return self.fc(x.mean((2, 3)))
+
+
 def _cost(layer: nn.Module, shape: tuple[int, ...]) -> float:
     """A stand-in time, bilinear in a layer's inputs and outputs as its MACs are: weights per
     output x outputs x positions."""
@@ -115,29 +127,39 @@ def _cost(layer: nn.Module, shape: tuple[int, ...]) -> float:
     return float(layer.weight.shape[1] * layer.weight.shape[0] * positions)
 
 
-def _macs_as_ms(models, shapes, *args):
+def _macs_as_ms(models, shape, *args, shapes=None):
     """A stand-in for the timings: a layer alone takes its `_cost`, a whole model the sum of its
     layers' (nothing outside them), the same in every round."""
 
     def ms(m, shape):
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             return _cost(m, shape)
-        return sum(_cost(m.get_submodule(n), s) for n, s in layer_inputs(m, shape).items())
+        return sum(_cost(m.get_submodule(n), s) for n, s in layer_inputs(m, shape))
 
+    shapes = shapes or [shape] * len(models)
     return [[ms(m, s)] * 2 for m, s in zip(models, shapes, strict=True)]
 
 
-@pytest.mark.parametrize("name", ["cnn", "depthwise"])
+MODELS = {
+    "cnn": lambda: build_model("cnn", 10, in_channels=3, image_size=16),
+    "depthwise": Depthwise,
+    "concat": Concat,
+    "resnet20": lambda: build_model("resnet20", 10, image_size=16),  # streams: maps and adds
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
 def test_the_prediction_per_layer_is_exact_where_layer_times_are_bilinear(name, monkeypatch):
     """With every layer's time bilinear in its widths and nothing outside the layers, the
     table predicts a student it never timed exactly, from a sparse grid (2 widths each way:
     every width between is interpolated), a depthwise conv along its diagonal, a Linear after
-    a flatten by its features per channel."""
+    a flatten by its features per channel, a conv reading two groups along their sum. (Exact
+    but for float rounding: sums of a few dozen products of small integers, far inside 1e-12.)"""
     monkeypatch.setattr(table_module, "timed_in_turns", _macs_as_ms)
     torch.manual_seed(0)
-    model = build_model("cnn", 10, in_channels=3, image_size=16) if name == "cnn" else Depthwise()
-    model.eval()
-    table = measure_table(model, SHAPE, batch=8, round_to=4, widths=2, exclude=[])
+    model = MODELS[name]().eval()
+    exclude = ["linear"] if name == "resnet20" else []
+    table = measure_table(model, SHAPE, batch=8, round_to=4, widths=2, exclude=exclude)
     layers = {layer.name: layer for layer in table.layers}
     if name == "depthwise":
         assert layers["dw"].tied and sorted(layers["dw"].ms) == [(4, 4), (16, 16)]
@@ -145,13 +167,64 @@ def test_the_prediction_per_layer_is_exact_where_layer_times_are_bilinear(name, 
             (16, 10),
             (64, 10),
         ]
+    if name == "concat":
+        assert layers["c"].reads == {"a": 1, "b": 1} and sorted(layers["c"].ms) == [
+            (i, o)
+            for i in (8, 32)
+            for o in (4, 16)  # 4 + 4 inputs at the least
+        ]
+    if name == "resnet20":  # its blocks of one stage are alike: each timed once
+        cells = sum(len(layer.ms) for layer in table.layers)
+        assert table.conditions["models_timed"] < cells
+        inner = [layers[f"layer3.{b}.conv1"] for b in range(3)]
+        assert inner[1].ms == inner[2].ms  # one timing read twice (block 0 reads another input)
     example = torch.zeros(2, *SHAPE)
     g = torch.Generator().manual_seed(0)
     for _ in range(5):
         # between the grid's widths (4 and the full width), not on a block
         kept = {r: int(torch.randint(5, w, (1,), generator=g)) for r, w in table.widths.items()}
-        ((exact,),) = [ms[:1] for ms in _macs_as_ms([narrowed(model, kept, example)], [SHAPE])]
+        ((exact, _),) = _macs_as_ms([narrowed(model, kept, example)], SHAPE)
         assert table.predict(kept) == pytest.approx(exact, rel=1e-12)
+
+
+class Split(nn.Module):
+    """`c1`'s channels split between two readers (`chunk`): each reads half of the group."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.a, self.b = nn.Conv2d(3, 32, 3), nn.Conv2d(16, 8, 3), nn.Conv2d(16, 8, 3)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        left, right = self.c1(x).chunk(2, 1)
+        return self.fc(torch.cat([self.a(left), self.b(right)], 1).mean((2, 3)))
+
+
+class Shared(nn.Module):
+    """One conv called twice (its weights shared): two layers' time, not one."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.fc(self.c2(torch.relu(self.c2(self.c1(x)))).mean((2, 3)))
+
+
+def test_a_table_per_layer_refuses_a_split_group_and_counts_every_call(monkeypatch):
+    monkeypatch.setattr(table_module, "timed_in_turns", _macs_as_ms)
+    with pytest.raises(BudgetError, match=r"b reads part of group c1's channels .*per: group"):
+        measure_table(Split().eval(), SHAPE, batch=8, round_to=4, widths=2, exclude=[])
+    model = Shared().eval()
+    table = measure_table(model, SHAPE, batch=8, round_to=4, widths=2, exclude=[])
+    assert [layer.name for layer in table.layers] == ["c1", "c2", "c2#2", "fc"]
+    ((root, width),) = table.widths.items()  # c1's outputs are c2's inputs and outputs: one
+    ((exact, _),) = _macs_as_ms([narrowed(model, {root: 8}, torch.zeros(2, *SHAPE))], SHAPE)
+    assert width == 16 and exact < 0.3 * table.full_ms  # c2 twice at 8 of 16: a quarter
+    assert table.predict({root: 8}) == pytest.approx(exact, rel=1e-12)
+    with pytest.raises(ValueError, match="per: one of layer, group, got 'pair'"):
+        measure_table(model, SHAPE, per="pair")
 
 
 def test_table_command_writes_what_plan_reads(tmp_path, model, capsys):
@@ -170,6 +243,13 @@ def test_table_command_writes_what_plan_reads(tmp_path, model, capsys):
     assert "needs --table FILE" in capsys.readouterr().err
     assert main(["table", "--teacher", str(teacher), "--out", str(out), "--widths", "1"]) == 2
     assert "at least 2 timed widths" in capsys.readouterr().err
+    assert (
+        main(["table", "--teacher", str(teacher), "--out", str(out), "--per", "group", *args]) == 0
+    )
+    table = LatencyTable.from_file(out)
+    assert (
+        table.per == "group" and table.layers == () and sorted(table.groups) == ["conv2", "conv3"]
+    )
 
 
 def test_a_group_with_no_narrower_width_is_not_timed_in_a_pair(model):
@@ -237,7 +317,7 @@ def test_the_table_command_is_asked_one_way_or_the_other(tmp_path, tiny_raw, cap
     assert not out.exists()
 
 
-def _widths_as_ms(models, *args):
+def _widths_as_ms(models, *args, **kwargs):
     """A stand-in for the timings: each model's 'milliseconds' are its convs' output widths
     written as digits (conv1 100s, conv2 10s ... as one number), the same in every round, so
     each entry of the table says which model it was read from."""

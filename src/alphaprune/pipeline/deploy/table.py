@@ -6,13 +6,15 @@ at once; then, as `per` says,
 - "layer" (the default): every layer with weights (Conv2d, Linear) alone, on the input it gets
   in the network, on a grid of its input and output widths: the widths the groups it reads and
   writes can take, in steps of `round_to`, at most `widths` of them each way, spread evenly (the
-  table interpolates between them); layers of one shape on one input are timed once;
+  table interpolates between them); layers of one shape on one input are timed once, a layer
+  called twice is two entries; layers of other kinds (pooling, activations, additions, copies)
+  are not timed: their time is taken to scale with the layers';
 - "group": the model with one channel group narrowed, for every group and every kept width
   (at most `widths` per group), and every pair of groups that meet at a layer narrowed
   together once, each to about half its width (where plans cut). Whole-network timings keep
   the engine's fusions and per-call overheads in the table, but where many groups meet the
   pairs' corrections do not add up (docs/benchmarks.md: up to 57% off at batch 64, where the
-  table per layer was within 6.8%).
+  table per layer was within 6.2%).
 
 Weights do not change how long a dense layer takes, so the narrowed models keep the first
 channels and the layers are freshly made. Every model is exported to ONNX and timed once per
@@ -23,6 +25,7 @@ median over rounds, its spread the least and greatest.
 
 from __future__ import annotations
 
+import collections
 import copy
 import itertools
 import statistics
@@ -33,14 +36,12 @@ import torch
 from torch import nn
 
 from alphaprune.budget.latency_table import Check, LatencyTable, Layer, Pair, candidate_widths
-from alphaprune.budget.plan import candidate_layers
+from alphaprune.budget.plan import BudgetError, candidate_layers
 from alphaprune.channels import ChannelGroup, channel_groups, narrow
 from alphaprune.pipeline.deploy import export, latency
 
 ENGINE = "onnxruntime-cpu"
 PER = ("layer", "group")  # how a table is measured (see above)
-WRITES = ("prune_conv_out_channels", "prune_linear_out_channels")
-TIED = ("prune_depthwise_conv_out_channels", "prune_depthwise_conv_in_channels")
 
 
 def sampled(widths: list[int], most: int) -> list[int]:
@@ -117,7 +118,7 @@ def measure_table(
         models += [m for m, _ in distinct.values()]
         shapes += [s for _, s in distinct.values()]
     with latency.OtherCpuUse() as other:
-        times = timed_in_turns(models, shapes, batch, threads, seconds, rounds)
+        times = timed_in_turns(models, shape, batch, threads, seconds, rounds, shapes=shapes)
     full, checked = times[0], (times[1] if check else None)
     times = times[1 + bool(check) :]
     entries: dict = {}
@@ -146,7 +147,6 @@ def measure_table(
         if checked is None
         else Check(check, statistics.median(checked), (min(checked), max(checked))),
         conditions={
-            "per": per,
             "seconds": seconds,
             "rounds": rounds,
             "models_timed": len(models),
@@ -189,14 +189,14 @@ def _group_entries(groups, singles, pairs, times) -> dict:
     return {"groups": table, "spread": spread, "pairs": timed_pairs}
 
 
-def layer_inputs(model: nn.Module, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-    """Each Conv2d and Linear of `model` (by name, in the order they run) -> the shape (no
-    batch) of the input it gets in `model`."""
-    inputs, hooks = {}, []
+def layer_inputs(model: nn.Module, shape: tuple[int, ...]) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, the shape of its input, no batch) for each call of a Conv2d or Linear of `model`,
+    in the order they run (a layer called twice is listed twice)."""
+    calls, hooks = [], []
 
     def record(name):
         def hook(module, args) -> None:  # returns nothing: the input stays as it is
-            inputs[name] = tuple(args[0].shape[1:])
+            calls.append((name, tuple(args[0].shape[1:])))
 
         return hook
 
@@ -204,12 +204,12 @@ def layer_inputs(model: nn.Module, shape: tuple[int, ...]) -> dict[str, tuple[in
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             hooks.append(m.register_forward_pre_hook(record(name)))
     try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, *shape))
+        with torch.no_grad():  # batch 2, as the tracer's: a model may squeeze a batch of 1
+            model.eval()(torch.zeros(2, *shape))
     finally:
         for h in hooks:
             h.remove()
-    return inputs
+    return calls
 
 
 def resized(layer: nn.Module, inputs: int, outputs: int, tied: bool = False) -> nn.Module:
@@ -248,25 +248,35 @@ def _points(full: int, per_channel: dict[str, int], widths: dict[str, int], roun
 
 
 def _layer_grids(model, shape, groups: list[ChannelGroup], round_to: int, most: int):
-    """For each layer with weights: its `Layer` fields but the timings, and its grid, (inputs,
-    outputs) -> the key of the layer to time there; and the distinct layers to time, key ->
-    (layer, its input's shape)."""
+    """For each call of a layer with weights: its `Layer` fields but the timings, and its grid,
+    (inputs, outputs) -> the key of the layer to time there; and the distinct layers to time,
+    key -> (layer, its input's shape)."""
     widths = {g.root: g.width for g in groups}
     reads: dict[str, dict[str, int]] = {}
     writes: dict[str, dict[str, int]] = {}
     tied: set[str] = set()
     for g in groups:
         for m in g.members:
-            if m.fn in TIED:
+            if not (m.reads or m.writes or m.tied):
+                continue  # a BatchNorm: no layer of its own
+            n = m.per_channel()
+            if n is None:
+                raise BudgetError(
+                    f"{m.module} reads part of group {g.root}'s channels (a split or chunk): a "
+                    "table per layer cannot tell which of its inputs a plan removes; measure "
+                    "the table per group (latency.table.per: group, or --per group)"
+                )
+            if m.tied:
                 tied.add(m.module)
-                reads.setdefault(m.module, {})[g.root] = 1
-                writes.setdefault(m.module, {})[g.root] = 1
-            elif m.reads and "channel_map" not in m.fn:
-                reads.setdefault(m.module, {})[g.root] = len(m.columns[0])
-            elif m.fn in WRITES:
-                writes.setdefault(m.module, {})[g.root] = 1
-    grids, distinct = [], {}
-    for name, inp in layer_inputs(model, shape).items():
+            if m.reads or m.tied:
+                reads.setdefault(m.module, {}).setdefault(g.root, 0)
+                reads[m.module][g.root] += n
+            if m.writes or m.tied:
+                writes.setdefault(m.module, {}).setdefault(g.root, 0)
+                writes[m.module][g.root] += n
+    grids, distinct, seen = [], {}, collections.Counter()
+    for name, inp in layer_inputs(model, shape):
+        seen[name] += 1
         layer = model.get_submodule(name)
         full_in, full_out = inp[-1 if isinstance(layer, nn.Linear) else 0], layer.weight.shape[0]
         r, w = reads.get(name, {}), writes.get(name, {})
@@ -281,17 +291,24 @@ def _layer_grids(model, shape, groups: list[ChannelGroup], round_to: int, most: 
             distinct.setdefault(key, (fresh, at))
             grid[i, o] = key
         spec = dict(
-            name=name, inputs=full_in, outputs=full_out, reads=r, writes=w, tied=name in tied
+            name=name if seen[name] == 1 else f"{name}#{seen[name]}",  # its second call: #2
+            inputs=full_in,
+            outputs=full_out,
+            reads=r,
+            writes=w,
+            tied=name in tied,
         )
         grids.append((spec, grid))
     return grids, distinct
 
 
-def timed_in_turns(models, shape, batch: int, threads: int, seconds: float, rounds: int):
+def timed_in_turns(
+    models, shape, batch: int, threads: int, seconds: float, rounds: int, shapes=None
+):
     """Each model's milliseconds in each round (onnxruntime, CPU), the models exported to a
     temporary folder and timed one after another, the order reversed every other round.
-    `shape`: the input's (no batch), or a list of them, one per model."""
-    shapes = list(shape) if isinstance(shape, list) else [shape] * len(models)
+    `shape`: the input's (no batch); `shapes`: one per model instead."""
+    shapes = [tuple(s) for s in shapes] if shapes is not None else [tuple(shape)] * len(models)
     with tempfile.TemporaryDirectory() as tmp:
         files = [Path(tmp) / f"{i}.onnx" for i in range(len(models))]
         for m, f, s in zip(models, files, shapes, strict=True):
