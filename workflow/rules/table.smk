@@ -12,7 +12,8 @@ if PARAMS.latency.table is None:  # a file saying nothing was measured: no clust
 
 rule table:
     """The latency table the prunes of `prune.target: latency` plan from: the params' model timed
-    whole, then with each channel group narrowed, in onnxruntime on the CPU. A measuring job
+    whole, then each layer alone at the widths its channel groups can take (`latency.table.per`),
+    in onnxruntime on the CPU. A measuring job
     takes every core, so that nothing runs beside it (the timings are the table)."""
     input:
         code=code("table"),
