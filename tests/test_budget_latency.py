@@ -369,3 +369,38 @@ def test_a_latency_plan_meets_its_budget_on_a_stand_in_table_per_layer(amount):
     _assert_no_block_to_give_back(table, kept, amount * table.full_ms)
     again = LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
     assert again == table and again.predict(kept) == table.predict(kept)
+
+
+def test_knapsack_summed_weighs_each_channel_by_its_magnitude_over_the_groups_layers():
+    """Torch-Pruning's importance is normalised per group (every group's mean is 1), so a group
+    spanning many layers looks as cheap as one spanning two; `knapsack_summed` costs each channel
+    its L2 magnitude summed over the group's layers. With the classifier's weights (which read
+    conv3's channels) 30x larger, it takes the time from conv2 first, and loses no more summed
+    magnitude than the normalised knapsack."""
+    torch.manual_seed(0)
+    model = build_model("cnn", 10, in_channels=1, image_size=8).eval()
+    with torch.no_grad():
+        model.fc.weight.mul_(30.0)
+    example = torch.zeros(2, 1, 8, 8)
+    groups = {g.root: g for g in channel_groups(model, example, ["conv1", "fc"])[0]}
+    for g in groups.values():  # a group's own channels rank alike either way
+        order = sorted(range(g.width), key=lambda c: (g.importance[c], c))
+        assert order == sorted(range(g.width), key=lambda c: (g.summed[c], c))
+    mean = {r: sum(g.summed) / g.width for r, g in groups.items()}
+    assert mean["conv3"] > 10 * mean["conv2"]
+    assert sum(groups["conv3"].importance) / 64 == pytest.approx(1.0)  # normalised: mean 1
+    table = linear_table({"conv2": 32, "conv3": 64}, {"conv2": 0.05, "conv3": 0.05}, round_to=4)
+    plans = {
+        ranking: allocate(
+            model, "channels", 0.08, example, target="latency", table=table, ranking=ranking
+        )
+        for ranking in ("knapsack", "knapsack_summed")
+    }
+    summed = plans["knapsack_summed"]
+    assert set(summed.removed) == {"conv2"} and len(summed.removed["conv2"]) == 16  # 0.8 ms
+    assert summed.latency["student_ms"] <= 0.92 * 10.0 + 1e-9
+
+    def lost(plan):
+        return sum(groups[r].summed[c] for r, idxs in plan.removed.items() for c in idxs)
+
+    assert lost(summed) <= lost(plans["knapsack"])

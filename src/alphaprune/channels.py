@@ -137,11 +137,15 @@ class Member:
 @dataclass(frozen=True)
 class ChannelGroup:
     """The output channels of `root` and every member coupled to them; `importance` per
-    channel (Torch-Pruning's group L2 magnitude, normalised by its mean as it does)."""
+    channel (Torch-Pruning's group L2 magnitude: the mean over the group's members, normalised by
+    the group's mean, as it ranks), and `summed`, the L2 magnitude summed over the members and
+    not normalised (a group that spans more layers weighs more: the stream of a ResNet stage
+    against one block's inner width). The two rank a group's own channels alike."""
 
     root: str
     members: tuple[Member, ...]
     importance: tuple[float, ...]
+    summed: tuple[float, ...] = ()
 
     @property
     def width(self) -> int:
@@ -222,6 +226,7 @@ def channel_groups(
     example = example.cpu()
     graph = dependency_graph(model, example)
     importance = tp.importance.GroupMagnitudeImportance(p=2)
+    magnitude = tp.importance.GroupMagnitudeImportance(p=2, group_reduction="sum", normalizer=None)
     groups, excluded = [], {}
     for root, group in _named_groups(model, graph, ignored):
         width = len(group.items[0].idxs)
@@ -231,13 +236,14 @@ def channel_groups(
             continue
         try:
             scores = importance(group).double().tolist()
+            summed = magnitude(group).double().tolist()
         except IndexError:  # its indices run past a member's channels
             excluded[root] = (
                 "Torch-Pruning's graph misreads it: its channel indices do not fit its layers "
                 "(an op it does not trace, such as a zero-padded shortcut)"
             )
             continue
-        groups.append(ChannelGroup(root, tuple(members), tuple(scores)))
+        groups.append(ChannelGroup(root, tuple(members), tuple(scores), tuple(summed)))
     for root, error in _removal_errors(model, groups, example).items():
         excluded[root] = (
             "Torch-Pruning's graph misreads it: removing its channels "

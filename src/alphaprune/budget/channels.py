@@ -17,7 +17,10 @@ from alphaprune.budget.latency_table import LatencyTable
 from alphaprune.budget.plan import BudgetError, LayerPlan, Plan, Units
 from alphaprune.channels import ChannelGroup, channel_groups
 
-RANKINGS = ("knapsack", "global")  # how a latency target chooses channels
+# how a latency target chooses channels: the knapsack on Torch-Pruning's normalised importance
+# or on the magnitude summed over each group's layers (`ChannelGroup.summed`), or Torch-Pruning's
+# global ranking
+RANKINGS = ("knapsack", "knapsack_summed", "global")
 
 
 def allocate(
@@ -31,7 +34,8 @@ def allocate(
 ) -> Plan:
     """The fewest of the globally least important channels that remove `units.need`; for
     `units.target` "latency", the channels whose removal saves `units.amount` of the `table`'s
-    time: with the least importance lost (`ranking` "knapsack": `latency.knapsack`), or the
+    time: with the least importance lost (`ranking` "knapsack": `latency.knapsack`;
+    "knapsack_summed": the same on each group's summed magnitude), or the
     fewest of the globally least important whose predicted saving is enough ("global":
     Torch-Pruning's own allocation, its ratio set by the table's prediction)."""
     groups, ungrouped = channel_groups(model, example, excluded)
@@ -65,8 +69,9 @@ def _for_latency(groups, units: Units, table: LatencyTable | None, ranking: str)
             "measured on another model; measure it again"
         )
     need = units.amount * table.full_ms
-    if ranking == "knapsack":
-        kept = knapsack(table, {g.root: g.importance for g in groups}, need)
+    if ranking.startswith("knapsack"):
+        summed = ranking == "knapsack_summed"
+        kept = knapsack(table, {g.root: g.summed if summed else g.importance for g in groups}, need)
     else:
         width = {g.root: g.width for g in groups}
 

@@ -45,8 +45,9 @@ def add_arguments(p) -> None:
     )
     p.add_argument(
         "--ranking",
-        choices=["knapsack", "global"],
-        help="target latency: least importance lost for the time saved (knapsack, the default), "
+        choices=["knapsack", "knapsack_summed", "global"],
+        help="target latency: least importance lost for the time saved (knapsack, the default; "
+        "knapsack_summed: each channel's magnitude summed over its group's layers), "
         "or the globally least important channels cut until the table predicts the saving "
         "(global, as Torch-Pruning allocates)",
     )

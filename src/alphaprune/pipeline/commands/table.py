@@ -1,7 +1,8 @@
 """`alphaprune table`: the latency table that `prune.target: latency` plans from (onnxruntime, CPU).
 
 The model timed whole, and each layer alone at the widths its channel groups can take (or, `per
-group`, the model with each group narrowed; `alphaprune.pipeline.deploy.table`), written as JSON (`alphaprune.budget.latency_table.LatencyTable`). Two ways to ask for one:
+group`, the model with each group narrowed; `alphaprune.pipeline.deploy.table`), written as JSON
+(`alphaprune.budget.latency_table.LatencyTable`). Two ways to ask for one:
 
 - the pipeline's `table` stage: `--params` and `--data` (the prepared data): the params' model
   for that data, measured as `latency.table` says, on `latency.threads` threads; with
