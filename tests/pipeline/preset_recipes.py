@@ -23,6 +23,7 @@ STACKS = {
     "finetune": ["cifar10-cpu", "cifar10-finetune"],
     "latency": ["cifar10-cpu", "cifar10-latency"],
     "stream": ["cifar10-cpu", "cifar10-stream"],
+    "front": ["cifar10-cpu", "cifar10-front"],
 }
 
 
