@@ -635,7 +635,8 @@ class TestSnakemakeRun(_AfterAFinishedRun):
         root = snakemake_project
         table = json.loads((root / "results" / "table" / "table.json").read_text())
         assert (table["batch"], table["threads"], table["round_to"]) == (8, 1, 8)
-        assert table["conditions"]["rounds"] == SMK_TABLE["rounds"] and table["groups"]
+        assert table["conditions"]["rounds"] == SMK_TABLE["rounds"]
+        assert table["layers"] and table["groups"] == {}  # measured per layer, the default
         for v in SMK_GRID["variants"]:
             _, recipe = load_model(root / "results" / "variants" / v / RUN / "student.pt")
             plan = recipe["plan"]
