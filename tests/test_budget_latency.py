@@ -383,9 +383,11 @@ def test_knapsack_summed_weighs_each_channel_by_its_magnitude_over_the_groups_la
         model.fc.weight.mul_(30.0)
     example = torch.zeros(2, 1, 8, 8)
     groups = {g.root: g for g in channel_groups(model, example, ["conv1", "fc"])[0]}
-    for g in groups.values():  # a group's own channels rank alike either way
-        order = sorted(range(g.width), key=lambda c: (g.importance[c], c))
-        assert order == sorted(range(g.width), key=lambda c: (g.summed[c], c))
+    for g in groups.values():  # a group's own channels rank alike either way: the two differ
+        # by positive factors (members, the group's mean), so in importance's order the summed
+        # magnitudes rise too, to the rounding of those divisions (1e-9, far above float64's)
+        order = sorted(range(g.width), key=lambda c: g.importance[c])
+        assert all(g.summed[a] <= g.summed[b] * (1 + 1e-9) for a, b in itertools.pairwise(order))
     mean = {r: sum(g.summed) / g.width for r, g in groups.items()}
     assert mean["conv3"] > 10 * mean["conv2"]
     assert sum(groups["conv3"].importance) / 64 == pytest.approx(1.0)  # normalised: mean 1

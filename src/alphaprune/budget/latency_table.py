@@ -238,9 +238,17 @@ class LatencyTable:
         plus each pair's interaction. Per layer: the teacher's, times the sum of the student's
         layers' times over the teacher's."""
         if self.layers:
-            teacher = sum(layer.at(layer.inputs, layer.outputs) for layer in self.layers)
             student = sum(layer.at(*layer.widths(kept, self.widths)) for layer in self.layers)
-            return self.full_ms * (student / teacher)  # the teacher exactly where nothing is cut
+            return self.full_ms * (student / self._teacher_layers_ms)  # nothing cut: the teacher
+        return self._group_prediction(kept)
+
+    @functools.cached_property
+    def _teacher_layers_ms(self) -> float:
+        """The sum of the teacher's layers' times alone (a table per layer)."""
+        return sum(layer.at(layer.inputs, layer.outputs) for layer in self.layers)
+
+    def _group_prediction(self, kept: Mapping[str, int]) -> float:
+        """`predict` for a table per group."""
         pairs = sum(
             self._interaction(p)
             * self._cut(p.groups[0], kept.get(p.groups[0], self.widths[p.groups[0]]), p.kept[0])
