@@ -117,15 +117,34 @@ NUMERICS = {
 }
 
 
+def _unit(item: pytest.Item) -> tuple[str, str]:
+    """What pytest-xdist (--dist loadscope) hands a worker at once: a class, or a module's
+    functions."""
+    return str(item.path), item.cls.__name__ if item.cls is not None else ""
+
+
+def _seconds(item: pytest.Item) -> float:
+    """The time the `slow` marker says its test, class or module takes on a 2-core machine
+    (`pytest.mark.slow(seconds=...)`); 0 for a test not marked slow."""
+    marker = item.get_closest_marker("slow")
+    return 0.0 if marker is None else float(marker.kwargs.get("seconds", 1))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Marks the NUMERICS modules' tests; then the slow modules' tests first, their classes (a
-    finished pipeline each) before their functions: pytest-xdist hands a worker a class or a
-    module's functions at a time, in this order, so the longest units start first and the
-    short ones fill in around them."""
+    """Marks the NUMERICS modules' tests; then orders the work units (a class, or a module's
+    functions) longest first, by their `slow` markers' seconds: pytest-xdist hands a worker
+    the next unit when it is almost done with its last, so the long units start first and the
+    short ones fill in around them (longest-first scheduling). Ordered by the markers alone,
+    fast modules ran last and test_fit (100 s) started at 347 s of 445 on one worker while
+    the other had finished at 398."""
     for item in items:
         if item.path.stem in NUMERICS:
             item.add_marker(pytest.mark.numerics)
-    items.sort(key=lambda item: (item.get_closest_marker("slow") is None, item.cls is None))
+    weight: dict[tuple[str, str], float] = {}
+    for item in items:
+        unit = _unit(item)
+        weight[unit] = max(weight.get(unit, 0.0), _seconds(item))
+    items.sort(key=lambda item: -weight[_unit(item)])  # stable: a unit stays in file order
 
 
 SHARED = "alphaprune_shared"  # the workers' input naming the folder of the shared set-ups

@@ -19,6 +19,9 @@ from alphaprune.pipeline.stages.engine import splits
 from alphaprune.pipeline.stages.prune import make_student, prune
 from alphaprune.runtime import Runtime
 
+# 63 tests of a second or so each: about 100 s on a 2-core machine, one unit for pytest-xdist
+pytestmark = pytest.mark.slow(seconds=100)
+
 CPU = Runtime(torch.device("cpu"))
 
 

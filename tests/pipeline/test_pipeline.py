@@ -32,7 +32,7 @@ from pipeline_helpers import (
 
 from alphaprune.pipeline.provenance.codedeps import STAGES
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=130)  # the module's functions, on a 2-core machine
 
 # TINY has one replicate, teacher 0 and seed 0: its folder under each variant's, and the end
 # of each prune and evaluate job's name (DVC's matrix names them <variant>-<teacher>-<seed>).
@@ -546,6 +546,7 @@ class _AfterAFinishedRun:
         assert up_to_date(project, self.tool)
 
 
+@pytest.mark.slow(seconds=170)
 class TestSnakemakeRun(_AfterAFinishedRun):
     """The tiny grid run by `snakemake --cores 2` (snakemake_project), and what follows it."""
 
@@ -744,6 +745,7 @@ class TestSnakemakeRun(_AfterAFinishedRun):
         assert dry_run_jobs(root) == set() and dvc_changed(root) == set()
 
 
+@pytest.mark.slow(seconds=150)
 class TestDvcRepro(_AfterAFinishedRun):
     """The tiny grid run by `dvc repro` (dvc_project), and what follows it."""
 

@@ -20,7 +20,7 @@ from alphaprune.pipeline.params.base import ConfigError
 from alphaprune.pipeline.params.loader import resolve
 from alphaprune.torchfiles import safe_load
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=75)
 ALPHAPRUNE = [sys.executable, "-m", "alphaprune.pipeline.cli"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # two processes, one core each
 FLOAT64 = ("--set", "runtime.precision=float64")

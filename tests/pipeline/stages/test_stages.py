@@ -23,7 +23,7 @@ import alphaprune
 from alphaprune.loading import load_model
 from conftest import TINY
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=75)
 
 # Writes each checkpoint's first half, pauses (a slow disk), then the rest: a kill in the
 # pause is a kill in the middle of a checkpoint write.
