@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from alphaprune.blocks import BlockError, find_blocks
+from alphaprune import blend
+from alphaprune.blocks import BlockError, drop, find_blocks, insert_blends, removable_blocks
+from alphaprune.branches.base import count_params
 from alphaprune.models import build_model
 
 
@@ -109,3 +112,81 @@ class _Branching(nn.Module):
 def test_a_model_fx_cannot_trace_is_refused_with_the_reason():
     with pytest.raises(BlockError, match=r"torch.fx cannot trace _Branching \(TraceError"):
         find_blocks(_Branching())
+
+
+# ---------------------------------------------------------------- dropping and fading blocks
+FADED = {  # model: image size
+    "resnet20": 32,
+    "resnet56": 32,
+    "tv:resnet18": 32,
+    "tv:mobilenet_v2": 32,
+}
+
+
+def _trained(name: str, size: int) -> nn.Module:
+    model = build_model(name, num_classes=10, in_channels=3, image_size=size)
+    model.train()(torch.randn(16, 3, size, size))  # BatchNorm statistics that are not (0, 1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", list(FADED))
+def test_the_alpha_zero_blend_is_the_model_with_the_blocks_dropped(name):
+    """α = 1: the teacher; α = 0: every faded block its shortcut, bit for bit (lerp at 0 and 1
+    returns one end exactly); collapsed, the same modules the model file's recipe rebuilds."""
+    size = FADED[name]
+    teacher = _trained(name, size)
+    names = [b.name for b in removable_blocks(teacher)][::2]
+    faded = insert_blends(copy.deepcopy(teacher), names)
+    x = torch.randn(4, 3, size, size)
+    dropped = drop(copy.deepcopy(teacher), names).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(faded(x), teacher(x), rtol=0, atol=0)
+        blend.set_alpha(faded, 0.0)
+        torch.testing.assert_close(faded(x), dropped(x), rtol=0, atol=0)
+        student = blend.collapse(faded)
+        torch.testing.assert_close(student(x), dropped(x), rtol=0, atol=0)
+    assert count_params(student) == count_params(dropped) < count_params(teacher)
+    for n in names:  # the block's residual layers are gone, its shortcut's kept
+        kept = {f"{n}.{m}" for m, _ in student.get_submodule(n).named_modules() if m}
+        block = next(b for b in find_blocks(teacher) if b.name == n)
+        assert kept >= set(block.shortcut) and not kept & set(block.residual)
+
+
+def test_a_fading_block_trains_and_its_identity_is_not_written_in_place():
+    """The shortcut of an identity block ends in the block's ReLU, made out-of-place: an
+    in-place one would write into the block's input, which the block itself reads again
+    (autograd would refuse the backward pass)."""
+    model = _trained("resnet20", 32).train()
+    faded = insert_blends(model, ["layer1.1", "layer2.0"])
+    blend.set_alpha(faded, 0.5)
+    faded(torch.randn(4, 3, 32, 32)).sum().backward()
+    conv = faded.get_submodule("layer1.1").original.conv1
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+    trainable = blend.set_trainable(faded, "student")
+    assert not any(p is conv.weight for p in trainable)  # the block is the original
+
+
+def test_a_block_student_saves_loads_and_exports(tmp_path):
+    """The student of a `blocks` plan: its model file rebuilds the dropped blocks from the recipe
+    (the same outputs, bit for bit), and its ONNX file computes what PyTorch does."""
+    from alphaprune.budget.allocator import allocate
+    from alphaprune.loading import load_model
+    from alphaprune.modelfile import recipe_for, save_model
+    from alphaprune.pipeline.deploy import export
+    from alphaprune.student import make_student
+
+    teacher = _trained("resnet20", 32)
+    x = torch.randn(8, 3, 32, 32)
+    plan = allocate(teacher, "blocks", 0.3, x)
+    student = make_student(teacher, plan)
+    blend.set_alpha(student, 0.0)
+    student = blend.collapse(student).eval()
+    recipe = recipe_for("resnet20", 10, (3, 32, 32), plan=plan)
+    save_model(tmp_path / "student.pt", student, recipe)
+    loaded, _ = load_model(tmp_path / "student.pt")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), student(x), rtol=0, atol=0)
+    assert count_params(loaded) == plan.student_params
+    export.export_onnx(loaded, (3, 32, 32), tmp_path / "student.onnx")
+    theirs = export.session(tmp_path / "student.onnx").run(None, {"input": x.numpy()})[0]
+    np.testing.assert_allclose(theirs, loaded(x).detach().numpy(), rtol=1e-4, atol=1e-4)

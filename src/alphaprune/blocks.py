@@ -1,23 +1,28 @@
 """Residual blocks, found on any model: every addition ``shortcut(x) + f(x)`` where `f` holds a
 layer with weights and `shortcut` none that `f` uses (the identity, an option-A `ChannelMap`,
-or a projection such as torchvision's `downsample`). The first brick of a kind that removes
-whole blocks (issue 38): at α = 0 a block ``shortcut(x) + α·f(x)`` is its shortcut.
+or a projection such as torchvision's `downsample`); and kind `blocks`, which removes them: a
+block blended with what it is once dropped (`BlockBlend`: ``α·block(x) + (1−α)·shortcut(x)``),
+at α = 0 its shortcut (`shortcut_module`, `drop`). Which blocks go: `budget.blocks`.
 
 Found generically, on the model's torch.fx graph: for each addition of two tensors, the latest
 node both operands depend on is the block's input `x`; the operand whose path from `x` calls
 more weighted layers is `f`, the other the shortcut. A block is named by the deepest module that
-makes the addition (`layer1.0` in a ResNet, `features.3` in MobileNetV2). A model fx cannot
-trace, or one with no such addition, gets an error that says so.
+makes the addition (`layer1.0` in a ResNet, `features.3` in MobileNetV2); it can be dropped when
+that module's own forward makes that one addition: its graph, with the addition replaced by the
+shortcut's operand and what only f used removed, is the dropped block. A model fx cannot trace,
+or one with no such addition, gets an error that says so.
 """
 
 from __future__ import annotations
 
+import copy
 import operator
 from dataclasses import dataclass
 
 import torch
-from torch import fx, nn
+from torch import Tensor, fx, nn
 
+from alphaprune.blend import Blend
 from alphaprune.errors import UserError
 
 
@@ -40,20 +45,38 @@ _ADDS = {operator.add, operator.iadd, torch.add}
 
 def find_blocks(model: nn.Module) -> list[Block]:
     """The residual blocks of `model`, in the order its forward pass adds them."""
+    graph = _trace(model).graph
+    modules = dict(model.named_modules())
+    blocks = []
+    for add, residual, shortcut, _ in _residual_adds(graph, modules):
+        layers = tuple(str(m.target) for m in residual), tuple(str(m.target) for m in shortcut)
+        blocks.append(Block(_holder(add) or _owner([*layers[0], *layers[1]]), *layers))
+    if not blocks:
+        raise BlockError(
+            f"{type(model).__name__} has no residual blocks: no addition of a layer's input to "
+            "a function of it (shortcut(x) + f(x)) where f holds a layer with weights"
+        )
+    return blocks
+
+
+def _trace(model: nn.Module) -> fx.GraphModule:
     try:
-        graph = fx.symbolic_trace(model).graph
+        return fx.symbolic_trace(model)
     except Exception as e:  # fx raises many kinds: data-dependent control flow, unsupported ops
         raise BlockError(
             f"cannot find residual blocks: torch.fx cannot trace {type(model).__name__} "
             f"({type(e).__name__}: {e})"
         ) from e
+
+
+def _residual_adds(graph: fx.Graph, modules: dict[str, nn.Module]):
+    """Per residual addition of `graph`: (the add node, the weighted calls of f, those of the
+    shortcut, the shortcut's operand node)."""
     nodes = list(graph.nodes)
     order = {n: i for i, n in enumerate(nodes)}
-    modules = dict(model.named_modules())
     ancestors: dict[fx.Node, set[fx.Node]] = {}
     for n in nodes:  # topological: every input's set is known
         ancestors[n] = set().union(*({a} | ancestors[a] for a in n.all_input_nodes))
-    blocks = []
     for n in nodes:
         added = (n.op == "call_function" and n.target in _ADDS) or (
             n.op == "call_method" and n.target in ("add", "add_")
@@ -69,17 +92,94 @@ def find_blocks(model: nn.Module) -> list[Block]:
         x = max(common, key=order.__getitem__)
         paths = [_weighted(({o} | ancestors[o]) - ({x} | ancestors[x]), modules) for o in (a, b)]
         paths = [sorted(p, key=lambda node: order[node]) for p in paths]
-        residual, shortcut = sorted(paths, key=len, reverse=True)
+        (residual, _), (shortcut, operand) = sorted(
+            zip(paths, (a, b), strict=True), key=lambda po: len(po[0]), reverse=True
+        )
         if not residual or len(shortcut) >= len(residual):
             continue  # two branches alike (an inception-style sum), or no layer at all
-        layers = tuple(str(m.target) for m in residual), tuple(str(m.target) for m in shortcut)
-        blocks.append(Block(_holder(n) or _owner([*layers[0], *layers[1]]), *layers))
-    if not blocks:
+        yield n, residual, shortcut, operand
+
+
+# ------------------------------------------------------------------------- dropping a block
+def shortcut_module(block: nn.Module) -> fx.GraphModule:
+    """What `block` (a module whose own forward makes one residual addition) is once dropped:
+    its forward with f removed, so ``shortcut(x)`` and whatever follows the addition (a ResNet
+    block's ReLU). A copy: a projection shortcut's layers are the block's, copied; in-place
+    activations made out-of-place (the identity's ReLU would otherwise write into its input)."""
+    gm = _trace(copy.deepcopy(block))
+    adds = list(_residual_adds(gm.graph, dict(gm.named_modules())))
+    if len(adds) != 1:
         raise BlockError(
-            f"{type(model).__name__} has no residual blocks: no addition of a layer's input to "
-            "a function of it (shortcut(x) + f(x)) where f holds a layer with weights"
+            f"{type(block).__name__} makes {len(adds)} residual additions in its forward, not "
+            "one: it cannot be dropped as one block"
         )
-    return blocks
+    ((add, _, _, operand),) = adds
+    add.replace_all_uses_with(operand)
+    gm.graph.erase_node(add)
+    gm.graph.eliminate_dead_code()
+    for node in gm.graph.nodes:
+        if node.kwargs.get("inplace"):
+            node.kwargs = {**node.kwargs, "inplace": False}
+    gm.delete_all_unused_submodules()
+    for module in gm.modules():
+        if getattr(module, "inplace", False):
+            module.inplace = False
+    gm.recompile()
+    return gm
+
+
+def removable_blocks(model: nn.Module) -> list[Block]:
+    """The blocks of `model` that can be dropped as a module: those whose addition is made by a
+    module of their own (`Block.name`) with that one addition in its forward."""
+    found = []
+    for block in find_blocks(model):
+        if not block.name:
+            continue  # the model's own forward adds: no module to swap for its shortcut
+        try:
+            shortcut_module(model.get_submodule(block.name))
+        except BlockError:
+            continue
+        found.append(block)
+    return found
+
+
+class BlockBlend(Blend):
+    """``α·block(x) + (1−α)·shortcut(x)``: a residual block blended with what it is once dropped
+    (`shortcut_module`), as `blend.Blend` blends a layer with its branch, so α, what trains,
+    layer-wise distillation and `blend.collapse` treat both alike. Where the addition ends the
+    block this is ``shortcut(x) + α·f(x)``; after a ReLU it blends the two outputs instead."""
+
+    def __init__(self, block: nn.Module, shortcut: nn.Module):
+        nn.Module.__init__(self)
+        self.original = block
+        self.branch = shortcut
+        device = next(block.parameters()).device
+        self.register_buffer("alpha", torch.ones((), device=device))
+        self.distill = False
+        self.distill_term: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        target, out = self.original(x), self.branch(x)
+        if self.distill and self.training:
+            goal = target.detach()
+            self.distill_term = (out - goal).pow(2).mean() / goal.pow(2).mean().clamp_min(1e-12)
+        return torch.lerp(out, target, self.alpha)
+
+
+def insert_blends(model: nn.Module, names: list[str]) -> nn.Module:
+    """Each named block blended with its shortcut (in place; returns `model`), at α = 1."""
+    for name in names:
+        block = model.get_submodule(name)
+        model.set_submodule(name, BlockBlend(block, shortcut_module(block)))
+    return model
+
+
+def drop(model: nn.Module, names: list[str]) -> nn.Module:
+    """Each named block replaced by its shortcut (in place; returns `model`): the student a
+    block fade leaves at α = 0, as a model file's recipe rebuilds it."""
+    for name in names:
+        model.set_submodule(name, shortcut_module(model.get_submodule(name)))
+    return model
 
 
 def _weighted(path: set[fx.Node], modules: dict[str, nn.Module]) -> list[fx.Node]:

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from alphaprune import blocks
 from alphaprune.branches.base import Branch
 from alphaprune.branches.kinds import build_branch
 from alphaprune.channels import replay
@@ -28,6 +29,9 @@ def build_from_recipe(recipe: dict[str, Any]) -> nn.Module:
     model = build_model(m["name"], num_classes=m["num_classes"], in_channels=c, image_size=h)
     replay(model, recipe.get("narrowing", []))
     for spec in recipe["layers"]:
+        if spec["branch"] == "blocks":  # a dropped block: its shortcut
+            blocks.drop(model, [spec["name"]])
+            continue
         layer = model.get_submodule(spec["name"])
         model.set_submodule(spec["name"], build_branch(layer, spec["branch"], spec["size"]))
     return model

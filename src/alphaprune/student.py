@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from torch import Tensor, nn
 
-from alphaprune import blend, lsq
+from alphaprune import blend, blocks, lsq
 from alphaprune.branches.kinds import build_branch
 from alphaprune.budget.plan import Plan
 
@@ -31,6 +31,8 @@ def make_student(
     if init == "lsq" and calibration is None:
         raise ValueError("init 'lsq' needs calibration batches")
     model = copy.deepcopy(teacher)
+    if plan.kind == "blocks":  # each block blended with its shortcut: nothing to initialise
+        return blocks.insert_blends(model, [lp.name for lp in plan.layers])
     branches = {}
     for lp in plan.layers:
         layer = model.get_submodule(lp.name)

@@ -18,6 +18,10 @@ BRANCHES: Registry[type[Branch]] = Registry("branch kind")
 for _cls in (PointwiseConv, LowRank, DepthwiseSeparable, Sparse, Channels):
     BRANCHES.register(_cls.kind)(_cls)
 
+# Every kind a recipe can name: the branches of layers, and `blocks`, whole residual blocks faded
+# to their shortcuts (`alphaprune.blocks`; a block, not a layer, so not a `Branch`).
+KINDS = (*BRANCHES, "blocks")
+
 
 def branch_params(layer: Layer, kind: str, size: int | None) -> int:
     """Student parameters of a `kind` branch for `layer` (size: rank, or weights kept)."""

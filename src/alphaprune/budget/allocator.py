@@ -1,5 +1,6 @@
 """`allocate`: the plan for a branch kind, by the allocation its kind names (`Branch.allocation`):
-spatial, rank, mask or channels, each its own module."""
+spatial, rank, mask or channels, each its own module; and kind `blocks`, whole residual blocks
+(`budget.blocks`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from torch import Tensor, nn
 
 from alphaprune.branches.base import count_params
 from alphaprune.branches.kinds import BRANCHES
-from alphaprune.budget import channels, lowrank, sparse, spatial
+from alphaprune.budget import blocks, channels, lowrank, sparse, spatial
 from alphaprune.budget.latency_table import LatencyTable
 from alphaprune.budget.plan import TARGETS, BudgetError, Plan, Units, candidates
 from alphaprune.costs import count_macs, layer_positions
@@ -37,6 +38,16 @@ def allocate(
         raise BudgetError(f"amount must be in (0, 1), got {amount}")
     if target not in TARGETS:
         raise BudgetError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+    if kind == blocks.KIND:
+        if target == "latency":
+            raise BudgetError(
+                "target 'latency' is planned for branch 'channels' only, not 'blocks' (use "
+                "target 'params' or 'macs', and measure the speed after)"
+            )
+        positions = layer_positions(model, example)
+        macs = count_macs(model, example) if teacher_macs is None else teacher_macs
+        units = Units(kind, amount, target, positions, count_params(model), macs)
+        return blocks.allocate(model, example, units, exclude)
     branch = BRANCHES.lookup(kind)
     if target == "macs" and branch.allocation == "mask":
         raise BudgetError(

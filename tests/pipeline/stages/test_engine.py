@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from alphaprune.augment import Augment
-from alphaprune.branches.kinds import BRANCHES
+from alphaprune.branches.kinds import KINDS
 from alphaprune.fitspec import Advance, Optimizer
 from alphaprune.models import MODELS
 from alphaprune.pipeline.params.recipe import (
@@ -68,7 +68,7 @@ def test_a_field_the_two_do_not_share_fails_loudly():
 
 def test_the_schemas_branch_kinds_and_models_are_the_registrys():
     """The schema spells them out (it imports no torch): they must be the registries' names."""
-    assert list(PruneConfig.model_fields["branch"].annotation.__args__) == list(BRANCHES)
+    assert list(PruneConfig.model_fields["branch"].annotation.__args__) == list(KINDS)
     assert sorted(MODEL_NAMES) == sorted(MODELS)
 
 

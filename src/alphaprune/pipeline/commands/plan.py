@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from alphaprune.branches.kinds import BRANCHES
+from alphaprune.branches.kinds import KINDS
 from alphaprune.budget.allocator import allocate
 from alphaprune.budget.latency_table import LatencyTable
 from alphaprune.loading import load_model
@@ -31,7 +31,7 @@ def add_arguments(p) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="the init's seed, without --teacher")
     defaults = PruneConfig()  # a run's defaults: the best measured recipe
-    p.add_argument("--branch", default=defaults.branch, choices=list(BRANCHES))
+    p.add_argument("--branch", default=defaults.branch, choices=list(KINDS))
     p.add_argument("--amount", type=float, default=defaults.amount)
     p.add_argument(
         "--target",

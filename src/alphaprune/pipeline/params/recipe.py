@@ -158,9 +158,10 @@ class PruneConfig(Strict):
     # channels only: the channels whose removal saves the time with the least importance lost,
     # planned from the measured table the `table` stage writes)
     target: Literal["params", "macs", "latency"] = "params"
-    # The kinds of alphaprune.branches.BRANCHES, spelled out so that the params schema (and so
-    # `prepare`) does not depend on the branches' code; a test checks the two agree.
-    branch: Literal["pointwise", "lowrank", "dwsep", "sparse", "channels"] = "lowrank"
+    # The kinds of alphaprune.branches.KINDS, spelled out so that the params schema (and so
+    # `prepare`) does not depend on the branches' code; a test checks the two agree. `blocks`
+    # fades whole residual blocks to their shortcuts (alphaprune.blocks; init does not apply).
+    branch: Literal["pointwise", "lowrank", "dwsep", "sparse", "channels", "blocks"] = "lowrank"
     init: Literal["random", "pretrained", "lsq"] = "lsq"
     exclude: list[str] | None = None  # glob patterns of module names; None: first conv + classifier
     trainable: Literal["branches", "student", "all"] = "student"
@@ -184,7 +185,8 @@ class PruneConfig(Strict):
     augment: AugmentConfig = AugmentConfig()
     batch_size: PositiveInt = 64
     optimizer: PruneOptimizerConfig = PruneOptimizerConfig()
-    calibration_size: PositiveInt = 512  # training examples used by init=lsq
+    # training examples used by init=lsq, and by branch blocks to measure each block's damage
+    calibration_size: PositiveInt = 512
     # branch channels: every narrowed group keeps a multiple of this many channels (and at least
     # this many); 1: any width; unset: ROUND_TO (8, the AVX2 block of 8 floats). On the digits
     # CNN, widths 16, 17, 34 ran 0.97x the teacher in onnxruntime for 2.4x fewer MACs, and 16,
@@ -220,6 +222,12 @@ class PruneConfig(Strict):
             raise ValueError(
                 f"target 'latency' is planned for branch 'channels' only, not {self.branch!r} "
                 "(the latency table times narrower channels); use target 'params' or 'macs'"
+            )
+        if self.branch == "blocks" and "branches" in (self.trainable, self.finetune_trainable):
+            raise ValueError(
+                "trainable 'branches' does not apply to branch 'blocks': a dropped block's "
+                "branch is its shortcut, which has nothing to learn (the identity, or the "
+                "option-A map); use 'student' (the layers that stay learn what the blocks did)"
             )
         if self.branch == "sparse" and self.init == "lsq":
             raise ValueError("init 'lsq' is not supported for branch 'sparse'; use 'pretrained'")

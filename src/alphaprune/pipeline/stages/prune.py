@@ -80,8 +80,10 @@ def prune(
     teacher = runtime.place(teacher)  # float64 in a float64 run: the plan and inits too
     train, val = splits(prepared, runtime, "train", "val")
     torch.manual_seed(seed)
-    calib = [next(train.batches(cfg.calibration_size))[0]] if cfg.init == "lsq" else None
-    model, plan = make_student(teacher, cfg, train.examples(2), calib, recorded_macs(recipe), table)
+    blocks = cfg.branch == "blocks"  # blocks are chosen by their damage on a calibration batch
+    calib = [next(train.batches(cfg.calibration_size))[0]] if cfg.init == "lsq" or blocks else None
+    example = calib[0] if blocks else train.examples(2)
+    model, plan = make_student(teacher, cfg, example, calib, recorded_macs(recipe), table)
     log.info(
         "%s: %d layers get %s branches; removes %.4f of %d parameters and %.4f of %d MACs",
         variant,
