@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,9 +16,11 @@ from alphaprune.batches import predict
 from alphaprune.fit import DivergenceError
 from alphaprune.loading import load_model
 from alphaprune.pipeline.data.prepared import load_data
+from alphaprune.pipeline.params.loader import resolve
 from alphaprune.pipeline.stages.engine import splits
 from alphaprune.pipeline.stages.prune import make_student, prune
 from alphaprune.runtime import Runtime
+from conftest import TINY
 
 # 63 tests of a second or so each: about 100 s on a 2-core machine, one unit for pytest-xdist
 pytestmark = pytest.mark.slow(seconds=100)
@@ -287,6 +290,58 @@ def test_resume_after_interruption_is_bit_exact(
     sb = load_model(tmp_path / "cut" / "student.pt")[0].state_dict()
     assert sa.keys() == sb.keys()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.fixture(scope="module")
+def resnet_teacher(prepared_path, tmp_path_factory) -> Path:
+    """A ResNet-20 teacher on the digits (one epoch): a model with residual blocks to drop."""
+    from alphaprune.pipeline.stages.pretrain import pretrain
+
+    raw = {**TINY, "model": {"name": "resnet20"}, "teacher": {**TINY["teacher"], "epochs": 1}}
+    out = tmp_path_factory.mktemp("resnet")
+    pretrain(resolve(raw, "tiny"), prepared_path, out)
+    return out
+
+
+BLOCKS = {
+    "branch": "blocks",
+    "amount": 0.3,
+    "target": "macs",
+    "trainable": "student",
+    "calibration_size": 64,
+    "schedule": {"kind": "linear", "steps": 3},
+    "advance": {"mode": "even"},
+    "epochs": 6,
+    "finetune_epochs": 2,
+}
+
+
+@pytest.mark.parametrize("kill_at", [3, 6])  # while the blocks fade; after they are dropped
+def test_a_killed_block_prune_resumes_bit_exact(prepared_path, resnet_teacher, tmp_path, kill_at):
+    params = resolve({**TINY, "model": {"name": "resnet20"}, "variants": {"base": BLOCKS}}, "t")
+    _prune(params, "base", prepared_path, resnet_teacher, tmp_path / "whole")
+    with pytest.raises(_Kill):
+        _prune(
+            params,
+            "base",
+            prepared_path,
+            resnet_teacher,
+            tmp_path / "cut",
+            on_epoch=_killer(kill_at),
+        )
+    assert (tmp_path / "cut" / "checkpoint" / "last.pt").exists()
+    _prune(params, "base", prepared_path, resnet_teacher, tmp_path / "cut")
+    a = pd.read_csv(tmp_path / "whole" / "history.csv").drop(columns="seconds")
+    b = pd.read_csv(tmp_path / "cut" / "history.csv").drop(columns="seconds")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    sa = load_model(tmp_path / "whole" / "student.pt")[0].state_dict()
+    sb = load_model(tmp_path / "cut" / "student.pt")[0].state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    # the student is the teacher with whole blocks gone: their residual layers are not in it
+    student, recipe = load_model(tmp_path / "cut" / "student.pt")
+    dropped = [spec["name"] for spec in recipe["layers"]]
+    assert dropped and all(spec["branch"] == "blocks" for spec in recipe["layers"])
+    assert not any(n.startswith(f"{d}.conv") for d in dropped for n, _ in student.named_modules())
 
 
 def test_checkpoint_of_another_configuration_is_not_resumed(

@@ -218,3 +218,17 @@ def test_every_anneal_of_the_default_grid_and_the_cifar_presets_has_its_twin(pre
     params = load_params([ROOT / "params.yaml", *(ROOT / "configs" / p for p in presets)])
     pairs = twins.pairs(params)
     assert pairs and all(pairs.values()), [a for a, t in pairs.items() if not t]
+
+
+def test_a_block_fade_is_twinned_by_the_same_blocks_dropped_at_once():
+    """Blocks: the calibration batch that chooses them counts (another batch, perhaps other
+    blocks); the init does not (a block's shortcut is the teacher's)."""
+    fade = {"branch": "blocks", "trainable": "student", "calibration_size": 256}
+    params = resolve(
+        _grid(
+            anneal=fade,
+            other_batch={**fade, "schedule": {"kind": "oneshot"}, "calibration_size": 128},
+            twin={**fade, "schedule": {"kind": "oneshot"}, "init": "random"},
+        )
+    )
+    assert twins.pairs(params) == {"anneal": "twin"}

@@ -42,14 +42,17 @@ def twin(cfg: PruneConfig) -> PruneConfig:
 def trains_as(cfg: PruneConfig) -> dict[str, Any]:
     """`cfg` as the fit runs it, so that two recipes that train alike compare equal (tests in
     test_fit check that recipes this calls equal train bit for bit alike). `calibration_size`
-    counts only for `init: lsq`. A one-shot recipe has only the final step: the keys that act
+    counts only for `init: lsq` and for branch `blocks` (the batch that chooses the blocks), and
+    `init` not for `blocks`. A one-shot recipe has only the final step: the keys that act
     while α > 0 (`advance`, `layer_distill`, `finetune_epochs`) do nothing, what trains is
     `finetune_trainable` (else `trainable`; `all` is `student`, the originals being dropped
     before the first batch), and the lr is the fine-tune's cosine from `finetune_lr` (else
     `optimizer.lr`), which is what `lr_schedule: cosine` gives a one-shot recipe too."""
     values = cfg.model_dump(mode="json")
-    if cfg.init != "lsq":
+    if cfg.init != "lsq" and cfg.branch != "blocks":
         values["calibration_size"] = None
+    if cfg.branch == "blocks":  # a block has nothing to initialise (its shortcut is the teacher's)
+        values["init"] = None
     if annealed(cfg):
         return values
     values["optimizer"]["lr"] = cfg.finetune_lr or cfg.optimizer.lr
