@@ -24,6 +24,7 @@ STACKS = {
     "latency": ["cifar10-cpu", "cifar10-latency"],
     "stream": ["cifar10-cpu", "cifar10-stream"],
     "front": ["cifar10-cpu", "cifar10-front"],
+    "blocks": ["cifar10-cpu", "cifar10-blocks"],
 }
 
 

@@ -60,6 +60,19 @@ def test_plan_to_a_mac_target_reports_both_fractions(capsys):
     assert 0.6 <= macs < 0.7 and 0 < params < 1
 
 
+def test_plan_lists_the_blocks_a_budget_drops_and_refuses_a_model_without(capsys):
+    args = ["plan", "--model", "resnet20", "--branch", "blocks", "--target", "macs"]
+    assert main([*args, "--amount", "0.3"]) == 0
+    out = capsys.readouterr().out
+    dropped = re.findall(r"^(layer\d\.\d) +blocks ", out, re.MULTILINE)
+    macs = float(re.search(r"MACs per example; removes (0\.\d+) \(target 0.3\)", out).group(1))
+    # ResNet-20's blocks each do about a ninth of its MACs: three or four meet 30%
+    assert 3 <= len(dropped) <= 4 and macs >= 0.3
+    code = main(["plan", "--model", "cnn", "--input-size", "1", "8", "8", "--branch", "blocks"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "has no residual blocks" in err and "Traceback" not in err
+
+
 def _kept(out: str) -> list[str]:
     return re.findall(r"group \S+: keeps \d+ of \d+ channels", out)
 
