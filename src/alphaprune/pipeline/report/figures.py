@@ -88,7 +88,7 @@ def points_with_front(ax, x, y, iv, xerr, front_names, label) -> None:
     colour and named, the others grey and unnamed (keyed in the legend)."""
     others = [n for n in x.index if n not in front_names]
     for names, colour, text in (
-        (others, "0.6", f"{len(others)} others (see the report's table)"),
+        (others, "0.6", f"{len(others)} other{'s' * (len(others) != 1)} (see the report's table)"),
         (front_names, "steelblue", f"{label}; the best trade-offs"),
     ):
         if not names:
