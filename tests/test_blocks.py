@@ -12,7 +12,14 @@ import torch
 from torch import nn
 
 from alphaprune import blend
-from alphaprune.blocks import BlockError, drop, find_blocks, insert_blends, removable_blocks
+from alphaprune.blocks import (
+    BlockError,
+    drop,
+    find_blocks,
+    insert_blends,
+    removable_blocks,
+    shortcut_module,
+)
 from alphaprune.branches.base import count_params
 from alphaprune.models import build_model
 
@@ -152,20 +159,6 @@ def test_the_alpha_zero_blend_is_the_model_with_the_blocks_dropped(name):
         assert kept >= set(block.shortcut) and not kept & set(block.residual)
 
 
-def test_a_fading_block_trains_and_its_identity_is_not_written_in_place():
-    """The shortcut of an identity block ends in the block's ReLU, made out-of-place: an
-    in-place one would write into the block's input, which the block itself reads again
-    (autograd would refuse the backward pass)."""
-    model = _trained("resnet20", 32).train()
-    faded = insert_blends(model, ["layer1.1", "layer2.0"])
-    blend.set_alpha(faded, 0.5)
-    faded(torch.randn(4, 3, 32, 32)).sum().backward()
-    conv = faded.get_submodule("layer1.1").original.conv1
-    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
-    trainable = blend.set_trainable(faded, "student")
-    assert not any(p is conv.weight for p in trainable)  # the block is the original
-
-
 def test_a_block_student_saves_loads_and_exports(tmp_path):
     """The student of a `blocks` plan: its model file rebuilds the dropped blocks from the recipe
     (the same outputs, bit for bit), and its ONNX file computes what PyTorch does."""
@@ -190,3 +183,52 @@ def test_a_block_student_saves_loads_and_exports(tmp_path):
     export.export_onnx(loaded, (3, 32, 32), tmp_path / "student.onnx")
     theirs = export.session(tmp_path / "student.onnx").run(None, {"input": x.numpy()})[0]
     np.testing.assert_allclose(theirs, loaded(x).detach().numpy(), rtol=1e-4, atol=1e-4)
+
+
+class _AddsInPlace(nn.Module):
+    """A block that adds to its input in place, then a layer scale and an in-place method."""
+
+    def __init__(self):
+        super().__init__()
+        self.f = nn.Conv2d(4, 4, 3, padding=1)
+        self.scale = nn.Parameter(torch.full((1, 4, 1, 1), 0.5))
+
+    def forward(self, x):
+        x += self.f(x) * self.scale
+        return x.relu_()
+
+
+def test_in_place_blocks_fade_and_drop_what_only_f_used():
+    """`x += f(x)` hands the block's input back changed: the blend runs the block on a copy
+    (such a block runs in inference only: autograd refuses it a backward pass); the dropped
+    block's in-place ReLU is made out-of-place; the scale only f used goes with it."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 1), _AddsInPlace(), nn.Flatten(), nn.LazyLinear(2))
+    net(torch.randn(1, 3, 4, 4))
+    (block,) = removable_blocks(net)
+    shortcut = shortcut_module(net.get_submodule(block.name))
+    assert not list(shortcut.parameters())  # neither f's conv nor the scale
+    x = torch.randn(2, 3, 4, 4)
+    with torch.no_grad():
+        expected = net[3](net[2](net[0](x).relu()))
+    faded = insert_blends(copy.deepcopy(net), [block.name])
+    blend.set_alpha(faded, 0.0)
+    with torch.no_grad():
+        torch.testing.assert_close(faded(x), expected, rtol=0, atol=0)
+    blend.set_alpha(faded, 1.0)
+    with torch.no_grad():  # the block on a copy: the shortcut read the input as it was
+        torch.testing.assert_close(faded(x), net(x.clone()), rtol=0, atol=0)
+
+
+def test_a_fading_block_trains_and_its_identity_is_not_written_in_place():
+    """torchvision's BasicBlock ends in an in-place ReLU after the addition: the dropped block's
+    is made out-of-place, or it would write into the block's input, which the block itself
+    reads (autograd would refuse the backward pass)."""
+    model = _trained("tv:resnet18", 32).train()
+    faded = insert_blends(model, ["layer1.1", "layer2.0"])
+    blend.set_alpha(faded, 0.5)
+    trainable = blend.set_trainable(faded, "student")
+    faded(torch.randn(2, 3, 32, 32)).sum().backward()
+    conv = faded.get_submodule("layer1.1").original.conv1
+    stem = faded.get_submodule("conv1")
+    assert not any(p is conv.weight for p in trainable)  # the block is the original
+    assert stem.weight.grad is not None and stem.weight.grad.abs().sum() > 0

@@ -74,3 +74,8 @@ def test_excluded_blocks_are_kept():
     plan = allocate(model, "blocks", 0.2, X, exclude=["layer3.*"])
     assert plan.layers and not any(lp.name.startswith("layer3") for lp in plan.layers)
     assert "layer3.0" in plan.excluded
+
+
+def test_a_mistyped_exclude_is_refused():
+    with pytest.raises(BudgetError, match=r"exclude: 'layr3\.\*' matches no block or layer"):
+        allocate(_resnet20(), "blocks", 0.2, X, exclude=["layr3.*"])

@@ -132,8 +132,11 @@ def set_trainable(model: nn.Module, mode: str) -> list[nn.Parameter]:
 
 def frozen_norms(model: nn.Module, mode: str) -> list[nn.Module]:
     """BatchNorm layers that must keep the teacher's statistics: all of them when only branches
-    train (BatchNorm never sits inside a blend, so in the other modes every one trains). The fit
-    loop puts these in eval mode after every ``model.train()``."""
+    train (a layer's blend holds no BatchNorm, so in the other modes every one trains). The fit
+    loop puts these in eval mode after every ``model.train()``. A block being faded
+    (`blocks.BlockBlend`) holds its BatchNorms: frozen weights, but in training they normalise
+    with the batch's statistics, as the student's layers around them do (`trainable: branches`,
+    which would freeze them, is refused for blocks)."""
     if mode != "branches":
         return []
     return [m for m in model.modules() if isinstance(m, _BatchNorm)]

@@ -104,8 +104,11 @@ def _residual_adds(graph: fx.Graph, modules: dict[str, nn.Module]):
 def shortcut_module(block: nn.Module) -> fx.GraphModule:
     """What `block` (a module whose own forward makes one residual addition) is once dropped:
     its forward with f removed, so ``shortcut(x)`` and whatever follows the addition (a ResNet
-    block's ReLU). A copy: a projection shortcut's layers are the block's, copied; in-place
-    activations made out-of-place (the identity's ReLU would otherwise write into its input)."""
+    block's ReLU). A copy: a projection shortcut's layers are the block's, copied, and what
+    only f used (its layers, a parameter of the block's own) removed; in-place operations made
+    out-of-place (the identity's ReLU would otherwise write into the block's input). Traced:
+    state read in the forward (a flag, `self.training` passed to a function) is fixed as it
+    was when traced."""
     gm = _trace(copy.deepcopy(block))
     adds = list(_residual_adds(gm.graph, dict(gm.named_modules())))
     if len(adds) != 1:
@@ -117,15 +120,38 @@ def shortcut_module(block: nn.Module) -> fx.GraphModule:
     add.replace_all_uses_with(operand)
     gm.graph.erase_node(add)
     gm.graph.eliminate_dead_code()
-    for node in gm.graph.nodes:
+    for node in gm.graph.nodes:  # what follows the addition now reads the block's input
         if node.kwargs.get("inplace"):
             node.kwargs = {**node.kwargs, "inplace": False}
+        if (
+            node.op == "call_method"
+            and node.target.endswith("_")
+            and not node.target.endswith("__")
+        ):
+            node.target = node.target[:-1]  # x.relu_() -> x.relu()
+        elif node.op == "call_function" and node.target in _OUT_OF_PLACE:
+            node.target = _OUT_OF_PLACE[node.target]
     gm.delete_all_unused_submodules()
     for module in gm.modules():
         if getattr(module, "inplace", False):
             module.inplace = False
+    # parameters and buffers the block holds itself (a layer scale), used by f only
+    used = {str(n.target) for n in gm.graph.nodes if n.op == "get_attr"}
+    for name in [n for n, _ in gm.named_parameters(recurse=False)] + [
+        n for n, _ in gm.named_buffers(recurse=False)
+    ]:
+        if name not in used:
+            delattr(gm, name)
     gm.recompile()
     return gm
+
+
+_OUT_OF_PLACE = {
+    torch.relu_: torch.relu,
+    torch.nn.functional.relu_: torch.nn.functional.relu,
+    operator.iadd: operator.add,
+    operator.imul: operator.mul,
+}
 
 
 def removable_blocks(model: nn.Module) -> list[Block]:
@@ -159,7 +185,10 @@ class BlockBlend(Blend):
         self.distill_term: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        target, out = self.original(x), self.branch(x)
+        # the shortcut first (it changes nothing in place); the block on a copy, since a block
+        # may add to its input in place (`x += f(x)`)
+        out = self.branch(x)
+        target = self.original(x.clone())
         if self.distill and self.training:
             goal = target.detach()
             self.distill_term = (out - goal).pow(2).mean() / goal.pow(2).mean().clamp_min(1e-12)

@@ -4,9 +4,10 @@
 Importance is measured, not guessed from weights: a block's damage is how far the network's
 logits move on the example batch when it is dropped with the blocks already chosen,
 ``mean((z' − z)²) / var(z)`` (label-free, the teacher's own outputs as the reference). Blocks are
-chosen greedily, the least damage per unit saved first, the damage measured again after each
-choice (dropping two neighbours hurts more than each alone): a forward pass per remaining block
-per choice, a few seconds on a CIFAR ResNet-56 at a calibration batch.
+chosen greedily, the least damage added per unit saved first, the damage of the blocks chosen
+with each candidate measured again after each choice (dropping two neighbours hurts more than
+each alone): a forward pass per remaining block per choice (on the CPU preset's ResNet-20, five
+blocks chosen on 512 images in about 15 s).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import fnmatch
 import torch
 from torch import Tensor, nn
 
-from alphaprune.blocks import Block, removable_blocks, shortcut_module
+from alphaprune.blocks import Block, BlockError, removable_blocks, shortcut_module
 from alphaprune.branches.base import count_params
-from alphaprune.budget.plan import LayerPlan, Plan, Units
+from alphaprune.budget.plan import BudgetError, LayerPlan, Plan, Units
 
 KIND = "blocks"
 
@@ -31,24 +32,29 @@ def allocate(
     glob patterns over block names (or a layer inside one), blocks kept whole."""
     model = copy.deepcopy(model).eval()
     found = removable_blocks(model)
+    if not found:
+        raise BlockError(
+            f"{type(model).__name__}'s residual additions are all made by its own forward, not "
+            "by modules of their own: no block can be swapped for its shortcut"
+        )
+    _check_patterns(model, found, exclude)
     blocks = [b for b in found if not _excluded(b, exclude)]
     shortcuts = {b.name: shortcut_module(model.get_submodule(b.name)) for b in blocks}
     plans = {b.name: _plan(model, b, shortcuts[b.name], units) for b in blocks}
-    if not plans:
-        raise units.unreachable(0)
     most = sum(units.saving(lp) for lp in plans.values())
     if most < units.need:
         raise units.unreachable(most)
     with torch.no_grad():
         reference = model(example)
     chosen: list[str] = []
-    saved = 0
+    saved, base = 0, 0.0  # the damage of the blocks chosen so far, together
     while saved < units.need:
         left = [n for n in plans if n not in chosen and units.saving(plans[n]) > 0]
         damage = {n: _damage(model, shortcuts, [*chosen, n], example, reference) for n in left}
-        best = min(left, key=lambda n: damage[n] / units.saving(plans[n]))
+        # what dropping it adds to the damage done, per unit saved
+        best = min(left, key=lambda n: (damage[n] - base) / units.saving(plans[n]))
         chosen.append(best)
-        saved += units.saving(plans[best])
+        saved, base = saved + units.saving(plans[best]), damage[best]
     order = list(plans)  # the forward pass's order
     layers = [plans[n] for n in sorted(chosen, key=order.index)]
     excluded = [b.name for b in found if b.name not in plans]
@@ -56,11 +62,22 @@ def allocate(
 
 
 def _excluded(block: Block, exclude: list[str] | None) -> bool:
-    if not exclude:
-        return False
-    names = [block.name, *(f"{block.name}.{n}" for n in (*block.residual, *block.shortcut))]
-    names += [*block.residual, *block.shortcut]
-    return any(fnmatch.fnmatchcase(n, pat) for n in names for pat in exclude)
+    """Whether a pattern names the block or a layer of its f (a shortcut's layer stays either
+    way: excluding it keeps nothing)."""
+    names = [block.name, *block.residual]
+    return any(fnmatch.fnmatchcase(n, pat) for n in names for pat in exclude or [])
+
+
+def _check_patterns(model: nn.Module, found: list[Block], exclude: list[str] | None) -> None:
+    """A pattern that names no block and no layer is a typo: refused, as every kind does."""
+    names = [b.name for b in found] + [n for n, _ in model.named_modules() if n]
+    unmatched = [p for p in exclude or [] if not fnmatch.filter(names, p)]
+    if unmatched:
+        shown = ", ".join(b.name for b in found[:6]) + (", ..." if len(found) > 6 else "")
+        raise BudgetError(
+            f"exclude: {', '.join(map(repr, unmatched))} matches no block or layer (glob over "
+            f"names such as {shown}; `alphaprune plan --branch blocks` lists them)"
+        )
 
 
 def _plan(model: nn.Module, block: Block, shortcut: nn.Module, units: Units) -> LayerPlan:

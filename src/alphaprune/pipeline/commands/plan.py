@@ -114,6 +114,11 @@ def run(args) -> None:
     print(rows.astype(object).fillna("-").to_string(index=False) if len(rows) else "(no layers)")
     print(f"excluded: {', '.join(plan.excluded)}")
     print(f"weights: {weights}")
+    if args.branch == "blocks":
+        print(
+            "blocks: chosen by their damage on a zero input here, so only indicative; the prune "
+            "chooses on prune.calibration_size training images"
+        )
     for root, removed in plan.removed.items():
         width = model.get_submodule(root).weight.shape[0]
         print(f"group {root}: keeps {width - len(removed)} of {width} channels")
