@@ -617,3 +617,24 @@ def test_a_training_epoch_never_synchronises_with_the_host(augment):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert out["train_loss"].is_cuda and 0 <= out["train_acc"].item() <= 1
+
+
+def test_a_block_checkpoint_belongs_to_the_blocks_it_dropped(prepared_path, teacher_dir):
+    """The blocks are chosen on the device at every start: a resume that chose others (a
+    near-tie broken otherwise) must start over, not load weights into another student."""
+    from alphaprune.budget.allocator import allocate
+    from alphaprune.models import build_model
+    from alphaprune.pipeline.stages.prune import _fingerprint
+
+    params = resolve({**TINY, "model": {"name": "resnet20"}, "variants": {"base": BLOCKS}}, "t")
+    cfg, prepared, teacher = (
+        params.variant("base"),
+        load_data(prepared_path),
+        teacher_dir / "model.pt",
+    )
+    model = build_model("resnet20", 10, in_channels=3, image_size=32).eval()
+    x = torch.randn(8, 3, 32, 32)
+    one, two = (allocate(model, "blocks", a, x, target="macs") for a in (0.2, 0.4))
+    assert [lp.name for lp in one.layers] != [lp.name for lp in two.layers]
+    prints = {_fingerprint(cfg, 0, teacher, prepared, None, p) for p in (one, two, one)}
+    assert len(prints) == 2

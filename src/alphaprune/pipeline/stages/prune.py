@@ -115,7 +115,7 @@ def prune(
             )
     fits = cfg.budget_fit()
     (log.warning if fits.certain else log.info)("%s", fits.message(variant))
-    spec = prune_spec(cfg, _fingerprint(cfg, seed, teacher_path, prepared, table))
+    spec = prune_spec(cfg, _fingerprint(cfg, seed, teacher_path, prepared, table, plan))
     # Declared by dvc.yaml as an output even when the run is one step (oneshot) with nothing
     # to resume from; made only once the inputs have loaded, so a bad input leaves no output.
     (out_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
@@ -167,12 +167,19 @@ def read_table(path: Path | None) -> LatencyTable:
 
 
 def _fingerprint(
-    cfg: PruneConfig, seed: int, teacher_path: Path, prepared, table: LatencyTable | None
+    cfg: PruneConfig,
+    seed: int,
+    teacher_path: Path,
+    prepared,
+    table: LatencyTable | None,
+    plan: Plan | None = None,
 ) -> str:
     """What a checkpoint must match to be resumed: recipe, seed, teacher, data, the latency
-    table it planned from, and the code this stage runs (a change to that code reruns the stage,
+    table it planned from, the code this stage runs (a change to that code reruns the stage,
     and resuming would keep the old code's α > 0 phase; an edit to code the stage does not run,
-    e.g. the plots, keeps the checkpoint)."""
+    e.g. the plots, keeps the checkpoint), and for `blocks` the blocks chosen (measured on the
+    device: a near-tie that another device breaks otherwise builds another student, whose
+    weights the checkpoint's would not fit; it starts over instead)."""
     blob = json.dumps(
         [
             cfg.model_dump(),
@@ -181,6 +188,11 @@ def _fingerprint(
             prepared.card["sha256"],
             code_digest("prune"),
             *([table.to_dict()] if table is not None else []),
+            *(
+                [[lp.name for lp in plan.layers]]
+                if plan is not None and plan.kind == "blocks"
+                else []
+            ),
         ],
         sort_keys=True,
     )
