@@ -32,7 +32,10 @@ from alphaprune.pipeline.report.speed import accuracy_vs_speedup, pareto, speedu
 def training_curves(name: str, histories: list[pd.DataFrame], teacher: dict, out: Path) -> Path:
     """Accuracy and loss against epoch, one line per replicate; markers coloured by α (train:
     circles, val: crosses)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"wspace": 0.28})
+    # Fixed margins, not a layout engine or a tight bounding box: one figure per variant, and
+    # `bbox_inches="tight"` draws each twice (0.30 s a figure against 0.15 s, measured).
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig.subplots_adjust(left=0.065, right=0.9, bottom=0.13, top=0.91, wspace=0.28)
     norm = Normalize(0, 1)
     for ax, metric, label in ((axes[0], "acc", "accuracy"), (axes[1], "loss", "loss")):
         for i, history in enumerate(histories):
@@ -59,9 +62,10 @@ def training_curves(name: str, histories: list[pd.DataFrame], teacher: dict, out
     runs = f" ({len(histories)} replicates)" if len(histories) > 1 else ""
     axes[0].set_title(f"{name}{runs}: accuracy")
     axes[1].set_title(f"{name}: loss")
-    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=ALPHA_CMAP), ax=axes, label="α", shrink=0.9)
-    with atomic_path(out) as tmp:  # colorbar with tight_layout: save without it
-        fig.savefig(tmp, dpi=DPI, format="png", bbox_inches="tight")
+    colorbar = fig.add_axes((0.915, 0.17, 0.012, 0.7))
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=ALPHA_CMAP), cax=colorbar, label="α")
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=DPI, format="png")
     plt.close(fig)
     return out
 
