@@ -5,6 +5,7 @@ and an error where there are none or fx cannot trace the model."""
 from __future__ import annotations
 
 import copy
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from alphaprune.blocks import (
     insert_blends,
     removable_blocks,
     shortcut_module,
+    writes_input,
 )
 from alphaprune.branches.base import count_params
 from alphaprune.models import build_model
@@ -217,6 +219,79 @@ def test_in_place_blocks_fade_and_drop_what_only_f_used():
     blend.set_alpha(faded, 1.0)
     with torch.no_grad():  # the block on a copy: the shortcut read the input as it was
         torch.testing.assert_close(faded(x), net(x.clone()), rtol=0, atol=0)
+
+
+class _Writes(nn.Module):
+    """A block whose forward is one of several ways to write, or not, into its input."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.how, self.f = how, nn.Conv2d(4, 4, 1)
+        self.act = nn.ReLU(inplace=how == "module")
+
+    def forward(self, x):
+        if self.how == "module":  # a pre-activation block's ReLU, built in place
+            return self.act(x) + self.f(x)
+        if self.how == "view":  # through a view of the input
+            x.view(x.shape[0], -1).mul_(2)
+        elif self.how == "setitem":
+            x[:, :1] = 0
+        elif self.how == "function":
+            torch.nn.functional.relu(x, inplace=True)
+        elif self.how == "torch_":
+            torch.relu_(x)
+        elif self.how == "no_twin":  # an in-place function without an out-of-place twin here
+            x = torch.clamp_(x, min=0)  # (its result read: fx drops an unread call)
+        out = self.f(x)
+        out += x  # written in place, but into f's output: not the input
+        return torch.relu(out)
+
+
+# blocks that cannot be dropped: fx cannot trace an item assigned; an in-place function with no
+# out-of-place twin in `blocks._OUT_OF_PLACE` would still write into the input once dropped
+REFUSED = {"setitem": "fx cannot trace", "no_twin": "writes into its input"}
+
+
+@pytest.mark.parametrize(
+    ("how", "writes"),
+    [
+        ("module", True),
+        ("view", True),
+        ("setitem", True),
+        ("function", True),
+        ("torch_", True),
+        ("no_twin", True),
+        ("none", False),
+    ],
+)
+def test_a_block_that_writes_into_its_input_is_seen_and_dropped_only_where_its_shortcut_wont(
+    how, writes
+):
+    """`writes_input` sees a write into the input in the traced graph (an in-place activation
+    on it or on a view of it, an in-place function, a module built in place); the ResNets'
+    and MobileNetV2's blocks make none. A dropped block whose shortcut would still write into
+    its input is refused (no out-of-place twin for the call); one that fx makes out-of-place
+    fades to the shortcut of the input as it was. (fx traces `x += f(x)` as `x + f(x)`: the
+    blend runs every block on a copy, `test_in_place_blocks_fade_and_drop_what_only_f_used`.)"""
+    assert writes_input(_Writes(how)) is writes
+    for name, size in FADED.items():
+        model = build_model(name, num_classes=10, in_channels=3, image_size=size)
+        names = [b.name for b in removable_blocks(model)]
+        assert not any(writes_input(model.get_submodule(n)) for n in names), name
+    assert not writes_input(_AddsInPlace())  # what fx cannot see
+    net = nn.Sequential(nn.Conv2d(3, 4, 1), _Writes(how))
+    if how in REFUSED:
+        with pytest.raises(BlockError, match=REFUSED[how]):
+            shortcut_module(net[1])
+        with pytest.raises(BlockError, match=REFUSED[how]) if how == "setitem" else nullcontext():
+            assert removable_blocks(net) == []
+        return
+    assert not writes_input(shortcut_module(net[1]))
+    faded = insert_blends(copy.deepcopy(net), ["1"])
+    blend.set_alpha(faded, 0.0)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():  # the shortcut of the input as it was (a ReLU follows the addition)
+        torch.testing.assert_close(faded(x), net[0](x).relu(), rtol=0, atol=0)
 
 
 def test_a_fading_block_trains_and_its_identity_is_not_written_in_place():

@@ -18,7 +18,7 @@ import fnmatch
 import torch
 from torch import Tensor, nn
 
-from alphaprune.blocks import Block, BlockError, removable_blocks, shortcut_module
+from alphaprune.blocks import Block, BlockError, removable
 from alphaprune.branches.base import count_params
 from alphaprune.budget.plan import BudgetError, LayerPlan, Plan, Units
 
@@ -31,7 +31,8 @@ def allocate(
     """The plan that drops the fewest-damage blocks until `units.need` is saved. `exclude`:
     glob patterns over block names (or a layer inside one), blocks kept whole."""
     model = copy.deepcopy(model).eval()
-    found = removable_blocks(model)
+    droppable = removable(model)
+    found = list(droppable)
     if not found:
         raise BlockError(
             f"{type(model).__name__}'s residual additions are all made by its own forward, not "
@@ -39,7 +40,7 @@ def allocate(
         )
     _check_patterns(model, found, exclude)
     blocks = [b for b in found if not _excluded(b, exclude)]
-    shortcuts = {b.name: shortcut_module(model.get_submodule(b.name)) for b in blocks}
+    shortcuts = {b.name: droppable[b] for b in blocks}
     plans = {b.name: _plan(model, b, shortcuts[b.name], units) for b in blocks}
     most = sum(units.saving(lp) for lp in plans.values())
     if most < units.need:
