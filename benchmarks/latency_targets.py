@@ -15,7 +15,11 @@ weights do not change how long a dense layer takes, but they change which widths
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
+import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -38,6 +42,20 @@ def main() -> None:
     p.add_argument("--round-to", type=int, default=8)
     p.add_argument("--seconds", type=float, default=0.1)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument(
+        "--student-seconds",
+        type=float,
+        help="the students' timing, if not the table's (the pipeline's latency stage times "
+        "longer than its table stage: latency.seconds against latency.table.seconds)",
+    )
+    p.add_argument("--student-rounds", type=int)
+    p.add_argument(
+        "--plain",
+        action="store_true",
+        help="also plan each student on the table without its calibration (nothing of the "
+        "time taken not to shrink), timed in the same turns",
+    )
+    p.add_argument("--save-table", help="write the table measured (JSON) here")
     p.add_argument("--size", type=int, default=32, help="input height and width")
     args = p.parse_args()
     timing = dict(batch=args.batch, seconds=args.seconds, rounds=args.rounds)
@@ -63,37 +81,48 @@ def main() -> None:
             model, shape, per=args.per, round_to=args.round_to, exclude=exclude, **timing
         )
         cost = time.perf_counter() - t0
+        if args.save_table:
+            Path(args.save_table).write_text(json.dumps(table.to_dict(), indent=1))
+        tables = {"calibrated": table}
+        if args.plain:
+            tables["plain"] = dataclasses.replace(table, calibration=())
         example = torch.zeros(2, *shape)
         plans = []
-        for speedup in args.speedups:
-            for ranking in args.rankings:
-                try:
-                    plan = allocate(
-                        model,
-                        "channels",
-                        1 - 1 / speedup,
-                        example,
-                        exclude,
-                        args.round_to,
-                        "latency",
-                        table=table,
-                        ranking=ranking,
-                    )
-                except BudgetError as e:
-                    print(f"{name} {speedup}x {ranking}: {e}")
-                    continue
-                width = table.widths
-                kept = {r: width[r] - len(idx) for r, idx in plan.removed.items()}
-                plans.append((speedup, ranking, plan, kept))
-        measured = measured_fractions(model, shape, [k for *_, k in plans], **timing)
+        for speedup, ranking, (how, planned_on) in itertools.product(
+            args.speedups, args.rankings, tables.items()
+        ):
+            try:
+                plan = allocate(
+                    model,
+                    "channels",
+                    1 - 1 / speedup,
+                    example,
+                    exclude,
+                    args.round_to,
+                    "latency",
+                    table=planned_on,
+                    ranking=ranking,
+                )
+            except BudgetError as e:
+                print(f"{name} {speedup}x {ranking} ({how}): {e}")
+                continue
+            kept = {r: table.widths[r] - len(idx) for r, idx in plan.removed.items()}
+            plans.append((speedup, f"{ranking} ({how})", plan, kept))
+        students = {
+            **timing,
+            "seconds": args.student_seconds or args.seconds,
+            "rounds": args.student_rounds or args.rounds,
+        }
+        measured = measured_fractions(model, shape, [k for *_, k in plans], **students)
         print(
             f"{name}: teacher {table.full_ms:.3f} ms at batch {args.batch}; table per {args.per} "
-            f"in {cost:.0f} s; check: {table.check_note()}"
+            f"in {cost:.0f} s; {100 * table.fixed:.1f}% of the time taken not to shrink "
+            f"(calibration); check: {table.check_note()}"
         )
         for (speedup, ranking, plan, _), got in zip(plans, measured, strict=True):
             predicted = plan.latency["teacher_ms"] / plan.latency["student_ms"]
             print(
-                f"  {speedup:.2f}x {ranking:8s}: predicted {predicted:.2f}x, measured "
+                f"  {speedup:.2f}x {ranking:28s}: predicted {predicted:.2f}x, measured "
                 f"{1 / got:.2f}x ({1 / (speedup * got) - 1:+.1%} of the speed asked); parameters "
                 f"removed {plan.achieved:.1%}, MACs {plan.macs_achieved:.1%}"
             )

@@ -4,6 +4,7 @@ times differ), and the allocator meeting a budget on a stand-in table exactly.""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 
@@ -316,7 +317,7 @@ def test_a_table_that_predicts_no_time_left_is_refused_with_its_check():
         }
     )
     assert lying.predict(half) < 0
-    with pytest.raises(BudgetError, match=r"predicts no time left .* every group at about half"):
+    with pytest.raises(BudgetError, match=r"predicts no time left .* every group at about 50%"):
         allocate(model, "channels", 0.99, example, target="latency", table=lying)
 
 
@@ -369,6 +370,46 @@ def test_a_latency_plan_meets_its_budget_on_a_stand_in_table_per_layer(amount):
     _assert_no_block_to_give_back(table, kept, amount * table.full_ms)
     again = LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
     assert again == table and again.predict(kept) == table.predict(kept)
+
+
+def test_a_calibrated_table_per_layer_keeps_a_share_of_the_time_as_its_layers_shrink():
+    """The calibration plan's timing fixes the share of the teacher's time that does not
+    shrink (`fixed`): the prediction meets that timing, the teacher's time, and between them
+    is that share plus the rest scaled by the layers; a calibration timed faster than the
+    layers shrink is no negative overhead (0: the plain ratio); a plan then meets its budget
+    in the calibrated prediction, and the file keeps the calibration."""
+    plain, exact = cnn_layer_table()
+    half = {"conv2": 16, "conv3": 32}
+    ratio = plain.predict(half) / plain.full_ms  # the layers' ratio: nothing stays
+    share = 0.2
+    calibration = Check(half, plain.full_ms * (share + (1 - share) * ratio))
+    table = dataclasses.replace(plain, calibration=(calibration,))
+    assert plain.fixed == 0 and table.fixed == pytest.approx(share, rel=1e-12)
+    assert table.predict(half) == pytest.approx(calibration.ms, rel=1e-12)
+    assert table.predict({}) == pytest.approx(table.full_ms, rel=1e-12)
+    other = {"conv2": 8, "conv3": 60}
+    expected = table.full_ms * (share + (1 - share) * plain.predict(other) / plain.full_ms)
+    assert table.predict(other) == pytest.approx(expected, rel=1e-12)
+    faster = dataclasses.replace(plain, calibration=(Check(half, 0.9 * ratio * plain.full_ms),))
+    assert faster.fixed == 0 and faster.predict(other) == plain.predict(other)
+    model = build_model("cnn", 10, in_channels=1, image_size=8).eval()
+    plan = allocate(model, "channels", 0.5, torch.zeros(2, 1, 8, 8), target="latency", table=table)
+    kept = {r: table.widths[r] - len(idx) for r, idx in plan.removed.items()}
+    assert plan.latency["student_ms"] == table.predict(kept) <= 0.5 * table.full_ms * (1 + 1e-9)
+    assert plain.predict(kept) < plan.latency["student_ms"]  # the plain table would cut less
+    again = LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
+    assert again == table and again.fixed == table.fixed
+    # several plans: the least-squares share; the same share in each, that share
+    quarter = {"conv2": 24, "conv3": 48}
+    plans = tuple(
+        Check(kept, plain.full_ms * (share + (1 - share) * plain.predict(kept) / plain.full_ms))
+        for kept in (half, quarter, {"conv2": 4, "conv3": 4})
+    )
+    assert dataclasses.replace(plain, calibration=plans).fixed == pytest.approx(share, rel=1e-12)
+    off = (plans[0], Check(quarter, plain.predict(quarter)))  # one plan with nothing fixed
+    x = [1 - plain.predict(p.kept) / plain.full_ms for p in off]
+    least_squares = share * x[0] ** 2 / (x[0] ** 2 + x[1] ** 2)  # y = fixed·x: Σxy / Σx²
+    assert dataclasses.replace(plain, calibration=off).fixed == pytest.approx(least_squares)
 
 
 def test_knapsack_summed_weighs_each_channel_by_its_magnitude_over_the_groups_layers():

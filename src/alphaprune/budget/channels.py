@@ -107,6 +107,7 @@ def _for_latency(groups, units: Units, table: LatencyTable | None, ranking: str)
         "student_ms": table.predict(kept),
         "groups_ms": {r: table.group_ms(r, k) for r, k in kept.items()},
         "table_check_error": table.check_error(),  # see LatencyTable.check
+        "table_fixed": table.fixed,  # the share of the time taken not to shrink (per layer)
         "table_check": table.check_note(),
     }
     return removed, predicted

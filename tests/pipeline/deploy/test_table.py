@@ -85,7 +85,16 @@ def test_the_table_per_layer_times_each_layer_on_the_grid_of_its_groups_widths(m
             lo, hi = layer.spread[cell]
             assert 0 < lo <= ms <= hi
     cells = sum(len(layer.ms) for layer in table.layers)  # no two layers alike here
-    assert table.conditions["models_timed"] == 2 + cells  # + the teacher and the check
+    # + the teacher, the calibration (about three quarters, half and the least of each width)
+    # and the check (widths drawn at random)
+    assert table.conditions["models_timed"] == 5 + cells
+    assert [dict(plan.kept) for plan in table.calibration] == [
+        {"conv2": 24, "conv3": 48},
+        {"conv2": 16, "conv3": 32},
+        {"conv2": 8, "conv3": 8},
+    ]
+    assert table.check.kept["conv2"] in (8, 16, 24) and table.check.kept["conv3"] % 8 == 0
+    assert table.check.kept["conv3"] < 64
     again = LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
     assert again == table
 
@@ -187,6 +196,38 @@ def test_the_prediction_per_layer_is_exact_where_layer_times_are_bilinear(name, 
         assert table.predict(kept) == pytest.approx(exact, rel=1e-12)
 
 
+@pytest.mark.parametrize("overhead", [0.0, 0.25, 0.5])
+def test_the_table_per_layer_takes_the_time_that_does_not_shrink_from_its_calibration(
+    overhead, monkeypatch
+):
+    """A whole model's time its layers' plus a fixed `overhead` share of the teacher's (the
+    engine's per-operator costs, which do not shrink with the widths): the calibration plan
+    finds that share, and the table predicts students it never timed exactly, the check too
+    (exact but for float rounding, as above)."""
+    teacher = MODELS["resnet20"]().eval()
+    layers_ms = _macs_as_ms([teacher], SHAPE)[0][0]
+    fixed_ms = overhead / (1 - overhead) * layers_ms  # `overhead` of the teacher's time
+
+    def with_overhead(models, shape, *args, shapes=None):
+        shapes = shapes or [shape] * len(models)
+        times = _macs_as_ms(models, shape, shapes=shapes)
+        whole = [not isinstance(m, (nn.Conv2d, nn.Linear)) for m in models]
+        return [[t + fixed_ms * w for t in ts] for ts, w in zip(times, whole, strict=True)]
+
+    monkeypatch.setattr(table_module, "timed_in_turns", with_overhead)
+    table = measure_table(teacher, SHAPE, batch=8, round_to=4, widths=2, exclude=["linear"])
+    assert table.fixed == pytest.approx(overhead, abs=1e-12)
+    assert table.check_error() == pytest.approx(0, abs=1e-12)
+    example = torch.zeros(2, *SHAPE)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        kept = {r: int(torch.randint(5, w, (1,), generator=g)) for r, w in table.widths.items()}
+        ((exact, _),) = with_overhead([narrowed(teacher, kept, example)], SHAPE)
+        assert table.predict(kept) == pytest.approx(exact, rel=1e-12)
+    again = LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
+    assert again == table and again.fixed == table.fixed
+
+
 class Split(nn.Module):
     """`c1`'s channels split between two readers (`chunk`): each reads half of the group."""
 
@@ -235,7 +276,10 @@ def test_table_command_writes_what_plan_reads(tmp_path, model, capsys):
     assert main(["table", "--teacher", str(teacher), "--out", str(out), *args]) == 0
     table = LatencyTable.from_dict(json.loads(out.read_text()))
     assert table.engine == "onnxruntime-cpu" and table.batch == 64 and table.threads == 1
-    capsys.readouterr()
+    assert len(table.calibration) == 3 and 0 <= table.fixed <= 0.9
+    said = capsys.readouterr().out
+    assert f"calibration: {100 * table.fixed:.1f}% of the time does not shrink" in said
+    assert f"check: {table.check_note()}" in said
     plan = ["plan", "--teacher", str(teacher), "--branch", "channels", "--amount", "0.2"]
     assert main([*plan, "--target", "latency", "--table", str(out)]) == 0
     assert "ms predicted (onnxruntime-cpu, batch 64, 1 thread(s))" in capsys.readouterr().out

@@ -134,6 +134,11 @@ def run(args) -> None:
             f"{lat['teacher_ms'] / lat['student_ms']:.2f}x, removes "
             f"{1 - lat['student_ms'] / lat['teacher_ms']:.4f} (target {plan.amount})"
         )
+        if lat.get("table_fixed"):
+            print(
+                f"the table takes {100 * lat['table_fixed']:.1f}% of the teacher's time not to "
+                "shrink with the layers (its calibration)"
+            )
         if lat.get("table_check"):
             print(f"the table's check: {lat['table_check']}")
     aim = {"params": "", "macs": "", "latency": ""}

@@ -1,7 +1,9 @@
 """The latency table of `prune.target: latency` (`alphaprune.budget.latency_table.LatencyTable`),
 measured in onnxruntime on the CPU at one batch on a stated number of threads: the whole model,
-and, as a check of the table's prediction, the model with every group at about half its width
-at once; then, as `per` says,
+and the model with every group narrowed at once: per layer to about three quarters, half and the
+least of each group's width (the calibration: how much of the time stays as the layers shrink)
+and to widths drawn at random (the check of the table's prediction), per group to about half
+(the check); then, as `per` says,
 
 - "layer" (the default): every layer with weights (Conv2d, Linear) alone, on the input it gets
   in the network, on a grid of its input and output widths: the widths the groups it reads and
@@ -28,6 +30,7 @@ from __future__ import annotations
 import collections
 import copy
 import itertools
+import random
 import statistics
 import tempfile
 from pathlib import Path
@@ -61,10 +64,15 @@ def narrowed(model: nn.Module, kept: dict[str, int], example: torch.Tensor) -> n
     return m.eval()
 
 
+def near(width: int, share: float, round_to: int) -> int:
+    """The candidate width below `width` nearest `share` of it (the least: the first)."""
+    widths = candidate_widths(width, round_to)[:-1] or [width]
+    return min(widths, key=lambda w: abs(w - share * width))
+
+
 def half(width: int, round_to: int) -> int:
     """The candidate width nearest half of `width` (where a pair is timed)."""
-    widths = candidate_widths(width, round_to)[:-1] or [width]
-    return min(widths, key=lambda w: abs(2 * w - width))
+    return near(width, 0.5, round_to)
 
 
 def adjacent(groups: list[ChannelGroup]) -> list[tuple[ChannelGroup, ChannelGroup]]:
@@ -104,9 +112,22 @@ def measure_table(
     example = torch.zeros(2, *shape)
     _, excluded = candidate_layers(model, exclude, example)
     groups, _ = channel_groups(model, example, excluded)
-    # the table's own check: every group that can be cut at about half its width, at once
-    check = {g.root: half(g.width, round_to) for g in groups if g.width > round_to}
-    models = [model] + ([narrowed(model, check, example)] if check else [])
+    # Plans timed whole, every group that can be cut narrowed at once. Per group: the check,
+    # at about half of each group's width. Per layer: the calibration, at about three quarters,
+    # half and the least (how much of the time stays as the layers shrink:
+    # `LatencyTable.fixed`), and the check, each group at a width drawn at random.
+    cut = [g for g in groups if g.width > round_to]
+    plans: list[dict[str, int]] = []
+    if cut and per == "group":
+        plans = [{g.root: near(g.width, 0.5, round_to) for g in cut}]
+    elif cut:
+        shares = (0.75, 0.5, 0.0)
+        for kept in ({g.root: near(g.width, share, round_to) for g in cut} for share in shares):
+            if kept not in plans:
+                plans.append(kept)
+        draw = random.Random(0)
+        plans.append({g.root: draw.choice(candidate_widths(g.width, round_to)[:-1]) for g in cut})
+    models = [model] + [narrowed(model, kept, example) for kept in plans]
     shapes = [shape] * len(models)
     if per == "group":
         singles, pairs = _group_plans(groups, round_to, widths)
@@ -119,8 +140,14 @@ def measure_table(
         shapes += [s for _, s in distinct.values()]
     with latency.OtherCpuUse() as other:
         times = timed_in_turns(models, shape, batch, threads, seconds, rounds, shapes=shapes)
-    full, checked = times[0], (times[1] if check else None)
-    times = times[1 + bool(check) :]
+    full, whole = (
+        times[0],
+        [
+            Check(kept, statistics.median(t), (min(t), max(t)))
+            for kept, t in zip(plans, times[1 : 1 + len(plans)], strict=True)
+        ],
+    )
+    times = times[1 + len(plans) :]
     entries: dict = {}
     if per == "group":
         entries = _group_entries(groups, singles, pairs, times)
@@ -143,9 +170,8 @@ def measure_table(
         full_ms=statistics.median(full),
         widths={g.root: g.width for g in groups},
         full_spread=(min(full), max(full)),
-        check=None
-        if checked is None
-        else Check(check, statistics.median(checked), (min(checked), max(checked))),
+        check=whole[-1] if whole else None,
+        calibration=tuple(whole[:-1]),
         conditions={
             "seconds": seconds,
             "rounds": rounds,
