@@ -228,6 +228,7 @@ class _Writes(nn.Module):
         super().__init__()
         self.how, self.f = how, nn.Conv2d(4, 4, 1)
         self.act = nn.ReLU(inplace=how == "module")
+        self.same = nn.Identity()
 
     def forward(self, x):
         if self.how == "module":  # a pre-activation block's ReLU, built in place
@@ -242,14 +243,26 @@ class _Writes(nn.Module):
             torch.relu_(x)
         elif self.how == "no_twin":  # an in-place function without an out-of-place twin here
             x = torch.clamp_(x, min=0)  # (its result read: fx drops an unread call)
+        elif self.how == "identity":  # through a module that hands its input back
+            self.same(x).relu_()
+        elif self.how == "zero":  # a method with no out-of-place form (no `x.zero()`)
+            x = x.zero_() + 1
+        elif self.how == "out":
+            x = torch.add(x, 1, out=x)
         out = self.f(x)
         out += x  # written in place, but into f's output: not the input
         return torch.relu(out)
 
 
-# blocks that cannot be dropped: fx cannot trace an item assigned; an in-place function with no
-# out-of-place twin in `blocks._OUT_OF_PLACE` would still write into the input once dropped
-REFUSED = {"setitem": "fx cannot trace", "no_twin": "writes into its input"}
+# blocks that cannot be dropped: fx cannot trace an item assigned; an in-place call with no
+# out-of-place twin (in `blocks._OUT_OF_PLACE`, or a method without its `_`), or an `out=`,
+# would still write into the input once dropped
+REFUSED = {
+    "setitem": "fx cannot trace",
+    "no_twin": "writes into its input",
+    "zero": "writes into its input",
+    "out": "writes into its input",
+}
 
 
 @pytest.mark.parametrize(
@@ -261,6 +274,9 @@ REFUSED = {"setitem": "fx cannot trace", "no_twin": "writes into its input"}
         ("function", True),
         ("torch_", True),
         ("no_twin", True),
+        ("identity", True),
+        ("zero", True),
+        ("out", True),
         ("none", False),
     ],
 )

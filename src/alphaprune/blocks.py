@@ -106,9 +106,11 @@ def shortcut_module(block: nn.Module) -> fx.GraphModule:
     its forward with f removed, so ``shortcut(x)`` and whatever follows the addition (a ResNet
     block's ReLU). A copy: a projection shortcut's layers are the block's, copied, and what
     only f used (its layers, a parameter of the block's own) removed; in-place operations made
-    out-of-place (the identity's ReLU would otherwise write into the block's input). Traced:
-    state read in the forward (a flag, `self.training` passed to a function) is fixed as it
-    was when traced."""
+    out-of-place (the identity's ReLU would otherwise write into the block's input); a block
+    whose dropped form would still write into its input (a call with no out-of-place twin) is
+    refused. Traced: state read in the forward (a flag, `self.training` passed to a function)
+    is fixed as it was when traced; a write into the input whose result nothing reads is
+    dropped with f (fx removes unread calls), so the shortcut reads the input as it came."""
     gm = _trace(copy.deepcopy(block))
     adds = list(_residual_adds(gm.graph, dict(gm.named_modules())))
     if len(adds) != 1:
@@ -127,6 +129,7 @@ def shortcut_module(block: nn.Module) -> fx.GraphModule:
             node.op == "call_method"
             and node.target.endswith("_")
             and not node.target.endswith("__")
+            and callable(getattr(Tensor, node.target[:-1], None))  # x.zero_(): no x.zero()
         ):
             node.target = node.target[:-1]  # x.relu_() -> x.relu()
         elif node.op == "call_function" and node.target in _OUT_OF_PLACE:
@@ -159,35 +162,50 @@ _OUT_OF_PLACE = {
 }
 
 
+# what may return its input or a view of it (a write into it writes the input)
 _VIEW_METHODS = {
-    "view", "view_as", "reshape", "reshape_as", "flatten", "transpose", "permute", "squeeze",
-    "unsqueeze", "expand", "expand_as", "narrow", "chunk", "split", "unbind", "t", "contiguous",
-    "detach", "__getitem__",
+    "view", "view_as", "reshape", "reshape_as", "flatten", "unflatten", "transpose", "swapaxes",
+    "movedim", "permute", "squeeze", "unsqueeze", "expand", "expand_as", "narrow", "select",
+    "diagonal", "as_strided", "unfold", "chunk", "split", "tensor_split", "unbind", "t",
+    "contiguous", "detach", "to", "type", "type_as", "float", "double", "half", "__getitem__",
 }  # fmt: skip
 _VIEW_FUNCTIONS = {
-    torch.flatten, torch.reshape, torch.transpose, torch.permute, torch.squeeze, torch.unsqueeze,
-    torch.narrow, torch.chunk, torch.split, torch.unbind, torch.t, operator.getitem,
+    torch.flatten, torch.unflatten, torch.reshape, torch.transpose, torch.swapaxes,
+    torch.movedim, torch.permute, torch.squeeze, torch.unsqueeze, torch.narrow, torch.select,
+    torch.diagonal, torch.as_strided, torch.chunk, torch.split, torch.tensor_split, torch.unbind,
+    torch.t, operator.getitem, getattr,
 }  # fmt: skip
+_VIEW_MODULES = (nn.Identity, nn.Flatten, nn.Unflatten, nn.Dropout)  # Dropout: in eval
 
 
 def writes_input(block: nn.Module) -> bool:
     """Whether `block`'s traced graph writes into its input: an in-place operation (a method
     or function ending in ``_``, an item assigned, ``inplace=True``, a module built in place,
-    an ``out=``) on the input or on a view of it. Exact for a `fx.GraphModule` (its code is its
-    graph); for another module, what fx records: ``x += y`` on a tensor is traced as ``x + y``
-    (so `BlockBlend` runs every block on a copy of its input). True where fx cannot trace it."""
+    an ``out=``) on the input or on what may be a view of it (the views listed above). For a
+    `fx.GraphModule`, what its code does, to those lists; for another module, what fx records:
+    ``x += y`` on a tensor is traced as ``x + y`` (so `BlockBlend` runs every block on a copy of
+    its input). True where fx cannot trace it."""
     try:
         gm = fx.symbolic_trace(block)
     except Exception:  # fx raises many kinds
         return True
     aliases = {n for n in gm.graph.nodes if n.op == "placeholder"}
     for node in gm.graph.nodes:  # in order: a view is met before what reads it
-        if not node.args or node.args[0] not in aliases:
+        written = node.args[0] if node.args else node.kwargs.get("input", node.kwargs.get("self"))
+        out = node.kwargs.get("out")
+        if out is not None and out in aliases:  # `torch.add(a, b, out=x)`
+            return True
+        if written not in aliases:
             continue
         if _in_place(node, gm):
             return True
-        if (node.op == "call_method" and node.target in _VIEW_METHODS) or (
-            node.op == "call_function" and node.target in _VIEW_FUNCTIONS
+        if (
+            (node.op == "call_method" and node.target in _VIEW_METHODS)
+            or (node.op == "call_function" and node.target in _VIEW_FUNCTIONS)
+            or (
+                node.op == "call_module"
+                and isinstance(gm.get_submodule(str(node.target)), _VIEW_MODULES)
+            )
         ):
             aliases.add(node)
     return False
@@ -195,7 +213,7 @@ def writes_input(block: nn.Module) -> bool:
 
 def _in_place(node: fx.Node, gm: fx.GraphModule) -> bool:
     """Whether `node` writes into its first argument."""
-    if node.kwargs.get("inplace") or "out" in node.kwargs:
+    if node.kwargs.get("inplace"):
         return True
     if node.op == "call_method":
         return node.target.endswith("_") and not node.target.endswith("__")

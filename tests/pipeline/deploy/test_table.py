@@ -95,6 +95,7 @@ def test_the_table_per_layer_times_each_layer_on_the_grid_of_its_groups_widths(m
     ]
     assert table.check.kept["conv2"] in (8, 16, 24) and table.check.kept["conv3"] % 8 == 0
     assert table.check.kept["conv3"] < 64
+    assert dict(table.check.kept) not in [dict(plan.kept) for plan in table.calibration]
     again = LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
     assert again == table
 

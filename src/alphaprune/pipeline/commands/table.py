@@ -118,7 +118,7 @@ def _measure(model, shape: tuple[int, ...], settings: dict, exclude, out: Path) 
         + (f"{len(table.layers)} layers, " if table.layers else f"{len(table.pairs)} pairs, ")
         + f"{table.conditions['models_timed']} models timed -> {out}"
     )
-    if table.calibration is not None:
+    if table.calibration:
         print(f"calibration: {100 * table.fixed:.1f}% of the time does not shrink with the layers")
     if table.check is not None:
         print(f"check: {table.check_note()}")
