@@ -447,3 +447,6 @@ def test_knapsack_summed_weighs_each_channel_by_its_magnitude_over_the_groups_la
         return sum(groups[r].summed[c] for r, idxs in plan.removed.items() for c in idxs)
 
     assert lost(summed) <= lost(plans["knapsack"])
+    assert plans["knapsack"].removed != summed.removed  # the two rankings differ here
+    unnamed = allocate(model, "channels", 0.08, example, target="latency", table=table)
+    assert unnamed.removed == summed.removed and unnamed.latency["ranking"] == "knapsack_summed"

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from alphaprune.branches.base import count_params
 from alphaprune.branches.kinds import BRANCHES
 from alphaprune.budget import blocks, channels, lowrank, sparse, spatial
+from alphaprune.budget.channels import DEFAULT_RANKING
 from alphaprune.budget.latency_table import LatencyTable
 from alphaprune.budget.plan import TARGETS, BudgetError, Plan, Units, candidates
 from alphaprune.costs import count_macs, layer_positions
@@ -25,7 +26,7 @@ def allocate(
     *,
     teacher_macs: int | None = None,
     table: LatencyTable | None = None,
-    ranking: str = "knapsack",
+    ranking: str = DEFAULT_RANKING,
 ) -> Plan:
     """Plan branches that remove at least `amount` of `model`'s parameters (`target` "params")
     or of its MACs for one example of `example`'s shape ("macs"); `round_to`: the channel block

@@ -14,6 +14,7 @@ import torch
 
 from alphaprune.branches.kinds import KINDS
 from alphaprune.budget.allocator import allocate
+from alphaprune.budget.channels import DEFAULT_RANKING
 from alphaprune.budget.latency_table import LatencyTable
 from alphaprune.loading import load_model
 from alphaprune.models import build_model
@@ -46,8 +47,9 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--ranking",
         choices=["knapsack", "knapsack_summed", "global"],
-        help="target latency: least importance lost for the time saved (knapsack, the default; "
-        "knapsack_summed: each channel's magnitude summed over its group's layers), "
+        help="target latency: least importance lost for the time saved (knapsack_summed, the "
+        "default: each channel's magnitude summed over its group's layers; knapsack: "
+        "Torch-Pruning's importance, normalised per group), "
         "or the globally least important channels cut until the table predicts the saving "
         "(global, as Torch-Pruning allocates)",
     )
@@ -101,7 +103,7 @@ def run(args) -> None:
         table.round_to if table and args.target == "latency" else args.round_to,
         args.target,
         table=table,
-        ranking=args.ranking or "knapsack",
+        ranking=args.ranking or DEFAULT_RANKING,
     )
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))

@@ -17,6 +17,7 @@ def latency_target(recipe: Mapping, timed: Mapping) -> dict:
     planned = plan.get("latency") if plan.get("target") == "latency" else None
     if not planned:
         return {}
+    # a plan from before plans recorded their ranking was the knapsack's, then the default
     ranking = planned.get("ranking") or recipe.get("prune", {}).get("ranking") or "knapsack"
     out = {
         "target_ranking": ranking,

@@ -192,10 +192,10 @@ class PruneConfig(Strict):
     # CNN, widths 16, 17, 34 ran 0.97x the teacher in onnxruntime for 2.4x fewer MACs, and 16,
     # 16, 32 ran 1.45x (batch 1) and 2.2x (batch 64): benchmarks/digits_channels.py.
     round_to: PositiveInt | None = None
-    # target latency, how the channels are chosen: knapsack (unset: the least importance lost
-    # for the time saved, budget.latency.knapsack, on Torch-Pruning's importance, normalised per
-    # group), knapsack_summed (the same, each channel's L2 magnitude summed over its group's
-    # layers: a ResNet stage's stream weighs as the layers it spans) or global (Torch-Pruning's
+    # target latency, how the channels are chosen: knapsack_summed (unset: the least importance
+    # lost for the time saved, budget.latency.knapsack, each channel's L2 magnitude summed over
+    # its group's layers: a ResNet stage's stream weighs as the layers it spans), knapsack (the
+    # same on Torch-Pruning's importance, normalised per group) or global (Torch-Pruning's
     # own allocation: the globally least important channels, as many as the table predicts save
     # `amount`; for Torch-Pruning at the same predicted speed). params and macs always rank
     # globally.

@@ -13,6 +13,7 @@ from torch import nn
 
 from alphaprune import channels, student
 from alphaprune.budget.allocator import allocate
+from alphaprune.budget.channels import DEFAULT_RANKING
 from alphaprune.budget.latency_table import CHECK_TOLERANCE, LatencyTable
 from alphaprune.budget.plan import Plan
 from alphaprune.errors import UserError
@@ -54,7 +55,7 @@ def make_student(
         cfg.target,
         teacher_macs=teacher_macs,
         table=table,
-        ranking=cfg.ranking or "knapsack",
+        ranking=cfg.ranking or DEFAULT_RANKING,
     )
     return student.make_student(teacher, plan, cfg.init, calibration), plan
 
