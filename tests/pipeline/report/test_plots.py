@@ -267,6 +267,7 @@ def _targeted(metrics: pd.DataFrame, figures: dict) -> pd.DataFrame:
     out["target_ranking"] = [figures[v][0] if v in figures else None for v in variants]
     out["target_speedup"] = [figures[v][1] if v in figures else None for v in variants]
     out["target_batch"] = [64 if v in figures else None for v in variants]
+    out["latency_batch"], out["throughput_batch"] = 1, 64  # as the latency stage records
     measured = {v: iter(f[2]) for v, f in figures.items()}
     out["target_measured_speedup"] = [next(measured[v]) if v in figures else None for v in variants]
     out["target_measured_range"] = [
@@ -289,11 +290,16 @@ def test_pareto_draws_one_front_per_ranking_at_the_measured_speeds(tmp_path, mon
     fig = _figure(monkeypatch, speed.pareto, metrics, TEACHER, tmp_path / "p.png")
     ax = fig.axes[0]
     fronts = {c.get_label(): c for c in ax.containers if hasattr(c, "lines")}
+    # the params-target student, timed at batch 64 too: a grey square, named, at its speed
+    other = fronts["other students (no latency target)"].lines[0]
+    assert list(other.get_xdata()) == pytest.approx([1.5])  # _timed's throughput speedup
+    assert list(other.get_ydata()) == pytest.approx([0.98])
+    del fronts["other students (no latency target)"]
     knapsack = fronts[speed.RANKINGS["knapsack"]].lines[0]
     assert list(knapsack.get_xdata()) == pytest.approx([1.5, 1.82])  # sorted by speed
     assert list(knapsack.get_ydata()) == pytest.approx([0.95, 0.94])
     assert list(fronts[speed.RANKINGS["global"]].lines[0].get_xdata()) == pytest.approx([1.55, 1.9])
-    assert sorted(t.get_text() for t in ax.texts) == ["g15", "g18", "k15", "k18"]
+    assert sorted(t.get_text() for t in ax.texts) == ["g15", "g18", "k15", "k18", "plain"]
     assert sorted(line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == ":") == [
         1.5,
         1.8,

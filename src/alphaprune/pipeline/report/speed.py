@@ -122,15 +122,52 @@ RANKINGS = {  # prune.ranking -> legend label
 }
 
 
+def _other_students(ax, per_run: pd.DataFrame, batch: int, confidence: float) -> None:
+    """The students of no latency target timed in onnxruntime at `batch` (the latency stage's
+    latency or throughput batch): grey squares at their mean speedup and accuracy, named."""
+    batches = [k for k in ("latency", "throughput") if f"{k}_batch" in per_run]
+    kind = next((k for k in batches if (per_run[f"{k}_batch"] == batch).any()), None)
+    if kind is None or f"ort_{kind}_speedup" not in per_run:
+        return
+    column = f"ort_{kind}_speedup"
+    untargeted = per_run["target_measured_speedup"].isna() & per_run[column].notna()
+    others = per_run[untargeted & (per_run[f"{kind}_batch"] == batch)]
+    if others.empty:
+        return
+    x = others.groupby(level="variant", sort=False)[column].mean()
+    y = intervals(others, "test_acc", confidence).loc[x.index]
+    ax.errorbar(
+        x,
+        y["mean"],
+        yerr=bars(y["mean"], y["low"], y["high"]),
+        fmt="s",
+        color="0.55",
+        capsize=3,
+        label="other students (no latency target)",
+    )
+    for name in x.index:
+        ax.annotate(
+            name,
+            (x[name], y.loc[name, "mean"]),
+            fontsize=7,
+            color="0.35",
+            xytext=(6, 4),
+            textcoords="offset points",
+        )
+
+
 def pareto(per_run: pd.DataFrame, teacher: dict, out: Path, confidence: float = 0.95) -> Path:
     """The students of `prune.target: latency`: test accuracy (mean, with its interval) against
     the speedup measured at their table's batch (mean, with the range over every round), one
     line per ranking (the knapsack's and Torch-Pruning's fronts; per ranking and epochs where
     the epochs differ: a front joins students trained alike), each point named; the teacher is
-    the star at 1x, and each asked speedup a dotted line."""
+    the star at 1x, and each asked speedup a dotted line. The other students timed at that batch
+    (a params or MACs budget, whole blocks) are grey squares, named: what the fronts stand
+    against at the same speed."""
     timed = per_run.dropna(subset=["target_measured_speedup"])
     iv = intervals(timed, "test_acc", confidence)
     fig, ax = plt.subplots(figsize=(8, 5.5))
+    _other_students(ax, per_run, int(timed["target_batch"].iloc[0]), confidence)
     by_epochs = "epochs" in timed.columns and timed["epochs"].nunique() > 1
     keys = ["target_ranking", "epochs"] if by_epochs else ["target_ranking"]
     for key, runs in timed.groupby(keys, sort=False):
