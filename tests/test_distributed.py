@@ -1,16 +1,19 @@
 """How a run's processes share the work (no process group needed: the shares are arithmetic, and
 the draws are every process's own): each process's rows of a training batch and block of an
-evaluated split, and augmentation of a share as of the whole batch. The run itself, two
-processes against one, is tests/pipeline/stages/test_launch.py."""
+evaluated split, and augmentation of a share as of the whole batch; and the one collective
+that shares a decision (`same_as_main`), in two processes. The run itself, two processes
+against one, is tests/pipeline/stages/test_launch.py."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import pytest
 import torch
 
-from alphaprune import augment
+from alphaprune import augment, distributed
 from alphaprune.batches import DeviceData
 from alphaprune.runtime import Runtime
 from alphaprune.world import SRUN_MARK, World, environment
@@ -107,3 +110,25 @@ def test_the_environment_names_the_process(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     world = environment()
     assert dataclasses.astuple(world) == (1, 2, 1) and not world.main and world.distributed
+
+
+def _same_as_main(rank: int, store: str, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        got = distributed.same_as_main(World(rank=rank, size=2), {"plan": [rank, "own"]})
+        Path(out, f"{rank}.json").write_text(json.dumps(got))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_every_process_gets_the_main_process_value(tmp_path):
+    """Two processes (gloo, on the CPU) each holding their own value end with the main one's;
+    one process keeps its own."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_same_as_main, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2)
+    for rank in (0, 1):
+        assert json.loads((tmp_path / f"{rank}.json").read_text()) == {"plan": [0, "own"]}
+    assert distributed.same_as_main(World(), "mine") == "mine"

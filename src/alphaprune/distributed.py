@@ -88,6 +88,19 @@ def wrap(model: torch.nn.Module, world: World, device: torch.device) -> torch.nn
     )
 
 
+def same_as_main(world: World, value, device: torch.device | None = None):
+    """`value` as the main process holds it, in every process (itself where there is one): for
+    what each process decides alone but all must share, such as a plan chosen by comparing float
+    sums, which a near-tie can break another way on another device. Pickled; tensors in it
+    should be on the CPU (a CUDA tensor would arrive on the sender's device). `device`: where
+    the collective stages its bytes (the process's GPU under NCCL)."""
+    if not world.distributed:
+        return value
+    box = [value if world.main else None]
+    torch.distributed.broadcast_object_list(box, src=0, device=device)
+    return box[0]
+
+
 def share_buffers(model: torch.nn.Module, world: World) -> None:
     """Every process's buffers (BatchNorm's running statistics) made the main process's: DDP
     sends them at each training forward, so after an epoch's last batch each process holds its

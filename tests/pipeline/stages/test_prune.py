@@ -52,3 +52,42 @@ def test_a_table_file_that_holds_no_table_is_refused_with_what_to_do(tmp_path):
         read_table(path)
     with pytest.raises(UserError, match="give --table FILE"):
         read_table(None)
+
+
+def test_every_process_of_a_run_builds_the_main_process_plan(monkeypatch):
+    """Each process plans alone; a near-tie in a block's damage (or a channel's importance)
+    broken another way on another device would build another student. The prune stage builds
+    the one the main process planned, in every process (`distributed.same_as_main`, here
+    standing in for the broadcast: this process would have dropped other blocks)."""
+    import types
+
+    import torch
+
+    from alphaprune import distributed
+    from alphaprune.blocks import BlockBlend
+    from alphaprune.budget.allocator import allocate
+    from alphaprune.models import build_model
+    from alphaprune.pipeline.params.recipe import PruneConfig
+    from alphaprune.pipeline.stages import prune as stage
+    from alphaprune.world import World
+
+    torch.manual_seed(0)
+    teacher = build_model("resnet20", 10, image_size=16).eval()
+    x = torch.randn(8, 3, 16, 16)
+    cfg = PruneConfig(branch="blocks", amount=0.3, target="macs")
+    main_plan = allocate(teacher, "blocks", 0.5, x, target="macs")  # what the main one chose
+    sent = []
+
+    def broadcast(world, plan, device):
+        sent.append((world.rank, plan))
+        return main_plan
+
+    monkeypatch.setattr(distributed, "same_as_main", broadcast)
+    runtime = types.SimpleNamespace(world=World(rank=1, size=2), device=torch.device("cpu"))
+    model, plan = stage.make_student(teacher, cfg, x, [x], agree=stage.agreed(runtime))
+    faded = sorted(n for n, m in model.named_modules() if isinstance(m, BlockBlend))
+    assert plan == main_plan and faded == sorted(lp.name for lp in main_plan.layers)
+    assert sent[0][0] == 1 and sent[0][1] != main_plan  # it planned another student itself
+    alone = types.SimpleNamespace(world=World(), device=torch.device("cpu"))
+    _, own = stage.make_student(teacher, cfg, x, [x], agree=stage.agreed(alone))
+    assert own == sent[0][1] and len(sent) == 1  # one process: its own plan, nothing sent

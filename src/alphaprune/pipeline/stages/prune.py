@@ -3,15 +3,17 @@ collapsed and saved as the student."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from alphaprune import channels, student
+from alphaprune import channels, distributed, student
 from alphaprune.budget.allocator import allocate
 from alphaprune.budget.channels import DEFAULT_RANKING
 from alphaprune.budget.latency_table import CHECK_TOLERANCE, LatencyTable
@@ -41,10 +43,12 @@ def make_student(
     calibration=None,
     teacher_macs: int | None = None,
     table: LatencyTable | None = None,
+    agree: Callable[[Plan], Plan] = lambda plan: plan,
 ) -> tuple[nn.Module, Plan]:
     """A copy of `teacher` with every layer `cfg` plans blended with its initialised branch;
     `teacher_macs`, the teacher's MACs if its file records them (else they are counted);
-    `table`, the latency table a `target: latency` recipe plans from."""
+    `table`, the latency table a `target: latency` recipe plans from; `agree`, the plan every
+    process of a run builds from this one's (`agreed`)."""
     plan = allocate(
         teacher,
         cfg.branch,
@@ -57,7 +61,25 @@ def make_student(
         table=table,
         ranking=cfg.ranking or DEFAULT_RANKING,
     )
+    plan = agree(plan)
     return student.make_student(teacher, plan, cfg.init, calibration), plan
+
+
+def agreed(runtime) -> Callable[[Plan], Plan]:
+    """The main process's plan, in every process of `runtime`'s run: each plans alone, and a
+    near-tie in the float sums a plan compares (a block's damage, a channel's importance) can
+    be broken another way on another device, which would build different students."""
+    device = runtime.device if runtime.device.type == "cuda" else None
+
+    def agree(plan: Plan) -> Plan:
+        if not runtime.world.distributed:
+            return plan
+        masks = {name: mask.cpu() for name, mask in plan.masks.items()}
+        return distributed.same_as_main(
+            runtime.world, dataclasses.replace(plan, masks=masks), device
+        )
+
+    return agree
 
 
 def prune(
@@ -84,7 +106,9 @@ def prune(
     blocks = cfg.branch == "blocks"  # blocks are chosen by their damage on a calibration batch
     calib = [next(train.batches(cfg.calibration_size))[0]] if cfg.init == "lsq" or blocks else None
     example = calib[0] if blocks else train.examples(2)
-    model, plan = make_student(teacher, cfg, example, calib, recorded_macs(recipe), table)
+    model, plan = make_student(
+        teacher, cfg, example, calib, recorded_macs(recipe), table, agreed(runtime)
+    )
     log.info(
         "%s: %d layers get %s branches; removes %.4f of %d parameters and %.4f of %d MACs",
         variant,
