@@ -40,10 +40,15 @@ def allocate(
     if target not in TARGETS:
         raise BudgetError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
     if kind == blocks.KIND:
+        if target == "latency":
+            raise BudgetError(
+                "target 'latency' is planned for branch 'channels' only, not 'blocks' (use "
+                "target 'params' or 'macs', and measure the speed after)"
+            )
         positions = layer_positions(model, example)
         macs = count_macs(model, example) if teacher_macs is None else teacher_macs
         units = Units(kind, amount, target, positions, count_params(model), macs)
-        return blocks.allocate(model, example, units, exclude, table)
+        return blocks.allocate(model, example, units, exclude)
     branch = BRANCHES.lookup(kind)
     if target == "macs" and branch.allocation == "mask":
         raise BudgetError(
@@ -52,9 +57,8 @@ def allocate(
         )
     if target == "latency" and branch.allocation != "channels":
         raise BudgetError(
-            f"target 'latency' is planned for branches 'channels' and 'blocks' only, not "
-            f"{kind!r} (a latency table times narrower channels, and layers taken out; use "
-            "target 'params' or 'macs')"
+            f"target 'latency' is planned for branch 'channels' only, not {kind!r} (a latency "
+            "table times narrower channels; use target 'params' or 'macs')"
         )
     positions = layer_positions(model, example)
     macs = count_macs(model, example) if teacher_macs is None else teacher_macs

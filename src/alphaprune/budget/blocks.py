@@ -1,7 +1,5 @@
 """Allocation `blocks`: which whole residual blocks to drop (`alphaprune.blocks`) to remove
-`amount` of the parameters, the MACs or the time a latency table per layer predicts (a
-dropped block's layers no longer run: the student's time is the table's prediction with
-their times taken out, so each block's saving is its own, and they add up).
+`amount` of the parameters or MACs.
 
 Importance is measured, not guessed from weights: a block's damage is how far the network's
 logits move on the example batch when it is dropped with the blocks already chosen,
@@ -22,22 +20,16 @@ from torch import Tensor, nn
 
 from alphaprune.blocks import Block, BlockError, removable
 from alphaprune.branches.base import count_params
-from alphaprune.budget.latency_table import LatencyTable
 from alphaprune.budget.plan import BudgetError, LayerPlan, Plan, Units
 
 KIND = "blocks"
 
 
 def allocate(
-    model: nn.Module,
-    example: Tensor,
-    units: Units,
-    exclude: list[str] | None = None,
-    table: LatencyTable | None = None,
+    model: nn.Module, example: Tensor, units: Units, exclude: list[str] | None = None
 ) -> Plan:
-    """The plan that drops the fewest-damage blocks until `units.need` is saved (target
-    latency: `units.amount` of `table`'s time for the teacher). `exclude`: glob patterns over
-    block names (or a layer inside one), blocks kept whole."""
+    """The plan that drops the fewest-damage blocks until `units.need` is saved. `exclude`:
+    glob patterns over block names (or a layer inside one), blocks kept whole."""
     model = copy.deepcopy(model).eval()
     droppable = removable(model)
     found = list(droppable)
@@ -50,88 +42,24 @@ def allocate(
     blocks = [b for b in found if not _excluded(b, exclude)]
     shortcuts = {b.name: droppable[b] for b in blocks}
     plans = {b.name: _plan(model, b, shortcuts[b.name], units) for b in blocks}
-    if units.target == "latency":
-        saving = _saved_ms(table, model, blocks)
-        need: float = units.amount * table.full_ms
-    else:
-        saving = {n: units.saving(lp) for n, lp in plans.items()}
-        need = units.need
-    most = sum(saving.values())
-    if most < need:
-        if units.target == "latency":
-            raise BudgetError(
-                f"prune.amount {units.amount:g} of the teacher's {table.full_ms:.4g} ms is "
-                f"unreachable with branch 'blocks': dropping every block allowed saves "
-                f"{most:.4g} ms as the table predicts (prune less, or exclude fewer blocks)"
-            )
+    most = sum(units.saving(lp) for lp in plans.values())
+    if most < units.need:
         raise units.unreachable(most)
     with torch.no_grad():
         reference = model(example)
     chosen: list[str] = []
     saved, base = 0, 0.0  # the damage of the blocks chosen so far, together
-    while saved < need:
-        left = [n for n in plans if n not in chosen and saving[n] > 0]
+    while saved < units.need:
+        left = [n for n in plans if n not in chosen and units.saving(plans[n]) > 0]
         damage = {n: _damage(model, shortcuts, [*chosen, n], example, reference) for n in left}
         # what dropping it adds to the damage done, per unit saved
-        best = min(left, key=lambda n: (damage[n] - base) / saving[n])
+        best = min(left, key=lambda n: (damage[n] - base) / units.saving(plans[n]))
         chosen.append(best)
-        saved, base = saved + saving[best], damage[best]
+        saved, base = saved + units.saving(plans[best]), damage[best]
     order = list(plans)  # the forward pass's order
     layers = [plans[n] for n in sorted(chosen, key=order.index)]
     excluded = [b.name for b in found if b.name not in plans]
-    latency = _predicted(table, saving, chosen) if units.target == "latency" else {}
-    return units.finish(layers, excluded, {}, latency=latency)
-
-
-def _saved_ms(
-    table: LatencyTable | None, model: nn.Module, blocks: list[Block]
-) -> dict[str, float]:
-    """Per block: the time the table predicts dropping it saves, its layers' (convs' and
-    linears', what the table times) share of the teacher's time that shrinks with the layers
-    (what `LatencyTable.predict` scales)."""
-    if table is None:
-        raise BudgetError("target 'latency' needs a latency table (`alphaprune table`)")
-    if not table.layers:
-        raise BudgetError(
-            "target 'latency' with branch 'blocks' needs a table per layer (latency.table.per: "
-            "layer): a table per group times narrower channels, not layers taken out"
-        )
-    timed: dict[str, float] = {}
-    for layer in table.layers:  # a layer called twice is two entries: both go with it
-        timed[layer.name] = timed.get(layer.name, 0.0) + layer.at(layer.inputs, layer.outputs)
-    total = sum(timed.values())
-    timed_kinds = (nn.Conv2d, nn.Linear)
-    layers = {
-        b.name: [n for n in b.residual if isinstance(model.get_submodule(n), timed_kinds)]
-        for b in blocks
-    }
-    missing = sorted({n for names in layers.values() for n in names} - set(timed))
-    if missing:
-        raise BudgetError(
-            f"the latency table has no timings for the layers {', '.join(missing[:4])}"
-            f"{' ...' if len(missing) > 4 else ''}: it was measured on another model; measure "
-            "it again"
-        )
-    share = table.full_ms * (1.0 - table.fixed) / total
-    return {name: share * sum(timed[n] for n in names) for name, names in layers.items()}
-
-
-def _predicted(table: LatencyTable, saving: dict[str, float], chosen: list[str]) -> dict:
-    """What a latency plan records (as `budget.channels` does for channels): the table's
-    engine and conditions, the teacher's time, the student's predicted."""
-    return {
-        "ranking": "blocks",
-        "engine": table.engine,
-        "batch": table.batch,
-        "threads": table.threads,
-        "machine_cpu": table.conditions.get("machine_cpu"),
-        "teacher_ms": table.full_ms,
-        "student_ms": table.full_ms - sum(saving[n] for n in chosen),
-        "blocks_ms": {n: saving[n] for n in chosen},  # what each dropped block saves
-        "table_check_error": table.check_error(),
-        "table_check": table.check_note(),
-        "table_fixed": table.fixed,
-    }
+    return units.finish(layers, excluded, {})
 
 
 def _excluded(block: Block, exclude: list[str] | None) -> bool:

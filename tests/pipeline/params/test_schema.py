@@ -289,17 +289,7 @@ BAD = [
         "latency-target-of-another-branch",
         _set("variants", "seed", {"target": "latency"}),
         "variants.seed",
-        "branches 'channels' and 'blocks' only",
-    ),
-    (
-        "ranking-of-blocks",
-        _set(
-            "variants",
-            "seed",
-            {"branch": "blocks", "trainable": "student", "target": "latency", "ranking": "global"},
-        ),
-        "variants.seed",
-        "ranking applies to branch 'channels' only",
+        "branch 'channels' only",
     ),
     (
         "ranking-of-a-params-target",

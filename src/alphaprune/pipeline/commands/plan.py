@@ -128,10 +128,8 @@ def run(args) -> None:
         print(f"group {root}: not pruned, {why}")
     if plan.latency:
         lat = plan.latency
-        for root, ms in lat.get("groups_ms", {}).items():
+        for root, ms in lat["groups_ms"].items():
             print(f"group {root}: the model alone narrowed so takes {ms:.3f} ms")
-        for name, ms in lat.get("blocks_ms", {}).items():
-            print(f"block {name}: dropping it saves {ms:.3f} ms")
         print(
             f"teacher {lat['teacher_ms']:.3f} ms -> student {lat['student_ms']:.3f} ms predicted "
             f"({lat['engine']}, batch {lat['batch']}, {lat['threads']} thread(s)): speedup "

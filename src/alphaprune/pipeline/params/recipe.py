@@ -218,11 +218,10 @@ class PruneConfig(Strict):
                 "target 'macs' cannot be met with branch 'sparse': a masked layer still runs "
                 "densely, so its MACs do not fall; use target 'params' or a structured branch"
             )
-        if self.target == "latency" and self.branch not in ("channels", "blocks"):
+        if self.target == "latency" and self.branch != "channels":
             raise ValueError(
-                f"target 'latency' is planned for branches 'channels' and 'blocks' only, not "
-                f"{self.branch!r} (the latency table times narrower channels, and layers "
-                "taken out); use target 'params' or 'macs'"
+                f"target 'latency' is planned for branch 'channels' only, not {self.branch!r} "
+                "(the latency table times narrower channels); use target 'params' or 'macs'"
             )
         if self.branch == "blocks" and "branches" in (self.trainable, self.finetune_trainable):
             raise ValueError(
@@ -237,11 +236,6 @@ class PruneConfig(Strict):
                 "init 'random' is not supported for branch 'channels': its branches are the "
                 "readers of the removed channels, which keep their other inputs; use "
                 "'pretrained' (the kept columns as they are) or 'lsq' (refitted on them)"
-            )
-        if self.ranking is not None and self.branch == "blocks":
-            raise ValueError(
-                "ranking applies to branch 'channels' only: blocks are chosen by the damage "
-                "dropping each does, per millisecond the table says it saves"
             )
         if self.ranking is not None and self.target != "latency":
             raise ValueError(

@@ -118,7 +118,6 @@ def accuracy_vs_speedup(
 RANKINGS = {  # prune.ranking -> legend label
     "knapsack": "alphaprune: knapsack, least importance per time saved",
     "knapsack_summed": "alphaprune: knapsack, importance summed over each group's layers",
-    "blocks": "alphaprune: whole blocks, least damage per time saved",
     "global": "Torch-Pruning's global ranking, cut to the same predicted time",
 }
 
