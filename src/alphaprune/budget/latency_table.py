@@ -24,7 +24,7 @@ ResNet-20, VGG-11 and ResNet-18 at batch 64 (benchmarks/latency_table.py, docs/b
 that was within 6.2% where the group table was up to 57% off. At batch 1 it holds for ResNet-20
 (9.9%), not where the weights outgrow the cache (VGG-11, ResNet-18: students up to 97% faster
 than predicted).
-But the nine trained students of the CIFAR-10 front (docs/results.md) ran 6-13% below the
+But the nine trained students of the CIFAR-10 front (docs/results.md) ran 6-14% below the
 speedup it predicted: part of the time does not shrink with the layers (the engine's
 per-operator overheads). So a table per layer also times `calibration` plans whole (every group
 at about three quarters, half and the least of its width) and fits the share of the teacher's
