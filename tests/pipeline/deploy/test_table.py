@@ -188,12 +188,17 @@ def test_the_prediction_per_layer_is_exact_where_layer_times_are_bilinear(name, 
         assert table.conditions["models_timed"] < cells
         inner = [layers[f"layer3.{b}.conv1"] for b in range(3)]
         assert inner[1].ms == inner[2].ms  # one timing read twice (block 0 reads another input)
+    _assert_predicts_random_students(table, model, _macs_as_ms, 5)
+
+
+def _assert_predicts_random_students(table, model, timings, n: int) -> None:
+    """`n` students of random widths, between the grid's (4 and the full width), not on a
+    block: the table predicts what `timings` says each takes, to float rounding."""
     example = torch.zeros(2, *SHAPE)
     g = torch.Generator().manual_seed(0)
-    for _ in range(5):
-        # between the grid's widths (4 and the full width), not on a block
+    for _ in range(n):
         kept = {r: int(torch.randint(5, w, (1,), generator=g)) for r, w in table.widths.items()}
-        ((exact, _),) = _macs_as_ms([narrowed(model, kept, example)], SHAPE)
+        ((exact, _),) = timings([narrowed(model, kept, example)], SHAPE)
         assert table.predict(kept) == pytest.approx(exact, rel=1e-12)
 
 
@@ -219,12 +224,7 @@ def test_the_table_per_layer_takes_the_time_that_does_not_shrink_from_its_calibr
     table = measure_table(teacher, SHAPE, batch=8, round_to=4, widths=2, exclude=["linear"])
     assert table.fixed == pytest.approx(overhead, abs=1e-12)
     assert table.check_error() == pytest.approx(0, abs=1e-12)
-    example = torch.zeros(2, *SHAPE)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(3):
-        kept = {r: int(torch.randint(5, w, (1,), generator=g)) for r, w in table.widths.items()}
-        ((exact, _),) = with_overhead([narrowed(teacher, kept, example)], SHAPE)
-        assert table.predict(kept) == pytest.approx(exact, rel=1e-12)
+    _assert_predicts_random_students(table, teacher, with_overhead, 3)
     again = LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
     assert again == table and again.fixed == table.fixed
 
