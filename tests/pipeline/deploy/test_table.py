@@ -66,7 +66,10 @@ def test_the_table_per_layer_times_each_layer_on_the_grid_of_its_groups_widths(m
     """conv1 and conv2 write their groups, conv3 reads conv2's and writes its own, fc reads
     conv3's: each timed alone on the input it gets, at the sampled widths of the groups it
     reads (rows) and writes (columns); conv1 (excluded: the first layer) at its width alone."""
-    table = measure_table(model, SHAPE, batch=8, round_to=8, widths=3, seconds=0.01, rounds=2)
+    table = measure_table(
+        model, SHAPE, batch=8, round_to=8, widths=3, seconds=0.01, rounds=2, whole_rounds=3,
+        whole_seconds=0.01,
+    )  # fmt: skip
     assert table.per == "layer" and table.groups == {} and table.pairs == ()
     assert table.widths == {"conv2": 32, "conv3": 64}
     layers = {layer.name: layer for layer in table.layers}
@@ -229,6 +232,35 @@ def test_the_table_per_layer_takes_the_time_that_does_not_shrink_from_its_calibr
     assert again == table and again.fixed == table.fixed
 
 
+@pytest.mark.parametrize("per", ["layer", "group"])
+def test_the_models_timed_whole_are_timed_longer_per_layer(per, model, monkeypatch):
+    """Per layer, the teacher, the calibration and the check are timed in turns of their own at
+    `whole_seconds` x `whole_rounds` (their noise is the prediction's), the layers at `seconds`
+    x `rounds`; per group, every model in the same turns (a group's timing is a difference
+    from the teacher's), at `seconds` x `rounds`."""
+    calls = []
+
+    def recorded(models, shape, batch, threads, seconds, rounds, shapes=None):
+        whole = {not isinstance(m, (nn.Conv2d, nn.Linear)) for m in models}
+        calls.append((len(models), whole, seconds, rounds))
+        return _macs_as_ms(models, shape, shapes=shapes)
+
+    monkeypatch.setattr(table_module, "timed_in_turns", recorded)
+    table = measure_table(
+        model, SHAPE, per=per, batch=8, round_to=8, widths=2, seconds=0.01, rounds=2,
+        whole_seconds=0.5, whole_rounds=5,
+    )  # fmt: skip
+    if per == "layer":
+        (n, whole, *timing), (_, layers, *layer_timing) = calls
+        assert (n, whole, timing) == (5, {True}, [0.5, 5])  # teacher, 3 calibration, check
+        assert (layers, layer_timing) == ({False}, [0.01, 2])
+        assert (table.conditions["whole_seconds"], table.conditions["whole_rounds"]) == (0.5, 5)
+    else:
+        ((n, _, *timing),) = calls
+        assert timing == [0.01, 2] and n == table.conditions["models_timed"]
+        assert "whole_seconds" not in table.conditions
+
+
 class Split(nn.Module):
     """`c1`'s channels split between two readers (`chunk`): each reads half of the group."""
 
@@ -274,6 +306,7 @@ def test_table_command_writes_what_plan_reads(tmp_path, model, capsys):
     save_model(teacher, model, recipe_for("cnn", 10, SHAPE))
     out = tmp_path / "table.json"
     args = ["--round-to", "8", "--widths", "2", "--seconds", "0.01", "--rounds", "1"]
+    args += ["--whole-seconds", "0.01", "--whole-rounds", "2"]
     assert main(["table", "--teacher", str(teacher), "--out", str(out), *args]) == 0
     table = LatencyTable.from_dict(json.loads(out.read_text()))
     assert table.engine == "onnxruntime-cpu" and table.batch == 64 and table.threads == 1
@@ -322,6 +355,7 @@ def test_the_pipelines_table_measures_what_params_say(tmp_path, tiny_raw):
     record holds the params keys the stage depends on."""
     raw = {**tiny_raw, "latency": {"threads": 1, "throughput_batch": 4}}
     raw["latency"]["table"] = {"round_to": 16, "widths": 2, "seconds": 0.005, "rounds": 1}
+    raw["latency"]["table"] |= {"whole_seconds": 0.005, "whole_rounds": 2}
     params, out, record = tmp_path / "params.yaml", tmp_path / "table.json", tmp_path / "rec.json"
     params.write_text(json.dumps(raw))
     card = _prepared_card(tmp_path)
@@ -331,6 +365,7 @@ def test_the_pipelines_table_measures_what_params_say(tmp_path, tiny_raw):
     assert (table.batch, table.threads, table.round_to) == (4, 1, 16)
     assert table.widths == {"conv2": 32, "conv3": 64}  # the cnn at 3x16x16, 10 classes
     assert table.per == "layer" and table.conditions["rounds"] == 1
+    assert table.conditions["whole_rounds"] == 2
     conv3 = next(layer for layer in table.layers if layer.name == "conv3")
     assert sorted(conv3.ms) == [(16, 16), (16, 64), (32, 16), (32, 64)]
     assert json.loads(record.read_text())["latency.table"]["round_to"] == 16

@@ -36,6 +36,8 @@ FLAGS = {  # --teacher's settings, and their defaults (the pipeline's are latenc
     "widths": 8,
     "seconds": 0.1,
     "rounds": 3,
+    "whole_seconds": 1.0,
+    "whole_rounds": 7,
 }
 UNMEASURED = "latency.table is unset: no table was measured (no variant may target latency)"
 
@@ -59,6 +61,15 @@ def add_arguments(p) -> None:
     )
     p.add_argument("--seconds", type=float, help="timed seconds per model and round (0.1)")
     p.add_argument("--rounds", type=int, help="rounds (medians over them; default: 3)")
+    p.add_argument(
+        "--whole-seconds",
+        type=float,
+        help="per layer: timed seconds per round of the models timed whole (the teacher, the "
+        "calibration and the check; default: 1.0)",
+    )
+    p.add_argument(
+        "--whole-rounds", type=int, help="per layer: rounds of the models timed whole (default: 7)"
+    )
     p.add_argument("--exclude", nargs="*", default=None, help="as the prune's prune.exclude")
 
 

@@ -100,10 +100,19 @@ def measure_table(
     rounds: int = 3,
     widths: int = 8,
     exclude: list[str] | None = None,
+    whole_seconds: float = 1.0,
+    whole_rounds: int = 7,
 ) -> LatencyTable:
     """`model`'s latency table on onnxruntime (CPU) for inputs of `shape` (C, H, W): its groups
     as the channel allocator finds them (`exclude` as the allocator's), timed `per` layer or
-    group (see above), at most `widths` timed widths per group (or per layer, each way)."""
+    group (see above), at most `widths` timed widths per group (or per layer, each way), each
+    model `rounds` times for `seconds`. Per layer, the models timed whole (the teacher, the
+    calibration and the check) are timed on their own, `whole_rounds` times for
+    `whole_seconds`: the teacher's time scales every prediction, and the share of it that does
+    not shrink is fitted to three plans, so their noise is the table's (0.1 s x 3 fitted 6% and
+    16% in two builds of one table: docs/benchmarks.md); a layer's timing only enters as a
+    ratio to the other layers'. Per group, the groups' timings are differences from the
+    teacher's, so all are timed in the same turns, at `seconds` and `rounds`."""
     if per not in PER:
         raise ValueError(f"per: one of {', '.join(PER)}, got {per!r}")
     if widths < 2:
@@ -131,19 +140,25 @@ def measure_table(
             if check not in plans:
                 break
         plans.append(check)
-    models = [model] + [narrowed(model, kept, example) for kept in plans]
-    shapes = [shape] * len(models)
+    wholes = [model] + [narrowed(model, kept, example) for kept in plans]
     if per == "group":
         singles, pairs = _group_plans(groups, round_to, widths)
-        models += [narrowed(model, {r: k}, example) for r, k in singles]
+        models = [narrowed(model, {r: k}, example) for r, k in singles]
         models += [narrowed(model, kept, example) for kept in pairs]
-        shapes += [shape] * (len(singles) + len(pairs))
+        shapes = [shape] * len(models)
     else:
         grids, distinct = _layer_grids(model, shape, groups, round_to, widths)
-        models += [m for m, _ in distinct.values()]
-        shapes += [s for _, s in distinct.values()]
+        models = [m for m, _ in distinct.values()]
+        shapes = [s for _, s in distinct.values()]
     with latency.OtherCpuUse() as other:
-        times = timed_in_turns(models, shape, batch, threads, seconds, rounds, shapes=shapes)
+        if per == "group":
+            shapes = [shape] * len(wholes) + shapes
+            times = timed_in_turns(
+                [*wholes, *models], shape, batch, threads, seconds, rounds, shapes=shapes
+            )
+        else:
+            times = timed_in_turns(wholes, shape, batch, threads, whole_seconds, whole_rounds)
+            times += timed_in_turns(models, shape, batch, threads, seconds, rounds, shapes=shapes)
     full, whole = (
         times[0],
         [
@@ -179,7 +194,12 @@ def measure_table(
         conditions={
             "seconds": seconds,
             "rounds": rounds,
-            "models_timed": len(models),
+            **(
+                {"whole_seconds": whole_seconds, "whole_rounds": whole_rounds}
+                if per == "layer"
+                else {}
+            ),
+            "models_timed": len(wholes) + len(models),
             "other_cpu_use_cores": other.cores,
             **latency.machine(torch.device("cpu")),
         },

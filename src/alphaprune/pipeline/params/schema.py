@@ -98,13 +98,18 @@ class TableConfig(Strict):
     # "layer": each layer with weights alone on a grid of its input and output widths, at most
     # `widths` each way; or "group": the model with each channel group narrowed, at most
     # `widths` kept widths per group; widths in steps of `round_to`, each model timed `rounds`
-    # times for `seconds`. `exclude`: as the variants' prune.exclude.
+    # times for `seconds`. Per layer, the models timed whole (the teacher and the plans the
+    # table calibrates and checks itself on: five) are timed `whole_rounds` times for
+    # `whole_seconds` instead: every prediction scales with them. `exclude`: as the variants'
+    # prune.exclude.
     per: Literal["layer", "group"] = "layer"
     batch: PositiveInt | None = None
     round_to: PositiveInt = 8
     widths: Annotated[int, Field(ge=2)] = 8
     seconds: Annotated[float, Field(gt=0)] = 0.1
     rounds: PositiveInt = 3
+    whole_seconds: Annotated[float, Field(gt=0)] = 1.0
+    whole_rounds: PositiveInt = 7
     exclude: list[str] | None = None
 
 
