@@ -14,7 +14,8 @@ import torch
 from alphaprune.budget import latency
 from alphaprune.budget.allocator import allocate
 from alphaprune.budget.latency import knapsack
-from alphaprune.budget.latency_table import Check, LatencyTable, Layer, Pair, candidate_widths
+from alphaprune.budget.latency_table import Check, LatencyTable, Pair, candidate_widths
+from alphaprune.budget.layer_times import Layer
 from alphaprune.budget.plan import BudgetError
 from alphaprune.channels import channel_groups
 from alphaprune.models import build_model

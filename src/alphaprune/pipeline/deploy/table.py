@@ -38,7 +38,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from alphaprune.budget.latency_table import Check, LatencyTable, Layer, Pair, candidate_widths
+from alphaprune.budget.latency_table import Check, LatencyTable, Pair, candidate_widths
+from alphaprune.budget.layer_times import Layer
 from alphaprune.budget.plan import BudgetError, candidate_layers
 from alphaprune.channels import ChannelGroup, channel_groups, narrow
 from alphaprune.pipeline.deploy import export, latency
