@@ -8,8 +8,16 @@ time those students in turns with the teacher (`measured_fractions`); print each
 predicted and measured time as a fraction of the teacher's, the error, and what the table cost.
 Weights do not change how long a dense layer takes: the models are untrained.
 
+`--builds N` measures each table N times over, one after another, and scores every build on the
+same students (timed once, after the builds, at `--student-seconds` x `--student-rounds`): how
+much a table's fitted share of fixed time (`LatencyTable.fixed`) and its errors move from one
+build to the next on this machine. `--whole-seconds` / `--whole-rounds`: how long the table
+times its whole models (the teacher, the calibration, the check; the table's defaults 1 s x 7).
+
     python benchmarks/latency_table.py --models resnet20 vgg11 tv:resnet18 --batch 64
     python benchmarks/latency_table.py --models resnet20 vgg11 tv:resnet18 --batch 64 --per group
+    python benchmarks/latency_table.py --models resnet20 --builds 3 --student-seconds 1 \
+        --student-rounds 7 --whole-seconds 0.1 --whole-rounds 3
 """
 
 from __future__ import annotations
@@ -49,44 +57,64 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=0.1)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--size", type=int, default=32, help="input height and width")
+    p.add_argument("--whole-seconds", type=float, default=1.0)
+    p.add_argument("--whole-rounds", type=int, default=7)
+    p.add_argument("--builds", type=int, default=1, help="tables measured per model")
+    p.add_argument("--student-seconds", type=float, help="(default: --seconds)")
+    p.add_argument("--student-rounds", type=int, help="(default: --rounds)")
     args = p.parse_args()
     shape = (3, args.size, args.size)
     for name in args.models:
         torch.manual_seed(0)
         model = build_model(name, 10, in_channels=3, image_size=args.size).eval()
-        t0 = time.perf_counter()
-        table = measure_table(
-            model,
-            shape,
-            per=args.per,
-            batch=args.batch,
-            round_to=args.round_to,
-            seconds=args.seconds,
-            rounds=args.rounds,
-            widths=args.widths,
-        )
-        cost = time.perf_counter() - t0
+        tables = []
+        for build in range(args.builds):
+            t0 = time.perf_counter()
+            table = measure_table(
+                model,
+                shape,
+                per=args.per,
+                batch=args.batch,
+                round_to=args.round_to,
+                seconds=args.seconds,
+                rounds=args.rounds,
+                widths=args.widths,
+                whole_seconds=args.whole_seconds,
+                whole_rounds=args.whole_rounds,
+            )
+            tables.append(table)
+            print(
+                f"{name} build {build + 1}: teacher {table.full_ms:.3f} ms at batch {args.batch}"
+                f" [{table.full_spread[0]:.3f}, {table.full_spread[1]:.3f}]; table per "
+                f"{args.per}: {len(table.widths)} groups, {len(table.pairs)} pairs, "
+                f"{len(table.layers)} layers, {table.conditions['models_timed']} models timed "
+                f"in {time.perf_counter() - t0:.0f} s; fixed share {100 * table.fixed:.1f}%; "
+                f"other processes kept {table.conditions['other_cpu_use_cores']:.2f} cores busy;"
+                f" check: {table.check_note()}",
+                flush=True,
+            )
         drawn = allocations(table.widths, args.round_to, args.students)
         measured = measured_fractions(
-            model, shape, drawn, batch=args.batch, seconds=args.seconds, rounds=args.rounds
+            model,
+            shape,
+            drawn,
+            batch=args.batch,
+            seconds=args.student_seconds or args.seconds,
+            rounds=args.student_rounds or args.rounds,
         )
-        print(
-            f"{name}: teacher {table.full_ms:.3f} ms at batch {args.batch} "
-            f"[{table.full_spread[0]:.3f}, {table.full_spread[1]:.3f}]; table per {args.per}: "
-            f"{len(table.widths)} groups, {len(table.pairs)} pairs, {len(table.layers)} layers, "
-            f"{table.conditions['models_timed']} models timed in {cost:.0f} s; other processes "
-            f"kept {table.conditions['other_cpu_use_cores']:.2f} cores busy; check: "
-            f"{table.check_note()}"
-        )
-        errors = []
-        for kept, got in zip(drawn, measured, strict=True):
-            predicted = table.predict(kept) / table.full_ms
-            errors.append(predicted / got - 1)
+        for build, table in enumerate(tables, 1):
+            errors = []
+            for kept, got in zip(drawn, measured, strict=True):
+                predicted = table.predict(kept) / table.full_ms
+                errors.append(predicted / got - 1)
+                print(
+                    f"  build {build}, student: predicted {predicted:.3f} of the teacher's "
+                    f"time, measured {got:.3f} ({errors[-1]:+.1%}); {len(kept)} groups narrowed"
+                )
             print(
-                f"  student: predicted {predicted:.3f} of the teacher's time, measured {got:.3f}"
-                f" ({errors[-1]:+.1%}); {len(kept)} groups narrowed"
+                f"  build {build}: largest |error| {max(map(abs, errors)):.1%}, mean error "
+                f"{sum(errors) / len(errors):+.1%}"
             )
-        print(f"  largest |error| {max(map(abs, errors)):.1%}")
 
 
 if __name__ == "__main__":
