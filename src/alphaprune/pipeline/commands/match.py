@@ -1,0 +1,106 @@
+"""`alphaprune match`: another ranking's amount whose student measures as fast as the product's.
+
+The product's channel student (`--ranking`, asked for `--amount` of the teacher's time in
+`--table`) is the reference; the other ranking's (`--against`, Torch-Pruning's `global` by
+default) amount is searched until its student, timed in turns with the reference in
+onnxruntime (the table's batch and threads), takes the same time within `--tolerance`
+(`alphaprune.pipeline.deploy.match`). It prints each try and the `amount` to give a variant of
+that ranking, so that accuracies are compared at equal measured speed. Students are timed with
+the teacher's first channels kept (weights do not change a dense layer's time); run it with
+nothing else running."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alphaprune.pipeline.params.base import ConfigError
+
+RANKINGS = ("knapsack", "knapsack_summed", "global")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--teacher", type=Path, required=True, metavar="FILE", help="a model file")
+    p.add_argument(
+        "--table", type=Path, required=True, metavar="FILE", help="`alphaprune table`'s file"
+    )
+    p.add_argument(
+        "--amount", type=float, required=True, help="the reference's target: its time removed"
+    )
+    p.add_argument(
+        "--ranking",
+        choices=RANKINGS,
+        help="the reference's ranking (default: the product's, knapsack_summed)",
+    )
+    p.add_argument("--against", choices=RANKINGS, default="global", help="(default: global)")
+    p.add_argument("--exclude", nargs="*", default=None, help="as the variants' prune.exclude")
+    p.add_argument("--seconds", type=float, default=1.0, help="timed seconds a model and round")
+    p.add_argument("--rounds", type=int, default=7, help="rounds a try (default: 7)")
+    p.add_argument(
+        "--tolerance", type=float, default=0.02, help="how near 1 the ratio must be (0.02)"
+    )
+    p.add_argument("--steps", type=int, default=8, help="tries at most (default: 8)")
+
+
+def run(args) -> None:
+    import torch
+
+    from alphaprune.budget.allocator import allocate
+    from alphaprune.budget.channels import DEFAULT_RANKING
+    from alphaprune.budget.latency_table import LatencyTable
+    from alphaprune.loading import load_model
+    from alphaprune.pipeline.deploy.match import measured_ratio, search
+
+    ranking = args.ranking or DEFAULT_RANKING
+    if ranking == args.against:
+        raise ConfigError(f"--against {args.against}: the reference's ranking already")
+    if args.rounds < 1 or args.seconds <= 0 or args.steps < 1 or args.tolerance <= 0:
+        raise ConfigError("--rounds, --seconds, --steps and --tolerance must be positive")
+    model, recipe = load_model(args.teacher)
+    if recipe.get("layers"):
+        raise ConfigError(f"--teacher: {args.teacher} is a student, not a teacher")
+    table = LatencyTable.from_file(args.table)
+    shape = tuple(recipe["model"]["shape"])
+    example = torch.zeros(2, *shape)
+
+    def plan(amount: float, how: str):
+        planned = allocate(
+            model, "channels", amount, example, args.exclude, table.round_to, "latency",
+            table=table, ranking=how,
+        )  # fmt: skip
+        kept = {r: table.widths[r] - len(idxs) for r, idxs in planned.removed.items()}
+        return kept, planned.latency["teacher_ms"] / planned.latency["student_ms"]
+
+    timing = {
+        "batch": table.batch,
+        "threads": table.threads,
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+    }
+    reference, predicted = plan(args.amount, ranking)
+    speedup = 1 / measured_ratio(model, shape, {}, reference, **timing)
+    print(
+        f"reference: {ranking} at amount {args.amount}: predicted {predicted:.2f}x, measured "
+        f"{speedup:.2f}x ({table.engine}, batch {table.batch}, {table.threads} thread(s))"
+    )
+
+    def ratio_at(amount: float) -> float:
+        kept, predicted = plan(amount, args.against)
+        ratio = measured_ratio(model, shape, reference, kept, **timing)
+        print(
+            f"  {args.against} at amount {amount:.4f}: predicted {predicted:.2f}x, its time "
+            f"{ratio:.3f} of the reference's (about {speedup / ratio:.2f}x)",
+            flush=True,
+        )
+        return ratio
+
+    found = search(ratio_at, args.amount, tolerance=args.tolerance, most=args.steps)
+    verdict = (
+        "matched"
+        if found.converged
+        else f"not within {args.tolerance} after {len(found.steps)} tries; the nearest"
+    )
+    print(
+        f"{verdict}: {args.against} at amount {found.amount:.4f} takes {found.ratio:.3f} of the "
+        f"reference's time. Its variant: {{branch: channels, target: latency, ranking: "
+        f"{args.against}, amount: {found.amount:.4f}}}"
+    )

@@ -1,0 +1,95 @@
+"""Another ranking at the same measured speed (alphaprune.pipeline.deploy.match): the search
+converges on stand-in timings (a time proportional to what the plan keeps, one with curvature,
+one that steps), says when no amount can match, and the `alphaprune match` command finds the
+amount whose student's (stand-in) time is the reference's: at round_to 1, where the plans are
+fine enough for 1% (at round_to 4 the cnn's nearest plan is 4% off, which the command reports
+as not matched)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from alphaprune.budget.allocator import allocate
+from alphaprune.budget.plan import BudgetError
+from alphaprune.modelfile import recipe_for, save_model
+from alphaprune.models import build_model
+from alphaprune.pipeline.cli import main
+from alphaprune.pipeline.deploy import match as match_module
+from alphaprune.pipeline.deploy import table as table_module
+from alphaprune.pipeline.deploy.match import search
+from alphaprune.pipeline.deploy.table import measure_table, narrowed
+
+
+def test_a_time_proportional_to_what_is_kept_is_matched_in_one_step():
+    """Where a plan's time is proportional to 1 - amount (what the step assumes), the second
+    try is the match, from either side."""
+    for start in (0.2, 0.6):
+        found = search(lambda a: (1 - a) / (1 - 0.37), start)
+        assert found.converged and len(found.steps) == 2
+        assert found.amount == pytest.approx(0.37, abs=1e-12)
+
+
+def test_a_curved_time_is_matched_within_the_tolerance_inside_a_closing_bracket():
+    curved = [lambda a: ((1 - a) / 0.6) ** 1.6, lambda a: ((1 - a) / 0.6) ** 0.5]
+    for ratio_at in curved:
+        found = search(ratio_at, 0.2, tolerance=0.01)
+        assert found.converged and abs(found.ratio - 1) <= 0.01
+        assert abs(ratio_at(found.amount) - 1) <= 0.01 and len(found.steps) <= 5
+        slow = [s.amount for s in found.steps if s.ratio > 1]
+        fast = [s.amount for s in found.steps if s.ratio < 1]
+        assert not slow or not fast or max(slow) < min(fast)  # each try inside the bracket
+
+
+def test_a_time_that_steps_past_one_gives_the_nearest_and_says_so():
+    """Plans step in blocks of channels: no amount gives a ratio within the tolerance, and the
+    search stops with the bracket closed, the nearest try, and converged False."""
+    found = search(lambda a: 1.03 if a < 0.5 else 0.95, 0.3, tolerance=0.02, most=30)
+    assert not found.converged and found.ratio == 1.03
+    assert len(found.steps) < 30  # the bracket closed below the resolution first
+    assert abs(found.amount - 0.5) < 2e-3
+
+
+def test_no_amount_that_matches_is_refused():
+    with pytest.raises(BudgetError, match="still takes 2.000 of the reference's"):
+        search(lambda a: 2.0, 0.5)
+    with pytest.raises(BudgetError, match="starts at an amount in"):
+        search(lambda a: 1.0, 0.0)
+
+
+def _params_as_ms(models, shape, *args, shapes=None):
+    """A stand-in for the timings: a model takes its parameter count, in every round."""
+    return [[float(sum(p.numel() for p in m.parameters()))] * 2 for m in models]
+
+
+def test_match_finds_the_amount_whose_student_takes_the_reference_s_time(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(table_module, "timed_in_turns", _params_as_ms)
+    monkeypatch.setattr(match_module, "timed_in_turns", _params_as_ms)
+    torch.manual_seed(0)
+    model = build_model("cnn", 10, in_channels=3, image_size=16).eval()
+    shape = (3, 16, 16)
+    teacher = tmp_path / "teacher.pt"
+    save_model(teacher, model, recipe_for("cnn", 10, shape))
+    table = measure_table(model, shape, batch=8, round_to=1, widths=2, exclude=["fc"])
+    path = tmp_path / "table.json"
+    path.write_text(__import__("json").dumps(table.to_dict()))
+    args = ["match", "--teacher", str(teacher), "--table", str(path), "--amount", "0.4"]
+    assert main([*args, "--exclude", "fc", "--tolerance", "0.01"]) == 0
+    said = capsys.readouterr().out
+    assert "reference: knapsack_summed at amount 0.4" in said and "matched:" in said
+    amount = float(said.split("Its variant: {")[1].split("amount: ")[1].rstrip("}\n"))
+    example = torch.zeros(2, *shape)
+
+    def params(ranking: str, a: float) -> float:
+        plan = allocate(
+            model, "channels", a, example, ["fc"], 1, "latency", table=table, ranking=ranking
+        )
+        kept = {r: table.widths[r] - len(i) for r, i in plan.removed.items()}
+        return _params_as_ms([narrowed(model, kept, example)], shape)[0][0]
+
+    ratio = params("global", amount) / params("knapsack_summed", 0.4)
+    assert abs(ratio - 1) <= 0.01
+    assert main([*args, "--exclude", "fc", "--against", "knapsack_summed"]) == 2
+    assert "the reference's ranking already" in capsys.readouterr().err
