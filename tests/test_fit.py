@@ -316,10 +316,20 @@ BLOCKS = {
 }
 
 
-@pytest.mark.parametrize("kill_at", [3, 6])  # while the blocks fade; after they are dropped
-def test_a_killed_block_prune_resumes_bit_exact(prepared_path, resnet_teacher, tmp_path, kill_at):
+@pytest.fixture(scope="module")
+def whole_block_prune(prepared_path, resnet_teacher, tmp_path_factory) -> Path:
+    """The block prune run through without a kill, once for the kills below."""
+    out = tmp_path_factory.mktemp("whole")
     params = resolve({**TINY, "model": {"name": "resnet20"}, "variants": {"base": BLOCKS}}, "t")
-    _prune(params, "base", prepared_path, resnet_teacher, tmp_path / "whole")
+    _prune(params, "base", prepared_path, resnet_teacher, out)
+    return out
+
+
+@pytest.mark.parametrize("kill_at", [3, 6])  # while the blocks fade; after they are dropped
+def test_a_killed_block_prune_resumes_bit_exact(
+    prepared_path, resnet_teacher, whole_block_prune, tmp_path, kill_at
+):
+    params = resolve({**TINY, "model": {"name": "resnet20"}, "variants": {"base": BLOCKS}}, "t")
     with pytest.raises(_Kill):
         _prune(
             params,
@@ -331,10 +341,10 @@ def test_a_killed_block_prune_resumes_bit_exact(prepared_path, resnet_teacher, t
         )
     assert (tmp_path / "cut" / "checkpoint" / "last.pt").exists()
     _prune(params, "base", prepared_path, resnet_teacher, tmp_path / "cut")
-    a = pd.read_csv(tmp_path / "whole" / "history.csv").drop(columns="seconds")
+    a = pd.read_csv(whole_block_prune / "history.csv").drop(columns="seconds")
     b = pd.read_csv(tmp_path / "cut" / "history.csv").drop(columns="seconds")
     pd.testing.assert_frame_equal(a, b, check_exact=True)
-    sa = load_model(tmp_path / "whole" / "student.pt")[0].state_dict()
+    sa = load_model(whole_block_prune / "student.pt")[0].state_dict()
     sb = load_model(tmp_path / "cut" / "student.pt")[0].state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     # the student is the teacher with whole blocks gone: their residual layers are not in it
