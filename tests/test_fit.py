@@ -21,6 +21,7 @@ from alphaprune.pipeline.stages.engine import splits
 from alphaprune.pipeline.stages.prune import make_student, prune
 from alphaprune.runtime import Runtime
 from conftest import TINY
+from conftest import tiny_params as tiny_config
 
 # 63 tests of a second or so each: about 100 s on a 2-core machine, one unit for pytest-xdist
 pytestmark = pytest.mark.slow(seconds=100)
@@ -242,6 +243,22 @@ BATCH = {"advance": {"mode": "batch"}, "trainable": "student"}
 CHANNELS = {"branch": "channels", "init": "lsq", "trainable": "student", "round_to": 4}
 
 
+@pytest.fixture(scope="module")
+def whole_prunes(prepared_path, teacher_dir, tmp_path_factory):
+    """`whole_prunes(recipe)`: the folder of the recipe's prune run through without a kill, run
+    once per recipe (the kill points of one recipe share it)."""
+    done: dict[str, Path] = {}
+
+    def whole(recipe: dict) -> Path:
+        key = repr(sorted(recipe.items()))
+        if key not in done:
+            done[key] = tmp_path_factory.mktemp("whole")
+            _prune(tiny_config(base=recipe), "base", prepared_path, teacher_dir, done[key])
+        return done[key]
+
+    return whole
+
+
 @pytest.mark.parametrize(
     ("recipe", "kill_at"),
     [
@@ -256,10 +273,10 @@ CHANNELS = {"branch": "channels", "init": "lsq", "trainable": "student", "round_
     ids=["3", "8", "11", "batch-3", "one-cosine-6", "channels-3", "channels-11"],
 )
 def test_resume_after_interruption_is_bit_exact(
-    tiny_params, prepared_path, teacher_dir, tmp_path, recipe, kill_at
+    whole_prunes, prepared_path, teacher_dir, tmp_path, recipe, kill_at
 ):
-    params = tiny_params(base=recipe)
-    _prune(params, "base", prepared_path, teacher_dir, tmp_path / "whole")
+    params = tiny_config(base=recipe)
+    whole = whole_prunes(recipe)
     with pytest.raises(_Kill):
         _prune(
             params, "base", prepared_path, teacher_dir, tmp_path / "cut", on_epoch=_killer(kill_at)
@@ -283,10 +300,10 @@ def test_resume_after_interruption_is_bit_exact(
     )
     assert seen[0] == resumed_at < kill_at and seen == sorted(seen)
 
-    a = pd.read_csv(tmp_path / "whole" / "history.csv").drop(columns="seconds")
+    a = pd.read_csv(whole / "history.csv").drop(columns="seconds")
     b = pd.read_csv(tmp_path / "cut" / "history.csv").drop(columns="seconds")
     pd.testing.assert_frame_equal(a, b, check_exact=True)
-    sa = load_model(tmp_path / "whole" / "student.pt")[0].state_dict()
+    sa = load_model(whole / "student.pt")[0].state_dict()
     sb = load_model(tmp_path / "cut" / "student.pt")[0].state_dict()
     assert sa.keys() == sb.keys()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
