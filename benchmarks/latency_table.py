@@ -63,6 +63,8 @@ def main() -> None:
     p.add_argument("--student-seconds", type=float, help="(default: --seconds)")
     p.add_argument("--student-rounds", type=int, help="(default: --rounds)")
     args = p.parse_args()
+    if args.builds < 1:
+        p.error(f"--builds: at least 1, got {args.builds}")
     shape = (3, args.size, args.size)
     for name in args.models:
         torch.manual_seed(0)

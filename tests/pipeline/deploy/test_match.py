@@ -2,10 +2,13 @@
 converges on stand-in timings (a time proportional to what the plan keeps, one with curvature,
 one that steps), says when no amount can match, and the `alphaprune match` command finds the
 amount whose student's (stand-in) time is the reference's: at round_to 1, where the plans are
-fine enough for 1% (at round_to 4 the cnn's nearest plan is 4% off, which the command reports
-as not matched)."""
+fine enough for 1%; at round_to 4, where the cnn's nearest plan is 4% off, it ends with an
+error naming the nearest."""
 
 from __future__ import annotations
+
+import json
+import re
 
 import pytest
 import torch
@@ -30,15 +33,39 @@ def test_a_time_proportional_to_what_is_kept_is_matched_in_one_step():
         assert found.amount == pytest.approx(0.37, abs=1e-12)
 
 
+def _assert_each_try_inside_the_bracket(steps) -> None:
+    """Once tries lie on both sides of 1, every later try lies strictly between the nearest."""
+    low, high = 0.0, 1.0
+    for step in steps:
+        assert low < step.amount < high
+        if step.ratio > 1:
+            low = step.amount
+        else:
+            high = step.amount
+
+
 def test_a_curved_time_is_matched_within_the_tolerance_inside_a_closing_bracket():
     curved = [lambda a: ((1 - a) / 0.6) ** 1.6, lambda a: ((1 - a) / 0.6) ** 0.5]
     for ratio_at in curved:
         found = search(ratio_at, 0.2, tolerance=0.01)
         assert found.converged and abs(found.ratio - 1) <= 0.01
         assert abs(ratio_at(found.amount) - 1) <= 0.01 and len(found.steps) <= 5
-        slow = [s.amount for s in found.steps if s.ratio > 1]
-        fast = [s.amount for s in found.steps if s.ratio < 1]
-        assert not slow or not fast or max(slow) < min(fast)  # each try inside the bracket
+        assert found.amount == round(found.amount, 4)  # as a variant will give it
+        _assert_each_try_inside_the_bracket(found.steps)
+
+
+def test_amounts_no_plan_reaches_are_an_upper_bound():
+    """Above 0.6 the other ranking cannot plan (None): the search looks lower and matches."""
+    asked = []
+
+    def ratio_at(a):
+        asked.append(a)
+        return None if a > 0.6 else ((1 - a) / 0.42) ** 3
+
+    found = search(ratio_at, 0.2, tolerance=0.01)
+    assert found.converged and abs(found.amount - 0.58) < 0.005
+    assert any(a > 0.6 for a in asked) and len(asked) > len(found.steps)
+    _assert_each_try_inside_the_bracket(found.steps)
 
 
 def test_a_time_that_steps_past_one_gives_the_nearest_and_says_so():
@@ -48,11 +75,18 @@ def test_a_time_that_steps_past_one_gives_the_nearest_and_says_so():
     assert not found.converged and found.ratio == 1.03
     assert len(found.steps) < 30  # the bracket closed below the resolution first
     assert abs(found.amount - 0.5) < 2e-3
+    _assert_each_try_inside_the_bracket(found.steps)
 
 
 def test_no_amount_that_matches_is_refused():
     with pytest.raises(BudgetError, match="still takes 2.000 of the reference's"):
         search(lambda a: 2.0, 0.5)
+    with pytest.raises(BudgetError, match="faster at any budget"):
+        search(lambda a: 0.9, 0.5)
+    with pytest.raises(BudgetError, match="a ratio of 0.0"):
+        search(lambda a: 0.0, 0.5)
+    with pytest.raises(BudgetError, match="no plan removes 0.5"):
+        search(lambda a: None, 0.5)
     with pytest.raises(BudgetError, match="starts at an amount in"):
         search(lambda a: 1.0, 0.0)
 
@@ -74,12 +108,12 @@ def test_match_finds_the_amount_whose_student_takes_the_reference_s_time(
     save_model(teacher, model, recipe_for("cnn", 10, shape))
     table = measure_table(model, shape, batch=8, round_to=1, widths=2, exclude=["fc"])
     path = tmp_path / "table.json"
-    path.write_text(__import__("json").dumps(table.to_dict()))
+    path.write_text(json.dumps(table.to_dict()))
     args = ["match", "--teacher", str(teacher), "--table", str(path), "--amount", "0.4"]
     assert main([*args, "--exclude", "fc", "--tolerance", "0.01"]) == 0
     said = capsys.readouterr().out
     assert "reference: knapsack_summed at amount 0.4" in said and "matched:" in said
-    amount = float(said.split("Its variant: {")[1].split("amount: ")[1].rstrip("}\n"))
+    amount = float(re.search(r"ranking: global, amount: ([0-9.]+)\}", said).group(1))
     example = torch.zeros(2, *shape)
 
     def params(ranking: str, a: float) -> float:
@@ -93,3 +127,11 @@ def test_match_finds_the_amount_whose_student_takes_the_reference_s_time(
     assert abs(ratio - 1) <= 0.01
     assert main([*args, "--exclude", "fc", "--against", "knapsack_summed"]) == 2
     assert "the reference's ranking already" in capsys.readouterr().err
+    assert main([*args[:-1], "0.99", "--exclude", "fc"]) == 2
+    assert "--amount: in (0, 0.95], got 0.99" in capsys.readouterr().err
+    # at round_to 4 no plan of the cnn comes within 1%: an error naming the nearest
+    coarse = measure_table(model, shape, batch=8, round_to=4, widths=2, exclude=["fc"])
+    path.write_text(json.dumps(coarse.to_dict()))
+    assert main([*args, "--exclude", "fc", "--tolerance", "0.01"]) == 2
+    said = capsys.readouterr().err
+    assert "not within --tolerance 0.01 after" in said and "the nearest, global at amount" in said

@@ -261,6 +261,26 @@ def test_the_models_timed_whole_are_timed_longer_per_layer(per, model, monkeypat
         assert "whole_seconds" not in table.conditions
 
 
+def test_a_plan_timed_whole_is_the_median_of_its_ratios_to_the_teacher(model, monkeypatch):
+    """Per layer, a calibration plan's (and the check's) time is the teacher's median times the
+    median over rounds of its ratio to the teacher in that round: rounds of 10, 20 and 30 ms
+    for the teacher and 5, 9 and 18 for a plan give ratios 0.5, 0.45 and 0.6, so 20 x 0.5 =
+    10 ms (the median of its own timings, 9 ms, would take the ratio of another round)."""
+    teacher_rounds, plan_rounds = [10.0, 20.0, 30.0], [5.0, 9.0, 18.0]
+
+    def drifting(models, shape, batch, threads, seconds, rounds, shapes=None):
+        whole = [not isinstance(m, (nn.Conv2d, nn.Linear)) for m in models]
+        if all(whole):  # the teacher first, then the plans
+            return [teacher_rounds] + [plan_rounds] * (len(models) - 1)
+        return _macs_as_ms(models, shape, shapes=shapes)
+
+    monkeypatch.setattr(table_module, "timed_in_turns", drifting)
+    table = measure_table(model, SHAPE, batch=8, round_to=8, widths=2)
+    assert table.full_ms == 20.0 and table.full_spread == (10.0, 30.0)
+    for plan in (*table.calibration, table.check):
+        assert plan.ms == pytest.approx(10.0, rel=1e-12) and plan.spread == (5.0, 18.0)
+
+
 class Split(nn.Module):
     """`c1`'s channels split between two readers (`chunk`): each reads half of the group."""
 
@@ -321,6 +341,8 @@ def test_table_command_writes_what_plan_reads(tmp_path, model, capsys):
     assert "needs --table FILE" in capsys.readouterr().err
     assert main(["table", "--teacher", str(teacher), "--out", str(out), "--widths", "1"]) == 2
     assert "at least 2 timed widths" in capsys.readouterr().err
+    assert main(["table", "--teacher", str(teacher), "--out", str(out), "--whole-rounds", "0"]) == 2
+    assert "--whole-rounds: above 0, got 0" in capsys.readouterr().err
     assert (
         main(["table", "--teacher", str(teacher), "--out", str(out), "--per", "group", *args]) == 0
     )

@@ -5,7 +5,9 @@ The product's channel student (`--ranking`, asked for `--amount` of the teacher'
 default) amount is searched until its student, timed in turns with the reference in
 onnxruntime (the table's batch and threads), takes the same time within `--tolerance`
 (`alphaprune.pipeline.deploy.match`). It prints each try and the `amount` to give a variant of
-that ranking, so that accuracies are compared at equal measured speed. Students are timed with
+that ranking, so that accuracies are compared at equal measured speed; it ends with an error
+(exit 2) where no amount comes within the tolerance, naming the nearest. The amount holds for
+this table: one measured again plans both rankings anew. Students are timed with
 the teacher's first channels kept (weights do not change a dense layer's time); run it with
 nothing else running."""
 
@@ -47,14 +49,22 @@ def run(args) -> None:
     from alphaprune.budget.allocator import allocate
     from alphaprune.budget.channels import DEFAULT_RANKING
     from alphaprune.budget.latency_table import LatencyTable
+    from alphaprune.budget.plan import BudgetError
     from alphaprune.loading import load_model
-    from alphaprune.pipeline.deploy.match import measured_ratio, search
+    from alphaprune.pipeline.deploy.match import HIGHEST, measured_ratio, search
 
     ranking = args.ranking or DEFAULT_RANKING
     if ranking == args.against:
         raise ConfigError(f"--against {args.against}: the reference's ranking already")
-    if args.rounds < 1 or args.seconds <= 0 or args.steps < 1 or args.tolerance <= 0:
-        raise ConfigError("--rounds, --seconds, --steps and --tolerance must be positive")
+    for flag, ok, what in (
+        ("amount", 0 < args.amount <= HIGHEST, f"in (0, {HIGHEST}]"),
+        ("seconds", args.seconds > 0, "above 0"),
+        ("rounds", args.rounds >= 1, "at least 1"),
+        ("steps", args.steps >= 1, "at least 1"),
+        ("tolerance", 0 < args.tolerance < 1, "in (0, 1)"),
+    ):
+        if not ok:
+            raise ConfigError(f"--{flag}: {what}, got {getattr(args, flag)}")
     model, recipe = load_model(args.teacher)
     if recipe.get("layers"):
         raise ConfigError(f"--teacher: {args.teacher} is a student, not a teacher")
@@ -83,8 +93,12 @@ def run(args) -> None:
         f"{speedup:.2f}x ({table.engine}, batch {table.batch}, {table.threads} thread(s))"
     )
 
-    def ratio_at(amount: float) -> float:
-        kept, predicted = plan(amount, args.against)
+    def ratio_at(amount: float) -> float | None:
+        try:
+            kept, predicted = plan(amount, args.against)
+        except BudgetError as err:  # it cannot remove that much: the search looks lower
+            print(f"  {args.against} at amount {amount:.4f}: no plan ({err})", flush=True)
+            return None
         ratio = measured_ratio(model, shape, reference, kept, **timing)
         print(
             f"  {args.against} at amount {amount:.4f}: predicted {predicted:.2f}x, its time "
@@ -94,13 +108,17 @@ def run(args) -> None:
         return ratio
 
     found = search(ratio_at, args.amount, tolerance=args.tolerance, most=args.steps)
-    verdict = (
-        "matched"
-        if found.converged
-        else f"not within {args.tolerance} after {len(found.steps)} tries; the nearest"
-    )
+    if not found.converged:
+        raise BudgetError(
+            f"not within --tolerance {args.tolerance} after {len(found.steps)} tries: the "
+            f"nearest, {args.against} at amount {found.amount}, takes {found.ratio:.3f} of the "
+            f"reference's time (plans move in blocks of {table.round_to} channels: a looser "
+            "--tolerance, more --steps, or a table of a finer round_to)"
+        )
     print(
-        f"{verdict}: {args.against} at amount {found.amount:.4f} takes {found.ratio:.3f} of the "
+        f"matched: {args.against} at amount {found.amount} takes {found.ratio:.3f} of the "
         f"reference's time. Its variant: {{branch: channels, target: latency, ranking: "
-        f"{args.against}, amount: {found.amount:.4f}}}"
+        f"{args.against}, amount: {found.amount}}}, planned from this table "
+        f"({table.full_ms:.3f} ms, fixed share {table.fixed:.3f}); a table measured again "
+        "plans both anew: match again"
     )

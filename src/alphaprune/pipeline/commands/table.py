@@ -94,6 +94,17 @@ def _by_hand(args) -> None:
     settings = {f: d if getattr(args, f) is None else getattr(args, f) for f, d in FLAGS.items()}
     if settings["widths"] < 2:
         raise ConfigError(f"--widths: at least 2 timed widths per group, got {settings['widths']}")
+    for flag in (
+        "batch",
+        "threads",
+        "round_to",
+        "seconds",
+        "rounds",
+        "whole_seconds",
+        "whole_rounds",
+    ):
+        if not settings[flag] > 0:
+            raise ConfigError(f"--{flag.replace('_', '-')}: above 0, got {settings[flag]}")
     model, recipe = load_model(args.teacher)
     _measure(model, tuple(recipe["model"]["shape"]), settings, args.exclude, args.out)
 

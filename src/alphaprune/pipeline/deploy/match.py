@@ -30,6 +30,7 @@ from alphaprune.budget.plan import BudgetError
 from alphaprune.pipeline.deploy.table import narrowed, timed_in_turns
 
 HIGHEST = 0.95  # the most of the teacher's time a searched plan may be asked to remove
+DIGITS = 4  # amounts are tried rounded to this many decimals, as a variant then gives them
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class Match:
 
 
 def search(
-    ratio_at: Callable[[float], float],
+    ratio_at: Callable[[float], float | None],
     start: float,
     *,
     tolerance: float = 0.02,
@@ -61,8 +62,11 @@ def search(
     highest: float = HIGHEST,
 ) -> Match:
     """The amount in (0, `highest`] at which `ratio_at(amount)` (the candidate's measured time
-    over the reference's, falling as the amount grows) is within `tolerance` of 1, starting at
-    `start` (see the module's docstring)."""
+    over the reference's, falling as the amount grows; None where no plan removes that much) is
+    within `tolerance` of 1, starting at `start` (see the module's docstring). Amounts are tried
+    rounded to `DIGITS` decimals, as a variant gives them. A BudgetError where no amount can
+    match: the candidate slower than the reference at `highest`, or faster at every amount
+    tried."""
     if not 0 < start <= highest:
         raise BudgetError(f"the search starts at an amount in (0, {highest}], got {start}")
     # the tries nearest on each side: too slow (ratio > 1, amount too low), too fast (< 1)
@@ -70,37 +74,56 @@ def search(
     fast: Step | None = None
     low, high = 0.0, highest
     steps: list[Step] = []
-    amount = start
+    tried: list[float] = []  # every amount asked, planned or not
+    amount = round(start, DIGITS)
     for _ in range(most):
+        tried.append(amount)
         ratio = ratio_at(amount)
-        steps.append(Step(amount, ratio))
-        if abs(ratio - 1) <= tolerance:
-            break
-        if ratio > 1:
-            if amount >= highest:
-                raise BudgetError(
-                    f"asked to remove {highest} of the teacher's time, its student still takes "
-                    f"{ratio:.3f} of the reference's: no amount matches it"
-                )
-            slow, low = steps[-1], amount
+        if ratio is None:  # no plan removes that much: an upper bound
+            high = amount
+        elif not ratio > 0:
+            raise BudgetError(f"at amount {amount} the timings gave a ratio of {ratio}")
         else:
-            fast, high = steps[-1], amount
+            steps.append(Step(amount, ratio))
+            if abs(ratio - 1) <= tolerance:
+                break
+            if ratio > 1:
+                if amount >= highest:
+                    raise BudgetError(
+                        f"asked to remove {highest} of the teacher's time, its student still "
+                        f"takes {ratio:.3f} of the reference's: no amount matches it"
+                    )
+                slow, low = steps[-1], amount
+            else:
+                fast, high = steps[-1], amount
         if high - low < resolution:
             break
         if slow and fast:  # bracketed: the ratio interpolated between its two ends
             guess = slow.amount + (slow.ratio - 1) * (fast.amount - slow.amount) / (
                 slow.ratio - fast.ratio
             )
-        else:  # one side only: the time taken to be proportional to what the plan keeps
+        elif ratio is not None:  # one side only: a time proportional to what the plan keeps
             guess = 1 - (1 - amount) / ratio
+        else:
+            guess = high  # not inside: bisect
+        guess = round(guess, DIGITS)
         if low < guess < high:
             amount = guess
-        elif fast is None and highest not in [s.amount for s in steps]:
+        elif fast is None and high == highest and highest not in tried:
             amount = highest  # no faster side seen yet: try the most there is
         else:
-            amount = (low + high) / 2
+            amount = round((low + high) / 2, DIGITS)
+    if not steps:
+        raise BudgetError(f"no plan removes {start} of the teacher's time, nor any amount tried")
     best = min(reversed(steps), key=lambda s: abs(s.ratio - 1))  # ties: the later, nearer
-    return Match(best.amount, best.ratio, tuple(steps), abs(best.ratio - 1) <= tolerance)
+    converged = abs(best.ratio - 1) <= tolerance
+    if not converged and slow is None:
+        raise BudgetError(
+            f"at every amount tried, down to {min(s.amount for s in steps)}, its student takes "
+            f"less than the reference's time ({best.ratio:.3f} at best): it is faster at any "
+            "budget this search reaches"
+        )
+    return Match(best.amount, best.ratio, tuple(steps), converged)
 
 
 def measured_ratio(

@@ -160,13 +160,23 @@ def measure_table(
         else:
             times = timed_in_turns(wholes, shape, batch, threads, whole_seconds, whole_rounds)
             times += timed_in_turns(models, shape, batch, threads, seconds, rounds, shapes=shapes)
-    full, whole = (
-        times[0],
-        [
-            Check(kept, statistics.median(t), (min(t), max(t)))
-            for kept, t in zip(plans, times[1 : 1 + len(plans)], strict=True)
-        ],
-    )
+    full = times[0]
+
+    def plan_ms(t: list[float]) -> float:
+        """Per layer, a plan's time is the teacher's times its ratio to the teacher's in each
+        round (the median): the share that stays is fitted to those ratios, and a round the
+        machine ran slower in moves both alike. Per group, the median of its own timings, as
+        the groups' (the table predicts in milliseconds)."""
+        if per == "group":
+            return statistics.median(t)
+        return statistics.median(full) * statistics.median(
+            x / y for x, y in zip(t, full, strict=True)
+        )
+
+    whole = [
+        Check(kept, plan_ms(t), (min(t), max(t)))
+        for kept, t in zip(plans, times[1 : 1 + len(plans)], strict=True)
+    ]
     times = times[1 + len(plans) :]
     entries: dict = {}
     if per == "group":

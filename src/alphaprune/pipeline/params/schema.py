@@ -98,10 +98,10 @@ class TableConfig(Strict):
     # "layer": each layer with weights alone on a grid of its input and output widths, at most
     # `widths` each way; or "group": the model with each channel group narrowed, at most
     # `widths` kept widths per group; widths in steps of `round_to`, each model timed `rounds`
-    # times for `seconds`. Per layer, the models timed whole (the teacher and the plans the
-    # table calibrates and checks itself on: five) are timed `whole_rounds` times for
-    # `whole_seconds` instead: every prediction scales with them. `exclude`: as the variants'
-    # prune.exclude.
+    # times for `seconds`. Per layer, the five models timed whole (the teacher and the four plans
+    # the table calibrates and checks itself on) are timed `whole_rounds` times for
+    # `whole_seconds` instead: every prediction scales with them (a table per group ignores
+    # both). `exclude`: as the variants' prune.exclude.
     per: Literal["layer", "group"] = "layer"
     batch: PositiveInt | None = None
     round_to: PositiveInt = 8
