@@ -12,12 +12,12 @@ Weights do not change how long a dense layer takes: the models are untrained.
 same students (timed once, after the builds, at `--student-seconds` x `--student-rounds`): how
 much a table's fitted share of fixed time (`LatencyTable.fixed`) and its errors move from one
 build to the next on this machine. `--whole-seconds` / `--whole-rounds`: how long the table
-times its whole models (the teacher, the calibration, the check; the table's defaults 1 s x 7).
+times its whole models (the teacher, the calibration, the check; by default as the layers).
 
     python benchmarks/latency_table.py --models resnet20 vgg11 tv:resnet18 --batch 64
     python benchmarks/latency_table.py --models resnet20 vgg11 tv:resnet18 --batch 64 --per group
     python benchmarks/latency_table.py --models resnet20 --builds 3 --student-seconds 1 \
-        --student-rounds 7 --whole-seconds 0.1 --whole-rounds 3
+        --student-rounds 7 --whole-seconds 1 --whole-rounds 7
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=0.1)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--size", type=int, default=32, help="input height and width")
-    p.add_argument("--whole-seconds", type=float, default=1.0)
-    p.add_argument("--whole-rounds", type=int, default=7)
+    p.add_argument("--whole-seconds", type=float, help="(default: --seconds)")
+    p.add_argument("--whole-rounds", type=int, help="(default: --rounds)")
     p.add_argument("--builds", type=int, default=1, help="tables measured per model")
     p.add_argument("--student-seconds", type=float, help="(default: --seconds)")
     p.add_argument("--student-rounds", type=int, help="(default: --rounds)")

@@ -59,7 +59,7 @@ def of(expected: set[str], variants) -> set[str]:
 DVC_GRID = {**TINY, "variants": {v: TINY["variants"][v] for v in ("a", "b-2")}}
 # The Snakemake project's grid measures a table (briefly), and its channel student `c` plans
 # from it: a quarter of the teacher's time at the throughput batch, removed.
-SMK_TABLE = {"seconds": 0.05, "rounds": 1, "widths": 3, "whole_seconds": 0.05, "whole_rounds": 1}
+SMK_TABLE = {"seconds": 0.05, "rounds": 1, "widths": 3}
 SMK_GRID = {
     **TINY,
     "latency": {**TINY["latency"], "table": SMK_TABLE},

@@ -233,11 +233,11 @@ def test_the_table_per_layer_takes_the_time_that_does_not_shrink_from_its_calibr
 
 
 @pytest.mark.parametrize("per", ["layer", "group"])
-def test_the_models_timed_whole_are_timed_longer_per_layer(per, model, monkeypatch):
+def test_the_models_timed_whole_are_timed_in_turns_of_their_own_per_layer(per, model, monkeypatch):
     """Per layer, the teacher, the calibration and the check are timed in turns of their own at
-    `whole_seconds` x `whole_rounds` (their noise is the prediction's), the layers at `seconds`
-    x `rounds`; per group, every model in the same turns (a group's timing is a difference
-    from the teacher's), at `seconds` x `rounds`."""
+    `whole_seconds` x `whole_rounds` (unset: as the layers), the layers at `seconds` x
+    `rounds`; per group, every model in the same turns (a group's timing is a difference from
+    the teacher's), at `seconds` x `rounds`."""
     calls = []
 
     def recorded(models, shape, batch, threads, seconds, rounds, shapes=None):
@@ -255,6 +255,9 @@ def test_the_models_timed_whole_are_timed_longer_per_layer(per, model, monkeypat
         assert (n, whole, timing) == (5, {True}, [0.5, 5])  # teacher, 3 calibration, check
         assert (layers, layer_timing) == ({False}, [0.01, 2])
         assert (table.conditions["whole_seconds"], table.conditions["whole_rounds"]) == (0.5, 5)
+        calls.clear()
+        measure_table(model, SHAPE, batch=8, round_to=8, widths=2, seconds=0.01, rounds=2)
+        assert [c[2:] for c in calls] == [(0.01, 2), (0.01, 2)]  # unset: as the layers
     else:
         ((n, _, *timing),) = calls
         assert timing == [0.01, 2] and n == table.conditions["models_timed"]

@@ -36,8 +36,8 @@ FLAGS = {  # --teacher's settings, and their defaults (the pipeline's are latenc
     "widths": 8,
     "seconds": 0.1,
     "rounds": 3,
-    "whole_seconds": 1.0,
-    "whole_rounds": 7,
+    "whole_seconds": None,  # as --seconds
+    "whole_rounds": None,  # as --rounds
 }
 UNMEASURED = "latency.table is unset: no table was measured (no variant may target latency)"
 
@@ -65,10 +65,12 @@ def add_arguments(p) -> None:
         "--whole-seconds",
         type=float,
         help="per layer: timed seconds per round of the models timed whole (the teacher, the "
-        "calibration and the check; default: 1.0)",
+        "calibration and the check; default: as --seconds)",
     )
     p.add_argument(
-        "--whole-rounds", type=int, help="per layer: rounds of the models timed whole (default: 7)"
+        "--whole-rounds",
+        type=int,
+        help="per layer: rounds of the models timed whole (default: as --rounds)",
     )
     p.add_argument("--exclude", nargs="*", default=None, help="as the prune's prune.exclude")
 
@@ -103,7 +105,7 @@ def _by_hand(args) -> None:
         "whole_seconds",
         "whole_rounds",
     ):
-        if not settings[flag] > 0:
+        if settings[flag] is not None and not settings[flag] > 0:
             raise ConfigError(f"--{flag.replace('_', '-')}: above 0, got {settings[flag]}")
     model, recipe = load_model(args.teacher)
     _measure(model, tuple(recipe["model"]["shape"]), settings, args.exclude, args.out)

@@ -101,19 +101,21 @@ def measure_table(
     rounds: int = 3,
     widths: int = 8,
     exclude: list[str] | None = None,
-    whole_seconds: float = 1.0,
-    whole_rounds: int = 7,
+    whole_seconds: float | None = None,
+    whole_rounds: int | None = None,
 ) -> LatencyTable:
     """`model`'s latency table on onnxruntime (CPU) for inputs of `shape` (C, H, W): its groups
     as the channel allocator finds them (`exclude` as the allocator's), timed `per` layer or
     group (see above), at most `widths` timed widths per group (or per layer, each way), each
     model `rounds` times for `seconds`. Per layer, the models timed whole (the teacher, the
-    calibration and the check) are timed on their own, `whole_rounds` times for
-    `whole_seconds`: the teacher's time scales every prediction, and the share of it that does
-    not shrink is fitted to three plans, so their noise is the table's (0.1 s x 3 fitted 6% and
-    16% in two builds of one table: docs/benchmarks.md); a layer's timing only enters as a
-    ratio to the other layers'. Per group, the groups' timings are differences from the
+    calibration and the check) are timed in turns of their own, `whole_rounds` times for
+    `whole_seconds` (unset: as the layers): the teacher's time scales every prediction and the
+    share of it that does not shrink is fitted to them, while a layer's timing only enters as a
+    ratio to the other layers'. (Timed 1 s x 7, the share moved between builds as much as at
+    0.1 s x 3: docs/benchmarks.md.) Per group, the groups' timings are differences from the
     teacher's, so all are timed in the same turns, at `seconds` and `rounds`."""
+    whole_seconds = seconds if whole_seconds is None else whole_seconds
+    whole_rounds = rounds if whole_rounds is None else whole_rounds
     if per not in PER:
         raise ValueError(f"per: one of {', '.join(PER)}, got {per!r}")
     if widths < 2:

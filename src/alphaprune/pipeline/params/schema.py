@@ -99,17 +99,17 @@ class TableConfig(Strict):
     # `widths` each way; or "group": the model with each channel group narrowed, at most
     # `widths` kept widths per group; widths in steps of `round_to`, each model timed `rounds`
     # times for `seconds`. Per layer, the five models timed whole (the teacher and the four plans
-    # the table calibrates and checks itself on) are timed `whole_rounds` times for
-    # `whole_seconds` instead: every prediction scales with them (a table per group ignores
-    # both). `exclude`: as the variants' prune.exclude.
+    # the table calibrates and checks itself on) are timed in turns of their own,
+    # `whole_rounds` times for `whole_seconds` (unset: as the layers); every prediction scales
+    # with them (a table per group ignores both). `exclude`: as the variants' prune.exclude.
     per: Literal["layer", "group"] = "layer"
     batch: PositiveInt | None = None
     round_to: PositiveInt = 8
     widths: Annotated[int, Field(ge=2)] = 8
     seconds: Annotated[float, Field(gt=0)] = 0.1
     rounds: PositiveInt = 3
-    whole_seconds: Annotated[float, Field(gt=0)] = 1.0
-    whole_rounds: PositiveInt = 7
+    whole_seconds: Annotated[float, Field(gt=0)] | None = None
+    whole_rounds: PositiveInt | None = None
     exclude: list[str] | None = None
 
 
