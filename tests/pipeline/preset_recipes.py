@@ -25,6 +25,7 @@ STACKS = {
     "stream": ["cifar10-cpu", "cifar10-stream"],
     "front": ["cifar10-cpu", "cifar10-front"],
     "blocks": ["cifar10-cpu", "cifar10-blocks"],
+    "speed": ["cifar10-cpu", "cifar10-speed"],
 }
 
 
