@@ -29,7 +29,8 @@ import time
 import torch
 
 from alphaprune.models import build_model
-from alphaprune.pipeline.deploy.table import PER, measure_table, measured_fractions
+from alphaprune.pipeline.deploy.table import PER, measure_table
+from alphaprune.pipeline.deploy.turns import measured_fractions
 
 
 def allocations(widths: dict[str, int], round_to: int, n: int) -> list[dict[str, int]]:

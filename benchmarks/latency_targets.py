@@ -27,7 +27,8 @@ from alphaprune.budget.allocator import allocate
 from alphaprune.budget.plan import BudgetError
 from alphaprune.loading import load_model
 from alphaprune.models import build_model
-from alphaprune.pipeline.deploy.table import PER, measure_table, measured_fractions
+from alphaprune.pipeline.deploy.table import PER, measure_table
+from alphaprune.pipeline.deploy.turns import measured_fractions
 
 
 def main() -> None:

@@ -18,10 +18,11 @@ from alphaprune.budget.plan import BudgetError
 from alphaprune.modelfile import recipe_for, save_model
 from alphaprune.models import build_model
 from alphaprune.pipeline.cli import main
-from alphaprune.pipeline.deploy import match as match_module
 from alphaprune.pipeline.deploy import table as table_module
+from alphaprune.pipeline.deploy import turns as turns_module
 from alphaprune.pipeline.deploy.match import search
-from alphaprune.pipeline.deploy.table import measure_table, narrowed
+from alphaprune.pipeline.deploy.table import measure_table
+from alphaprune.pipeline.deploy.turns import narrowed
 
 
 def test_a_time_proportional_to_what_is_kept_is_matched_in_one_step():
@@ -100,7 +101,7 @@ def test_match_finds_the_amount_whose_student_takes_the_reference_s_time(
     tmp_path, monkeypatch, capsys
 ):
     monkeypatch.setattr(table_module, "timed_in_turns", _params_as_ms)
-    monkeypatch.setattr(match_module, "timed_in_turns", _params_as_ms)
+    monkeypatch.setattr(turns_module, "timed_in_turns", _params_as_ms)
     torch.manual_seed(0)
     model = build_model("cnn", 10, in_channels=3, image_size=16).eval()
     shape = (3, 16, 16)

@@ -51,7 +51,8 @@ def run(args) -> None:
     from alphaprune.budget.latency_table import LatencyTable
     from alphaprune.budget.plan import BudgetError
     from alphaprune.loading import load_model
-    from alphaprune.pipeline.deploy.match import HIGHEST, measured_ratio, search
+    from alphaprune.pipeline.deploy.match import HIGHEST, search
+    from alphaprune.pipeline.deploy.turns import measured_fractions
 
     ranking = args.ranking or DEFAULT_RANKING
     if ranking == args.against:
@@ -87,7 +88,7 @@ def run(args) -> None:
         "rounds": args.rounds,
     }
     reference, predicted = plan(args.amount, ranking)
-    speedup = 1 / measured_ratio(model, shape, {}, reference, **timing)
+    speedup = 1 / measured_fractions(model, shape, [reference], **timing)[0]
     print(
         f"reference: {ranking} at amount {args.amount}: predicted {predicted:.2f}x, measured "
         f"{speedup:.2f}x ({table.engine}, batch {table.batch}, {table.threads} thread(s))"
@@ -99,7 +100,7 @@ def run(args) -> None:
         except BudgetError as err:  # it cannot remove that much: the search looks lower
             print(f"  {args.against} at amount {amount:.4f}: no plan ({err})", flush=True)
             return None
-        ratio = measured_ratio(model, shape, reference, kept, **timing)
+        ratio = measured_fractions(model, shape, [kept], reference=reference, **timing)[0]
         print(
             f"  {args.against} at amount {amount:.4f}: predicted {predicted:.2f}x, its time "
             f"{ratio:.3f} of the reference's (about {speedup / ratio:.2f}x)",

@@ -6,8 +6,9 @@ A `target: latency` plan meets its amount in the table's prediction, and two ran
 one amount can measure some percent apart (the front's 2x: the summed knapsack's student 1.78x,
 Torch-Pruning's 1.91x at batch 64; docs/results.md). Comparing their accuracies at equal time
 needs the amount that equalises what is measured. `search` finds it: each step times the
-candidate's student in turns with the reference's (`deploy.table.timed_in_turns`; the median over
-rounds of each round's ratio, so a machine busier in one round moves both alike) and moves the
+candidate's student in turns with the reference's (`deploy.turns.measured_fractions`: the
+median over rounds of each round's ratio, so a machine busier in one round moves both alike)
+and moves the
 amount: while every try is on one side, by the step a time proportional to ``1 − amount`` calls
 for (a plan for `amount` is predicted to take ``1 − amount`` of the teacher's time); once tries
 lie on both sides, to where the ratio interpolated between the nearest two crosses 1 (bisecting
@@ -18,16 +19,10 @@ with the step nearest 1."""
 
 from __future__ import annotations
 
-import copy
-import statistics
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
-from torch import nn
-
 from alphaprune.budget.plan import BudgetError
-from alphaprune.pipeline.deploy.table import narrowed, timed_in_turns
 
 HIGHEST = 0.95  # the most of the teacher's time a searched plan may be asked to remove
 DIGITS = 4  # amounts are tried rounded to this many decimals, as a variant then gives them
@@ -124,24 +119,3 @@ def search(
             "budget this search reaches"
         )
     return Match(best.amount, best.ratio, tuple(steps), converged)
-
-
-def measured_ratio(
-    model: nn.Module,
-    shape: tuple[int, ...],
-    reference: Mapping[str, int],
-    candidate: Mapping[str, int],
-    *,
-    batch: int,
-    threads: int,
-    seconds: float,
-    rounds: int,
-) -> float:
-    """The student of `candidate`'s widths (group root -> kept channels; the first kept) over
-    the student of `reference`'s: timed in turns in onnxruntime, the median over rounds of each
-    round's ratio."""
-    model = copy.deepcopy(model).eval()
-    example = torch.zeros(2, *shape)
-    students = [narrowed(model, dict(kept), example) for kept in (reference, candidate)]
-    ref, cand = timed_in_turns(students, shape, batch, threads, seconds, rounds)
-    return statistics.median(c / r for c, r in zip(cand, ref, strict=True))

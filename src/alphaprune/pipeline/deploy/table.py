@@ -32,8 +32,6 @@ import copy
 import itertools
 import random
 import statistics
-import tempfile
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -41,8 +39,9 @@ from torch import nn
 from alphaprune.budget.latency_table import Check, LatencyTable, Pair, candidate_widths
 from alphaprune.budget.layer_times import Layer
 from alphaprune.budget.plan import BudgetError, candidate_layers
-from alphaprune.channels import ChannelGroup, channel_groups, narrow
-from alphaprune.pipeline.deploy import export, latency
+from alphaprune.channels import ChannelGroup, channel_groups
+from alphaprune.pipeline.deploy import latency
+from alphaprune.pipeline.deploy.turns import narrowed, timed_in_turns
 
 ENGINE = "onnxruntime-cpu"
 PER = ("layer", "group")  # how a table is measured (see above)
@@ -55,14 +54,6 @@ def sampled(widths: list[int], most: int) -> list[int]:
         return widths
     picks = {round(i * (len(widths) - 1) / (most - 1)) for i in range(most)}
     return [widths[i] for i in sorted(picks)]
-
-
-def narrowed(model: nn.Module, kept: dict[str, int], example: torch.Tensor) -> nn.Module:
-    """A copy of `model` with each group `root` cut to its first `kept[root]` channels."""
-    m = copy.deepcopy(model)
-    width = {r: m.get_submodule(r).weight.shape[0] for r in kept}
-    narrow(m, {r: range(k, width[r]) for r, k in kept.items()}, example)
-    return m.eval()
 
 
 def near(width: int, share: float, round_to: int) -> int:
@@ -363,43 +354,3 @@ def _layer_grids(model, shape, groups: list[ChannelGroup], round_to: int, most: 
         )
         grids.append((spec, grid))
     return grids, distinct
-
-
-def timed_in_turns(
-    models, shape, batch: int, threads: int, seconds: float, rounds: int, shapes=None
-):
-    """Each model's milliseconds in each round (onnxruntime, CPU), the models exported to a
-    temporary folder and timed one after another, the order reversed every other round.
-    `shape`: the input's (no batch); `shapes`: one per model instead."""
-    shapes = [tuple(s) for s in shapes] if shapes is not None else [tuple(shape)] * len(models)
-    with tempfile.TemporaryDirectory() as tmp:
-        files = [Path(tmp) / f"{i}.onnx" for i in range(len(models))]
-        for m, f, s in zip(models, files, shapes, strict=True):
-            export.export_onnx(m, s, f)
-        times: list[list[float]] = [[] for _ in models]
-        for r in range(rounds):
-            for i in list(range(len(models)))[:: 1 if r % 2 == 0 else -1]:
-                ms = latency.ort_latency_ms(files[i], shapes[i], batch, threads, seconds)
-                times[i].append(ms)
-    return times
-
-
-def measured_fractions(
-    model: nn.Module,
-    shape: tuple[int, ...],
-    allocations: list[dict[str, int]],
-    *,
-    batch: int = 64,
-    threads: int = 1,
-    seconds: float = 0.1,
-    rounds: int = 3,
-) -> list[float]:
-    """For each allocation (group root -> kept width; the first channels kept), its student's
-    time as a fraction of the teacher's: the median over rounds of the student's ms ÷ the
-    teacher's in that round, all timed in turns, so that a machine busier in one round than
-    another moves both alike. What `LatencyTable.predict(kept) / full_ms` predicts."""
-    model = copy.deepcopy(model).eval()
-    example = torch.zeros(2, *shape)
-    students = [narrowed(model, kept, example) for kept in allocations]
-    teacher, *times = timed_in_turns([model, *students], shape, batch, threads, seconds, rounds)
-    return [statistics.median(s / t for s, t in zip(ts, teacher, strict=True)) for ts in times]
