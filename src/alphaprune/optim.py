@@ -4,6 +4,7 @@ tensors of a channel student), and the lr over the epochs (`lr_schedule`)."""
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 
@@ -12,6 +13,40 @@ from torch import nn
 
 from alphaprune.fitspec import FitSpec, Optimizer
 
+# The methods torch marks as never to be compiled (`torch._disable_dynamo`): the wrapper imports
+# torch._dynamo at its first call, 1.3 s of CPU in a process that compiles nothing.
+_NOT_COMPILED = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")
+
+
+def _uncompiled(base: type[torch.optim.Optimizer]) -> tuple[Callable, ...]:
+    """`base`'s step and _NOT_COMPILED methods, in that order, as torch runs them outside
+    `torch.compile`, without the wrappers that tell torch.compile to skip them: those import
+    torch._dynamo, the step's on every call (`torch.optim.optimizer`'s
+    `_use_grad_for_differentiable`), and the constructor calls add_param_group. The same code
+    runs on the same tensors, so the updates are bitwise those of `base` (tests/test_optim.py).
+    The fit compiles the model, never the optimizer (`runtime.compile`)."""
+    raw_step = inspect.unwrap(base.step)
+
+    def step(self, closure=None):
+        # what the step's wrapper does besides importing torch._dynamo for its graph breaks
+        with torch.set_grad_enabled(self.defaults["differentiable"]):
+            return raw_step(self, closure)
+
+    step.__doc__ = raw_step.__doc__
+    return (step, *(inspect.unwrap(getattr(base, name)) for name in _NOT_COMPILED))
+
+
+class SGD(torch.optim.SGD):
+    """`torch.optim.SGD`, stepped without importing torch._dynamo (`_uncompiled`)."""
+
+    step, add_param_group, zero_grad, state_dict, load_state_dict = _uncompiled(torch.optim.SGD)
+
+
+class AdamW(torch.optim.AdamW):
+    """`torch.optim.AdamW`, stepped without importing torch._dynamo (`_uncompiled`)."""
+
+    step, add_param_group, zero_grad, state_dict, load_state_dict = _uncompiled(torch.optim.AdamW)
+
 
 def params_of(opt: torch.optim.Optimizer) -> list[nn.Parameter]:
     return [p for group in opt.param_groups for p in group["params"]]
@@ -19,14 +54,14 @@ def params_of(opt: torch.optim.Optimizer) -> list[nn.Parameter]:
 
 def make_optimizer(params: list[nn.Parameter], cfg: Optimizer) -> torch.optim.Optimizer:
     if cfg.name == "sgd":
-        return torch.optim.SGD(
+        return SGD(
             params,
             lr=cfg.lr,
             momentum=cfg.momentum,
             nesterov=cfg.nesterov and cfg.momentum > 0,
             weight_decay=cfg.weight_decay,
         )
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def train_also(opt: torch.optim.Optimizer, params: list[nn.Parameter]) -> None:
