@@ -5,8 +5,10 @@ are `alphaprune.torchfiles`."""
 
 from __future__ import annotations
 
+import csv
 import glob
 import json
+import math
 import os
 import re
 import tempfile
@@ -53,3 +55,32 @@ def _umask() -> int:
 def write_json(path: str | Path, data: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_csv(path: str | Path, rows: list[dict]) -> None:
+    """`rows` as CSV: a column per key in the order keys first appear, empty where a row has
+    none (or None), floats as Python writes them (what pandas writes too; the csv module
+    spares a job pandas' 0.3 s import)."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, columns, restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _cell(text: str) -> int | float | str:
+    """A CSV cell as pandas reads it: an int, a float (NaN where empty), or else the text."""
+    for number in (int, float):
+        try:
+            return number(text)
+        except ValueError:
+            pass
+    return math.nan if text == "" else text
+
+
+def read_csv(path: str | Path) -> list[dict]:
+    """The rows of a CSV file with a header (what `write_csv` writes), a dict per row, numbers
+    parsed: pandas' `read_csv(path).to_dict("records")` for a table of numbers, without its
+    0.3 s import."""
+    with Path(path).open(newline="") as f:
+        return [{k: _cell(v) for k, v in row.items()} for row in csv.DictReader(f)]

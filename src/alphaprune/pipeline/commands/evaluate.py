@@ -6,9 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-import pandas as pd
-
-from alphaprune.files import atomic_path, write_json
+from alphaprune.files import read_csv, write_csv, write_json
 from alphaprune.loading import load_model
 from alphaprune.pipeline.commands._shared import (
     add_params_arguments,
@@ -54,8 +52,8 @@ def run(args) -> None:
         teacher,
         test,
         teacher_metrics=json.loads(Path(args.teacher_metrics).read_text()),
-        history=pd.read_csv(args.history).to_dict("records"),
-        steps=pd.read_csv(args.steps).to_dict("records"),
+        history=read_csv(args.history),
+        steps=read_csv(args.steps),
         shape=prepared.shape,
         cfg=params.eval,
         runtime=runtime,
@@ -64,9 +62,8 @@ def run(args) -> None:
     )
     write_json(args.out, metrics)
     if args.predictions:
-        table = pd.DataFrame({"label": test.y.cpu().numpy(), "pred": predicted.cpu().numpy()})
-        with atomic_path(args.predictions) as tmp:
-            table.to_csv(tmp, index=False)
+        pairs = zip(test.y.tolist(), predicted.tolist(), strict=True)
+        write_csv(args.predictions, [{"label": y, "pred": p} for y, p in pairs])
     log.info(
         "%s: test_acc=%.4f, removed %.4f of the parameters and %.4f of the MACs",
         args.variant,
