@@ -118,7 +118,9 @@ def accuracy_vs_speedup(
 RANKINGS = {  # prune.ranking -> legend label
     "knapsack": "alphaprune: knapsack, least importance per time saved",
     "knapsack_summed": "alphaprune: knapsack, importance summed over each group's layers",
-    "global": "Torch-Pruning's global ranking, cut to the same predicted time",
+    # cut until the table predicts its `amount` of the teacher's time saved: the knapsack's
+    # amount (the same predicted time), or one `alphaprune match` found to measure as fast
+    "global": "Torch-Pruning's global ranking, cut to its amount of predicted time",
 }
 
 
