@@ -19,13 +19,8 @@ from alphaprune.modelfile import recipe_for, save_model
 from alphaprune.models import build_model
 from alphaprune.pipeline.cli import main
 from alphaprune.pipeline.deploy import table as table_module
-from alphaprune.pipeline.deploy.table import (
-    adjacent,
-    layer_inputs,
-    measure_table,
-    narrowed,
-    sampled,
-)
+from alphaprune.pipeline.deploy.layer_grids import layer_inputs, sampled
+from alphaprune.pipeline.deploy.table import adjacent, measure_table, narrowed
 
 SHAPE = (3, 16, 16)
 

@@ -6,16 +6,15 @@ A `target: latency` plan meets its amount in the table's prediction, and two ran
 one amount can measure some percent apart (the front's 2x: the summed knapsack's student 1.78x,
 Torch-Pruning's 1.91x at batch 64; docs/results.md). Comparing their accuracies at equal time
 needs the amount that equalises what is measured. `search` finds it: each step times the
-candidate's student in turns with the reference's (`deploy.turns.measured_fractions`: the
-median over rounds of each round's ratio, so a machine busier in one round moves both alike)
-and moves the
-amount: while every try is on one side, by the step a time proportional to ``1 − amount`` calls
-for (a plan for `amount` is predicted to take ``1 − amount`` of the teacher's time); once tries
-lie on both sides, to where the ratio interpolated between the nearest two crosses 1 (bisecting
-where a step would leave the bracket). It stops at the first amount whose
-ratio is within `tolerance` of 1, when the bracket is narrower than `resolution` (plans step in
-blocks of channels: amounts closer than that give the same student), or after `most` steps,
-with the step nearest 1."""
+candidate's student in turns with the reference's (`deploy.turns.measured_fractions`: the median
+over rounds of each round's ratio, so a machine busier in one round moves both alike) and moves
+the amount: while every try is on one side, by the step a time proportional to ``1 − amount``
+calls for (a plan for `amount` is predicted to take ``1 − amount`` of the teacher's time); once
+tries lie on both sides, to where the ratio interpolated between the nearest two crosses 1
+(bisecting where a step would leave the bracket). It stops at the first amount whose ratio is
+within `tolerance` of 1, when the bracket is narrower than `resolution` (plans step in blocks of
+channels: amounts closer than that give the same student), or after `most` steps, with the step
+nearest 1."""
 
 from __future__ import annotations
 

@@ -5,12 +5,12 @@ least of each group's width (the calibration: how much of the time stays as the 
 and to widths drawn at random (the check of the table's prediction), per group to about half
 (the check); then, as `per` says,
 
-- "layer" (the default): every layer with weights (Conv2d, Linear) alone, on the input it gets
-  in the network, on a grid of its input and output widths: the widths the groups it reads and
-  writes can take, in steps of `round_to`, at most `widths` of them each way, spread evenly (the
-  table interpolates between them); layers of one shape on one input are timed once, a layer
-  called twice is two entries; layers of other kinds (pooling, activations, additions, copies)
-  are not timed: their time is taken to scale with the layers';
+- "layer" (the default; `deploy.layer_grids`): every layer with weights (Conv2d, Linear) alone,
+  on the input it gets in the network, on a grid of its input and output widths: the widths the
+  groups it reads and writes can take, in steps of `round_to`, at most `widths` of them each
+  way, spread evenly (the table interpolates between them); layers of one shape on one input
+  are timed once, a layer called twice is two entries; layers of other kinds (pooling,
+  activations, additions, copies) are not timed: their time is taken to scale with the layers';
 - "group": the model with one channel group narrowed, for every group and every kept width
   (at most `widths` per group), and every pair of groups that meet at a layer narrowed
   together once, each to about half its width (where plans cut). Whole-network timings keep
@@ -27,7 +27,6 @@ median over rounds, its spread the least and greatest.
 
 from __future__ import annotations
 
-import collections
 import copy
 import itertools
 import random
@@ -38,22 +37,14 @@ from torch import nn
 
 from alphaprune.budget.latency_table import Check, LatencyTable, Pair, candidate_widths
 from alphaprune.budget.layer_times import Layer
-from alphaprune.budget.plan import BudgetError, candidate_layers
+from alphaprune.budget.plan import candidate_layers
 from alphaprune.channels import ChannelGroup, channel_groups
 from alphaprune.pipeline.deploy import latency
+from alphaprune.pipeline.deploy.layer_grids import layer_grids, sampled
 from alphaprune.pipeline.deploy.turns import narrowed, timed_in_turns
 
 ENGINE = "onnxruntime-cpu"
 PER = ("layer", "group")  # how a table is measured (see above)
-
-
-def sampled(widths: list[int], most: int) -> list[int]:
-    """At most `most` of the candidate `widths` (ascending), evenly spread, always with the
-    least (the table cannot extrapolate below its narrowest timing)."""
-    if len(widths) <= most:
-        return widths
-    picks = {round(i * (len(widths) - 1) / (most - 1)) for i in range(most)}
-    return [widths[i] for i in sorted(picks)]
 
 
 def near(width: int, share: float, round_to: int) -> int:
@@ -141,7 +132,7 @@ def measure_table(
         models += [narrowed(model, kept, example) for kept in pairs]
         shapes = [shape] * len(models)
     else:
-        grids, distinct = _layer_grids(model, shape, groups, round_to, widths)
+        grids, distinct = layer_grids(model, shape, groups, round_to, widths)
         models = [m for m, _ in distinct.values()]
         shapes = [s for _, s in distinct.values()]
     with latency.OtherCpuUse() as other:
@@ -241,116 +232,3 @@ def _group_entries(groups, singles, pairs, times) -> dict:
         for kept, ts in zip(pairs, times[len(singles) :], strict=True)
     )
     return {"groups": table, "spread": spread, "pairs": timed_pairs}
-
-
-def layer_inputs(model: nn.Module, shape: tuple[int, ...]) -> list[tuple[str, tuple[int, ...]]]:
-    """(name, the shape of its input, no batch) for each call of a Conv2d or Linear of `model`,
-    in the order they run (a layer called twice is listed twice)."""
-    calls, hooks = [], []
-
-    def record(name):
-        def hook(module, args) -> None:  # returns nothing: the input stays as it is
-            calls.append((name, tuple(args[0].shape[1:])))
-
-        return hook
-
-    for name, m in model.named_modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            hooks.append(m.register_forward_pre_hook(record(name)))
-    try:
-        with torch.no_grad():  # batch 2, as the tracer's: a model may squeeze a batch of 1
-            model.eval()(torch.zeros(2, *shape))
-    finally:
-        for h in hooks:
-            h.remove()
-    return calls
-
-
-def resized(layer: nn.Module, inputs: int, outputs: int, tied: bool = False) -> nn.Module:
-    """A fresh layer like `layer` (a Conv2d or Linear) with `inputs` and `outputs` features
-    (`tied`: a depthwise conv, one group per channel)."""
-    bias = layer.bias is not None
-    if isinstance(layer, nn.Linear):
-        return nn.Linear(inputs, outputs, bias=bias).eval()
-    return nn.Conv2d(
-        inputs,
-        outputs,
-        layer.kernel_size,
-        layer.stride,
-        layer.padding,
-        layer.dilation,
-        groups=inputs if tied else layer.groups,
-        bias=bias,
-        padding_mode=layer.padding_mode,
-    ).eval()
-
-
-def _points(full: int, per_channel: dict[str, int], widths: dict[str, int], round_to, most):
-    """The widths at which a layer dimension of `full` features is timed: fed by no group,
-    `full` alone; by one, the features at its sampled kept widths; by several, `most` evenly
-    spread between the least they can leave and `full`."""
-    if not per_channel:
-        return [full]
-    if len(per_channel) == 1:
-        ((r, n),) = per_channel.items()
-        kept = sampled(candidate_widths(widths[r], round_to), most)
-        return [full - (widths[r] - k) * n for k in kept]
-    least = full - sum(
-        (widths[r] - candidate_widths(widths[r], round_to)[0]) * n for r, n in per_channel.items()
-    )
-    return sorted({round(least + j * (full - least) / (most - 1)) for j in range(most)})
-
-
-def _layer_grids(model, shape, groups: list[ChannelGroup], round_to: int, most: int):
-    """For each call of a layer with weights: its `Layer` fields but the timings, and its grid,
-    (inputs, outputs) -> the key of the layer to time there; and the distinct layers to time,
-    key -> (layer, its input's shape)."""
-    widths = {g.root: g.width for g in groups}
-    reads: dict[str, dict[str, int]] = {}
-    writes: dict[str, dict[str, int]] = {}
-    tied: set[str] = set()
-    for g in groups:
-        for m in g.members:
-            if not (m.reads or m.writes or m.tied):
-                continue  # a BatchNorm: no layer of its own
-            n = m.per_channel()
-            if n is None:
-                raise BudgetError(
-                    f"{m.module} reads part of group {g.root}'s channels (a split or chunk): a "
-                    "table per layer cannot tell which of its inputs a plan removes; measure "
-                    "the table per group (latency.table.per: group, or --per group)"
-                )
-            if m.tied:
-                tied.add(m.module)
-            if m.reads or m.tied:
-                reads.setdefault(m.module, {}).setdefault(g.root, 0)
-                reads[m.module][g.root] += n
-            if m.writes or m.tied:
-                writes.setdefault(m.module, {}).setdefault(g.root, 0)
-                writes[m.module][g.root] += n
-    grids, distinct, seen = [], {}, collections.Counter()
-    for name, inp in layer_inputs(model, shape):
-        seen[name] += 1
-        layer = model.get_submodule(name)
-        full_in, full_out = inp[-1 if isinstance(layer, nn.Linear) else 0], layer.weight.shape[0]
-        r, w = reads.get(name, {}), writes.get(name, {})
-        ins = _points(full_in, r, widths, round_to, most)
-        outs = ins if name in tied else _points(full_out, w, widths, round_to, most)
-        cells = zip(ins, outs, strict=True) if name in tied else itertools.product(ins, outs)
-        grid = {}
-        for i, o in cells:
-            at = (*inp[:-1], i) if isinstance(layer, nn.Linear) else (i, *inp[1:])
-            fresh = resized(layer, i, o, name in tied)
-            key = (repr(fresh), at)  # the layer's type and every setting, and its input
-            distinct.setdefault(key, (fresh, at))
-            grid[i, o] = key
-        spec = dict(
-            name=name if seen[name] == 1 else f"{name}#{seen[name]}",  # its second call: #2
-            inputs=full_in,
-            outputs=full_out,
-            reads=r,
-            writes=w,
-            tied=name in tied,
-        )
-        grids.append((spec, grid))
-    return grids, distinct
