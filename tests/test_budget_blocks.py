@@ -58,7 +58,8 @@ def test_what_cannot_be_met_is_refused_with_the_reason():
     model = _resnet20()
     with pytest.raises(BudgetError, match=r"unreachable with branch 'blocks'.* at most 0\.\d+"):
         allocate(model, "blocks", 0.5, X, exclude=["layer3.*"])
-    with pytest.raises(BudgetError, match="target 'latency' is planned for branch 'channels'"):
+    refused = "target 'latency' is planned for branches 'channels' and 'blocks\\+channels' only"
+    with pytest.raises(BudgetError, match=refused + ", not 'blocks'"):
         allocate(model, "blocks", 0.3, X, target="latency")
     with pytest.raises(BlockError, match="has no residual blocks"):
         allocate(

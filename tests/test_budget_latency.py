@@ -167,7 +167,7 @@ def test_a_latency_target_needs_a_table_of_this_model_and_channels():
     example = torch.zeros(2, 1, 8, 8)
     with pytest.raises(BudgetError, match="needs a latency table"):
         allocate(model, "channels", 0.3, example, target="latency")
-    with pytest.raises(BudgetError, match="branch 'channels' only"):
+    with pytest.raises(BudgetError, match="branches 'channels' and 'blocks\\+channels' only"):
         allocate(model, "lowrank", 0.3, example, target="latency")
     other = linear_table({"layer1.0.conv1": 16}, {"layer1.0.conv1": 0.1})
     with pytest.raises(BudgetError, match="no timings for the groups conv"):

@@ -254,7 +254,7 @@ def test_channels_needs_an_init_that_keeps_the_other_inputs():
 
     with pytest.raises(ValueError, match="init 'random' is not supported for branch 'channels'"):
         PruneConfig(branch="channels", init="random")
-    with pytest.raises(ValueError, match="round_to applies to branch 'channels' only"):
+    with pytest.raises(ValueError, match="round_to applies to branches 'channels' and 'blocks"):
         PruneConfig(branch="lowrank", round_to=8)
 
 

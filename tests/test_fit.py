@@ -665,3 +665,34 @@ def test_a_block_checkpoint_belongs_to_the_blocks_it_dropped(prepared_path, teac
     assert [lp.name for lp in one.layers] != [lp.name for lp in two.layers]
     prints = {_fingerprint(cfg, 0, teacher, prepared, None, p) for p in (one, two, one)}
     assert len(prints) == 2
+
+
+BLOCKS_AND_CHANNELS = {**BLOCKS, "branch": "blocks+channels", "amount": 0.5, "init": "pretrained"}
+
+
+def test_a_killed_prune_of_blocks_and_channels_resumes_bit_exact(
+    prepared_path, resnet_teacher, tmp_path
+):
+    """Killed in the fine-tune, once the blocks are dropped and the channels removed: the
+    resumed run ends as the run that was not killed, and its student is the teacher less the
+    blocks and the channels the plan names."""
+    variants = {"base": BLOCKS_AND_CHANNELS}
+    params = resolve({**TINY, "model": {"name": "resnet20"}, "variants": variants}, "t")
+    _prune(params, "base", prepared_path, resnet_teacher, tmp_path / "whole")
+    with pytest.raises(_Kill):
+        _prune(params, "base", prepared_path, resnet_teacher, tmp_path / "cut", on_epoch=_killer(5))
+    _prune(params, "base", prepared_path, resnet_teacher, tmp_path / "cut")
+    a = pd.read_csv(tmp_path / "whole" / "history.csv").drop(columns="seconds")
+    b = pd.read_csv(tmp_path / "cut" / "history.csv").drop(columns="seconds")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    sa = load_model(tmp_path / "whole" / "student.pt")[0].state_dict()
+    student, recipe = load_model(tmp_path / "cut" / "student.pt")
+    sb = student.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    plan = recipe["plan"]
+    dropped = [spec["name"] for spec in recipe["layers"]]
+    assert plan["kind"] == "blocks+channels" and dropped and recipe["narrowing"]
+    assert all(spec["branch"] == "blocks" for spec in recipe["layers"])
+    assert not any(n.startswith(f"{d}.conv") for d in dropped for n, _ in student.named_modules())
+    assert sum(p.numel() for p in student.parameters()) == plan["student_params"]
+    assert plan["achieved"] >= 0.5

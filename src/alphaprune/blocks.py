@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from alphaprune.blend import Blend
+from alphaprune.channelmap import ChannelMap
 from alphaprune.errors import UserError
 
 
@@ -59,9 +60,20 @@ def find_blocks(model: nn.Module) -> list[Block]:
     return blocks
 
 
+class _Tracer(fx.Tracer):
+    """fx's tracer, with the option-A `ChannelMap` kept a module (a leaf): a dropped block's
+    shortcut then still calls it, so Torch-Pruning's graph prunes through it with its own
+    pruner (`channels.MAP_PRUNER`) rather than meeting its operations inlined."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, ChannelMap) or super().is_leaf_module(m, module_qualified_name)
+
+
 def _trace(model: nn.Module) -> fx.GraphModule:
     try:
-        return fx.symbolic_trace(model)
+        tracer = _Tracer()
+        graph = tracer.trace(model)
+        return fx.GraphModule(tracer.root, graph, type(model).__name__)
     except Exception as e:  # fx raises many kinds: data-dependent control flow, unsupported ops
         raise BlockError(
             f"cannot find residual blocks: torch.fx cannot trace {type(model).__name__} "

@@ -27,10 +27,11 @@ def build_from_recipe(recipe: dict[str, Any]) -> nn.Module:
     m = recipe["model"]
     c, h, _ = m["shape"]
     model = build_model(m["name"], num_classes=m["num_classes"], in_channels=c, image_size=h)
+    # the dropped blocks first: a narrowing was recorded on the student without them
+    blocks.drop(model, [spec["name"] for spec in recipe["layers"] if spec["branch"] == "blocks"])
     replay(model, recipe.get("narrowing", []))
     for spec in recipe["layers"]:
-        if spec["branch"] == "blocks":  # a dropped block: its shortcut
-            blocks.drop(model, [spec["name"]])
+        if spec["branch"] == "blocks":
             continue
         layer = model.get_submodule(spec["name"])
         model.set_submodule(spec["name"], build_branch(layer, spec["branch"], spec["size"]))

@@ -57,10 +57,12 @@ def recipe_for(
 def with_plan(recipe: dict[str, Any], plan, narrowing: list[dict] | None = None) -> dict[str, Any]:
     """`recipe` with the layers `plan` (a `budget.Plan`, not imported: the teacher's stage
     does not depend on the allocator's code) replaced by branches (what loading rebuilds), or,
-    for a student narrowed at α = 0, with the `narrowing` record of `channels.narrow`."""
-    if narrowing is not None:
-        return {**recipe, "layers": [], "narrowing": narrowing, "plan": plan.to_dict()}
+    for a student narrowed at α = 0, with the `narrowing` record of `channels.narrow` (and the
+    blocks it dropped before, whose narrowing was recorded without them)."""
     layers = [{"name": lp.name, "branch": lp.branch, "size": lp.size} for lp in plan.layers]
+    if narrowing is not None:
+        layers = [spec for spec in layers if spec["branch"] == "blocks"]
+        return {**recipe, "layers": layers, "narrowing": narrowing, "plan": plan.to_dict()}
     return {**recipe, "layers": layers, "plan": plan.to_dict()}
 
 

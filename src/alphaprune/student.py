@@ -31,10 +31,11 @@ def make_student(
     if init == "lsq" and calibration is None:
         raise ValueError("init 'lsq' needs calibration batches")
     model = copy.deepcopy(teacher)
-    if plan.kind == "blocks":  # each block blended with its shortcut: nothing to initialise
-        return blocks.insert_blends(model, [lp.name for lp in plan.layers])
+    dropped = plan.dropped_blocks  # each blended with its shortcut: nothing to initialise
     branches = {}
     for lp in plan.layers:
+        if lp.branch == "blocks":
+            continue
         layer = model.get_submodule(lp.name)
         branch = build_branch(layer, lp.branch, lp.size, plan.masks.get(lp.name))
         branches[lp.name] = branch.to(layer.weight.device)
@@ -43,4 +44,4 @@ def make_student(
     if init == "lsq":
         pairs = {n: (model.get_submodule(n), b) for n, b in branches.items() if b.lsq_fits}
         lsq.fit(teacher, pairs, calibration)
-    return blend.insert(model, branches)
+    return blocks.insert_blends(blend.insert(model, branches), dropped)

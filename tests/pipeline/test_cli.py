@@ -73,6 +73,24 @@ def test_plan_lists_the_blocks_a_budget_drops_and_refuses_a_model_without(capsys
     assert code == 2 and "has no residual blocks" in err and "Traceback" not in err
 
 
+def test_plan_of_blocks_and_channels_lists_each_split_it_weighed(capsys):
+    """Every split of the budget tried, with how far its one-shot student moved the logits;
+    the one chosen is marked, and the plan drops its blocks and cuts channels for the rest."""
+    args = ["plan", "--model", "resnet20", "--branch", "blocks+channels", "--target", "macs"]
+    assert main([*args, "--amount", "0.6", "--exclude", "linear"]) == 0
+    out = capsys.readouterr().out
+    splits = re.findall(
+        r"^split: (\d) block\(s\) dropped .* logits moved (\S+)( \(chosen\))?$", out, re.M
+    )
+    assert len(splits) >= 3 and sum(bool(chosen) for *_, chosen in splits) == 1
+    blocks, damage, _ = next(s for s in splits if s[2])
+    assert float(damage) == min(float(d) for _, d, _ in splits)
+    dropped = re.findall(r"^ *(layer\d\.\d) +blocks ", out, re.MULTILINE)
+    assert len(dropped) == int(blocks)
+    macs = float(re.search(r"MACs per example; removes (0\.\d+) \(target 0.6\)", out).group(1))
+    assert macs >= 0.6
+
+
 def _kept(out: str) -> list[str]:
     return re.findall(r"group \S+: keeps \d+ of \d+ channels", out)
 

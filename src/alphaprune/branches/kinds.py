@@ -18,9 +18,10 @@ BRANCHES: Registry[type[Branch]] = Registry("branch kind")
 for _cls in (PointwiseConv, LowRank, DepthwiseSeparable, Sparse, Channels):
     BRANCHES.register(_cls.kind)(_cls)
 
-# Every kind a recipe can name: the branches of layers, and `blocks`, whole residual blocks faded
-# to their shortcuts (`alphaprune.blocks`; a block, not a layer, so not a `Branch`).
-KINDS = (*BRANCHES, "blocks")
+# Every kind a recipe can name: the branches of layers; `blocks`, whole residual blocks faded
+# to their shortcuts (`alphaprune.blocks`; a block, not a layer, so not a `Branch`); and
+# `blocks+channels`, both in one student.
+KINDS = (*BRANCHES, "blocks", "blocks+channels")
 
 
 def branch_params(layer: Layer, kind: str, size: int | None) -> int:

@@ -1,6 +1,6 @@
 """`allocate`: the plan for a branch kind, by the allocation its kind names (`Branch.allocation`):
-spatial, rank, mask or channels, each its own module; and kind `blocks`, whole residual blocks
-(`budget.blocks`)."""
+spatial, rank, mask or channels, each its own module; kind `blocks`, whole residual blocks
+(`budget.blocks`); and `blocks+channels`, both in one student (`budget.blocks_channels`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from alphaprune.branches.base import count_params
 from alphaprune.branches.kinds import BRANCHES
-from alphaprune.budget import blocks, channels, lowrank, sparse, spatial
+from alphaprune.budget import blocks, blocks_channels, channels, lowrank, sparse, spatial
 from alphaprune.budget.channels import DEFAULT_RANKING
 from alphaprune.budget.latency_table import LatencyTable
 from alphaprune.budget.plan import TARGETS, BudgetError, Plan, Units, candidates
@@ -32,9 +32,9 @@ def allocate(
     or of its MACs for one example of `example`'s shape ("macs"); `round_to`: the channel block
     of kind `channels`; `teacher_macs`: the model's MACs for one example if known (a model file
     records them), else counted with `torch.utils.flop_counter` (whose first use imports
-    `torch._dynamo`: 1.5 s a process). Target "latency" (kind `channels` only): `amount` of
-    the time `table` measured for the teacher on its engine (`budget.latency_table`), the channels
-    chosen by `ranking` (`budget.channels.allocate`)."""
+    `torch._dynamo`: 1.5 s a process). Target "latency" (kinds `channels` and
+    `blocks+channels`): `amount` of the time `table` measured for the teacher on its engine
+    (`budget.latency_table`), the channels chosen by `ranking` (`budget.channels.allocate`)."""
     if not 0 < amount < 1:
         raise BudgetError(f"amount must be in (0, 1), got {amount}")
     if target not in TARGETS:
@@ -42,13 +42,19 @@ def allocate(
     if kind == blocks.KIND:
         if target == "latency":
             raise BudgetError(
-                "target 'latency' is planned for branch 'channels' only, not 'blocks' (use "
-                "target 'params' or 'macs', and measure the speed after)"
+                "target 'latency' is planned for branches 'channels' and 'blocks+channels' only, "
+                "not 'blocks' (use 'blocks+channels', which drops blocks alone where they save "
+                "the time, or target 'params' or 'macs' and measure the speed after)"
             )
         positions = layer_positions(model, example)
         macs = count_macs(model, example) if teacher_macs is None else teacher_macs
         units = Units(kind, amount, target, positions, count_params(model), macs)
         return blocks.allocate(model, example, units, exclude)
+    if kind == blocks_channels.KIND:
+        positions = layer_positions(model, example[:1])
+        macs = count_macs(model, example[:1]) if teacher_macs is None else teacher_macs
+        units = Units(kind, amount, target, positions, count_params(model), macs)
+        return blocks_channels.allocate(model, example, units, exclude, round_to, table, ranking)
     branch = BRANCHES.lookup(kind)
     if target == "macs" and branch.allocation == "mask":
         raise BudgetError(
@@ -57,7 +63,8 @@ def allocate(
         )
     if target == "latency" and branch.allocation != "channels":
         raise BudgetError(
-            f"target 'latency' is planned for branch 'channels' only, not {kind!r} (a latency "
+            f"target 'latency' is planned for branches 'channels' and 'blocks+channels' only, "
+            f"not {kind!r} (a latency "
             "table times narrower channels; use target 'params' or 'macs')"
         )
     positions = layer_positions(model, example)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import math
 
 import torch
 from torch import Tensor, nn
@@ -31,45 +32,74 @@ def allocate(
     """The plan that drops the fewest-damage blocks until `units.need` is saved. `exclude`:
     glob patterns over block names (or a layer inside one), blocks kept whole."""
     model = copy.deepcopy(model).eval()
-    droppable = removable(model)
-    found = list(droppable)
-    if not found:
-        raise BlockError(
-            f"{type(model).__name__}'s residual additions are all made by its own forward, not "
-            "by modules of their own: no block can be swapped for its shortcut"
-        )
-    _check_patterns(model, found, exclude)
-    blocks = [b for b in found if not _excluded(b, exclude)]
-    shortcuts = {b.name: droppable[b] for b in blocks}
-    plans = {b.name: _plan(model, b, shortcuts[b.name], units) for b in blocks}
-    most = sum(units.saving(lp) for lp in plans.values())
+    found = droppable(model)
+    check_patterns(model, list(found), exclude)
+    blocks = [b for b in found if not kept_whole(b, exclude)]
+    shortcuts = {b.name: found[b] for b in blocks}
+    plans = {b.name: block_plan(model, b, shortcuts[b.name], units) for b in blocks}
+    savings = {n: units.saving(lp) for n, lp in plans.items()}
+    most = sum(savings.values())
     if most < units.need:
         raise units.unreachable(most)
-    with torch.no_grad():
-        reference = model(example)
-    chosen: list[str] = []
-    saved, base = 0, 0.0  # the damage of the blocks chosen so far, together
-    while saved < units.need:
-        left = [n for n in plans if n not in chosen and units.saving(plans[n]) > 0]
-        damage = {n: _damage(model, shortcuts, [*chosen, n], example, reference) for n in left}
-        # what dropping it adds to the damage done, per unit saved
-        best = min(left, key=lambda n: (damage[n] - base) / units.saving(plans[n]))
-        chosen.append(best)
-        saved, base = saved + units.saving(plans[best]), damage[best]
+    chosen = [n for n, _ in greedy(model, shortcuts, savings, example, units.need)]
     order = list(plans)  # the forward pass's order
     layers = [plans[n] for n in sorted(chosen, key=order.index)]
     excluded = [b.name for b in found if b.name not in plans]
     return units.finish(layers, excluded, {})
 
 
-def _excluded(block: Block, exclude: list[str] | None) -> bool:
+def greedy(
+    model: nn.Module,
+    shortcuts: dict[str, nn.Module],
+    savings: dict[str, float],
+    example: Tensor,
+    need: float = math.inf,
+) -> list[tuple[str, float]]:
+    """The blocks in the order the greedy choice takes them (the least damage added per unit
+    saved first, `savings` per block), each with the damage of it and those before it dropped
+    together, until `need` is saved (every block that saves something, by default)."""
+    with torch.no_grad():
+        reference = model(example)
+    chosen: list[tuple[str, float]] = []
+    saved, base = 0.0, 0.0  # the damage of the blocks chosen so far, together
+    while saved < need:
+        taken = [n for n, _ in chosen]
+        left = [n for n in savings if n not in taken and savings[n] > 0]
+        if not left:
+            break
+        damage = {n: _damage(model, shortcuts, [*taken, n], example, reference) for n in left}
+        # what dropping it adds to the damage done, per unit saved
+        best = min(left, key=lambda n: (damage[n] - base) / savings[n])
+        chosen.append((best, damage[best]))
+        saved, base = saved + savings[best], damage[best]
+    return chosen
+
+
+def logit_damage(out: Tensor, reference: Tensor) -> float:
+    """How far the logits `out` moved from `reference`, ``mean((z' − z)²) / var(z)``."""
+    return float((out - reference).pow(2).mean() / reference.var().clamp_min(1e-12))
+
+
+def droppable(model: nn.Module) -> dict[Block, nn.Module]:
+    """The blocks of `model` that can be dropped, each with its shortcut (`blocks.removable`),
+    or a BlockError saying why none can."""
+    found = removable(model)
+    if not found:
+        raise BlockError(
+            f"{type(model).__name__}'s residual additions are all made by its own forward, not "
+            "by modules of their own: no block can be swapped for its shortcut"
+        )
+    return found
+
+
+def kept_whole(block: Block, exclude: list[str] | None) -> bool:
     """Whether a pattern names the block or a layer of its f (a shortcut's layer stays either
     way: excluding it keeps nothing)."""
     names = [block.name, *block.residual]
     return any(fnmatch.fnmatchcase(n, pat) for n in names for pat in exclude or [])
 
 
-def _check_patterns(model: nn.Module, found: list[Block], exclude: list[str] | None) -> None:
+def check_patterns(model: nn.Module, found: list[Block], exclude: list[str] | None) -> None:
     """A pattern that names no block and no layer is a typo: refused, as every kind does."""
     names = [b.name for b in found] + [n for n, _ in model.named_modules() if n]
     unmatched = [p for p in exclude or [] if not fnmatch.filter(names, p)]
@@ -81,7 +111,7 @@ def _check_patterns(model: nn.Module, found: list[Block], exclude: list[str] | N
         )
 
 
-def _plan(model: nn.Module, block: Block, shortcut: nn.Module, units: Units) -> LayerPlan:
+def block_plan(model: nn.Module, block: Block, shortcut: nn.Module, units: Units) -> LayerPlan:
     """The block's parameters and MACs (its convs' and linears': weights × positions) before
     and once dropped (its shortcut's)."""
     module = model.get_submodule(block.name)
@@ -123,4 +153,4 @@ def _damage(
     finally:
         for n, module in kept.items():
             model.set_submodule(n, module)
-    return float((out - reference).pow(2).mean() / reference.var().clamp_min(1e-12))
+    return logit_damage(out, reference)

@@ -61,6 +61,7 @@ def _for_latency(groups, units: Units, table: LatencyTable | None, ranking: str)
         raise BudgetError(f"ranking must be one of {', '.join(RANKINGS)}, got {ranking!r}")
     if table is None:
         raise BudgetError("target 'latency' needs a latency table (`alphaprune table`)")
+    table = table.named_as(groups)  # a root dropped with its block: another layer names it
     unknown = [g.root for g in groups if g.root not in table.widths]
     if unknown:
         raise BudgetError(

@@ -36,11 +36,13 @@ drawn at random (docs/benchmarks.md, *The table's calibration*).
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from alphaprune.budget.layer_times import Layer
 from alphaprune.budget.plan import BudgetError
@@ -100,6 +102,9 @@ class LatencyTable:
     # per layer: plans timed whole that fix how much of the model's time does not shrink with
     # its layers (`fixed`); the check is then another plan
     calibration: tuple[Check, ...] = ()
+    # per layer: the layers of the blocks a plan drops (`without`), which take no time in its
+    # prediction; a plan's view of the table, not written to its file
+    dropped: frozenset[str] = frozenset()
 
     @property
     def per(self) -> str:
@@ -114,7 +119,9 @@ class LatencyTable:
 
     def check_error(self) -> float | None:
         """The prediction for the `check` plan over its timing, less 1 (None: none timed)."""
-        return None if self.check is None else self.predict(self.check.kept) / self.check.ms - 1
+        if self.check is None:
+            return None
+        return self._predict(self.check.kept, frozenset()) / self.check.ms - 1
 
     def check_note(self) -> str:
         """A sentence on the check, for logs and errors ("" without one)."""
@@ -126,7 +133,8 @@ class LatencyTable:
         how = "every group at about" if max(shares) - min(shares) <= 0.1 else "its groups at"
         return (
             f"a plan with {how} {100 * share:.0f}% of their channels measured "
-            f"{self.check.ms:.4g} ms and the table predicts {self.predict(kept):.4g} ms "
+            f"{self.check.ms:.4g} ms and the table predicts "
+            f"{self._predict(kept, frozenset()):.4g} ms "
             f"({100 * self.check_error():+.0f}%)"
         )
 
@@ -141,7 +149,10 @@ class LatencyTable:
         if not self.layers:
             return 0.0
         # measured − ratio = fixed · (1 − ratio), one equation a plan
-        cut = [(plan.ms / self.full_ms, self._layers_ratio(plan.kept)) for plan in self.calibration]
+        cut = [
+            (plan.ms / self.full_ms, self._layers_ratio(plan.kept, frozenset()))
+            for plan in self.calibration
+        ]
         scale = sum((1.0 - ratio) ** 2 for _, ratio in cut)
         if scale == 0.0:
             return 0.0
@@ -184,15 +195,82 @@ class LatencyTable:
         """The student's milliseconds when each group `root` keeps `kept[root]` channels (the
         groups not named keep all theirs). Per group: the teacher's, less each group's saving,
         plus each pair's interaction. Per layer: the teacher's, times the sum of the student's
-        layers' times over the teacher's."""
+        layers' times over the teacher's (the `dropped` layers' none)."""
+        return self._predict(kept, self.dropped)
+
+    def _predict(self, kept: Mapping[str, int], dropped: frozenset[str]) -> float:
         if self.layers:  # nothing cut: the teacher's
-            return self.full_ms * (self.fixed + (1.0 - self.fixed) * self._layers_ratio(kept))
+            ratio = self._layers_ratio(kept, dropped)
+            return self.full_ms * (self.fixed + (1.0 - self.fixed) * ratio)
         return self._group_prediction(kept)
 
-    def _layers_ratio(self, kept: Mapping[str, int]) -> float:
+    def _layers_ratio(self, kept: Mapping[str, int], dropped: frozenset[str]) -> float:
         """Per layer: the sum of the student's layers' times over the teacher's."""
-        student = sum(layer.at(*layer.widths(kept, self.widths)) for layer in self.layers)
+        student = sum(
+            layer.at(*layer.widths(kept, self.widths))
+            for layer in self.layers
+            if layer.name not in dropped
+        )
         return student / self._teacher_layers_ms
+
+    def without(self, layers: Iterable[str]) -> LatencyTable:
+        """The table's view of the model with `layers` gone (a dropped block's): they take no
+        time; the rest of the teacher's time (`fixed`, the engine's per-operator overheads) is
+        taken to stay, so a dropped block's saving is predicted low, if anything. Per layer
+        only."""
+        layers = frozenset(layers)
+        if not self.layers:
+            raise BudgetError(
+                "dropping blocks for a latency target needs a table per layer (latency.table.per: "
+                "layer): a table per group times no layer alone"
+            )
+        unknown = layers - {layer.name for layer in self.layers}
+        if unknown:
+            raise BudgetError(
+                f"the latency table has no timings for the layers {', '.join(sorted(unknown))}: "
+                "it was measured on another model; measure it again"
+            )
+        return dataclasses.replace(self, dropped=self.dropped | layers)
+
+    def named_as(self, groups: Iterable) -> LatencyTable:
+        """The table with its groups named by the roots `groups` (`channels.ChannelGroup`s of
+        the model planned on) give them: where a block is dropped before the channels are
+        planned, a group's root (the first layer writing its channels) can go with it, and
+        the group is named by another of its layers. Matched by a layer that writes the group's
+        channels in both; a group matched to none keeps its name (and is refused as unknown)."""
+        writes = {layer.name: layer.writes for layer in self.layers}
+        rename: dict[str, str] = {}
+        for g in groups:
+            if g.root in self.widths:
+                continue
+            roots = {r for m in g.members if m.writes for r in writes.get(m.module, {})}
+            if len(roots) == 1 and (root := roots.pop()) not in rename:
+                rename[root] = g.root
+        if not rename:
+            return self
+
+        def named(d: Mapping[str, Any]) -> dict[str, Any]:
+            return {rename.get(r, r): v for r, v in d.items()}
+
+        def plan(c: Check | None) -> Check | None:
+            return None if c is None else dataclasses.replace(c, kept=named(c.kept))
+
+        return dataclasses.replace(
+            self,
+            widths=named(self.widths),
+            groups=named(self.groups),
+            spread=named(self.spread),
+            layers=tuple(
+                dataclasses.replace(layer, reads=named(layer.reads), writes=named(layer.writes))
+                for layer in self.layers
+            ),
+            pairs=tuple(
+                dataclasses.replace(p, groups=tuple(rename.get(r, r) for r in p.groups))
+                for p in self.pairs
+            ),
+            check=plan(self.check),
+            calibration=tuple(plan(c) for c in self.calibration),
+        )
 
     @functools.cached_property
     def _teacher_layers_ms(self) -> float:

@@ -16,6 +16,10 @@ from alphaprune.costs import layer_positions
 from alphaprune.errors import UserError
 
 TARGETS = ("params", "macs", "latency")
+# the kinds whose students lose whole channels at α = 0 (`Plan.removed`), and those that drop
+# whole blocks (their `layers` with branch "blocks")
+NARROWING = ("channels", "blocks+channels")
+DROPPING = ("blocks", "blocks+channels")
 
 
 class BudgetError(UserError, ValueError):
@@ -51,6 +55,15 @@ class Plan:
     # target latency: the table's engine, batch and threads, the teacher's measured ms, the
     # student's predicted ms and each narrowed group's (the model's ms with it alone narrowed)
     latency: dict = field(default_factory=dict)
+    # blocks+channels: each split of the budget tried (the blocks dropped, in the order they were
+    # ranked; the rest in channels) and how far its one-shot student moved the logits
+    # (`budget.blocks_channels`)
+    splits: tuple[dict, ...] = ()
+
+    @property
+    def dropped_blocks(self) -> list[str]:
+        """The blocks the student no longer has (kinds `blocks` and `blocks+channels`)."""
+        return [lp.name for lp in self.layers if lp.branch == "blocks"]
 
     @property
     def student_params(self) -> int:
@@ -91,10 +104,11 @@ class Plan:
                     "removed": {root: list(idxs) for root, idxs in self.removed.items()},
                     "ungrouped": self.ungrouped,
                 }
-                if self.kind == "channels"
+                if self.kind in NARROWING
                 else {}
             ),
             **({"latency": self.latency} if self.latency else {}),
+            **({"splits": list(self.splits)} if self.splits else {}),
         }
 
 

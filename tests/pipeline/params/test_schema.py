@@ -289,7 +289,23 @@ BAD = [
         "latency-target-of-another-branch",
         _set("variants", "seed", {"target": "latency"}),
         "variants.seed",
-        "branch 'channels' only",
+        "branches 'channels' and 'blocks+channels' only",
+    ),
+    (
+        "random-init-of-blocks-and-channels",
+        _set(
+            "variants",
+            "seed",
+            {"branch": "blocks+channels", "init": "random", "trainable": "student"},
+        ),
+        "variants.seed",
+        "init 'random' is not supported for branch 'blocks+channels'",
+    ),
+    (
+        "trainable-branches-of-blocks-and-channels",
+        _set("variants", "seed", {"branch": "blocks+channels", "trainable": "branches"}),
+        "variants.seed",
+        "trainable 'branches' does not apply to branch 'blocks+channels'",
     ),
     (
         "ranking-of-a-params-target",

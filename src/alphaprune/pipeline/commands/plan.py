@@ -16,6 +16,7 @@ from alphaprune.branches.kinds import KINDS
 from alphaprune.budget.allocator import allocate
 from alphaprune.budget.channels import DEFAULT_RANKING
 from alphaprune.budget.latency_table import LatencyTable
+from alphaprune.budget.plan import DROPPING
 from alphaprune.loading import load_model
 from alphaprune.models import build_model
 from alphaprune.pipeline.params.base import ConfigError
@@ -116,10 +117,16 @@ def run(args) -> None:
     print(rows.astype(object).fillna("-").to_string(index=False) if len(rows) else "(no layers)")
     print(f"excluded: {', '.join(plan.excluded)}")
     print(f"weights: {weights}")
-    if args.branch == "blocks":
+    if args.branch in DROPPING:
         print(
             "blocks: chosen by their damage on a zero input here, so only indicative; the prune "
             "chooses on prune.calibration_size training images"
+        )
+    for split in plan.splits:  # blocks+channels: each split of the budget tried
+        chosen = " (chosen)" if set(split["blocks"]) == set(plan.dropped_blocks) else ""
+        print(
+            f"split: {len(split['blocks'])} block(s) dropped ({', '.join(split['blocks']) or '-'})"
+            f", the rest in channels: logits moved {split['damage']:.4g}{chosen}"
         )
     for root, removed in plan.removed.items():
         width = model.get_submodule(root).weight.shape[0]

@@ -154,14 +154,18 @@ class PruneConfig(Strict):
 
     amount: Fraction = 0.65  # fraction of the teacher's `target` the student no longer has
     # params: of its parameters; macs: of its multiply-accumulates for one example (batch 1);
-    # latency: of the teacher's time on the engine, batch and threads of `latency.table` (branch
-    # channels only: the channels whose removal saves the time with the least importance lost,
-    # planned from the measured table the `table` stage writes)
+    # latency: of the teacher's time on the engine, batch and threads of `latency.table` (branches
+    # channels and blocks+channels: the channels whose removal saves the time with the least
+    # importance lost, planned from the measured table the `table` stage writes)
     target: Literal["params", "macs", "latency"] = "params"
     # The kinds of alphaprune.branches.KINDS, spelled out so that the params schema (and so
     # `prepare`) does not depend on the branches' code; a test checks the two agree. `blocks`
-    # fades whole residual blocks to their shortcuts (alphaprune.blocks; init does not apply).
-    branch: Literal["pointwise", "lowrank", "dwsep", "sparse", "channels", "blocks"] = "lowrank"
+    # fades whole residual blocks to their shortcuts (alphaprune.blocks; init does not apply);
+    # `blocks+channels` both, in one student, the split chosen by the allocator
+    # (alphaprune.budget.blocks_channels; init applies to its channels).
+    branch: Literal[
+        "pointwise", "lowrank", "dwsep", "sparse", "channels", "blocks", "blocks+channels"
+    ] = "lowrank"
     init: Literal["random", "pretrained", "lsq"] = "lsq"
     exclude: list[str] | None = None  # glob patterns of module names; None: first conv + classifier
     trainable: Literal["branches", "student", "all"] = "student"
@@ -185,12 +189,13 @@ class PruneConfig(Strict):
     augment: AugmentConfig = AugmentConfig()
     batch_size: PositiveInt = 64
     optimizer: PruneOptimizerConfig = PruneOptimizerConfig()
-    # training examples used by init=lsq, and by branch blocks to measure each block's damage
+    # training examples used by init=lsq, and by the branches with blocks to measure damage
     calibration_size: PositiveInt = 512
-    # branch channels: every narrowed group keeps a multiple of this many channels (and at least
-    # this many); 1: any width; unset: ROUND_TO (8, the AVX2 block of 8 floats). On the digits
-    # CNN, widths 16, 17, 34 ran 0.97x the teacher in onnxruntime for 2.4x fewer MACs, and 16,
-    # 16, 32 ran 1.45x (batch 1) and 2.2x (batch 64): benchmarks/digits_channels.py.
+    # branches channels and blocks+channels: every narrowed group keeps a multiple of this many
+    # channels (and at least this many); 1: any width; unset: ROUND_TO (8, the AVX2 block of 8
+    # floats). On the digits CNN, widths 16, 17, 34 ran 0.97x the teacher in onnxruntime for 2.4x
+    # fewer MACs, and 16, 16, 32 ran 1.45x (batch 1) and 2.2x (batch 64):
+    # benchmarks/digits_channels.py.
     round_to: PositiveInt | None = None
     # target latency, how the channels are chosen: knapsack_summed (unset: the least importance
     # lost for the time saved, budget.latency.knapsack, each channel's L2 magnitude summed over
@@ -218,22 +223,26 @@ class PruneConfig(Strict):
                 "target 'macs' cannot be met with branch 'sparse': a masked layer still runs "
                 "densely, so its MACs do not fall; use target 'params' or a structured branch"
             )
-        if self.target == "latency" and self.branch != "channels":
+        if self.target == "latency" and self.branch not in ("channels", "blocks+channels"):
             raise ValueError(
-                f"target 'latency' is planned for branch 'channels' only, not {self.branch!r} "
-                "(the latency table times narrower channels); use target 'params' or 'macs'"
+                f"target 'latency' is planned for branches 'channels' and 'blocks+channels' only, "
+                f"not {self.branch!r} (the latency table times narrower channels); use target "
+                "'params' or 'macs'"
             )
-        if self.branch == "blocks" and "branches" in (self.trainable, self.finetune_trainable):
+        if self.branch in ("blocks", "blocks+channels") and "branches" in (
+            self.trainable,
+            self.finetune_trainable,
+        ):
             raise ValueError(
-                "trainable 'branches' does not apply to branch 'blocks': a dropped block's "
+                f"trainable 'branches' does not apply to branch {self.branch!r}: a dropped block's "
                 "branch is its shortcut, which has nothing to learn (the identity, or the "
                 "option-A map); use 'student' (the layers that stay learn what the blocks did)"
             )
         if self.branch == "sparse" and self.init == "lsq":
             raise ValueError("init 'lsq' is not supported for branch 'sparse'; use 'pretrained'")
-        if self.branch == "channels" and self.init == "random":
+        if self.branch in ("channels", "blocks+channels") and self.init == "random":
             raise ValueError(
-                "init 'random' is not supported for branch 'channels': its branches are the "
+                f"init 'random' is not supported for branch {self.branch!r}: its branches are the "
                 "readers of the removed channels, which keep their other inputs; use "
                 "'pretrained' (the kept columns as they are) or 'lsq' (refitted on them)"
             )
@@ -242,8 +251,11 @@ class PruneConfig(Strict):
                 f"ranking applies to target 'latency' only (target {self.target!r} always ranks "
                 "channels globally)"
             )
-        if self.round_to not in (None, 1) and self.branch != "channels":
-            raise ValueError(f"round_to applies to branch 'channels' only, not {self.branch!r}")
+        if self.round_to not in (None, 1) and self.branch not in ("channels", "blocks+channels"):
+            raise ValueError(
+                f"round_to applies to branches 'channels' and 'blocks+channels' only, not "
+                f"{self.branch!r}"
+            )
         return self
 
     @property

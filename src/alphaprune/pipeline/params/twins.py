@@ -49,7 +49,7 @@ def trains_as(cfg: PruneConfig) -> dict[str, Any]:
     before the first batch), and the lr is the fine-tune's cosine from `finetune_lr` (else
     `optimizer.lr`), which is what `lr_schedule: cosine` gives a one-shot recipe too."""
     values = cfg.model_dump(mode="json")
-    if cfg.init != "lsq" and cfg.branch != "blocks":
+    if cfg.init != "lsq" and cfg.branch not in ("blocks", "blocks+channels"):
         values["calibration_size"] = None
     if cfg.branch == "blocks":  # a block has nothing to initialise (its shortcut is the teacher's)
         values["init"] = None

@@ -17,7 +17,7 @@ from alphaprune import channels, distributed, student
 from alphaprune.budget.allocator import allocate
 from alphaprune.budget.channels import DEFAULT_RANKING
 from alphaprune.budget.latency_table import CHECK_TOLERANCE, LatencyTable
-from alphaprune.budget.plan import Plan
+from alphaprune.budget.plan import DROPPING, NARROWING, Plan
 from alphaprune.errors import UserError
 from alphaprune.fit import DivergenceError, fit
 from alphaprune.loading import load_model
@@ -103,7 +103,7 @@ def prune(
     teacher = runtime.place(teacher)  # float64 in a float64 run: the plan and inits too
     train, val = splits(prepared, runtime, "train", "val")
     torch.manual_seed(seed)
-    blocks = cfg.branch == "blocks"  # blocks are chosen by their damage on a calibration batch
+    blocks = cfg.branch in DROPPING  # blocks are chosen by their damage on a calibration batch
     calib = [next(train.batches(cfg.calibration_size))[0]] if cfg.init == "lsq" or blocks else None
     example = calib[0] if blocks else train.examples(2)
     model, plan = make_student(
@@ -146,7 +146,7 @@ def prune(
     (out_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
     curves = Curves(out_dir)
     narrowing: list[dict] | None = None
-    if plan.kind == "channels":  # at α = 0 the channels leave every layer coupled to them
+    if plan.kind in NARROWING:  # at α = 0 the channels leave every layer coupled to them
         narrowing, example = [], train.examples(1)
 
         def narrow(collapsed: nn.Module) -> None:
@@ -213,11 +213,7 @@ def _fingerprint(
             prepared.card["sha256"],
             code_digest("prune"),
             *([table.to_dict()] if table is not None else []),
-            *(
-                [[lp.name for lp in plan.layers]]
-                if plan is not None and plan.kind == "blocks"
-                else []
-            ),
+            *([plan.dropped_blocks] if plan is not None and plan.kind in DROPPING else []),
         ],
         sort_keys=True,
     )
