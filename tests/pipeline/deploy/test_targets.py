@@ -14,6 +14,7 @@ def test_a_latency_targets_ask_prediction_and_measurement_are_recorded():
     planned = {"batch": 64, "threads": 1, "teacher_ms": 10.0, "student_ms": 4.0}
     plan = {"target": "latency", "amount": 0.5, "latency": {**planned, "ranking": "global"}}
     assert latency_target({"plan": plan}, timed) == {
+        "target_kind": "channels",  # a plan from before plans recorded their kind: channels
         "target_ranking": "global",
         "target_batch": 64,
         "target_speedup": 2.0,
@@ -31,6 +32,8 @@ def test_a_latency_targets_ask_prediction_and_measurement_are_recorded():
     assert latency_target(unrecorded, timed)["target_ranking"] == "knapsack"
     unrecorded["prune"]["ranking"] = "global"
     assert latency_target(unrecorded, timed)["target_ranking"] == "global"
+    both = {"plan": {**plan, "kind": "blocks+channels"}}
+    assert latency_target(both, timed)["target_kind"] == "blocks+channels"
     params_target = {"plan": {"target": "params", "amount": 0.5}}
     assert latency_target(params_target, timed) == {}
 

@@ -307,6 +307,26 @@ def test_pareto_draws_one_front_per_ranking_at_the_measured_speeds(tmp_path, mon
     assert "batch 64" in ax.get_xlabel()
 
 
+def test_pareto_draws_students_that_drop_blocks_as_a_front_of_their_own(tmp_path, monkeypatch):
+    """A blocks+channels student ranks its channels as a channel student may: it is its own
+    front, not a point on the channel knapsack's line."""
+    rows = {"k2": (300, 0.95), "bc2": (250, 0.97), "bc3": (200, 0.96)}
+    figures = {
+        "k2": ("knapsack_summed", 2.0, [2.0]),
+        "bc2": ("knapsack_summed", 2.0, [1.9]),
+        "bc3": ("knapsack_summed", 3.0, [2.9]),
+    }
+    metrics = _targeted(_metrics(rows), figures)
+    metrics["target_kind"] = [
+        "channels" if v == "k2" else "blocks+channels" for v in metrics.index.get_level_values(0)
+    ]
+    fig = _figure(monkeypatch, speed.pareto, metrics, TEACHER, tmp_path / "p.png")
+    fronts = {c.get_label(): c for c in fig.axes[0].containers if hasattr(c, "lines")}
+    both = "alphaprune: whole blocks and channels, the channels by knapsack_summed"
+    assert list(fronts[both].lines[0].get_xdata()) == pytest.approx([1.9, 2.9])
+    assert list(fronts[speed.RANKINGS["knapsack_summed"]].lines[0].get_xdata()) == [2.0]
+
+
 def test_all_figures_add_the_pareto_figure_for_latency_targets(tmp_path):
     metrics = _targeted(_metrics({"a": (350, 0.98)}), {"a": ("knapsack", 1.5, [1.5])})
     keys = [("a", "t0-s0")]

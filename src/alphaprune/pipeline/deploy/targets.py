@@ -9,7 +9,8 @@ from collections.abc import Mapping
 
 def latency_target(recipe: Mapping, timed: Mapping) -> dict:
     """For a student planned to a latency target (its model file's `recipe`: the plan, and the
-    prune settings it was made with): how its channels were ranked; the speedup asked,
+    prune settings it was made with): its kind (`channels`, or `blocks+channels`, whose plan
+    drops blocks too) and how its channels were ranked; the speedup asked,
     1 / (1 - amount); the one its latency table predicted; and the one `timed` (a
     `measure_grid` row) measured at the table's batch in onnxruntime, with its spread, where
     that batch and thread count were timed. {} for a student of another target."""
@@ -20,6 +21,7 @@ def latency_target(recipe: Mapping, timed: Mapping) -> dict:
     # a plan from before plans recorded their ranking was the knapsack's, then the default
     ranking = planned.get("ranking") or recipe.get("prune", {}).get("ranking") or "knapsack"
     out = {
+        "target_kind": plan.get("kind", "channels"),
         "target_ranking": ranking,
         "target_batch": planned["batch"],
         "target_speedup": 1 / (1 - plan["amount"]),

@@ -124,6 +124,9 @@ RANKINGS = {  # prune.ranking -> legend label
 }
 
 
+KINDS = {"blocks+channels": "whole blocks and channels"}  # prune.branch -> legend words
+
+
 def _other_students(ax, per_run: pd.DataFrame, batch: int, confidence: float) -> None:
     """The students of no latency target timed in onnxruntime at `batch` (the latency stage's
     latency or throughput batch): grey squares at their mean speedup and accuracy, named."""
@@ -161,8 +164,9 @@ def _other_students(ax, per_run: pd.DataFrame, batch: int, confidence: float) ->
 def pareto(per_run: pd.DataFrame, teacher: dict, out: Path, confidence: float = 0.95) -> Path:
     """The students of `prune.target: latency`: test accuracy (mean, with its interval) against
     the speedup measured at their table's batch (mean, with the range over every round), one
-    line per ranking (the knapsack's and Torch-Pruning's fronts; per ranking and epochs where
-    the epochs differ: a front joins students trained alike), each point named; the teacher is
+    line per kind and ranking (the knapsack's and Torch-Pruning's fronts, and students that drop
+    blocks too; per epochs too where the epochs differ: a front joins students trained alike),
+    each point named; the teacher is
     the star at 1x, and each asked speedup a dotted line. The other students timed at that batch
     (a params or MACs budget, whole blocks) are grey squares, named: what the fronts stand
     against at the same speed."""
@@ -170,13 +174,17 @@ def pareto(per_run: pd.DataFrame, teacher: dict, out: Path, confidence: float = 
     iv = intervals(timed, "test_acc", confidence)
     fig, ax = plt.subplots(figsize=(8, 5.5))
     _other_students(ax, per_run, int(timed["target_batch"].iloc[0]), confidence)
+    if "target_kind" not in timed:  # a latency.json from before it was recorded: channels
+        timed = timed.assign(target_kind="channels")
     by_epochs = "epochs" in timed.columns and timed["epochs"].nunique() > 1
-    keys = ["target_ranking", "epochs"] if by_epochs else ["target_ranking"]
+    keys = ["target_kind", "target_ranking"] + (["epochs"] if by_epochs else [])
     for key, runs in timed.groupby(keys, sort=False):
-        ranking = key[0] if isinstance(key, tuple) else key
+        kind, ranking = key[0], key[1]
         label = RANKINGS.get(ranking, ranking)
+        if kind != "channels":
+            label = f"alphaprune: {KINDS.get(kind, kind)}, the channels by {ranking}"
         if by_epochs:
-            label += f" ({int(key[1])} epochs)"
+            label += f" ({int(key[2])} epochs)"
         speed = runs.groupby(level="variant", sort=False)["target_measured_speedup"]
         spans = runs.groupby(level="variant", sort=False)["target_measured_range"]
         x = speed.mean().sort_values()

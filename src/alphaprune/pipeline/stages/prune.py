@@ -119,6 +119,16 @@ def prune(
         plan.macs_achieved,
         plan.teacher_macs,
     )
+    if plan.kind in DROPPING:
+        log.info("%s: drops the blocks %s", variant, ", ".join(plan.dropped_blocks) or "(none)")
+    for split in plan.splits:  # blocks+channels: how the budget's splits between them fared
+        log.info(
+            "%s: %d block(s) dropped and the rest in channels moved the logits %.4g%s",
+            variant,
+            len(split["blocks"]),
+            split["damage"],
+            " (chosen)" if set(split["blocks"]) == set(plan.dropped_blocks) else "",
+        )
     if plan.latency:
         log.info(
             "%s: predicted %.4g ms of the teacher's %.4g ms (%.3fx; asked %.3fx) in %s at batch "
