@@ -22,6 +22,9 @@ from alphaprune.models import build_model
 from alphaprune.pipeline.params.base import ConfigError
 from alphaprune.pipeline.params.recipe import PruneConfig
 
+# how many random images the blocks of `blocks` and `blocks+channels` are weighed on here
+CALIBRATION = 16
+
 
 def add_arguments(p) -> None:
     p.add_argument("--model", help="a registered model name (or give --teacher)")
@@ -31,7 +34,12 @@ def add_arguments(p) -> None:
         metavar="FILE",
         help="plan on this trained teacher (a model file; its architecture and input size)",
     )
-    p.add_argument("--seed", type=int, default=0, help="the init's seed, without --teacher")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="the init's seed, without --teacher (and the random images blocks are weighed on)",
+    )
     defaults = PruneConfig()  # a run's defaults: the best measured recipe
     p.add_argument("--branch", default=defaults.branch, choices=list(KINDS))
     p.add_argument("--amount", type=float, default=defaults.amount)
@@ -85,6 +93,9 @@ def _model(args) -> tuple[torch.nn.Module, tuple[int, int, int], str]:
 def run(args) -> None:
     model, shape, weights = _model(args)
     example = torch.zeros(2, *shape)
+    if args.branch in DROPPING:  # blocks are chosen by how far they move the logits: not on zeros
+        generator = torch.Generator().manual_seed(args.seed)
+        example = torch.randn(CALIBRATION, *shape, generator=generator)
     table = None
     if args.table is not None:
         table = LatencyTable.from_file(args.table)
@@ -119,8 +130,9 @@ def run(args) -> None:
     print(f"weights: {weights}")
     if args.branch in DROPPING:
         print(
-            "blocks: chosen by their damage on a zero input here, so only indicative; the prune "
-            "chooses on prune.calibration_size training images"
+            f"blocks: chosen by their damage on {CALIBRATION} images of random normal pixels "
+            f"here (seed {args.seed}), so only indicative; the prune chooses on "
+            "prune.calibration_size training images"
         )
     for split in plan.splits:  # blocks+channels: each split of the budget tried
         chosen = " (chosen)" if set(split["blocks"]) == set(plan.dropped_blocks) else ""
