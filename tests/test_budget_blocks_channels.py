@@ -185,6 +185,22 @@ def test_a_table_renamed_to_a_groups_new_root_predicts_as_before():
     assert table.named_as([g for g in groups if g.root in table.widths]) is table
 
 
+def test_a_split_fixed_by_hand_drops_that_many_of_the_ranked_blocks():
+    """dropped_blocks: the first N blocks of the ranking the allocator weighs, the rest of the
+    budget in channels; the only split tried. More than the ranking takes is refused."""
+    teacher = _resnet20()
+    free = allocate(teacher, KIND, 0.6, X, ["linear"], round_to=8, target="macs")
+    ranked = free.splits[-1]["blocks"]  # the longest split lists the ranking
+    for n in (0, 2, len(ranked)):
+        plan = allocate(teacher, KIND, 0.6, X, ["linear"], 8, "macs", dropped_blocks=n)
+        assert sorted(plan.dropped_blocks) == sorted(ranked[:n]) and plan.macs_achieved >= 0.6
+        assert [s["blocks"] for s in plan.splits] == [ranked[:n]]
+        chosen = next(s for s in free.splits if s["blocks"] == ranked[:n])
+        assert plan.splits[0]["damage"] == chosen["damage"]
+    with pytest.raises(BudgetError, match=rf"the first {len(ranked)} ranked blocks meet"):
+        allocate(teacher, KIND, 0.6, X, ["linear"], 8, "macs", dropped_blocks=len(ranked) + 1)
+
+
 def test_what_cannot_be_met_is_refused_with_the_reason():
     """Stage 3 kept whole holds 82% of the parameters: 90% cannot go."""
     teacher = _resnet20()

@@ -27,6 +27,7 @@ def allocate(
     teacher_macs: int | None = None,
     table: LatencyTable | None = None,
     ranking: str = DEFAULT_RANKING,
+    dropped_blocks: int | None = None,
 ) -> Plan:
     """Plan branches that remove at least `amount` of `model`'s parameters (`target` "params")
     or of its MACs for one example of `example`'s shape ("macs"); `round_to`: the channel block
@@ -34,7 +35,8 @@ def allocate(
     records them), else counted with `torch.utils.flop_counter` (whose first use imports
     `torch._dynamo`: 1.5 s a process). Target "latency" (kinds `channels` and
     `blocks+channels`): `amount` of the time `table` measured for the teacher on its engine
-    (`budget.latency_table`), the channels chosen by `ranking` (`budget.channels.allocate`)."""
+    (`budget.latency_table`), the channels chosen by `ranking` (`budget.channels.allocate`).
+    `dropped_blocks`: kind `blocks+channels`, how many blocks go (None: the allocator's split)."""
     if not 0 < amount < 1:
         raise BudgetError(f"amount must be in (0, 1), got {amount}")
     if target not in TARGETS:
@@ -54,7 +56,9 @@ def allocate(
         positions = layer_positions(model, example[:1])
         macs = count_macs(model, example[:1]) if teacher_macs is None else teacher_macs
         units = Units(kind, amount, target, positions, count_params(model), macs)
-        return blocks_channels.allocate(model, example, units, exclude, round_to, table, ranking)
+        return blocks_channels.allocate(
+            model, example, units, exclude, round_to, table, ranking, dropped_blocks
+        )
     branch = BRANCHES.lookup(kind)
     if target == "macs" and branch.allocation == "mask":
         raise BudgetError(

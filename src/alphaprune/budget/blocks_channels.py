@@ -44,11 +44,13 @@ def allocate(
     round_to: int = 1,
     table: LatencyTable | None = None,
     ranking: str = channels.DEFAULT_RANKING,
+    dropped_blocks: int | None = None,
 ) -> Plan:
     """The plan of blocks dropped and channels removed that meets `units` (or `table`'s latency
     budget) and moves the logits on `example` least. `exclude`: glob patterns over layer names
     (a block with a named layer, or named itself, is kept whole); None keeps the first layer and
-    the classifier, as kind `channels` does."""
+    the classifier, as kind `channels` does. `dropped_blocks`: the split fixed, that many of the
+    ranked blocks dropped (the others are not tried)."""
     model = copy.deepcopy(model).eval()
     found = blocks.droppable(model)
     blocks.check_patterns(model, list(found), exclude)
@@ -73,11 +75,19 @@ def allocate(
         need = units.need
         savings = {n: float(units.saving(lp)) for n, lp in plans.items()}
     order = blocks.greedy(model, shortcuts, savings, example, need)
+    if dropped_blocks is not None and dropped_blocks > len(order):
+        why = (
+            f"the first {len(order)} ranked blocks meet the budget alone"
+            if len(order) < len(shortcuts)
+            else f"only {len(order)} blocks may go (the others are excluded or kept whole)"
+        )
+        raise BudgetError(f"dropped_blocks {dropped_blocks}: {why}; drop at most {len(order)}")
     with torch.no_grad():
         reference = model(example)
     small = example[:2]  # what the channel groups are traced and planned on
     splits, best = [], None
-    for k in range(len(order) + 1):
+    tried = range(len(order) + 1) if dropped_blocks is None else [dropped_blocks]
+    for k in tried:
         dropped = [n for n, _ in order[:k]]
         left = need - sum(savings[n] for n in dropped)
         model_k = drop(copy.deepcopy(model), dropped)
@@ -99,6 +109,8 @@ def allocate(
                 else None
             )
         except BudgetError:  # the channels left cannot make up the rest
+            if dropped_blocks is not None:  # the one split asked for: say why it cannot be
+                raise
             continue
         if plan_k is not None and plan_k.removed:
             channel_ops.narrow(model_k, plan_k.removed, small)

@@ -302,6 +302,12 @@ BAD = [
         "init 'random' is not supported for branch 'blocks+channels'",
     ),
     (
+        "dropped-blocks-of-another-branch",
+        _set("variants", "seed", {"dropped_blocks": 2}),
+        "variants.seed",
+        "dropped_blocks applies to branch 'blocks+channels' only",
+    ),
+    (
         "trainable-branches-of-blocks-and-channels",
         _set("variants", "seed", {"branch": "blocks+channels", "trainable": "branches"}),
         "variants.seed",

@@ -62,6 +62,13 @@ def add_arguments(p) -> None:
         "or the globally least important channels cut until the table predicts the saving "
         "(global, as Torch-Pruning allocates)",
     )
+    p.add_argument(
+        "--dropped-blocks",
+        type=int,
+        metavar="N",
+        help="blocks+channels: drop the first N ranked blocks, the rest in channels (default: "
+        "the split that moves the logits least)",
+    )
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--input-size", type=int, nargs=3, default=[3, 32, 32], metavar=("C", "H", "W"))
     p.add_argument("--exclude", nargs="*", default=None, help="glob patterns of layer names")
@@ -116,6 +123,7 @@ def run(args) -> None:
         args.target,
         table=table,
         ranking=args.ranking or DEFAULT_RANKING,
+        dropped_blocks=args.dropped_blocks,
     )
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))

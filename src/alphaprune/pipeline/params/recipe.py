@@ -205,6 +205,10 @@ class PruneConfig(Strict):
     # `amount`; for Torch-Pruning at the same predicted speed). params and macs always rank
     # globally.
     ranking: Literal["knapsack", "knapsack_summed", "global"] | None = None
+    # branch blocks+channels: how many of the ranked blocks to drop, the rest of the budget in
+    # channels (a split fixed by hand, to sweep or compare splits); unset: the split whose
+    # one-shot student moves the logits least (alphaprune.budget.blocks_channels)
+    dropped_blocks: NonNegativeInt | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> PruneConfig:
@@ -250,6 +254,10 @@ class PruneConfig(Strict):
             raise ValueError(
                 f"ranking applies to target 'latency' only (target {self.target!r} always ranks "
                 "channels globally)"
+            )
+        if self.dropped_blocks is not None and self.branch != "blocks+channels":
+            raise ValueError(
+                f"dropped_blocks applies to branch 'blocks+channels' only, not {self.branch!r}"
             )
         if self.round_to not in (None, 1) and self.branch not in ("channels", "blocks+channels"):
             raise ValueError(

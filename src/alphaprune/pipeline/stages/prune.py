@@ -60,6 +60,7 @@ def make_student(
         teacher_macs=teacher_macs,
         table=table,
         ranking=cfg.ranking or DEFAULT_RANKING,
+        dropped_blocks=cfg.dropped_blocks,
     )
     plan = agree(plan)
     return student.make_student(teacher, plan, cfg.init, calibration), plan
