@@ -6,6 +6,7 @@ blend that student, which saves, loads and exports."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -97,12 +98,28 @@ def test_the_alpha_zero_blend_is_the_student_and_it_saves_loads_and_exports(tmp_
     """α = 1: the teacher, bit for bit; α = 0: the blocks dropped and the channels removed (to
     float rounding: the narrowed convs sum fewer terms); collapsed and narrowed, its model file
     rebuilds it bit for bit, and its ONNX file computes what PyTorch does."""
+    teacher = _resnet20()
+    plan = allocate(teacher, KIND, 0.6, X, ["linear"], round_to=8, target="macs")
+    _assert_fades_to_the_student(teacher, plan, tmp_path)
+
+
+def test_a_dropped_downsampling_block_whose_input_stream_is_cut_fades_to_the_student(tmp_path):
+    """layer3.0 dropped (its option-A shortcut subsamples and pads stage 2's stream) while
+    stage 2's stream loses channels: the map in its shortcut reads the narrowed stream, so its
+    branch is blended where the shortcut runs it, inside the block's blend; the student is what
+    the plan says, through the fade, the collapse, the narrowing and its model file."""
+    teacher = _resnet20(zeroed=("layer3.0",))  # ranked first: dropping it moves nothing
+    plan = allocate(teacher, KIND, 0.5, X, None, 8, "macs", dropped_blocks=1)
+    assert plan.dropped_blocks == ["layer3.0"]
+    assert "layer3.0.shortcut" in {lp.name for lp in plan.layers}  # a reader of a cut stream
+    _assert_fades_to_the_student(teacher, plan, tmp_path)
+
+
+def _assert_fades_to_the_student(teacher, plan, tmp_path) -> None:
     from alphaprune.loading import load_model
     from alphaprune.modelfile import recipe_for, save_model, with_plan
     from alphaprune.pipeline.deploy import export
 
-    teacher = _resnet20()
-    plan = allocate(teacher, KIND, 0.6, X, ["linear"], round_to=8, target="macs")
     faded = make_student(teacher, plan, "pretrained")
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
@@ -183,6 +200,14 @@ def test_a_table_renamed_to_a_groups_new_root_predicts_as_before():
     assert renamed.widths["layer2.1.conv2"] == table.widths["layer2.0.conv2"] == 32
     assert renamed.predict({"layer2.1.conv2": 16}) == table.predict({"layer2.0.conv2": 16})
     assert table.named_as([g for g in groups if g.root in table.widths]) is table
+    # the view without layer2.0's layers: a group's time and saving are from its base, the model
+    # without them, not from the teacher's
+    view = renamed.without(["layer2.0.conv1", "layer2.0.conv2"])
+    assert view.base_ms == view.predict({}) < table.full_ms
+    assert view.group_ms("layer2.1.conv2", 32) == view.base_ms
+    saved = view.base_ms - view.predict({"layer2.1.conv2": 16})
+    assert view.saving_ms("layer2.1.conv2", 16) == pytest.approx(saved, rel=1e-12)
+    assert saved > 0
 
 
 def test_a_split_fixed_by_hand_drops_that_many_of_the_ranked_blocks():
@@ -199,6 +224,25 @@ def test_a_split_fixed_by_hand_drops_that_many_of_the_ranked_blocks():
         assert plan.splits[0]["damage"] == chosen["damage"]
     with pytest.raises(BudgetError, match=rf"the first {len(ranked)} ranked blocks meet"):
         allocate(teacher, KIND, 0.6, X, ["linear"], 8, "macs", dropped_blocks=len(ranked) + 1)
+
+
+def test_a_split_out_of_range_or_of_another_kind_is_refused():
+    teacher = _resnet20()
+    with pytest.raises(BudgetError, match="dropped_blocks must be 0 or more, got -1"):
+        allocate(teacher, KIND, 0.5, X, ["linear"], 8, "macs", dropped_blocks=-1)
+    with pytest.raises(BudgetError, match="dropped_blocks applies to branch 'blocks\\+channels'"):
+        allocate(teacher, "channels", 0.5, X, ["linear"], 8, "macs", dropped_blocks=2)
+
+
+def test_a_table_of_another_model_is_refused_not_skipped_as_a_split_out_of_reach():
+    """A table whose layer3.1 is 48 wide, not 64: every split with channels is refused for it;
+    that is a bad table, not a split out of reach, so it is said, not silently passed over for
+    blocks alone."""
+    teacher = _resnet20()
+    table, _ = _stand_in_table(teacher)
+    other = dataclasses.replace(table, widths={**table.widths, "layer3.1.conv1": 48})
+    with pytest.raises(BudgetError, match="widths of layer3.1.conv1 are not this model's"):
+        allocate(teacher, KIND, 0.5, X, ["linear"], 8, "latency", table=other)
 
 
 def test_what_cannot_be_met_is_refused_with_the_reason():

@@ -104,8 +104,9 @@ def distill_loss(model: nn.Module) -> Tensor | None:
 def collapse(model: nn.Module) -> nn.Module:
     """Drop the originals: each Blend becomes its branch (in place; returns `model`).
 
-    Exact only at α = 0, which is the only α the student is ever taken at."""
-    for name, blend in list(blends(model)):
+    Exact only at α = 0, which is the only α the student is ever taken at. The deepest first:
+    a blend inside a block's blend (a layer of its shortcut) is collapsed before the block."""
+    for name, blend in sorted(blends(model), key=lambda nb: -nb[0].count(".")):
         model.set_submodule(name, blend.branch)
     return model
 

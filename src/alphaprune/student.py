@@ -41,7 +41,18 @@ def make_student(
         branches[lp.name] = branch.to(layer.weight.device)
         if init == "pretrained" or (init == "lsq" and not branch.lsq_fits):
             branch.init_pretrained(layer)
-    if init == "lsq":
-        pairs = {n: (model.get_submodule(n), b) for n, b in branches.items() if b.lsq_fits}
+    pairs = {n: (model.get_submodule(n), b) for n, b in branches.items() if b.lsq_fits}
+    if init == "lsq" and pairs:
         lsq.fit(teacher, pairs, calibration)
-    return blocks.insert_blends(blend.insert(model, branches), dropped)
+    # the blocks first, traced as the teacher's; a layer of a dropped block's shortcut that loses
+    # input channels (an option-A map reading a narrowed stream) is blended where the shortcut
+    # runs it, in the block's blend, which it is once the block is dropped
+    blocks.insert_blends(model, dropped)
+    return blend.insert(model, {_in_shortcut(n, dropped): b for n, b in branches.items()})
+
+
+def _in_shortcut(name: str, dropped: list[str]) -> str:
+    """Where layer `name` runs once the blocks `dropped` are blended with their shortcuts: in
+    its block's shortcut (`BlockBlend.branch`, whose layers keep their names in the block)."""
+    block = next((b for b in dropped if name.startswith(f"{b}.")), None)
+    return name if block is None else f"{block}.branch.{name[len(block) + 1 :]}"

@@ -41,6 +41,10 @@ def allocate(
         raise BudgetError(f"amount must be in (0, 1), got {amount}")
     if target not in TARGETS:
         raise BudgetError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+    if dropped_blocks is not None and kind != blocks_channels.KIND:
+        raise BudgetError(
+            f"dropped_blocks applies to branch '{blocks_channels.KIND}' only, not {kind!r}"
+        )
     if kind == blocks.KIND:
         if target == "latency":
             raise BudgetError(

@@ -30,7 +30,7 @@ from alphaprune.blocks import drop
 from alphaprune.branches.base import count_params
 from alphaprune.budget import blocks, channels
 from alphaprune.budget.latency_table import LatencyTable
-from alphaprune.budget.plan import BudgetError, LayerPlan, Plan, Units, candidates
+from alphaprune.budget.plan import BudgetError, LayerPlan, Plan, Units, Unreachable, candidates
 from alphaprune.costs import layer_positions
 
 KIND = "blocks+channels"
@@ -51,6 +51,8 @@ def allocate(
     (a block with a named layer, or named itself, is kept whole); None keeps the first layer and
     the classifier, as kind `channels` does. `dropped_blocks`: the split fixed, that many of the
     ranked blocks dropped (the others are not tried)."""
+    if dropped_blocks is not None and dropped_blocks < 0:
+        raise BudgetError(f"dropped_blocks must be 0 or more, got {dropped_blocks}")
     model = copy.deepcopy(model).eval()
     found = blocks.droppable(model)
     blocks.check_patterns(model, list(found), exclude)
@@ -108,7 +110,7 @@ def allocate(
                 if left > 0
                 else None
             )
-        except BudgetError:  # the channels left cannot make up the rest
+        except Unreachable:  # the channels left cannot make up the rest
             if dropped_blocks is not None:  # the one split asked for: say why it cannot be
                 raise
             continue
@@ -122,7 +124,7 @@ def allocate(
     if best is None:
         what = {"params": "parameters", "macs": "MACs", "latency": "time"}[units.target]
         total = table.full_ms if units.target == "latency" else units.total
-        raise BudgetError(
+        raise Unreachable(
             f"prune.amount {units.amount:g} (of the {what}) is unreachable with branch "
             f"'{KIND}': dropping all {len(order)} blocks it may drop saves "
             f"{sum(savings[n] for n, _ in order) / total:.4f} of the teacher's {what}, and the "
@@ -131,7 +133,7 @@ def allocate(
     _, dropped, plan_k = best
     order = list(plans)  # the forward pass's order
     block_layers = [plans[n] for n in sorted(dropped, key=order.index)]
-    return _joined(units, block_layers, plan_k, kept_whole, splits, table, layers_of)
+    return _joined(units, block_layers, plan_k, kept_whole, splits, table, layers_of, ranking)
 
 
 def _channels(
@@ -175,16 +177,17 @@ def _joined(
     splits: list[dict],
     table: LatencyTable | None,
     layers_of: dict[str, list[str]],
+    ranking: str,
 ) -> Plan:
     """One plan: the blocks dropped, then the channels of what is left (`plan_k`, None where
-    the blocks meet the budget alone)."""
+    the blocks meet the budget alone: `ranking` is recorded as the recipe asked it)."""
     latency: dict = {}
     if plan_k is not None:
         latency = dict(plan_k.latency)
     elif table is not None:  # blocks alone: the table's view without them
         view = table.without(n for lp in dropped for n in layers_of[lp.name])
         latency = {
-            "ranking": None,
+            "ranking": ranking,
             "engine": table.engine,
             "batch": table.batch,
             "threads": table.threads,

@@ -14,7 +14,7 @@ from alphaprune.branches.base import count_params
 from alphaprune.budget.channel_costs import Counter
 from alphaprune.budget.latency import knapsack
 from alphaprune.budget.latency_table import LatencyTable
-from alphaprune.budget.plan import BudgetError, LayerPlan, Plan, Units
+from alphaprune.budget.plan import BudgetError, LayerPlan, Plan, Units, Unreachable
 from alphaprune.channels import ChannelGroup, channel_groups
 
 # how a latency target chooses channels: the knapsack on Torch-Pruning's normalised importance
@@ -87,7 +87,7 @@ def _for_latency(groups, units: Units, table: LatencyTable | None, ranking: str)
         removed = _by_global_rank(groups, need, saved, table.round_to)
         if removed is None:
             most = saved(_all_but_blocks(groups, table.round_to))
-            raise BudgetError(
+            raise Unreachable(
                 f"a latency saving of {need:.4g} ms of the teacher's {table.full_ms:.4g} ms on "
                 f"{table.engine} is unreachable by global ranking: at most {most:.4g} ms "
                 "predicted (prune less)"
@@ -97,7 +97,7 @@ def _for_latency(groups, units: Units, table: LatencyTable | None, ranking: str)
         # seen at batch 1 on ResNet-18, whose pair corrections outweigh the teacher's time
         # (docs/benchmarks.md): the table's own check says how far it is off
         check = f"; {table.check_note()}" if table.check is not None else ""
-        raise BudgetError(
+        raise Unreachable(
             f"the latency table predicts no time left for prune.amount {units.amount:g}: it "
             f"cannot predict that far (prune less, or budget by target macs){check}"
         )

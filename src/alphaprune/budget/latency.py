@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from alphaprune.budget.latency_table import CHECK_TOLERANCE, LatencyTable, candidate_widths
-from alphaprune.budget.plan import BudgetError
+from alphaprune.budget.plan import Unreachable
 
 RESOLUTION = 1000  # the knapsack's steps of the needed saving
 
@@ -64,7 +64,7 @@ def knapsack(
         if error is not None and abs(error) > CHECK_TOLERANCE
         else ""
     )
-    raise BudgetError(
+    raise Unreachable(
         f"a latency saving of {need_ms:.4g} ms of the teacher's {table.full_ms:.4g} ms on "
         f"{table.engine} is unreachable: the table's groups save at most {most:.4g} ms between "
         f"them, less where they meet at a layer (prune less){doubt}"

@@ -161,9 +161,10 @@ class LatencyTable:
 
     def group_ms(self, root: str, kept: int) -> float:
         """The model's time with group `root` alone at `kept` channels: measured, or linear
-        between the two measured widths around it (per layer: predicted)."""
+        between the two measured widths around it (per layer: predicted; in a view `without`
+        layers, with them gone too)."""
         if kept >= self.widths[root]:
-            return self.full_ms
+            return self.base_ms
         if self.layers:
             return self.predict({root: kept})
         points = sorted({**self.groups[root], self.widths[root]: self.full_ms}.items())
@@ -177,7 +178,14 @@ class LatencyTable:
         return t0 + (t1 - t0) * (kept - w0) / (w1 - w0)
 
     def saving_ms(self, root: str, kept: int) -> float:
-        return self.full_ms - self.group_ms(root, kept)
+        """What narrowing group `root` to `kept` saves of `base_ms`."""
+        return self.base_ms - self.group_ms(root, kept)
+
+    @property
+    def base_ms(self) -> float:
+        """The time before any group is narrowed: the teacher's (`full_ms`), or in a view
+        `without` layers, the model's without them."""
+        return self.predict({}) if self.dropped else self.full_ms
 
     def _cut(self, root: str, kept: int, measured: int) -> float:
         """How far `root` is cut at `kept`, as a fraction of the cut to `measured`."""

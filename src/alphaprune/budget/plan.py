@@ -26,6 +26,11 @@ class BudgetError(UserError, ValueError):
     """The target cannot be reached with the layers allowed to change."""
 
 
+class Unreachable(BudgetError):
+    """The budget asks more than the layers allowed to change can save (not a bad input: a
+    `blocks+channels` split that meets this tries another)."""
+
+
 @dataclass(frozen=True)
 class LayerPlan:
     name: str
@@ -182,9 +187,9 @@ class Units:
         before = lp.params_before if self.target == "params" else lp.macs_before
         return before - self.after(lp)
 
-    def unreachable(self, most: int) -> BudgetError:
+    def unreachable(self, most: int) -> Unreachable:
         what = "parameters" if self.target == "params" else "MACs"
-        return BudgetError(
+        return Unreachable(
             f"prune.amount {self.amount:g} (of the {what}) is unreachable with branch "
             f"'{self.kind}': the layers allowed to change can remove at most "
             f"{most / self.total:.4f} of the teacher's {self.total:,} {what} (prune fewer, or "

@@ -156,7 +156,13 @@ def run(args) -> None:
     if plan.latency:
         lat = plan.latency
         for root, ms in lat["groups_ms"].items():
-            print(f"group {root}: the model alone narrowed so takes {ms:.3f} ms")
+            if plan.dropped_blocks:
+                print(
+                    f"group {root}: the model without the dropped blocks, this group alone "
+                    f"narrowed, takes {ms:.3f} ms"
+                )
+            else:
+                print(f"group {root}: the model alone narrowed so takes {ms:.3f} ms")
         print(
             f"teacher {lat['teacher_ms']:.3f} ms -> student {lat['student_ms']:.3f} ms predicted "
             f"({lat['engine']}, batch {lat['batch']}, {lat['threads']} thread(s)): speedup "

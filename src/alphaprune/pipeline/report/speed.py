@@ -174,8 +174,9 @@ def pareto(per_run: pd.DataFrame, teacher: dict, out: Path, confidence: float = 
     iv = intervals(timed, "test_acc", confidence)
     fig, ax = plt.subplots(figsize=(8, 5.5))
     _other_students(ax, per_run, int(timed["target_batch"].iloc[0]), confidence)
-    if "target_kind" not in timed:  # a latency.json from before it was recorded: channels
-        timed = timed.assign(target_kind="channels")
+    # a latency.json from before the kind was recorded: channels
+    kinds = timed["target_kind"] if "target_kind" in timed else None
+    timed = timed.assign(target_kind="channels" if kinds is None else kinds.fillna("channels"))
     by_epochs = "epochs" in timed.columns and timed["epochs"].nunique() > 1
     keys = ["target_kind", "target_ranking"] + (["epochs"] if by_epochs else [])
     for key, runs in timed.groupby(keys, sort=False):

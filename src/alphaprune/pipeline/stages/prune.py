@@ -213,9 +213,10 @@ def _fingerprint(
     """What a checkpoint must match to be resumed: recipe, seed, teacher, data, the latency
     table it planned from, the code this stage runs (a change to that code reruns the stage,
     and resuming would keep the old code's α > 0 phase; an edit to code the stage does not run,
-    e.g. the plots, keeps the checkpoint), and for `blocks` the blocks chosen (measured on the
-    device: a near-tie that another device breaks otherwise builds another student, whose
-    weights the checkpoint's would not fit; it starts over instead)."""
+    e.g. the plots, keeps the checkpoint), and the blocks dropped and channels removed (chosen
+    on the device: a near-tie that another device breaks otherwise builds another student, whose
+    weights the checkpoint's would not fit, or whose channels its masks would not name; it
+    starts over instead)."""
     blob = json.dumps(
         [
             cfg.model_dump(),
@@ -225,6 +226,11 @@ def _fingerprint(
             code_digest("prune"),
             *([table.to_dict()] if table is not None else []),
             *([plan.dropped_blocks] if plan is not None and plan.kind in DROPPING else []),
+            *(
+                [{root: list(map(int, idxs)) for root, idxs in plan.removed.items()}]
+                if plan is not None and plan.kind in NARROWING
+                else []
+            ),
         ],
         sort_keys=True,
     )
