@@ -19,6 +19,7 @@ from alphaprune.budget.allocator import allocate
 from alphaprune.budget.latency_table import LatencyTable
 from alphaprune.budget.layer_times import Layer
 from alphaprune.budget.plan import BudgetError
+from alphaprune.budget.table_views import named_as, without
 from alphaprune.costs import count_macs, layer_positions
 from alphaprune.models import build_model
 from alphaprune.student import make_student
@@ -193,16 +194,16 @@ def test_a_table_renamed_to_a_groups_new_root_predicts_as_before():
     what it predicted for the old."""
     teacher = _resnet20()
     table, _ = _stand_in_table(teacher)
-    without = drop(copy.deepcopy(teacher), ["layer2.0"])
-    groups, _ = channels.channel_groups(without, X[:2], ["linear"])
-    renamed = table.named_as(groups)
+    model = drop(copy.deepcopy(teacher), ["layer2.0"])
+    groups, _ = channels.channel_groups(model, X[:2], ["linear"])
+    renamed = named_as(table, groups)
     assert "layer2.0.conv2" in table.widths and "layer2.0.conv2" not in renamed.widths
     assert renamed.widths["layer2.1.conv2"] == table.widths["layer2.0.conv2"] == 32
     assert renamed.predict({"layer2.1.conv2": 16}) == table.predict({"layer2.0.conv2": 16})
-    assert table.named_as([g for g in groups if g.root in table.widths]) is table
+    assert named_as(table, [g for g in groups if g.root in table.widths]) is table
     # the view without layer2.0's layers: a group's time and saving are from its base, the model
     # without them, not from the teacher's
-    view = renamed.without(["layer2.0.conv1", "layer2.0.conv2"])
+    view = without(renamed, ["layer2.0.conv1", "layer2.0.conv2"])
     assert view.base_ms == view.predict({}) < table.full_ms
     assert view.group_ms("layer2.1.conv2", 32) == view.base_ms
     saved = view.base_ms - view.predict({"layer2.1.conv2": 16})

@@ -6,7 +6,7 @@ first, the damage measured again after each choice). For each number k of them d
 the first, the first two, ..., up to as many as meet the budget alone), the channels of the
 model left are planned for the rest of the budget as `budget.channels` plans them (for target
 latency, from the teacher's table with the dropped blocks' layers taking no time:
-`LatencyTable.without`). Every split meets the same budget; the plan is the split whose one-shot
+`table_views.without`). Every split meets the same budget; the plan is the split whose one-shot
 student (the blocks dropped, the channels removed) moves the logits least on the calibration
 batch, ``mean((z' − z)²) / var(z)``: the currency blocks are already chosen in, so a block is
 weighed against the channels that would save as much.
@@ -31,6 +31,7 @@ from alphaprune.branches.base import count_params
 from alphaprune.budget import blocks, channels
 from alphaprune.budget.latency_table import LatencyTable
 from alphaprune.budget.plan import BudgetError, LayerPlan, Plan, Units, Unreachable, candidates
+from alphaprune.budget.table_views import without
 from alphaprune.costs import layer_positions
 
 KIND = "blocks+channels"
@@ -72,7 +73,7 @@ def allocate(
         if table is None:
             raise BudgetError("target 'latency' needs a latency table (`alphaprune table`)")
         need = units.amount * table.full_ms
-        savings = {n: table.full_ms - table.without(layers_of[n]).predict({}) for n in plans}
+        savings = {n: table.full_ms - without(table, layers_of[n]).base_ms for n in plans}
     else:
         need = units.need
         savings = {n: float(units.saving(lp)) for n, lp in plans.items()}
@@ -157,7 +158,7 @@ def _channels(
         exclude = [p for p in exclude if fnmatch.filter(order, p)]
     _, excluded = candidates(model_k, exclude, order)
     if units.target == "latency":
-        table = table.without(n for lp in dropped for n in layers_of[lp.name])
+        table = without(table, (n for lp in dropped for n in layers_of[lp.name]))
         units_k = dataclasses.replace(units, kind="channels", positions=positions)
         return channels.allocate(model_k, example, excluded, units_k, round_to, table, ranking)
     params = count_params(model_k)
@@ -185,20 +186,8 @@ def _joined(
     if plan_k is not None:
         latency = dict(plan_k.latency)
     elif table is not None:  # blocks alone: the table's view without them
-        view = table.without(n for lp in dropped for n in layers_of[lp.name])
-        latency = {
-            "ranking": ranking,
-            "engine": table.engine,
-            "batch": table.batch,
-            "threads": table.threads,
-            "machine_cpu": table.conditions.get("machine_cpu"),
-            "teacher_ms": table.full_ms,
-            "student_ms": view.predict({}),
-            "groups_ms": {},
-            "table_check_error": table.check_error(),
-            "table_fixed": table.fixed,
-            "table_check": table.check_note(),
-        }
+        view = without(table, (n for lp in dropped for n in layers_of[lp.name]))
+        latency = channels.prediction(view, {}, ranking)
     if latency:
         latency["blocks"] = [lp.name for lp in dropped]
     return dataclasses.replace(

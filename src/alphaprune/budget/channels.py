@@ -15,6 +15,7 @@ from alphaprune.budget.channel_costs import Counter
 from alphaprune.budget.latency import knapsack
 from alphaprune.budget.latency_table import LatencyTable
 from alphaprune.budget.plan import BudgetError, LayerPlan, Plan, Units, Unreachable
+from alphaprune.budget.table_views import named_as
 from alphaprune.channels import ChannelGroup, channel_groups
 
 # how a latency target chooses channels: the knapsack on Torch-Pruning's normalised importance
@@ -61,7 +62,7 @@ def _for_latency(groups, units: Units, table: LatencyTable | None, ranking: str)
         raise BudgetError(f"ranking must be one of {', '.join(RANKINGS)}, got {ranking!r}")
     if table is None:
         raise BudgetError("target 'latency' needs a latency table (`alphaprune table`)")
-    table = table.named_as(groups)  # a root dropped with its block: another layer names it
+    table = named_as(table, groups)  # a root dropped with its block: another layer names it
     unknown = [g.root for g in groups if g.root not in table.widths]
     if unknown:
         raise BudgetError(
@@ -103,7 +104,13 @@ def _for_latency(groups, units: Units, table: LatencyTable | None, ranking: str)
         )
     by_root = {g.root: g for g in groups}
     removed = {r: _least_important(by_root[r], by_root[r].width - k) for r, k in kept.items()}
-    predicted = {
+    return removed, prediction(table, kept, ranking)
+
+
+def prediction(table: LatencyTable, kept: dict[str, int], ranking: str) -> dict:
+    """What a latency plan records of its table: the engine, the teacher's and the student's
+    time (each group `root` keeping `kept[root]` channels), each narrowed group's, the check."""
+    return {
         "ranking": ranking,
         "engine": table.engine,
         "batch": table.batch,
@@ -116,7 +123,6 @@ def _for_latency(groups, units: Units, table: LatencyTable | None, ranking: str)
         "table_fixed": table.fixed,  # the share of the time taken not to shrink (per layer)
         "table_check": table.check_note(),
     }
-    return removed, predicted
 
 
 def _all_but_blocks(groups, round_to: int) -> dict[str, int]:

@@ -36,13 +36,11 @@ drawn at random (docs/benchmarks.md, *The table's calibration*).
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import functools
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from alphaprune.budget.layer_times import Layer
 from alphaprune.budget.plan import BudgetError
@@ -102,8 +100,8 @@ class LatencyTable:
     # per layer: plans timed whole that fix how much of the model's time does not shrink with
     # its layers (`fixed`); the check is then another plan
     calibration: tuple[Check, ...] = ()
-    # per layer: the layers of the blocks a plan drops (`without`), which take no time in its
-    # prediction; a plan's view of the table, not written to its file
+    # per layer: the layers of the blocks a plan drops (`table_views.without`), which take no
+    # time in its prediction; a plan's view of the table, not written to its file
     dropped: frozenset[str] = frozenset()
 
     @property
@@ -161,8 +159,8 @@ class LatencyTable:
 
     def group_ms(self, root: str, kept: int) -> float:
         """The model's time with group `root` alone at `kept` channels: measured, or linear
-        between the two measured widths around it (per layer: predicted; in a view `without`
-        layers, with them gone too)."""
+        between the two measured widths around it (per layer: predicted; in a view without some
+        layers, `table_views.without`, with them gone too)."""
         if kept >= self.widths[root]:
             return self.base_ms
         if self.layers:
@@ -220,65 +218,6 @@ class LatencyTable:
             if layer.name not in dropped
         )
         return student / self._teacher_layers_ms
-
-    def without(self, layers: Iterable[str]) -> LatencyTable:
-        """The table's view of the model with `layers` gone (a dropped block's): they take no
-        time; the rest of the teacher's time (`fixed`, the engine's per-operator overheads) is
-        taken to stay, so a dropped block's saving is predicted low, if anything. Per layer
-        only."""
-        layers = frozenset(layers)
-        if not self.layers:
-            raise BudgetError(
-                "dropping blocks for a latency target needs a table per layer (latency.table.per: "
-                "layer): a table per group times no layer alone"
-            )
-        unknown = layers - {layer.name for layer in self.layers}
-        if unknown:
-            raise BudgetError(
-                f"the latency table has no timings for the layers {', '.join(sorted(unknown))}: "
-                "it was measured on another model; measure it again"
-            )
-        return dataclasses.replace(self, dropped=self.dropped | layers)
-
-    def named_as(self, groups: Iterable) -> LatencyTable:
-        """The table with its groups named by the roots `groups` (`channels.ChannelGroup`s of
-        the model planned on) give them: where a block is dropped before the channels are
-        planned, a group's root (the first layer writing its channels) can go with it, and
-        the group is named by another of its layers. Matched by a layer that writes the group's
-        channels in both; a group matched to none keeps its name (and is refused as unknown)."""
-        writes = {layer.name: layer.writes for layer in self.layers}
-        rename: dict[str, str] = {}
-        for g in groups:
-            if g.root in self.widths:
-                continue
-            roots = {r for m in g.members if m.writes for r in writes.get(m.module, {})}
-            if len(roots) == 1 and (root := roots.pop()) not in rename:
-                rename[root] = g.root
-        if not rename:
-            return self
-
-        def named(d: Mapping[str, Any]) -> dict[str, Any]:
-            return {rename.get(r, r): v for r, v in d.items()}
-
-        def plan(c: Check | None) -> Check | None:
-            return None if c is None else dataclasses.replace(c, kept=named(c.kept))
-
-        return dataclasses.replace(
-            self,
-            widths=named(self.widths),
-            groups=named(self.groups),
-            spread=named(self.spread),
-            layers=tuple(
-                dataclasses.replace(layer, reads=named(layer.reads), writes=named(layer.writes))
-                for layer in self.layers
-            ),
-            pairs=tuple(
-                dataclasses.replace(p, groups=tuple(rename.get(r, r) for r in p.groups))
-                for p in self.pairs
-            ),
-            check=plan(self.check),
-            calibration=tuple(plan(c) for c in self.calibration),
-        )
 
     @functools.cached_property
     def _teacher_layers_ms(self) -> float:
