@@ -13,9 +13,10 @@ import re
 import pytest
 import torch
 
+from alphaprune.branches.base import count_params
 from alphaprune.budget.allocator import allocate
 from alphaprune.budget.plan import BudgetError
-from alphaprune.modelfile import recipe_for, save_model
+from alphaprune.modelfile import recipe_for, save_model, with_plan
 from alphaprune.models import build_model
 from alphaprune.pipeline.cli import main
 from alphaprune.pipeline.deploy import table as table_module
@@ -136,3 +137,73 @@ def test_match_finds_the_amount_whose_student_takes_the_reference_s_time(
     assert main([*args, "--exclude", "fc", "--tolerance", "0.01"]) == 2
     said = capsys.readouterr().err
     assert "not within --tolerance 0.01 after" in said and "the nearest, global at amount" in said
+
+
+def _stand_in_table(model, shape, example):
+    """A table per layer of `model` whose every layer takes inputs x outputs x positions x 1e-6
+    ms (no model is timed)."""
+    from alphaprune import channels
+    from alphaprune.budget.latency_table import LatencyTable
+    from alphaprune.budget.layer_times import Layer
+    from alphaprune.costs import layer_positions
+    from alphaprune.pipeline.deploy.layer_grids import layer_grids
+
+    groups, _ = channels.channel_groups(model, example, ["linear"])
+    positions = layer_positions(model, example[:1])
+    grids, _ = layer_grids(model, shape, groups, 8, 64)
+    layers = tuple(
+        Layer(**spec, ms={(i, o): 1e-6 * i * o * positions[spec["name"]] for i, o in grid})
+        for spec, grid in grids
+    )
+    full = sum(layer.at(layer.inputs, layer.outputs) for layer in layers)
+    widths = {g.root: g.width for g in groups}
+    return LatencyTable("stand-in", 64, 1, 8, full, widths, {}, layers=layers)
+
+
+def test_match_takes_a_saved_student_of_any_kind_for_the_reference(tmp_path, monkeypatch, capsys):
+    """--student: a block student a prune saved (ResNet-20, blocks dropped) is the reference,
+    timed as it is; Torch-Pruning's amount is searched until its student takes that time (here
+    each model's time is its parameter count, which moves 5-6% a block of 8 channels)."""
+    from alphaprune import blend
+    from alphaprune.student import make_student
+
+    monkeypatch.setattr(turns_module, "timed_in_turns", _params_as_ms)
+    torch.manual_seed(0)
+    shape = (3, 32, 32)
+    model = build_model("resnet20", 10, in_channels=3, image_size=32)
+    model.train()(torch.randn(32, *shape))
+    model.eval()
+    example = torch.randn(16, *shape, generator=torch.Generator().manual_seed(1))
+    recipe = recipe_for("resnet20", 10, shape)
+    teacher = tmp_path / "teacher.pt"
+    save_model(teacher, model, recipe)
+    plan = allocate(model, "blocks", 0.3, example, ["linear"], target="params")
+    assert plan.dropped_blocks
+    student = make_student(model, plan, "pretrained")
+    blend.set_alpha(student, 0.0)
+    student = blend.collapse(student)
+    saved = tmp_path / "student.pt"
+    save_model(saved, student, with_plan(recipe, plan))
+    table = _stand_in_table(model, shape, example[:2])
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps(table.to_dict()))
+    args = ["match", "--teacher", str(teacher), "--table", str(path), "--exclude", "linear"]
+    assert main([*args, "--student", str(saved), "--tolerance", "0.06"]) == 0
+    said = capsys.readouterr().out
+    assert f"reference: {saved}: measured" in said and "matched:" in said
+    amount = float(re.search(r"ranking: global, amount: ([0-9.]+)\}", said).group(1))
+    planned = allocate(
+        model, "channels", amount, example[:2], ["linear"], 8, "latency", table=table,
+        ranking="global",
+    )  # fmt: skip
+    kept = {r: table.widths[r] - len(i) for r, i in planned.removed.items()}
+    theirs = _params_as_ms([narrowed(model, kept, example[:2])], shape)[0][0]
+    assert abs(theirs / count_params(student) - 1) <= 0.06  # blocks of 8 channels
+    # the reference is the student as it is: no ranking of its own, and a teacher is no student
+    assert main([*args, "--student", str(saved), "--ranking", "global"]) == 2
+    assert "--student is timed as it is" in capsys.readouterr().err
+    assert main([*args, "--student", str(teacher)]) == 2
+    assert "is a teacher (no layers pruned), not a student" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # one reference: a student, or an amount to plan one for
+        main([*args, "--student", str(saved), "--amount", "0.5"])
+    assert "argument --amount: not allowed with argument --student" in capsys.readouterr().err

@@ -1,15 +1,16 @@
 """`alphaprune match`: another ranking's amount whose student measures as fast as the product's.
 
 The product's channel student (`--ranking`, asked for `--amount` of the teacher's time in
-`--table`) is the reference; the other ranking's (`--against`, Torch-Pruning's `global` by
-default) amount is searched until its student, timed in turns with the reference in
-onnxruntime (the table's batch and threads), takes the same time within `--tolerance`
-(`alphaprune.pipeline.deploy.match`). It prints each try and the `amount` to give a variant of
-that ranking, so that accuracies are compared at equal measured speed; it ends with an error
-(exit 2) where no amount comes within the tolerance, naming the nearest. The amount holds for
-this table: one measured again plans both rankings anew. Students are timed with
-the teacher's first channels kept (weights do not change a dense layer's time); run it with
-nothing else running."""
+`--table`) is the reference, or a student a prune saved (`--student FILE`, of any branch kind:
+blocks, blocks+channels, ...), timed as it is; the other ranking's (`--against`,
+Torch-Pruning's `global` by default) amount is searched until its student, timed in turns
+with the reference in onnxruntime (the table's batch and threads), takes the same time within
+`--tolerance` (`alphaprune.pipeline.deploy.match`). It prints each try and the `amount` to give
+a variant of that ranking, so that accuracies are compared at equal measured speed; it ends
+with an error (exit 2) where no amount comes within the tolerance, naming the nearest. The
+amount holds for this table: one measured again plans both rankings anew. Planned students are
+timed with the teacher's first channels kept (weights do not change a dense layer's time); run
+it with nothing else running."""
 
 from __future__ import annotations
 
@@ -25,13 +26,22 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--table", type=Path, required=True, metavar="FILE", help="`alphaprune table`'s file"
     )
-    p.add_argument(
-        "--amount", type=float, required=True, help="the reference's target: its time removed"
+    reference = p.add_mutually_exclusive_group(required=True)
+    reference.add_argument(
+        "--amount",
+        type=float,
+        help="the reference: the channel student planned for this share of the time removed",
+    )
+    reference.add_argument(
+        "--student",
+        type=Path,
+        metavar="FILE",
+        help="the reference: this student of --teacher (a prune's student.pt), timed as it is",
     )
     p.add_argument(
         "--ranking",
         choices=RANKINGS,
-        help="the reference's ranking (default: the product's, knapsack_summed)",
+        help="with --amount, the reference's ranking (default: the product's, knapsack_summed)",
     )
     p.add_argument("--against", choices=RANKINGS, default="global", help="(default: global)")
     p.add_argument("--exclude", nargs="*", default=None, help="as the variants' prune.exclude")
@@ -55,10 +65,12 @@ def run(args) -> None:
     from alphaprune.pipeline.deploy.turns import measured_fractions
 
     ranking = args.ranking or DEFAULT_RANKING
-    if ranking == args.against:
+    if args.student is not None and args.ranking is not None:
+        raise ConfigError("--ranking: the reference's, with --amount; --student is timed as it is")
+    if args.student is None and ranking == args.against:
         raise ConfigError(f"--against {args.against}: the reference's ranking already")
     for flag, ok, what in (
-        ("amount", 0 < args.amount <= HIGHEST, f"in (0, {HIGHEST}]"),
+        ("amount", args.amount is None or 0 < args.amount <= HIGHEST, f"in (0, {HIGHEST}]"),
         ("seconds", args.seconds > 0, "above 0"),
         ("rounds", args.rounds >= 1, "at least 1"),
         ("steps", args.steps >= 1, "at least 1"),
@@ -87,12 +99,22 @@ def run(args) -> None:
         "seconds": args.seconds,
         "rounds": args.rounds,
     }
-    reference, predicted = plan(args.amount, ranking)
-    speedup = 1 / measured_fractions(model, shape, [reference], **timing)[0]
-    print(
-        f"reference: {ranking} at amount {args.amount}: predicted {predicted:.2f}x, measured "
-        f"{speedup:.2f}x ({table.engine}, batch {table.batch}, {table.threads} thread(s))"
-    )
+    engine = f"{table.engine}, batch {table.batch}, {table.threads} thread(s)"
+    if args.student is None:
+        start = args.amount
+        reference, predicted = plan(args.amount, ranking)
+        speedup = 1 / measured_fractions(model, shape, [reference], **timing)[0]
+        print(
+            f"reference: {ranking} at amount {args.amount}: predicted {predicted:.2f}x, "
+            f"measured {speedup:.2f}x ({engine})"
+        )
+    else:
+        reference = _student(args.student, args.teacher, recipe)
+        fraction = measured_fractions(model, shape, [reference], **timing)[0]
+        speedup = 1 / fraction
+        # the search starts where a time proportional to what the plan keeps would match
+        start = round(min(max(1 - fraction, 0.01), HIGHEST), 4)
+        print(f"reference: {args.student}: measured {speedup:.2f}x ({engine})")
 
     def ratio_at(amount: float) -> float | None:
         try:
@@ -108,7 +130,7 @@ def run(args) -> None:
         )
         return ratio
 
-    found = search(ratio_at, args.amount, tolerance=args.tolerance, most=args.steps)
+    found = search(ratio_at, start, tolerance=args.tolerance, most=args.steps)
     if not found.converged:
         raise BudgetError(
             f"not within --tolerance {args.tolerance} after {len(found.steps)} tries: the "
@@ -123,3 +145,18 @@ def run(args) -> None:
         f"({table.full_ms:.3f} ms, fixed share {table.fixed:.3f}); a table measured again "
         "plans both anew: match again"
     )
+
+
+def _student(path: Path, teacher_path: Path, teacher_recipe: dict):
+    """The student in `path`, refused where it is not a student of the teacher's model."""
+    from alphaprune.loading import load_model
+
+    student, recipe = load_model(path)
+    if not recipe.get("layers"):
+        raise ConfigError(f"--student: {path} is a teacher (no layers pruned), not a student")
+    if recipe["model"] != teacher_recipe["model"]:
+        raise ConfigError(
+            f"--student: {path} is a student of {recipe['model']}, and --teacher "
+            f"{teacher_path} is {teacher_recipe['model']}"
+        )
+    return student.eval()

@@ -50,9 +50,9 @@ def timed_in_turns(
 def measured_fractions(
     model: nn.Module,
     shape: tuple[int, ...],
-    allocations: list[Mapping[str, int]],
+    allocations: list[Mapping[str, int] | nn.Module],
     *,
-    reference: Mapping[str, int] | None = None,
+    reference: Mapping[str, int] | nn.Module | None = None,
     batch: int = 64,
     threads: int = 1,
     seconds: float = 0.1,
@@ -61,10 +61,18 @@ def measured_fractions(
     """For each allocation (group root -> kept width; the first channels kept), its student's
     time as a fraction of the `reference` allocation's student (None: the teacher): the median
     over rounds of the student's ms ÷ the reference's in that round, all timed in turns. Against
-    the teacher, what `LatencyTable.predict(kept) / full_ms` predicts."""
+    the teacher, what `LatencyTable.predict(kept) / full_ms` predicts. An allocation or the
+    reference may instead be a model, a student built already (say, one a prune saved), timed as
+    it is."""
     model = copy.deepcopy(model).eval()
     example = torch.zeros(2, *shape)
-    base = model if reference is None else narrowed(model, dict(reference), example)
-    students = [narrowed(model, dict(kept), example) for kept in allocations]
+
+    def built(kept: Mapping[str, int] | nn.Module) -> nn.Module:
+        if isinstance(kept, nn.Module):
+            return copy.deepcopy(kept).eval()
+        return narrowed(model, dict(kept), example)
+
+    base = model if reference is None else built(reference)
+    students = [built(kept) for kept in allocations]
     ref, *times = timed_in_turns([base, *students], shape, batch, threads, seconds, rounds)
     return [statistics.median(s / r for s, r in zip(ts, ref, strict=True)) for ts in times]
