@@ -100,14 +100,20 @@ def kept_whole(block: Block, exclude: list[str] | None) -> bool:
 
 
 def check_patterns(model: nn.Module, found: list[Block], exclude: list[str] | None) -> None:
-    """A pattern that names no block and no layer is a typo: refused, as every kind does."""
-    names = [b.name for b in found] + [n for n, _ in model.named_modules() if n]
+    """A pattern that names nothing the plan acts on is refused, as every kind does: a block,
+    a module of a block's residual (which keeps that block whole), or a Conv2d or Linear layer
+    (whose channels kind `blocks+channels` keeps). A container of blocks (a stage, `layer1`)
+    names none of them: its blocks are `layer1.*`."""
+    names = [b.name for b in found] + [n for b in found for n in b.residual]
+    names += [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     unmatched = [p for p in exclude or [] if not fnmatch.filter(names, p)]
     if unmatched:
         shown = ", ".join(b.name for b in found[:6]) + (", ..." if len(found) > 6 else "")
+        stages = sorted({p for p in unmatched if any(b.name.startswith(f"{p}.") for b in found)})
+        hint = "".join(f"; {p!r} holds blocks: name them {p + '.*'!r}" for p in stages)
         raise BudgetError(
             f"exclude: {', '.join(map(repr, unmatched))} matches no block or layer (glob over "
-            f"names such as {shown}; `alphaprune plan --branch blocks` lists them)"
+            f"names such as {shown}; `alphaprune plan --branch blocks` lists them){hint}"
         )
 
 
