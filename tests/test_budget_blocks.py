@@ -78,16 +78,14 @@ def test_excluded_blocks_are_kept():
 
 
 def test_a_mistyped_exclude_is_refused():
-    with pytest.raises(BudgetError, match=r"exclude: 'layr3\.\*' matches no block or layer"):
+    with pytest.raises(BudgetError, match=r"exclude: 'layr3\.\*' matches no block, no layer"):
         allocate(_resnet20(), "blocks", 0.2, X, exclude=["layr3.*"])
 
 
 @pytest.mark.parametrize("kind", ["blocks", "blocks+channels"])
 def test_a_stage_named_as_a_whole_is_refused_with_its_blocks_pattern(kind):
     """`layer1` is a container of blocks, neither a block nor a layer: it kept nothing (every
-    block of the stage could still go), so it is refused, naming the pattern that keeps them."""
-    with pytest.raises(BudgetError, match=r"'layer1' holds blocks: name them 'layer1\.\*'"):
+    block of the stage could still go), so it is refused, naming the patterns that keep them."""
+    with pytest.raises(BudgetError, match=r"'layer1' holds blocks: 'layer1\.\*' keeps them"):
         allocate(_resnet20(), kind, 0.2, X, exclude=["linear", "layer1"])
-    plan = allocate(_resnet20(), kind, 0.2, X, exclude=["linear", "layer1.*"])
-    assert {"layer1.0", "layer1.1", "layer1.2"} <= set(plan.excluded)
-    assert not set(plan.dropped_blocks) & {"layer1.0", "layer1.1", "layer1.2"}
+    # the patterns it names are taken (test_excluded_blocks_are_kept: they keep the blocks)

@@ -66,6 +66,12 @@ def with_plan(recipe: dict[str, Any], plan, narrowing: list[dict] | None = None)
     return {**recipe, "layers": layers, "plan": plan.to_dict()}
 
 
+def is_student(recipe: dict[str, Any]) -> bool:
+    """Whether a model file's recipe is a student's: branches in `layers`, blocks dropped, or
+    channels narrowed (a narrowed channel student has no `layers`, only its `narrowing`)."""
+    return bool(recipe.get("layers") or recipe.get("narrowing"))
+
+
 def save_model(path: str | Path, model: nn.Module, recipe: dict[str, Any]) -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     for name, module in model.named_modules():

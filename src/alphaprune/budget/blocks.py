@@ -100,20 +100,28 @@ def kept_whole(block: Block, exclude: list[str] | None) -> bool:
 
 
 def check_patterns(model: nn.Module, found: list[Block], exclude: list[str] | None) -> None:
-    """A pattern that names nothing the plan acts on is refused, as every kind does: a block,
-    a module of a block's residual (which keeps that block whole), or a Conv2d or Linear layer
-    (whose channels kind `blocks+channels` keeps). A container of blocks (a stage, `layer1`)
-    names none of them: its blocks are `layer1.*`."""
+    """A pattern that names nothing a plan may act on is refused, as every kind does. Accepted:
+    a block or a module of a block's residual (either keeps that block whole), and any Conv2d
+    or Linear layer (kind `blocks+channels` keeps its channels; kind `blocks` has nothing to do
+    with one outside a residual, such as the classifier, which presets exclude for every kind).
+    A container of blocks (a stage, `layer1`) names none of them: name its blocks, or `layer1.*`,
+    which also keeps their layers' channels."""
     names = [b.name for b in found] + [n for b in found for n in b.residual]
     names += [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     unmatched = [p for p in exclude or [] if not fnmatch.filter(names, p)]
     if unmatched:
         shown = ", ".join(b.name for b in found[:6]) + (", ..." if len(found) > 6 else "")
         stages = sorted({p for p in unmatched if any(b.name.startswith(f"{p}.") for b in found)})
-        hint = "".join(f"; {p!r} holds blocks: name them {p + '.*'!r}" for p in stages)
+        hint = "".join(
+            f"; {p!r} holds blocks: {p + '.*'!r} keeps them whole and their layers' channels, "
+            f"naming them ({', '.join(b.name for b in found if b.name.startswith(p + '.'))}) "
+            "the blocks alone"
+            for p in stages
+        )
         raise BudgetError(
-            f"exclude: {', '.join(map(repr, unmatched))} matches no block or layer (glob over "
-            f"names such as {shown}; `alphaprune plan --branch blocks` lists them){hint}"
+            f"exclude: {', '.join(map(repr, unmatched))} matches no block, no layer of a "
+            f"block's residual and no Conv2d/Linear layer (glob over names such as {shown}; "
+            f"`alphaprune plan --branch blocks` lists them){hint}"
         )
 
 

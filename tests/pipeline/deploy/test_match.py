@@ -161,10 +161,11 @@ def _stand_in_table(model, shape, example):
 
 
 def test_match_takes_a_saved_student_of_any_kind_for_the_reference(tmp_path, monkeypatch, capsys):
-    """--student: a block student a prune saved (ResNet-20, blocks dropped) is the reference,
-    timed as it is; Torch-Pruning's amount is searched until its student takes that time (here
-    each model's time is its parameter count, which moves 5-6% a block of 8 channels)."""
-    from alphaprune import blend
+    """--student: a block student a prune saved (ResNet-20, blocks dropped), or a channel student
+    (saved narrowed), is the reference, timed as it is; Torch-Pruning's amount is searched until
+    its student takes that time (here each model's time is its parameter count, which moves
+    5-6% a block of 8 channels)."""
+    from alphaprune import blend, channels
     from alphaprune.student import make_student
 
     monkeypatch.setattr(turns_module, "timed_in_turns", _params_as_ms)
@@ -203,7 +204,25 @@ def test_match_takes_a_saved_student_of_any_kind_for_the_reference(tmp_path, mon
     assert main([*args, "--student", str(saved), "--ranking", "global"]) == 2
     assert "--student is timed as it is" in capsys.readouterr().err
     assert main([*args, "--student", str(teacher)]) == 2
-    assert "is a teacher (no layers pruned), not a student" in capsys.readouterr().err
+    assert "is a teacher (nothing pruned), not a student" in capsys.readouterr().err
+    other = tmp_path / "other.pt"  # the same weights, recorded for 64x64 inputs
+    save_model(other, student, with_plan(recipe_for("resnet20", 10, (3, 64, 64)), plan))
+    assert main([*args, "--student", str(other)]) == 2
+    assert "is a student of resnet20 (10 classes, input 3x64x64)" in capsys.readouterr().err
+    # a channel student is saved narrowed, its `layers` empty: a student all the same
+    cut = allocate(model, "channels", 0.4, example[:2], ["linear"], 8, "params")
+    narrow = make_student(model, cut, "pretrained")
+    blend.set_alpha(narrow, 0.0)
+    narrow = blend.collapse(narrow)
+    record = channels.narrow_student(narrow, cut.removed, example[:1])
+    saved = tmp_path / "channels.pt"
+    save_model(saved, narrow, with_plan(recipe, cut, record))
+    assert main([*args, "--student", str(saved), "--tolerance", "0.06"]) == 0
+    assert f"reference: {saved}: measured" in capsys.readouterr().out
+    assert main(["match", "--teacher", str(saved), "--table", str(path), "--amount", "0.4"]) == 2
+    assert "is a student, not a teacher" in capsys.readouterr().err
+    assert main(["plan", "--teacher", str(saved), "--branch", "channels"]) == 2
+    assert "is a student, not a teacher" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # one reference: a student, or an amount to plan one for
         main([*args, "--student", str(saved), "--amount", "0.5"])
     assert "argument --amount: not allowed with argument --student" in capsys.readouterr().err

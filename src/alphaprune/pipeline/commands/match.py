@@ -61,6 +61,7 @@ def run(args) -> None:
     from alphaprune.budget.latency_table import LatencyTable
     from alphaprune.budget.plan import BudgetError
     from alphaprune.loading import load_model
+    from alphaprune.modelfile import is_student
     from alphaprune.pipeline.deploy.match import HIGHEST, search
     from alphaprune.pipeline.deploy.turns import measured_fractions
 
@@ -79,7 +80,7 @@ def run(args) -> None:
         if not ok:
             raise ConfigError(f"--{flag}: {what}, got {getattr(args, flag)}")
     model, recipe = load_model(args.teacher)
-    if recipe.get("layers"):
+    if is_student(recipe):
         raise ConfigError(f"--teacher: {args.teacher} is a student, not a teacher")
     table = LatencyTable.from_file(args.table)
     shape = tuple(recipe["model"]["shape"])
@@ -150,13 +151,19 @@ def run(args) -> None:
 def _student(path: Path, teacher_path: Path, teacher_recipe: dict):
     """The student in `path`, refused where it is not a student of the teacher's model."""
     from alphaprune.loading import load_model
+    from alphaprune.modelfile import is_student
 
     student, recipe = load_model(path)
-    if not recipe.get("layers"):
-        raise ConfigError(f"--student: {path} is a teacher (no layers pruned), not a student")
+    if not is_student(recipe):
+        raise ConfigError(f"--student: {path} is a teacher (nothing pruned), not a student")
+
+    def named(model: dict) -> str:
+        shape = "x".join(map(str, model["shape"]))
+        return f"{model['name']} ({model['num_classes']} classes, input {shape})"
+
     if recipe["model"] != teacher_recipe["model"]:
         raise ConfigError(
-            f"--student: {path} is a student of {recipe['model']}, and --teacher "
-            f"{teacher_path} is {teacher_recipe['model']}"
+            f"--student: {path} is a student of {named(recipe['model'])}, and --teacher "
+            f"{teacher_path} is {named(teacher_recipe['model'])}"
         )
     return student.eval()

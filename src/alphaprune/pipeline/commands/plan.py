@@ -18,6 +18,7 @@ from alphaprune.budget.channels import DEFAULT_RANKING
 from alphaprune.budget.latency_table import LatencyTable
 from alphaprune.budget.plan import DROPPING
 from alphaprune.loading import load_model
+from alphaprune.modelfile import is_student
 from alphaprune.models import build_model
 from alphaprune.pipeline.params.base import ConfigError
 from alphaprune.pipeline.params.recipe import PruneConfig
@@ -85,7 +86,7 @@ def _model(args) -> tuple[torch.nn.Module, tuple[int, int, int], str]:
     """The model to plan on, its input shape, and what its weights are (for the table)."""
     if args.teacher is not None:
         model, recipe = load_model(args.teacher)
-        if recipe.get("layers"):
+        if is_student(recipe):
             raise ConfigError(f"--teacher: {args.teacher} is a student, not a teacher")
         return model, tuple(recipe["model"]["shape"]), f"the trained teacher {args.teacher}"
     if args.model is None:
