@@ -26,6 +26,7 @@ STACKS = {
     "front": ["cifar10-cpu", "cifar10-front"],
     "blocks": ["cifar10-cpu", "cifar10-blocks"],
     "speed": ["cifar10-cpu", "cifar10-speed"],
+    "vgg11-speed": ["cifar10-cpu", "cifar10-vgg11-speed"],
 }
 
 
