@@ -16,13 +16,12 @@ from alphaprune import blend, channels
 from alphaprune.blocks import drop
 from alphaprune.branches.base import count_params
 from alphaprune.budget.allocator import allocate
-from alphaprune.budget.latency_table import LatencyTable
-from alphaprune.budget.layer_times import Layer
 from alphaprune.budget.plan import BudgetError
 from alphaprune.budget.table_views import named_as, without
-from alphaprune.costs import count_macs, layer_positions
+from alphaprune.costs import count_macs
 from alphaprune.models import build_model
 from alphaprune.student import make_student
+from stand_in_tables import MS_PER_MAC, stand_in_table
 
 KIND = "blocks+channels"
 X = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(1))
@@ -145,27 +144,9 @@ def _assert_fades_to_the_student(teacher, plan, tmp_path) -> None:
     np.testing.assert_allclose(theirs, loaded(x).detach().numpy(), rtol=1e-4, atol=1e-4)
 
 
-def _stand_in_table(model) -> tuple[LatencyTable, dict[str, int]]:
-    """A table per layer of `model` whose every layer takes inputs x outputs x positions x 1e-6
-    ms (bilinear, so the grid interpolates it exactly), the whole model the sum of its layers
-    (nothing fixed): a student's exact time is then that sum over the layers it has."""
-    from alphaprune.pipeline.deploy.layer_grids import layer_grids
-
-    groups, _ = channels.channel_groups(model, X[:2], ["linear"])
-    positions = layer_positions(model, X[:1])
-    grids, _ = layer_grids(model, (3, 32, 32), groups, 8, 64)
-    layers = tuple(
-        Layer(**spec, ms={(i, o): 1e-6 * i * o * positions[spec["name"]] for i, o in grid})
-        for spec, grid in grids
-    )
-    full = sum(layer.at(layer.inputs, layer.outputs) for layer in layers)
-    widths = {g.root: g.width for g in groups}
-    return LatencyTable("stand-in", 64, 1, 8, full, widths, {}, layers=layers), positions
-
-
 def _exact_ms(student, positions: dict[str, int]) -> float:
     return sum(
-        1e-6 * m.weight.shape[0] * m.weight.shape[1] * positions[n]
+        MS_PER_MAC * m.weight.shape[0] * m.weight.shape[1] * positions[n]
         for n, m in student.named_modules()
         if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)
     )
@@ -178,7 +159,7 @@ def test_a_latency_plan_predicts_the_time_of_the_student_it_builds(amount):
     dropped block, layer2.0's stream, is found under its new root), and within the budget.
     Three zero-residual blocks make the split drop them, layer2.0 among them."""
     teacher = _resnet20(zeroed=("layer1.0", "layer2.0", "layer3.0"))
-    table, positions = _stand_in_table(teacher)
+    table, positions = stand_in_table(teacher, X, ["linear"])
     plan = allocate(teacher, KIND, amount, X, ["linear"], 8, "latency", table=table)
     assert {"layer1.0", "layer2.0", "layer3.0"} <= set(plan.dropped_blocks)
     assert "layer2.0.conv2" not in plan.removed  # the stream's root in the teacher, gone
@@ -193,7 +174,7 @@ def test_a_table_renamed_to_a_groups_new_root_predicts_as_before():
     layer2.1.conv2 names the group; the table named as the new groups predicts for the new name
     what it predicted for the old."""
     teacher = _resnet20()
-    table, _ = _stand_in_table(teacher)
+    table, _ = stand_in_table(teacher, X, ["linear"])
     model = drop(copy.deepcopy(teacher), ["layer2.0"])
     groups, _ = channels.channel_groups(model, X[:2], ["linear"])
     renamed = named_as(table, groups)
@@ -240,7 +221,7 @@ def test_a_table_of_another_model_is_refused_not_skipped_as_a_split_out_of_reach
     that is a bad table, not a split out of reach, so it is said, not silently passed over for
     blocks alone."""
     teacher = _resnet20()
-    table, _ = _stand_in_table(teacher)
+    table, _ = stand_in_table(teacher, X, ["linear"])
     other = dataclasses.replace(table, widths={**table.widths, "layer3.1.conv1": 48})
     with pytest.raises(BudgetError, match="widths of layer3.1.conv1 are not this model's"):
         allocate(teacher, KIND, 0.5, X, ["linear"], 8, "latency", table=other)

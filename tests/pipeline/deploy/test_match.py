@@ -24,6 +24,7 @@ from alphaprune.pipeline.deploy import turns as turns_module
 from alphaprune.pipeline.deploy.match import search
 from alphaprune.pipeline.deploy.table import measure_table
 from alphaprune.pipeline.deploy.turns import narrowed
+from stand_in_tables import stand_in_table
 
 
 def test_a_time_proportional_to_what_is_kept_is_matched_in_one_step():
@@ -139,27 +140,6 @@ def test_match_finds_the_amount_whose_student_takes_the_reference_s_time(
     assert "not within --tolerance 0.01 after" in said and "the nearest, global at amount" in said
 
 
-def _stand_in_table(model, shape, example):
-    """A table per layer of `model` whose every layer takes inputs x outputs x positions x 1e-6
-    ms (no model is timed)."""
-    from alphaprune import channels
-    from alphaprune.budget.latency_table import LatencyTable
-    from alphaprune.budget.layer_times import Layer
-    from alphaprune.costs import layer_positions
-    from alphaprune.pipeline.deploy.layer_grids import layer_grids
-
-    groups, _ = channels.channel_groups(model, example, ["linear"])
-    positions = layer_positions(model, example[:1])
-    grids, _ = layer_grids(model, shape, groups, 8, 64)
-    layers = tuple(
-        Layer(**spec, ms={(i, o): 1e-6 * i * o * positions[spec["name"]] for i, o in grid})
-        for spec, grid in grids
-    )
-    full = sum(layer.at(layer.inputs, layer.outputs) for layer in layers)
-    widths = {g.root: g.width for g in groups}
-    return LatencyTable("stand-in", 64, 1, 8, full, widths, {}, layers=layers)
-
-
 def test_match_takes_a_saved_student_of_any_kind_for_the_reference(tmp_path, monkeypatch, capsys):
     """--student: a block student a prune saved (ResNet-20, blocks dropped), or a channel student
     (saved narrowed), is the reference, timed as it is; Torch-Pruning's amount is searched until
@@ -185,7 +165,7 @@ def test_match_takes_a_saved_student_of_any_kind_for_the_reference(tmp_path, mon
     student = blend.collapse(student)
     saved = tmp_path / "student.pt"
     save_model(saved, student, with_plan(recipe, plan))
-    table = _stand_in_table(model, shape, example[:2])
+    table, _ = stand_in_table(model, example, ["linear"])
     path = tmp_path / "table.json"
     path.write_text(json.dumps(table.to_dict()))
     args = ["match", "--teacher", str(teacher), "--table", str(path), "--exclude", "linear"]
